@@ -1,0 +1,5 @@
+//! The sandboxed plugin runtime.
+
+pub mod bindings;
+pub mod engine;
+pub mod http;
