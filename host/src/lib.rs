@@ -1,4 +1,9 @@
 //! Switchboard: a self-hosted hub that syncs social conversations with helpdesk tickets through
 //! sandboxed WebAssembly connector plugins.
 
+pub mod cli;
+pub mod manifest;
+pub mod plugin_build;
+pub mod store;
 pub mod runtime;
+pub mod schedule;

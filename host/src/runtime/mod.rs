@@ -1,5 +1,457 @@
 //! The sandboxed plugin runtime.
+//!
+//! [`Runtime`] owns the wasmtime engine, the linker with the host interfaces, and the compile
+//! cache. [`Runtime::load`] turns wasm bytes into a [`Plugin`]: compiled (or taken from the
+//! cache), checked against a world of the contract, pre-instantiated, and described.
+//! [`Runtime::social`] / [`Runtime::helpdesk`] bind a plugin to one installation's settings and
+//! grants; every call on the result runs in a fresh instance with its own memory cap, deadline,
+//! HTTP policy and log budget, and a trap in one call never affects another.
 
 pub mod bindings;
+pub mod cache;
 pub mod engine;
 pub mod http;
+pub mod log;
+mod connector;
+mod state;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store, UpdateDeadline};
+
+pub use self::cache::CacheOutcome;
+pub use self::connector::{HelpdeskConnector, SocialConnector};
+use self::cache::ComponentCache;
+use self::engine::EngineLimits;
+use self::http::{Credential, HttpPolicy, HttpSender, OriginPattern};
+use self::log::{LogLimits, LogSink};
+use self::state::{MemoryLimiter, PluginState};
+use crate::manifest::{expand, CredentialPlacement, ManifestError, PluginKind, PluginManifest};
+
+/// Limits applied to every call of one installation.
+#[derive(Debug, Clone, Copy)]
+pub struct CallLimits {
+    /// CPU deadline of one call, enforced by epoch interruption; host calls (HTTP) count too.
+    pub deadline: Duration,
+    /// Cap on the instance's linear memory.
+    pub memory_bytes: usize,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        Self { deadline: Duration::from_secs(5), memory_bytes: 64 << 20 }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached.
+    pub cache_dir: PathBuf,
+    pub engine: EngineLimits,
+    /// Limits for installations that do not set their own.
+    pub default_limits: CallLimits,
+    /// Timeout of one outbound HTTP request.
+    pub http_timeout: Duration,
+    pub max_response_bytes: usize,
+    pub log: LogLimits,
+}
+
+impl RuntimeConfig {
+    pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            cache_dir: cache_dir.into(),
+            engine: EngineLimits::default(),
+            default_limits: CallLimits::default(),
+            http_timeout: Duration::from_secs(30),
+            max_response_bytes: 8 << 20,
+            log: LogLimits::default(),
+        }
+    }
+}
+
+/// Why a component could not be loaded as a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a valid wasm component: {0}")]
+    NotAComponent(String),
+    #[error("the component does not match the contract {contract}: {reason}", contract = bindings::CONTRACT)]
+    ContractMismatch { reason: String },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("the plugin's `describe` failed: {0}")]
+    Describe(CallError),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Why a call to a plugin failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The plugin ran and returned its typed error.
+    #[error("{}", connector::describe_error(.0))]
+    Connector(bindings::types::ConnectorError),
+    #[error("the call exceeded its deadline of {} ms and was stopped", .0.as_millis())]
+    Deadline(Duration),
+    #[error("the plugin exceeded its memory cap of {} MiB and was stopped", .0 >> 20)]
+    MemoryCap(usize),
+    #[error("the plugin trapped: {0}")]
+    Trap(String),
+    #[error("the plugin implements the {actual} world, not {expected}")]
+    WrongWorld { expected: &'static str, actual: &'static str },
+}
+
+/// Why a plugin could not be bound to an installation.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("setting `{0}` is required by the plugin but missing")]
+    MissingSetting(String),
+    #[error("setting `{0}` is not declared by the plugin")]
+    UnknownSetting(String),
+    #[error("in `{template}`: {reason}")]
+    Template { template: String, reason: String },
+}
+
+enum WorldPre {
+    Social(bindings::social::SocialPre<PluginState>),
+    Helpdesk(bindings::helpdesk::HelpdeskPre<PluginState>),
+}
+
+struct PluginInner {
+    manifest: PluginManifest,
+    sha256: String,
+    pre: WorldPre,
+}
+
+/// A loaded plugin: compiled, checked against the contract, ready to instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+impl Plugin {
+    pub fn manifest(&self) -> &PluginManifest {
+        &self.inner.manifest
+    }
+
+    pub fn sha256(&self) -> &str {
+        &self.inner.sha256
+    }
+
+    pub fn kind(&self) -> PluginKind {
+        match self.inner.pre {
+            WorldPre::Social(_) => PluginKind::Social,
+            WorldPre::Helpdesk(_) => PluginKind::Helpdesk,
+        }
+    }
+}
+
+/// One installation as the runtime needs it.
+#[derive(Debug, Clone, Default)]
+pub struct Installation {
+    pub id: String,
+    /// All settings, secrets included (decrypted); which are secret comes from the manifest.
+    pub settings: BTreeMap<String, String>,
+    /// The manifest's `http-hosts` entries that an admin approved, as templates.
+    pub approved_hosts: Vec<String>,
+    pub limits: Option<CallLimits>,
+}
+
+/// A plugin bound to one installation: the call context, HTTP policy and limits, computed once.
+pub(crate) struct Prepared {
+    plugin: Plugin,
+    engine: Engine,
+    sender: HttpSender,
+    log_limits: LogLimits,
+    context: bindings::types::CallContext,
+    policy: Arc<HttpPolicy>,
+    secrets: Arc<[String]>,
+    limits: CallLimits,
+}
+
+/// The wasm engine, host interfaces and compile cache. Create one per process.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: ComponentCache,
+    sender: HttpSender,
+    config: RuntimeConfig,
+    pooling: bool,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let (engine, pooling) = engine::build_engine(&config.engine)?;
+        engine::spawn_epoch_ticker(&engine);
+        let mut linker = Linker::new(&engine);
+        // Only the contract's host interfaces are linked: no WASI, so a plugin that imports the
+        // filesystem, sockets or the environment fails to load rather than being handed them.
+        bindings::social::Social::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("linking host interfaces: {e:#}"))?;
+        let cache = ComponentCache::new(&engine, &config.cache_dir)?;
+        Ok(Self { engine, linker, cache, sender: HttpSender::new()?, config, pooling })
+    }
+
+    /// Whether the pooling allocator is in use (it may be unavailable in constrained sandboxes).
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Compiles (or loads from the cache), checks and describes a plugin.
+    pub async fn load(&self, wasm: &[u8]) -> Result<(Plugin, CacheOutcome), LoadError> {
+        check_is_component(wasm)?;
+        let sha256 = cache::sha256_hex(wasm);
+        let (component, outcome) = self.cache.load(&self.engine, &sha256, wasm).map_err(|e| {
+            // Compilation failures of valid components are our problem; report them as such.
+            LoadError::NotAComponent(format!("{e:#}"))
+        })?;
+        let kind = self.check_world(&component)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::ContractMismatch { reason: format!("{e:#}") })?;
+        let pre = match kind {
+            PluginKind::Social => WorldPre::Social(
+                bindings::social::SocialPre::new(instance_pre)
+                    .map_err(|e| LoadError::ContractMismatch { reason: format!("world `social`: {e:#}") })?,
+            ),
+            PluginKind::Helpdesk => WorldPre::Helpdesk(
+                bindings::helpdesk::HelpdeskPre::new(instance_pre)
+                    .map_err(|e| LoadError::ContractMismatch { reason: format!("world `helpdesk`: {e:#}") })?,
+            ),
+        };
+        let placeholder = PluginManifest {
+            id: "(loading)".into(),
+            name: String::new(),
+            version: String::new(),
+            kind,
+            description: String::new(),
+            settings: vec![],
+            capabilities: crate::manifest::Capabilities { http_hosts: vec![], credentials: vec![] },
+            streams: vec![],
+            accepts_webhooks: false,
+            text_limits: vec![],
+            reply_windows: vec![],
+            oauth2: None,
+        };
+        let plugin = Plugin { inner: Arc::new(PluginInner { manifest: placeholder, sha256: sha256.clone(), pre }) };
+        let prepared = self
+            .prepare(&plugin, &Installation { id: "describe".into(), ..Default::default() })
+            .map_err(|e| LoadError::Other(e.into()))?;
+        let manifest: PluginManifest = connector::describe(&prepared).await.map_err(LoadError::Describe)?.into();
+        drop(prepared);
+        manifest.validate(kind)?;
+        let inner = Arc::into_inner(plugin.inner).ok_or_else(|| anyhow::anyhow!("plugin still referenced"))?;
+        let plugin = Plugin { inner: Arc::new(PluginInner { manifest, ..inner }) };
+        Ok((plugin, outcome))
+    }
+
+    /// Tells the world from the component's exports, with a message that says what is missing.
+    fn check_world(&self, component: &Component) -> Result<PluginKind, LoadError> {
+        let ty = component.component_type();
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let foreign: Vec<&String> =
+            imports.iter().filter(|name| !name.starts_with("switchboard:connector/")).collect();
+        if !foreign.is_empty() {
+            return Err(LoadError::ContractMismatch {
+                reason: format!(
+                    "it imports {}, which this host does not provide; plugins may import only the \
+                     contract's `types`, `http`, `log` and `clock` interfaces (no WASI)",
+                    foreign.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        let social = exports.iter().any(|e| e == bindings::SOCIAL_EXPORT);
+        let helpdesk = exports.iter().any(|e| e == bindings::HELPDESK_EXPORT);
+        match (social, helpdesk) {
+            (true, false) => Ok(PluginKind::Social),
+            (false, true) => Ok(PluginKind::Helpdesk),
+            (true, true) => Err(LoadError::ContractMismatch {
+                reason: "it exports both `social-connector` and `helpdesk-connector`; a plugin implements one world"
+                    .into(),
+            }),
+            (false, false) => {
+                let other_version = exports
+                    .iter()
+                    .find(|e| e.starts_with("switchboard:connector/"))
+                    .map(|e| format!(" It exports `{e}`, built for another contract version."))
+                    .unwrap_or_default();
+                Err(LoadError::ContractMismatch {
+                    reason: format!(
+                        "it exports neither `{}` (world `social`) nor `{}` (world `helpdesk`); exports found: [{}].{other_version}",
+                        bindings::SOCIAL_EXPORT,
+                        bindings::HELPDESK_EXPORT,
+                        exports.join(", ")
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Binds a plugin to an installation, checking required settings and expanding grants.
+    pub(crate) fn prepare(&self, plugin: &Plugin, installation: &Installation) -> Result<Prepared, PrepareError> {
+        let manifest = plugin.manifest();
+        let mut values = BTreeMap::new();
+        for spec in &manifest.settings {
+            let value = installation.settings.get(&spec.key).filter(|v| !v.is_empty()).or(spec.default.as_ref());
+            match value {
+                Some(value) => {
+                    values.insert(spec.key.clone(), value.clone());
+                }
+                None if spec.required => return Err(PrepareError::MissingSetting(spec.key.clone())),
+                None => {}
+            }
+        }
+        if let Some(unknown) = installation.settings.keys().find(|k| manifest.setting(k).is_none()) {
+            if !manifest.settings.is_empty() {
+                return Err(PrepareError::UnknownSetting(unknown.clone()));
+            }
+        }
+        let template_error = |template: &str, e: crate::manifest::TemplateError| PrepareError::Template {
+            template: template.to_string(),
+            reason: e.to_string(),
+        };
+        let origin = |template: &str| -> Result<Option<OriginPattern>, PrepareError> {
+            match expand(template, &values).map_err(|e| template_error(template, e))? {
+                Some(expanded) => OriginPattern::parse(&expanded)
+                    .map(Some)
+                    .map_err(|e| PrepareError::Template { template: template.to_string(), reason: e.to_string() }),
+                None => Ok(None),
+            }
+        };
+        let mut allowed = Vec::new();
+        let mut unapproved = Vec::new();
+        for template in &manifest.capabilities.http_hosts {
+            if installation.approved_hosts.contains(template) {
+                allowed.extend(origin(template)?);
+            } else {
+                unapproved.push(template.clone());
+            }
+        }
+        let mut credentials = Vec::new();
+        for rule in &manifest.capabilities.credentials {
+            if !installation.approved_hosts.contains(&rule.host_pattern) {
+                continue;
+            }
+            let Some(pattern) = origin(&rule.host_pattern)? else { continue };
+            let fill = |t: &String| expand(t, &values).map_err(|e| template_error(t, e));
+            let credential = match &rule.placement {
+                CredentialPlacement::Basic { username, password } => match (fill(username)?, fill(password)?) {
+                    (Some(u), Some(p)) => Some(Credential::basic(&u, &p)),
+                    _ => None,
+                },
+                CredentialPlacement::Bearer { token } => fill(token)?.map(|t| Credential::bearer(&t)),
+                CredentialPlacement::Header { name, value } => {
+                    fill(value)?.map(|v| Credential::Header { name: name.to_ascii_lowercase(), value: v })
+                }
+                CredentialPlacement::Query { name, value } => {
+                    fill(value)?.map(|v| Credential::Query { name: name.clone(), value: v })
+                }
+                CredentialPlacement::PathPrefix { prefix } => fill(prefix)?.map(Credential::PathPrefix),
+            };
+            credentials.extend(credential.map(|c| (pattern, c)));
+        }
+        let secrets: Arc<[String]> = manifest
+            .settings
+            .iter()
+            .filter(|s| s.secret)
+            .filter_map(|s| values.get(&s.key).cloned())
+            .collect::<Vec<_>>()
+            .into();
+        let policy = HttpPolicy {
+            plugin_id: manifest.id.clone(),
+            allowed,
+            unapproved,
+            credentials,
+            timeout: self.config.http_timeout,
+            max_response_bytes: self.config.max_response_bytes,
+        };
+        let mut limits = installation.limits.unwrap_or(self.config.default_limits);
+        limits.memory_bytes = limits.memory_bytes.min(self.config.engine.max_memory_bytes);
+        Ok(Prepared {
+            plugin: plugin.clone(),
+            engine: self.engine.clone(),
+            sender: self.sender.clone(),
+            log_limits: self.config.log,
+            context: bindings::types::CallContext {
+                installation_id: installation.id.clone(),
+                settings: values
+                    .into_iter()
+                    .map(|(key, value)| bindings::types::Setting { key, value })
+                    .collect(),
+            },
+            policy: Arc::new(policy),
+            secrets,
+            limits,
+        })
+    }
+
+    /// A social plugin bound to an installation.
+    pub fn social(&self, plugin: &Plugin, installation: &Installation) -> Result<SocialConnector, anyhow::Error> {
+        SocialConnector::new(self.prepare(plugin, installation)?)
+    }
+
+    /// A helpdesk plugin bound to an installation.
+    pub fn helpdesk(&self, plugin: &Plugin, installation: &Installation) -> Result<HelpdeskConnector, anyhow::Error> {
+        HelpdeskConnector::new(self.prepare(plugin, installation)?)
+    }
+}
+
+/// Wasmtime reports core modules and garbage with a generic message; say plainly what is wrong.
+fn check_is_component(wasm: &[u8]) -> Result<(), LoadError> {
+    let mut parser = wasmparser::Parser::new(0);
+    match parser.parse(wasm, true) {
+        Ok(wasmparser::Chunk::Parsed { payload: wasmparser::Payload::Version { encoding, .. }, .. }) => match encoding {
+            wasmparser::Encoding::Component => Ok(()),
+            wasmparser::Encoding::Module => Err(LoadError::NotAComponent(
+                "this is a core wasm module, not a component; build it with `switchboard plugin build`, which \
+                 wraps the module into a component"
+                    .into(),
+            )),
+        },
+        Ok(_) => Err(LoadError::NotAComponent("truncated file".into())),
+        Err(e) => Err(LoadError::NotAComponent(format!("not a wasm file ({e})"))),
+    }
+}
+
+impl Prepared {
+    fn new_store(&self, capture_logs: bool) -> Store<PluginState> {
+        let state = PluginState {
+            limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, exceeded: false },
+            http_policy: Arc::clone(&self.policy),
+            http: self.sender.clone(),
+            log: LogSink::new(
+                Arc::from(self.plugin.manifest().id.as_str()),
+                self.log_limits,
+                Arc::clone(&self.secrets),
+                capture_logs,
+            ),
+            started: Instant::now(),
+            deadline: self.limits.deadline,
+            timed_out: false,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        // Check the deadline at every epoch tick, yielding to tokio in between so a busy plugin
+        // cannot starve other tasks on the same worker.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            if state.started.elapsed() >= state.deadline {
+                state.timed_out = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+}

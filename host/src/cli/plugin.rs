@@ -1,0 +1,368 @@
+//! `switchboard plugin ...`: the plugin lifecycle for authors and admins.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use clap::Subcommand;
+use serde::{Deserialize, Serialize};
+
+use super::Context;
+use crate::manifest::{PluginKind, PluginManifest};
+use crate::plugin_build::{build_plugin, BuildOptions};
+use crate::runtime::bindings::{self, types::WebhookRequest};
+use crate::runtime::{CallError, Installation, Plugin, Runtime};
+use crate::store::{InstallOutcome, NewPlugin};
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Build a plugin crate into a wasm component; prints the component's path last.
+    Build {
+        crate_dir: PathBuf,
+        /// Cargo target dir for the wasm build (shared by plugins so std is built once).
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+    },
+    /// Check a component against the contract and print its manifest as JSON.
+    Inspect { file: PathBuf },
+    /// Install a component into the database after the admin approves its capabilities.
+    Install {
+        file: PathBuf,
+        /// Approve every capability the plugin requests, without asking (for scripts).
+        #[arg(long)]
+        approve: bool,
+    },
+    /// List installed plugins.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an installed version the active one.
+    Activate { plugin_id: String, version: String },
+    /// Remove an installed plugin (all versions, or one).
+    Remove {
+        plugin_id: String,
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Run one operation of a plugin and print its result as JSON.
+    ///
+    /// PLUGIN is a .wasm file or an installed plugin id (optionally `id@version`). A file's
+    /// requested hosts are approved for this run; an installed plugin uses its approved hosts.
+    ///
+    /// Operations: describe; social: poll, send, handle-webhook; helpdesk:
+    /// find-or-create-requester, create-ticket, add-comment, update-ticket, get-ticket,
+    /// poll-changes, handle-webhook. Structured inputs are JSON in the contract's shape, e.g.
+    /// `--input '{"ticket_id":"42","status":"Solved","priority":null,"add_tags":[],"remove_tags":[]}'`;
+    /// `--input @file.json` reads a file.
+    Exec {
+        plugin: String,
+        operation: String,
+        /// A setting as key=value; repeatable.
+        #[arg(long = "setting", short = 's', value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+        /// A JSON file with an object of settings.
+        #[arg(long)]
+        settings_file: Option<PathBuf>,
+        /// JSON input of the operation, or @FILE.
+        #[arg(long)]
+        input: Option<String>,
+        /// Stream to poll (default: the manifest's first stream).
+        #[arg(long)]
+        stream: Option<String>,
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long)]
+        ticket_id: Option<String>,
+        /// CPU deadline of the call, in milliseconds.
+        #[arg(long)]
+        deadline_ms: Option<u64>,
+    },
+}
+
+pub async fn run(ctx: &Context, command: PluginCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PluginCommand::Build { crate_dir, target_dir } => {
+            let options = BuildOptions { target_dir, ..BuildOptions::default() };
+            let built = build_plugin(&crate_dir, &options, &mut |line| eprintln!("{line}"))?;
+            eprintln!("built {} bytes via {:?}", built.size_bytes, built.route);
+            println!("{}", built.component_path.display());
+        }
+        PluginCommand::Inspect { file } => {
+            let runtime = ctx.runtime()?;
+            let plugin = load_file(&runtime, &file).await?;
+            print_json(&PluginInfo::of(&plugin))?;
+        }
+        PluginCommand::Install { file, approve } => install(ctx, &file, approve).await?,
+        PluginCommand::List { json } => {
+            let plugins = ctx.db().await?.list_plugins().await?;
+            if json {
+                print_json(&plugins)?;
+            } else if plugins.is_empty() {
+                println!("no plugins installed");
+            } else {
+                for p in plugins {
+                    let marker = if p.active { "*" } else { " " };
+                    println!("{marker} {:<20} {:<10} {:<8} {}", p.plugin_id, p.version, p.kind, &p.sha256[..12]);
+                }
+            }
+        }
+        PluginCommand::Activate { plugin_id, version } => {
+            ctx.db().await?.activate_plugin(&plugin_id, &version).await?;
+            println!("{plugin_id} {version} is now active");
+        }
+        PluginCommand::Remove { plugin_id, version } => {
+            let removed = ctx.db().await?.remove_plugin(&plugin_id, version.as_deref()).await?;
+            println!("removed {removed} version(s) of {plugin_id}");
+        }
+        PluginCommand::Exec { plugin, operation, settings, settings_file, input, stream, cursor, ticket_id, deadline_ms } => {
+            let mut values = BTreeMap::new();
+            if let Some(path) = settings_file {
+                let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                let parsed: BTreeMap<String, String> = serde_json::from_str(&text)
+                    .with_context(|| format!("{}: expected a JSON object of string settings", path.display()))?;
+                values.extend(parsed);
+            }
+            for pair in settings {
+                let (key, value) =
+                    pair.split_once('=').with_context(|| format!("--setting `{pair}`: expected KEY=VALUE"))?;
+                values.insert(key.to_string(), value.to_string());
+            }
+            let runtime = ctx.runtime()?;
+            let (loaded, approved_hosts) = resolve_plugin(ctx, &runtime, &plugin).await?;
+            let mut installation = Installation {
+                id: "exec".into(),
+                settings: values,
+                approved_hosts,
+                limits: None,
+            };
+            if let Some(ms) = deadline_ms {
+                let mut limits = runtime.config().default_limits;
+                limits.deadline = std::time::Duration::from_millis(ms);
+                installation.limits = Some(limits);
+            }
+            let request = ExecRequest { operation: &operation, input: input.as_deref(), stream, cursor, ticket_id };
+            return exec(&runtime, &loaded, &installation, request).await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `inspect` prints: the manifest plus what the host knows about the component.
+#[derive(Debug, Serialize)]
+struct PluginInfo<'a> {
+    #[serde(flatten)]
+    manifest: &'a PluginManifest,
+    contract: &'static str,
+    sha256: &'a str,
+}
+
+impl<'a> PluginInfo<'a> {
+    fn of(plugin: &'a Plugin) -> Self {
+        Self { manifest: plugin.manifest(), contract: bindings::CONTRACT, sha256: plugin.sha256() }
+    }
+}
+
+fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn load_file(runtime: &Runtime, file: &Path) -> anyhow::Result<Plugin> {
+    let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let (plugin, _) = runtime.load(&wasm).await.with_context(|| format!("{} was refused", file.display()))?;
+    Ok(plugin)
+}
+
+async fn install(ctx: &Context, file: &Path, approve: bool) -> anyhow::Result<()> {
+    let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let runtime = ctx.runtime()?;
+    let (plugin, _) = runtime.load(&wasm).await.with_context(|| format!("{} was refused", file.display()))?;
+    let manifest = plugin.manifest();
+    println!("{} {} ({} plugin, {})", manifest.id, manifest.version, manifest.kind.as_str(), bindings::CONTRACT);
+    println!("sha256 {}", plugin.sha256());
+    println!("It requests outbound HTTP to:");
+    if manifest.capabilities.http_hosts.is_empty() {
+        println!("  (nothing)");
+    }
+    for host in &manifest.capabilities.http_hosts {
+        println!("  {host}");
+    }
+    for rule in &manifest.capabilities.credentials {
+        println!("  and the host adds credentials for {} ({:?})", rule.host_pattern, rule.placement);
+    }
+    if !approve {
+        if !std::io::stdin().is_terminal() {
+            bail!("capabilities not approved: pass --approve to approve them non-interactively");
+        }
+        print!("Approve these capabilities and install? [y/N] ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            bail!("not installed: capabilities were not approved");
+        }
+    }
+    let outcome = ctx
+        .db()
+        .await?
+        .install_plugin(NewPlugin {
+            manifest,
+            contract: bindings::CONTRACT,
+            sha256: plugin.sha256(),
+            approved_hosts: &manifest.capabilities.http_hosts,
+            wasm: &wasm,
+        })
+        .await?;
+    match outcome {
+        InstallOutcome::InstalledActive => println!("installed {} {} (active)", manifest.id, manifest.version),
+        InstallOutcome::InstalledInactive => println!(
+            "installed {id} {v}; the active version is unchanged: run `switchboard plugin activate {id} {v}` to switch",
+            id = manifest.id,
+            v = manifest.version
+        ),
+        InstallOutcome::AlreadyInstalled => println!("{} {} is already installed", manifest.id, manifest.version),
+    }
+    Ok(())
+}
+
+/// A `.wasm` path is loaded from disk with its requested hosts approved for the run; anything
+/// else names an installed plugin, which keeps the admin's approvals.
+async fn resolve_plugin(ctx: &Context, runtime: &Runtime, spec: &str) -> anyhow::Result<(Plugin, Vec<String>)> {
+    let path = Path::new(spec);
+    if path.extension().is_some_and(|e| e == "wasm") || path.is_file() {
+        let plugin = load_file(runtime, path).await?;
+        let hosts = plugin.manifest().capabilities.http_hosts.clone();
+        return Ok((plugin, hosts));
+    }
+    let (id, version) = match spec.split_once('@') {
+        Some((id, version)) => (id, Some(version)),
+        None => (spec, None),
+    };
+    let (record, wasm) = ctx.db().await?.load_plugin(id, version).await?;
+    let (plugin, _) = runtime.load(&wasm).await.with_context(|| format!("installed plugin {id} failed to load"))?;
+    Ok((plugin, record.approved_hosts))
+}
+
+struct ExecRequest<'a> {
+    operation: &'a str,
+    input: Option<&'a str>,
+    stream: Option<String>,
+    cursor: Option<String>,
+    ticket_id: Option<String>,
+}
+
+impl ExecRequest<'_> {
+    fn input<T: for<'de> Deserialize<'de>>(&self) -> anyhow::Result<T> {
+        let raw = self.input.with_context(|| format!("`{}` needs --input JSON (or @FILE)", self.operation))?;
+        let text = match raw.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+            None => raw.to_string(),
+        };
+        serde_json::from_str(&text).with_context(|| format!("--input for `{}` does not match the contract", self.operation))
+    }
+
+    fn stream(&self, manifest: &PluginManifest) -> anyhow::Result<String> {
+        match (&self.stream, manifest.streams.first()) {
+            (Some(stream), _) => Ok(stream.clone()),
+            (None, Some(first)) => Ok(first.name.clone()),
+            (None, None) => bail!("the plugin declares no streams; pass --stream"),
+        }
+    }
+
+    fn webhook(&self) -> anyhow::Result<WebhookRequest> {
+        let input: WebhookInput = self.input()?;
+        Ok(WebhookRequest {
+            method: input.method,
+            path: input.path,
+            query: input.query,
+            headers: input.headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+            body: input.body.into_bytes(),
+        })
+    }
+}
+
+/// A webhook request for `exec`, with the body as text for convenience.
+#[derive(Debug, Deserialize)]
+struct WebhookInput {
+    #[serde(default = "post")]
+    method: String,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    query: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    body: String,
+}
+
+fn post() -> String {
+    "POST".into()
+}
+
+async fn exec(runtime: &Runtime, plugin: &Plugin, installation: &Installation, req: ExecRequest<'_>) -> anyhow::Result<ExitCode> {
+    let manifest = plugin.manifest();
+    if req.operation == "describe" {
+        print_json(&PluginInfo::of(plugin))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (result, logs): (Result<serde_json::Value, CallError>, _) = match plugin.kind() {
+        PluginKind::Social => {
+            let conn = runtime.social(plugin, installation)?.capture_logs();
+            let result = match req.operation {
+                "poll" => to_json(conn.poll(&req.stream(manifest)?, req.cursor.as_deref()).await),
+                "send" => to_json(conn.send(&req.input()?).await),
+                "handle-webhook" => to_json(conn.handle_webhook(req.webhook()?).await),
+                other => bail!("unknown operation `{other}` for a social plugin (describe, poll, send, handle-webhook)"),
+            };
+            (result?, conn.take_logs())
+        }
+        PluginKind::Helpdesk => {
+            let conn = runtime.helpdesk(plugin, installation)?.capture_logs();
+            let result = match req.operation {
+                "find-or-create-requester" => to_json(conn.find_or_create_requester(&req.input()?).await),
+                "create-ticket" => to_json(conn.create_ticket(&req.input()?).await),
+                "add-comment" => to_json(conn.add_comment(&req.input()?).await),
+                "update-ticket" => to_json(conn.update_ticket(&req.input()?).await),
+                "get-ticket" => {
+                    let id = req.ticket_id.as_deref().context("`get-ticket` needs --ticket-id")?;
+                    to_json(conn.get_ticket(id).await)
+                }
+                "poll-changes" => to_json(conn.poll_changes(&req.stream(manifest)?, req.cursor.as_deref()).await),
+                "handle-webhook" => to_json(conn.handle_webhook(req.webhook()?).await),
+                other => bail!(
+                    "unknown operation `{other}` for a helpdesk plugin (describe, find-or-create-requester, \
+                     create-ticket, add-comment, update-ticket, get-ticket, poll-changes, handle-webhook)"
+                ),
+            };
+            (result?, conn.take_logs())
+        }
+    };
+    for line in logs {
+        let fields: String = line.fields.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+        eprintln!("[plugin {}] {}{}", line.level, line.message, fields);
+    }
+    match result {
+        Ok(value) => {
+            print_json(&value)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            if let CallError::Connector(typed) = &error {
+                print_json(&serde_json::json!({ "error": typed }))?;
+            }
+            eprintln!("error: {error}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn to_json<T: Serialize>(result: Result<T, CallError>) -> anyhow::Result<Result<serde_json::Value, CallError>> {
+    Ok(match result {
+        Ok(value) => Ok(serde_json::to_value(value)?),
+        Err(error) => Err(error),
+    })
+}

@@ -1,0 +1,348 @@
+//! A plugin's manifest as the host keeps it: converted from the contract's `manifest` record,
+//! validated once at load, stored with the plugin and shown to admins.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::bindings::types as wit;
+use crate::runtime::http::OriginPattern;
+use crate::schedule::Schedule;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    Social,
+    Helpdesk,
+}
+
+impl PluginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Social => "social",
+            PluginKind::Helpdesk => "helpdesk",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingSpec {
+    pub key: String,
+    pub label: String,
+    pub description: String,
+    pub secret: bool,
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
+/// Where the host puts a credential. Values are templates over settings, never secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum CredentialPlacement {
+    Basic { username: String, password: String },
+    Bearer { token: String },
+    Header { name: String, value: String },
+    Query { name: String, value: String },
+    PathPrefix { prefix: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialRule {
+    pub host_pattern: String,
+    pub placement: CredentialPlacement,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Outbound origins the plugin requests, as `scheme://host[:port]` templates.
+    pub http_hosts: Vec<String>,
+    pub credentials: Vec<CredentialRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamSpec {
+    pub name: String,
+    pub description: String,
+    pub default_schedule: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextLimit {
+    pub visibility: String,
+    pub max_length: u32,
+    pub unit: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyWindow {
+    pub visibility: String,
+    pub seconds: u64,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuth2Spec {
+    pub authorize_url: String,
+    pub token_url: String,
+    pub scopes: Vec<String>,
+    pub flows: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginManifest {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub kind: PluginKind,
+    pub description: String,
+    pub settings: Vec<SettingSpec>,
+    pub capabilities: Capabilities,
+    pub streams: Vec<StreamSpec>,
+    pub accepts_webhooks: bool,
+    pub text_limits: Vec<TextLimit>,
+    pub reply_windows: Vec<ReplyWindow>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2Spec>,
+}
+
+/// Everything wrong with a manifest, one problem per line.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid plugin manifest:\n  - {}", .problems.join("\n  - "))]
+pub struct ManifestError {
+    pub problems: Vec<String>,
+}
+
+fn visibility(v: wit::Visibility) -> String {
+    match v {
+        wit::Visibility::Public => "public",
+        wit::Visibility::Private => "private",
+    }
+    .to_string()
+}
+
+impl From<wit::Manifest> for PluginManifest {
+    fn from(m: wit::Manifest) -> Self {
+        let placement = |p: wit::CredentialPlacement| match p {
+            wit::CredentialPlacement::Basic(b) => CredentialPlacement::Basic { username: b.username, password: b.password },
+            wit::CredentialPlacement::Bearer(token) => CredentialPlacement::Bearer { token },
+            wit::CredentialPlacement::Header(h) => CredentialPlacement::Header { name: h.name, value: h.value },
+            wit::CredentialPlacement::Query(q) => CredentialPlacement::Query { name: q.name, value: q.value },
+            wit::CredentialPlacement::PathPrefix(prefix) => CredentialPlacement::PathPrefix { prefix },
+        };
+        PluginManifest {
+            id: m.id,
+            name: m.name,
+            version: m.version,
+            kind: match m.kind {
+                wit::PluginKind::Social => PluginKind::Social,
+                wit::PluginKind::Helpdesk => PluginKind::Helpdesk,
+            },
+            description: m.description,
+            settings: m
+                .settings
+                .into_iter()
+                .map(|s| SettingSpec {
+                    key: s.key,
+                    label: s.label,
+                    description: s.description,
+                    secret: s.secret,
+                    required: s.required,
+                    default: s.default_value,
+                })
+                .collect(),
+            capabilities: Capabilities {
+                http_hosts: m.http_hosts,
+                credentials: m
+                    .credentials
+                    .into_iter()
+                    .map(|c| CredentialRule { host_pattern: c.host_pattern, placement: placement(c.placement) })
+                    .collect(),
+            },
+            streams: m
+                .streams
+                .into_iter()
+                .map(|s| StreamSpec { name: s.name, description: s.description, default_schedule: s.default_schedule })
+                .collect(),
+            accepts_webhooks: m.accepts_webhooks,
+            text_limits: m
+                .text_limits
+                .into_iter()
+                .map(|t| TextLimit {
+                    visibility: visibility(t.visibility),
+                    max_length: t.max_length,
+                    unit: format!("{:?}", t.unit).to_lowercase(),
+                })
+                .collect(),
+            reply_windows: m
+                .reply_windows
+                .into_iter()
+                .map(|w| ReplyWindow { visibility: visibility(w.visibility), seconds: w.seconds, note: w.note })
+                .collect(),
+            oauth2: m.oauth2.map(|o| OAuth2Spec {
+                authorize_url: o.authorize_url,
+                token_url: o.token_url,
+                scopes: o.scopes,
+                flows: o.flows.iter().map(|f| format!("{f:?}").to_lowercase()).collect(),
+            }),
+        }
+    }
+}
+
+impl PluginManifest {
+    pub fn setting(&self, key: &str) -> Option<&SettingSpec> {
+        self.settings.iter().find(|s| s.key == key)
+    }
+
+    /// Checks everything the host relies on. `world` is the kind the component's exports say.
+    pub fn validate(&self, world: PluginKind) -> Result<(), ManifestError> {
+        let mut problems = Vec::new();
+        if !is_identifier(&self.id, true) {
+            problems.push(format!("id `{}` must be 1-64 chars of a-z, 0-9, `.`, `_`, `-`", self.id));
+        }
+        if self.name.trim().is_empty() {
+            problems.push("name is empty".into());
+        }
+        if semver::Version::parse(&self.version).is_err() {
+            problems.push(format!("version `{}` is not semver (like 1.2.3)", self.version));
+        }
+        if self.kind != world {
+            problems.push(format!(
+                "kind is `{}` but the component implements the `{}` world",
+                self.kind.as_str(),
+                world.as_str()
+            ));
+        }
+        let mut keys = BTreeSet::new();
+        for s in &self.settings {
+            if !is_identifier(&s.key, false) {
+                problems.push(format!("setting key `{}` must be a-z, 0-9 or `_`", s.key));
+            }
+            if !keys.insert(s.key.as_str()) {
+                problems.push(format!("setting `{}` is declared twice", s.key));
+            }
+        }
+        let check_template = |what: &str, template: &str, problems: &mut Vec<String>| match placeholders(template) {
+            Ok(names) => {
+                for name in names {
+                    if !keys.contains(name.as_str()) && !name.starts_with("oauth.") {
+                        problems.push(format!("{what} `{template}` refers to undeclared setting `{name}`"));
+                    }
+                }
+            }
+            Err(e) => problems.push(format!("{what} `{template}`: {e}")),
+        };
+        for host in &self.capabilities.http_hosts {
+            check_template("http host", host, &mut problems);
+            if placeholders(host).is_ok_and(|p| p.is_empty()) {
+                if let Err(e) = OriginPattern::parse(host) {
+                    problems.push(e.to_string());
+                }
+            }
+        }
+        for rule in &self.capabilities.credentials {
+            if !self.capabilities.http_hosts.contains(&rule.host_pattern) {
+                problems.push(format!(
+                    "credential rule for `{}` must name one of the requested http hosts",
+                    rule.host_pattern
+                ));
+            }
+            for template in rule.placement.templates() {
+                check_template("credential", template, &mut problems);
+            }
+        }
+        let mut streams = BTreeSet::new();
+        for stream in &self.streams {
+            if !is_identifier(&stream.name, true) {
+                problems.push(format!("stream name `{}` must be a-z, 0-9, `.`, `_`, `-`", stream.name));
+            }
+            if !streams.insert(stream.name.as_str()) {
+                problems.push(format!("stream `{}` is declared twice", stream.name));
+            }
+            if let Err(e) = Schedule::parse(&stream.default_schedule, None) {
+                problems.push(format!("stream `{}`: {e}", stream.name));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ManifestError { problems })
+        }
+    }
+}
+
+impl CredentialPlacement {
+    pub fn templates(&self) -> Vec<&str> {
+        match self {
+            CredentialPlacement::Basic { username, password } => vec![username, password],
+            CredentialPlacement::Bearer { token } => vec![token],
+            CredentialPlacement::Header { value, .. } | CredentialPlacement::Query { value, .. } => vec![value],
+            CredentialPlacement::PathPrefix { prefix } => vec![prefix],
+        }
+    }
+}
+
+fn is_identifier(s: &str, allow_punctuation: bool) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || (allow_punctuation && matches!(c, '.' | '-'))
+        })
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TemplateError {
+    #[error("unclosed `{{` in template")]
+    Unclosed,
+    #[error("empty `{{}}` in template")]
+    Empty,
+}
+
+/// The setting names a template refers to, in order.
+pub fn placeholders(template: &str) -> Result<Vec<String>, TemplateError> {
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let end = after.find('}').ok_or(TemplateError::Unclosed)?;
+        if end == 0 {
+            return Err(TemplateError::Empty);
+        }
+        names.push(after[..end].to_string());
+        rest = &after[end + 1..];
+    }
+    Ok(names)
+}
+
+/// Fills a template from settings. `None` when a referenced setting is missing or empty, so an
+/// optional host pattern (such as a test base URL) simply does not apply.
+pub fn expand(template: &str, values: &BTreeMap<String, String>) -> Result<Option<String>, TemplateError> {
+    let mut out = template.to_string();
+    for name in placeholders(template)? {
+        match values.get(&name).filter(|v| !v.is_empty()) {
+            Some(value) => out = out.replace(&format!("{{{name}}}"), value),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_expand_or_skip() {
+        let mut values = BTreeMap::new();
+        values.insert("subdomain".to_string(), "acme".to_string());
+        values.insert("base_url".to_string(), String::new());
+        assert_eq!(
+            expand("https://{subdomain}.zendesk.com", &values),
+            Ok(Some("https://acme.zendesk.com".into()))
+        );
+        assert_eq!(expand("{base_url}", &values), Ok(None));
+        assert_eq!(expand("{missing}", &values), Ok(None));
+        assert_eq!(expand("plain", &values), Ok(Some("plain".into())));
+        assert_eq!(expand("{oops", &values), Err(TemplateError::Unclosed));
+    }
+}

@@ -1,0 +1,239 @@
+//! Typed calls into a plugin bound to an installation: the one interface the rest of the host
+//! uses to talk to connectors.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::Store;
+
+use super::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector as hd;
+use super::bindings::helpdesk::Helpdesk;
+use super::bindings::social::exports::switchboard::connector::social_connector as so;
+use super::bindings::social::Social;
+use super::bindings::types::{ConnectorError, Manifest, WebhookRequest};
+use super::log::LogLine;
+use super::state::PluginState;
+use super::{CallError, Prepared, WorldPre};
+
+pub use hd::{
+    NewComment, NewTicket, PollPage as HelpdeskPollPage, RequesterRequest, TicketUpdate,
+    WebhookOutcome as HelpdeskWebhookOutcome,
+};
+pub use so::{OutboundMessage, PollPage as SocialPollPage, WebhookOutcome as SocialWebhookOutcome};
+
+/// Extra wall-clock time past the CPU deadline before a call is abandoned. Epoch interruption
+/// cannot stop a plugin that is waiting in a host call; this timeout does.
+const WALL_CLOCK_GRACE: Duration = Duration::from_millis(500);
+
+/// A human-readable line for a plugin's typed error.
+pub(crate) fn describe_error(error: &ConnectorError) -> String {
+    match error {
+        ConnectorError::Unauthorized(m) => format!("unauthorized: {m}"),
+        ConnectorError::RateLimited(r) => format!("rate limited, retry after {} ms: {}", r.retry_after_ms, r.message),
+        ConnectorError::NotFound(m) => format!("not found: {m}"),
+        ConnectorError::InvalidInput(f) => format!("invalid input in `{}`: {}", f.field, f.message),
+        ConnectorError::Policy(p) => format!("policy `{}`: {}", p.code, p.message),
+        ConnectorError::Transient(m) => format!("transient failure: {m}"),
+        ConnectorError::Fatal(m) => format!("fatal: {m}"),
+    }
+}
+
+/// Runs `$body` (an async block using `$store`) in a fresh store under the call's limits and
+/// turns every way it can end into a `CallError`.
+macro_rules! in_fresh_store {
+    ($prepared:expr, $logs:expr, |$store:ident| $body:expr) => {{
+        let prepared: &Prepared = $prepared;
+        let logs: Option<&Mutex<Vec<LogLine>>> = $logs;
+        let mut store = prepared.new_store(logs.is_some());
+        let outcome = {
+            let $store = &mut store;
+            tokio::time::timeout(prepared.limits.deadline + WALL_CLOCK_GRACE, async move { $body }).await
+        };
+        prepared.finish(outcome, &mut store, logs)
+    }};
+}
+
+impl Prepared {
+    fn finish<R>(
+        &self,
+        outcome: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
+        store: &mut Store<PluginState>,
+        logs: Option<&Mutex<Vec<LogLine>>>,
+    ) -> Result<R, CallError> {
+        if let Some(logs) = logs {
+            let lines = store.data_mut().log.take_captured();
+            if let Ok(mut logs) = logs.lock() {
+                logs.extend(lines);
+            }
+        }
+        let state = store.data();
+        match outcome {
+            Err(_) => Err(CallError::Deadline(self.limits.deadline)),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) if state.timed_out => Err(CallError::Deadline(self.limits.deadline)),
+            Ok(Err(_)) if state.limiter.exceeded => Err(CallError::MemoryCap(self.limits.memory_bytes)),
+            Ok(Err(error)) => Err(CallError::Trap(trap_message(&error))),
+        }
+    }
+}
+
+fn trap_message(error: &wasmtime::Error) -> String {
+    // The first line names the trap; the rest is the wasm backtrace, useful in debug logs only.
+    let full = format!("{error:?}");
+    tracing::debug!(error = %full, "plugin trap");
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{error:#}").lines().next().unwrap_or("unknown error").to_string(),
+    }
+}
+
+pub(crate) async fn describe(prepared: &Prepared) -> Result<Manifest, CallError> {
+    match &prepared.plugin.inner.pre {
+        WorldPre::Social(pre) => in_fresh_store!(prepared, None, |store| {
+            let b: Social = pre.instantiate_async(&mut *store).await?;
+            b.switchboard_connector_social_connector().call_describe(&mut *store).await
+        }),
+        WorldPre::Helpdesk(pre) => in_fresh_store!(prepared, None, |store| {
+            let b: Helpdesk = pre.instantiate_async(&mut *store).await?;
+            b.switchboard_connector_helpdesk_connector().call_describe(&mut *store).await
+        }),
+    }
+}
+
+fn flatten<T>(result: Result<Result<T, ConnectorError>, CallError>) -> Result<T, CallError> {
+    result?.map_err(CallError::Connector)
+}
+
+/// A social plugin bound to one installation.
+pub struct SocialConnector {
+    prepared: Arc<Prepared>,
+    pre: wasmtime::component::InstancePre<PluginState>,
+    logs: Option<Arc<Mutex<Vec<LogLine>>>>,
+}
+
+/// A helpdesk plugin bound to one installation.
+pub struct HelpdeskConnector {
+    prepared: Arc<Prepared>,
+    logs: Option<Arc<Mutex<Vec<LogLine>>>>,
+}
+
+macro_rules! social_call {
+    ($self:ident, |$b:ident, $store:ident| $body:expr) => {{
+        let WorldPre::Social(pre) = &$self.prepared.plugin.inner.pre else { unreachable!("checked in new") };
+        let logs = $self.logs.as_deref();
+        flatten(in_fresh_store!(&$self.prepared, logs, |$store| {
+            let instance: Social = pre.instantiate_async(&mut *$store).await?;
+            let $b = instance.switchboard_connector_social_connector();
+            $body.await
+        }))
+    }};
+}
+
+macro_rules! helpdesk_call {
+    ($self:ident, |$b:ident, $store:ident| $body:expr) => {{
+        let WorldPre::Helpdesk(pre) = &$self.prepared.plugin.inner.pre else { unreachable!("checked in new") };
+        let logs = $self.logs.as_deref();
+        flatten(in_fresh_store!(&$self.prepared, logs, |$store| {
+            let instance: Helpdesk = pre.instantiate_async(&mut *$store).await?;
+            let $b = instance.switchboard_connector_helpdesk_connector();
+            $body.await
+        }))
+    }};
+}
+
+impl SocialConnector {
+    pub(crate) fn new(prepared: Prepared) -> anyhow::Result<Self> {
+        let WorldPre::Social(pre) = &prepared.plugin.inner.pre else {
+            anyhow::bail!("plugin `{}` is a helpdesk plugin, not a social one", prepared.plugin.manifest().id);
+        };
+        let pre = pre.instance_pre().clone();
+        Ok(Self { prepared: Arc::new(prepared), pre, logs: None })
+    }
+
+    /// Keep the plugin's log lines of every call, for [`Self::take_logs`].
+    pub fn capture_logs(mut self) -> Self {
+        self.logs = Some(Arc::default());
+        self
+    }
+
+    pub fn take_logs(&self) -> Vec<LogLine> {
+        self.logs.as_ref().and_then(|l| l.lock().ok().map(|mut l| std::mem::take(&mut *l))).unwrap_or_default()
+    }
+
+    pub async fn handle_webhook(&self, request: WebhookRequest) -> Result<SocialWebhookOutcome, CallError> {
+        let ctx = &self.prepared.context;
+        social_call!(self, |b, store| b.call_handle_webhook(&mut *store, ctx, &request))
+    }
+
+    pub async fn poll(&self, stream: &str, cursor: Option<&str>) -> Result<SocialPollPage, CallError> {
+        let ctx = &self.prepared.context;
+        social_call!(self, |b, store| b.call_poll(&mut *store, ctx, stream, cursor))
+    }
+
+    pub async fn send(&self, message: &OutboundMessage) -> Result<so::SentMessage, CallError> {
+        let ctx = &self.prepared.context;
+        social_call!(self, |b, store| b.call_send(&mut *store, ctx, message))
+    }
+
+    /// Instantiates the plugin without calling it, for benchmarks of instantiation cost.
+    pub async fn instantiate_only(&self) -> Result<(), CallError> {
+        let pre = &self.pre;
+        in_fresh_store!(&self.prepared, None, |store| {
+            pre.instantiate_async(&mut *store).await?;
+            Ok(())
+        })
+    }
+}
+
+impl HelpdeskConnector {
+    pub(crate) fn new(prepared: Prepared) -> anyhow::Result<Self> {
+        if !matches!(prepared.plugin.inner.pre, WorldPre::Helpdesk(_)) {
+            anyhow::bail!("plugin `{}` is a social plugin, not a helpdesk one", prepared.plugin.manifest().id);
+        }
+        Ok(Self { prepared: Arc::new(prepared), logs: None })
+    }
+
+    pub fn capture_logs(mut self) -> Self {
+        self.logs = Some(Arc::default());
+        self
+    }
+
+    pub fn take_logs(&self) -> Vec<LogLine> {
+        self.logs.as_ref().and_then(|l| l.lock().ok().map(|mut l| std::mem::take(&mut *l))).unwrap_or_default()
+    }
+
+    pub async fn find_or_create_requester(&self, request: &RequesterRequest) -> Result<hd::Requester, CallError> {
+        let ctx = &self.prepared.context;
+        helpdesk_call!(self, |b, store| b.call_find_or_create_requester(&mut *store, ctx, request))
+    }
+
+    pub async fn create_ticket(&self, ticket: &NewTicket) -> Result<hd::TicketRef, CallError> {
+        let ctx = &self.prepared.context;
+        helpdesk_call!(self, |b, store| b.call_create_ticket(&mut *store, ctx, ticket))
+    }
+
+    pub async fn add_comment(&self, comment: &NewComment) -> Result<hd::CommentRef, CallError> {
+        let ctx = &self.prepared.context;
+        helpdesk_call!(self, |b, store| b.call_add_comment(&mut *store, ctx, comment))
+    }
+
+    pub async fn update_ticket(&self, update: &TicketUpdate) -> Result<hd::TicketState, CallError> {
+        let ctx = &self.prepared.context;
+        helpdesk_call!(self, |b, store| b.call_update_ticket(&mut *store, ctx, update))
+    }
+
+    pub async fn get_ticket(&self, ticket_id: &str) -> Result<hd::TicketState, CallError> {
+        let ctx = &self.prepared.context;
+        helpdesk_call!(self, |b, store| b.call_get_ticket(&mut *store, ctx, ticket_id))
+    }
+
+    pub async fn poll_changes(&self, stream: &str, cursor: Option<&str>) -> Result<HelpdeskPollPage, CallError> {
+        let ctx = &self.prepared.context;
+        helpdesk_call!(self, |b, store| b.call_poll_changes(&mut *store, ctx, stream, cursor))
+    }
+
+    pub async fn handle_webhook(&self, request: WebhookRequest) -> Result<HelpdeskWebhookOutcome, CallError> {
+        let ctx = &self.prepared.context;
+        helpdesk_call!(self, |b, store| b.call_handle_webhook(&mut *store, ctx, &request))
+    }
+}

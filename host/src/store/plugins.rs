@@ -1,0 +1,196 @@
+//! The `plugins` table.
+
+use sqlx::Row;
+
+use super::{Db, StoreError};
+use crate::manifest::PluginManifest;
+
+/// A plugin to install.
+#[derive(Debug, Clone)]
+pub struct NewPlugin<'a> {
+    pub manifest: &'a PluginManifest,
+    pub contract: &'a str,
+    pub sha256: &'a str,
+    pub approved_hosts: &'a [String],
+    pub wasm: &'a [u8],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallOutcome {
+    /// The first version of this plugin id: it is active.
+    InstalledActive,
+    /// Another version is active and stays so until the admin switches.
+    InstalledInactive,
+    /// The same id, version and digest were already installed.
+    AlreadyInstalled,
+}
+
+/// A stored plugin, without its wasm bytes.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginRecord {
+    pub plugin_id: String,
+    pub version: String,
+    pub kind: String,
+    pub contract: String,
+    pub sha256: String,
+    pub active: bool,
+    pub approved_hosts: Vec<String>,
+    pub installed_at: String,
+    pub manifest: PluginManifest,
+}
+
+const COLUMNS: &str = "plugin_id, version, kind, contract, sha256, manifest_json, approved_hosts, active, installed_at";
+
+fn record(row: &sqlx::sqlite::SqliteRow) -> Result<PluginRecord, StoreError> {
+    let manifest: String = row.try_get("manifest_json")?;
+    let approved: String = row.try_get("approved_hosts")?;
+    Ok(PluginRecord {
+        plugin_id: row.try_get("plugin_id")?,
+        version: row.try_get("version")?,
+        kind: row.try_get("kind")?,
+        contract: row.try_get("contract")?,
+        sha256: row.try_get("sha256")?,
+        active: row.try_get("active")?,
+        installed_at: row.try_get("installed_at")?,
+        manifest: serde_json::from_str(&manifest).map_err(|e| StoreError::Corrupt(format!("manifest_json: {e}")))?,
+        approved_hosts: serde_json::from_str(&approved)
+            .map_err(|e| StoreError::Corrupt(format!("approved_hosts: {e}")))?,
+    })
+}
+
+impl Db {
+    /// Stores a plugin. The first version of an id becomes active; later ones wait.
+    pub async fn install_plugin(&self, plugin: NewPlugin<'_>) -> Result<InstallOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let existing: Option<String> = sqlx::query_scalar("SELECT sha256 FROM plugins WHERE plugin_id = ? AND version = ?")
+            .bind(&plugin.manifest.id)
+            .bind(&plugin.manifest.version)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(sha) = existing {
+            if sha == plugin.sha256 {
+                return Ok(InstallOutcome::AlreadyInstalled);
+            }
+            return Err(StoreError::Conflict(format!(
+                "{} {} is already installed with a different digest ({sha}); give the new build a new version",
+                plugin.manifest.id, plugin.manifest.version
+            )));
+        }
+        let has_active: bool = sqlx::query_scalar("SELECT COUNT(*) > 0 FROM plugins WHERE plugin_id = ? AND active")
+            .bind(&plugin.manifest.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let manifest = serde_json::to_string(plugin.manifest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let approved = serde_json::to_string(plugin.approved_hosts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO plugins (plugin_id, version, kind, contract, sha256, manifest_json, approved_hosts, wasm, active, installed_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&plugin.manifest.id)
+        .bind(&plugin.manifest.version)
+        .bind(plugin.manifest.kind.as_str())
+        .bind(plugin.contract)
+        .bind(plugin.sha256)
+        .bind(manifest)
+        .bind(approved)
+        .bind(plugin.wasm)
+        .bind(!has_active)
+        .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(if has_active { InstallOutcome::InstalledInactive } else { InstallOutcome::InstalledActive })
+    }
+
+    pub async fn list_plugins(&self) -> Result<Vec<PluginRecord>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM plugins ORDER BY plugin_id, installed_at"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// The active version of `plugin_id`, or the given version, with its wasm bytes.
+    pub async fn load_plugin(
+        &self,
+        plugin_id: &str,
+        version: Option<&str>,
+    ) -> Result<(PluginRecord, Vec<u8>), StoreError> {
+        let row = match version {
+            Some(version) => {
+                sqlx::query(&format!("SELECT {COLUMNS}, wasm FROM plugins WHERE plugin_id = ? AND version = ?"))
+                    .bind(plugin_id)
+                    .bind(version)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(&format!("SELECT {COLUMNS}, wasm FROM plugins WHERE plugin_id = ? AND active"))
+                    .bind(plugin_id)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+        };
+        let row = row.ok_or_else(|| {
+            StoreError::NotFound(match version {
+                Some(v) => format!("plugin {plugin_id} {v} is not installed"),
+                None => format!("plugin `{plugin_id}` is not installed"),
+            })
+        })?;
+        Ok((record(&row)?, row.try_get("wasm")?))
+    }
+
+    /// Makes `version` the active version of `plugin_id`.
+    pub async fn activate_plugin(&self, plugin_id: &str, version: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE plugins SET active = FALSE WHERE plugin_id = ? AND active")
+            .bind(plugin_id)
+            .execute(&mut *tx)
+            .await?;
+        let updated = sqlx::query("UPDATE plugins SET active = TRUE WHERE plugin_id = ? AND version = ?")
+            .bind(plugin_id)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!("plugin {plugin_id} {version} is not installed")));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes one version, or every version when `version` is `None`. Returns how many went.
+    pub async fn remove_plugin(&self, plugin_id: &str, version: Option<&str>) -> Result<u64, StoreError> {
+        let removed = match version {
+            Some(version) => {
+                let others: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM plugins p WHERE p.plugin_id = ? AND p.version <> ? \
+                     AND EXISTS (SELECT 1 FROM plugins a WHERE a.plugin_id = ? AND a.version = ? AND a.active)",
+                )
+                .bind(plugin_id)
+                .bind(version)
+                .bind(plugin_id)
+                .bind(version)
+                .fetch_one(&self.pool)
+                .await?;
+                if others > 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "{plugin_id} {version} is the active version; activate another version first, \
+                         or remove all versions"
+                    )));
+                }
+                sqlx::query("DELETE FROM plugins WHERE plugin_id = ? AND version = ?")
+                    .bind(plugin_id)
+                    .bind(version)
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => sqlx::query("DELETE FROM plugins WHERE plugin_id = ?").bind(plugin_id).execute(&self.pool).await?,
+        }
+        .rows_affected();
+        if removed == 0 {
+            return Err(StoreError::NotFound(format!("plugin `{plugin_id}` is not installed")));
+        }
+        Ok(removed)
+    }
+}
