@@ -175,6 +175,26 @@ impl SocialConnector {
         social_call!(self, |b, store| b.call_send(&mut *store, ctx, message))
     }
 
+    /// Calls `poll(stream, cursor)` `calls` times on ONE instance and returns the time taken.
+    /// The host never reuses instances across calls; this exists to measure the bare cost of
+    /// crossing into the plugin, separately from instantiation.
+    #[doc(hidden)]
+    pub async fn bench_warm_polls(&self, stream: &str, cursor: Option<&str>, calls: u32) -> Result<Duration, CallError> {
+        let pre = &self.pre;
+        let ctx = &self.prepared.context;
+        in_fresh_store!(&self.prepared, None, |store| {
+            let raw = pre.instantiate_async(&mut *store).await?;
+            let instance = Social::new(&mut *store, &raw)?;
+            let exports = instance.switchboard_connector_social_connector();
+            let started = std::time::Instant::now();
+            for _ in 0..calls {
+                // Results are dropped: only the crossing is measured.
+                let _ = exports.call_poll(&mut *store, ctx, stream, cursor).await?;
+            }
+            Ok(started.elapsed())
+        })
+    }
+
     /// Instantiates the plugin without calling it, for benchmarks of instantiation cost.
     pub async fn instantiate_only(&self) -> Result<(), CallError> {
         let pre = &self.pre;

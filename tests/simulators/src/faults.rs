@@ -62,7 +62,10 @@ impl Default for Faults {
         Self {
             queue: Mutex::new(VecDeque::new()),
             budget: Mutex::new(None),
-            window: Mutex::new(Window { started: Instant::now(), used: 0 }),
+            window: Mutex::new(Window {
+                started: Instant::now(),
+                used: 0,
+            }),
         }
     }
 }
@@ -72,14 +75,24 @@ impl Default for Faults {
 pub enum Budget {
     Unlimited,
     /// Allowed; `limit` and `remaining` are reported in rate-limit headers.
-    Allowed { limit: u32, remaining: u32, resets_in_secs: u64 },
+    Allowed {
+        limit: u32,
+        remaining: u32,
+        resets_in_secs: u64,
+    },
     /// Over budget: answer 429 with this Retry-After.
-    Exceeded { limit: u32, retry_after_secs: u64 },
+    Exceeded {
+        limit: u32,
+        retry_after_secs: u64,
+    },
 }
 
 impl Faults {
     pub fn inject(&self, spec: FaultSpec) {
-        self.queue.lock().expect("fault queue poisoned").push_back(spec);
+        self.queue
+            .lock()
+            .expect("fault queue poisoned")
+            .push_back(spec);
     }
 
     pub fn clear(&self) {
@@ -125,10 +138,17 @@ impl Faults {
         // Round up so a client that waits Retry-After seconds lands in the next window.
         let resets_in_secs = left.as_millis().div_ceil(1000).max(1) as u64;
         if w.used >= limit {
-            return Budget::Exceeded { limit, retry_after_secs: resets_in_secs };
+            return Budget::Exceeded {
+                limit,
+                retry_after_secs: resets_in_secs,
+            };
         }
         w.used += 1;
-        Budget::Allowed { limit, remaining: limit - w.used, resets_in_secs }
+        Budget::Allowed {
+            limit,
+            remaining: limit - w.used,
+            resets_in_secs,
+        }
     }
 }
 
@@ -146,7 +166,9 @@ fn sixty() -> u64 {
 
 /// `POST /_control/faults` (a [`FaultSpec`]), `DELETE /_control/faults` (clear faults and
 /// limits), `POST /_control/rate-limit` (`{"limit": 10, "window_secs": 60}`).
-pub fn control_routes<S>(faults: impl Fn(&S) -> Arc<Faults> + Clone + Send + Sync + 'static) -> Router<S>
+pub fn control_routes<S>(
+    faults: impl Fn(&S) -> Arc<Faults> + Clone + Send + Sync + 'static,
+) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -156,10 +178,12 @@ where
     Router::new()
         .route(
             "/_control/faults",
-            post(move |State(s): State<S>, Json(spec): Json<FaultSpec>| async move {
-                inject(&s).inject(spec);
-                StatusCode::NO_CONTENT
-            }),
+            post(
+                move |State(s): State<S>, Json(spec): Json<FaultSpec>| async move {
+                    inject(&s).inject(spec);
+                    StatusCode::NO_CONTENT
+                },
+            ),
         )
         .route(
             "/_control/faults",
@@ -170,10 +194,12 @@ where
         )
         .route(
             "/_control/rate-limit",
-            post(move |State(s): State<S>, Json(spec): Json<RateLimitSpec>| async move {
-                limit(&s).set_budget(spec.limit, Duration::from_secs(spec.window_secs));
-                StatusCode::NO_CONTENT
-            }),
+            post(
+                move |State(s): State<S>, Json(spec): Json<RateLimitSpec>| async move {
+                    limit(&s).set_budget(spec.limit, Duration::from_secs(spec.window_secs));
+                    StatusCode::NO_CONTENT
+                },
+            ),
         )
 }
 
@@ -184,16 +210,27 @@ mod tests {
     #[test]
     fn faults_apply_in_order_and_by_path() {
         let f = Faults::default();
-        f.inject(FaultSpec { fault: Fault::Status { status: 503 }, count: 2, path: None });
         f.inject(FaultSpec {
-            fault: Fault::RateLimited { retry_after_secs: 3 },
+            fault: Fault::Status { status: 503 },
+            count: 2,
+            path: None,
+        });
+        f.inject(FaultSpec {
+            fault: Fault::RateLimited {
+                retry_after_secs: 3,
+            },
             count: 1,
             path: Some("sendMessage".into()),
         });
         assert_eq!(f.next_fault("/getMe"), Some(Fault::Status { status: 503 }));
         assert_eq!(f.next_fault("/getMe"), Some(Fault::Status { status: 503 }));
         assert_eq!(f.next_fault("/getMe"), None);
-        assert_eq!(f.next_fault("/sendMessage"), Some(Fault::RateLimited { retry_after_secs: 3 }));
+        assert_eq!(
+            f.next_fault("/sendMessage"),
+            Some(Fault::RateLimited {
+                retry_after_secs: 3
+            })
+        );
         assert_eq!(f.next_fault("/sendMessage"), None);
     }
 
@@ -202,8 +239,20 @@ mod tests {
         let f = Faults::default();
         assert_eq!(f.check_budget(), Budget::Unlimited);
         f.set_budget(Some(2), Duration::from_secs(60));
-        assert!(matches!(f.check_budget(), Budget::Allowed { remaining: 1, .. }));
-        assert!(matches!(f.check_budget(), Budget::Allowed { remaining: 0, .. }));
-        assert!(matches!(f.check_budget(), Budget::Exceeded { limit: 2, retry_after_secs: 1..=60 }));
+        assert!(matches!(
+            f.check_budget(),
+            Budget::Allowed { remaining: 1, .. }
+        ));
+        assert!(matches!(
+            f.check_budget(),
+            Budget::Allowed { remaining: 0, .. }
+        ));
+        assert!(matches!(
+            f.check_budget(),
+            Budget::Exceeded {
+                limit: 2,
+                retry_after_secs: 1..=60
+            }
+        ));
     }
 }

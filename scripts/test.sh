@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test: builds the host, builds the plugins to wasm components with the host's own
+# `plugin build` (which installs the wasm toolchain when it is missing), then runs the unit and
+# end-to-end tests of the whole workspace against those components.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build -p switchboard --bin switchboard
+
+plugin_dir="$PWD/target/test-plugins"
+mkdir -p "$plugin_dir"
+for crate in plugins/telegram plugins/zendesk tests/plugins/misbehave; do
+    component=$(target/debug/switchboard plugin build "$crate" | tail -n 1)
+    cp "$component" "$plugin_dir/$(basename "$crate").wasm"
+done
+export SWITCHBOARD_PLUGIN_DIR="$plugin_dir"
+
+cargo test --workspace
