@@ -1,0 +1,132 @@
+//! Helpdesk (ticketing system) connectors (feature `helpdesk`).
+//!
+//! Implement [`HelpdeskConnector`] and register the type with
+//! [`export_helpdesk!`](crate::export_helpdesk):
+//!
+//! ```ignore
+//! use switchboard_plugin_sdk::prelude::*;
+//! use switchboard_plugin_sdk::helpdesk::*;
+//!
+//! struct MyHelpdesk;
+//! impl HelpdeskConnector for MyHelpdesk { /* ... */ }
+//! switchboard_plugin_sdk::export_helpdesk!(MyHelpdesk);
+//! ```
+
+use core::marker::PhantomData;
+
+use crate::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector as wit;
+use crate::{CallContext, Context, Manifest, Result, WebhookRequest};
+
+pub use wit::{
+    ChangeAuthor, ChangeKind, CommentAuthor, CommentChange, CommentRef, NewComment, NewTicket,
+    PollPage, Requester, RequesterRequest, TicketChange, TicketPriority, TicketRef, TicketState,
+    TicketStatus, TicketUpdate, WebhookOutcome,
+};
+
+/// A connector for a ticketing system.
+///
+/// The hub files customers' conversations as tickets through
+/// [`find_or_create_requester`](Self::find_or_create_requester),
+/// [`create_ticket`](Self::create_ticket) and [`add_comment`](Self::add_comment), and learns
+/// about agents' replies and status changes through [`poll_changes`](Self::poll_changes) or
+/// [`handle_webhook`](Self::handle_webhook). Each call is independent: the plugin keeps no
+/// state between calls.
+///
+/// Writes carry an `idempotency_key` that stays the same on every retry of the same work;
+/// send it as the service's idempotency key where there is one, so a retry after a lost
+/// response creates nothing twice.
+pub trait HelpdeskConnector {
+    /// Describes the plugin: its settings, the hosts it calls, its streams.
+    ///
+    /// Called at install time and whenever the host loads the plugin; must not call the host.
+    fn describe() -> Manifest;
+
+    /// Finds the requester with this external identity, or creates them.
+    fn find_or_create_requester(ctx: &Context, request: RequesterRequest) -> Result<Requester>;
+
+    /// Creates a ticket, or upserts it by `external_id` where the service allows.
+    fn create_ticket(ctx: &Context, ticket: NewTicket) -> Result<TicketRef>;
+
+    /// Adds a customer message, a public reply or an internal note to a ticket.
+    fn add_comment(ctx: &Context, comment: NewComment) -> Result<CommentRef>;
+
+    /// Changes a ticket's status, priority or tags.
+    fn update_ticket(ctx: &Context, update: TicketUpdate) -> Result<TicketState>;
+
+    /// Reads a ticket's current state.
+    fn get_ticket(ctx: &Context, ticket_id: &str) -> Result<TicketState>;
+
+    /// Reads one page of changes of `stream` after `cursor`: agent replies, notes and status
+    /// changes. Mark the hub's own writes with `is_echo` so they are not sent back out.
+    fn poll_changes(ctx: &Context, stream: &str, cursor: Option<String>) -> Result<PollPage>;
+
+    /// Verifies a webhook request from the helpdesk and turns it into changes. A request that
+    /// fails verification returns `ConnectorError::unauthorized`.
+    fn handle_webhook(ctx: &Context, request: WebhookRequest) -> Result<WebhookOutcome>;
+}
+
+#[doc(hidden)]
+pub fn __assert_connector<T: HelpdeskConnector>() {}
+
+/// Bridges a [`HelpdeskConnector`] to the generated bindings. Used by `export_helpdesk!`.
+#[doc(hidden)]
+pub struct __Export<T>(PhantomData<T>);
+
+impl<T: HelpdeskConnector> wit::Guest for __Export<T> {
+    fn describe() -> Manifest {
+        T::describe()
+    }
+
+    fn find_or_create_requester(ctx: CallContext, request: RequesterRequest) -> Result<Requester> {
+        T::find_or_create_requester(&ctx.into(), request)
+    }
+
+    fn create_ticket(ctx: CallContext, ticket: NewTicket) -> Result<TicketRef> {
+        T::create_ticket(&ctx.into(), ticket)
+    }
+
+    fn add_comment(ctx: CallContext, comment: NewComment) -> Result<CommentRef> {
+        T::add_comment(&ctx.into(), comment)
+    }
+
+    fn update_ticket(ctx: CallContext, update: TicketUpdate) -> Result<TicketState> {
+        T::update_ticket(&ctx.into(), update)
+    }
+
+    fn get_ticket(ctx: CallContext, ticket_id: String) -> Result<TicketState> {
+        T::get_ticket(&ctx.into(), &ticket_id)
+    }
+
+    fn poll_changes(ctx: CallContext, stream: String, cursor: Option<String>) -> Result<PollPage> {
+        T::poll_changes(&ctx.into(), &stream, cursor)
+    }
+
+    fn handle_webhook(ctx: CallContext, request: WebhookRequest) -> Result<WebhookOutcome> {
+        T::handle_webhook(&ctx.into(), request)
+    }
+}
+
+/// Exports a [`HelpdeskConnector`](crate::helpdesk::HelpdeskConnector) implementation as the
+/// plugin's `helpdesk-connector`. Call it once, at the top level of the plugin crate.
+///
+/// ```ignore
+/// switchboard_plugin_sdk::export_helpdesk!(MyHelpdesk);
+/// ```
+#[macro_export]
+macro_rules! export_helpdesk {
+    ($connector:ty) => {
+        // Native builds (a plugin's unit tests, workspace checks) only type-check the
+        // connector: the component exports' names aren't valid in native linker scripts.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() = $crate::helpdesk::__assert_connector::<$connector>;
+
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            // The generated export macro takes a plain identifier.
+            type __SwitchboardHelpdeskExport = $crate::helpdesk::__Export<$connector>;
+            $crate::__private::helpdesk_bindings::__export_helpdesk_world!(
+                __SwitchboardHelpdeskExport with_types_in $crate::__private::helpdesk_bindings
+            );
+        };
+    };
+}

@@ -1,0 +1,85 @@
+//! Helpers for answering webhook requests.
+
+use crate::{WebhookRequest, WebhookResponse};
+
+/// A plain `200 OK` with an empty body: what most networks expect once a delivery is taken.
+pub fn ok() -> WebhookResponse {
+    response(200, Vec::new())
+}
+
+/// A response with `status` and `body`, such as the challenge echo of a verification handshake.
+///
+/// ```
+/// # use switchboard_plugin_sdk::webhook;
+/// let answer = webhook::response(200, "challenge-token");
+/// assert_eq!(answer.body, b"challenge-token");
+/// ```
+pub fn response(status: u16, body: impl Into<Vec<u8>>) -> WebhookResponse {
+    WebhookResponse {
+        status,
+        headers: Vec::new(),
+        body: body.into(),
+    }
+}
+
+/// The first value of header `name` in a webhook request, compared case-insensitively.
+pub fn header<'a>(req: &'a WebhookRequest, name: &str) -> Option<&'a str> {
+    req.headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// The first value of query parameter `name`, percent-decoded (`+` counts as a space, as in
+/// forms). Handshakes such as Meta's `hub.challenge` arrive this way.
+pub fn query_param(req: &WebhookRequest, name: &str) -> Option<String> {
+    req.query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode_component(key) == name).then(|| decode_component(value))
+    })
+}
+
+fn decode_component(s: &str) -> String {
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> WebhookRequest {
+        WebhookRequest {
+            method: "GET".into(),
+            path: String::new(),
+            query: "hub.mode=subscribe&hub.challenge=a%20b+c&flag".into(),
+            headers: vec![("x-hub-signature-256".into(), "sha256=00".into())],
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn responses() {
+        assert_eq!(
+            ok(),
+            WebhookResponse {
+                status: 200,
+                headers: vec![],
+                body: vec![]
+            }
+        );
+        assert_eq!(response(403, "no").status, 403);
+    }
+
+    #[test]
+    fn request_lookups() {
+        let req = request();
+        assert_eq!(header(&req, "X-Hub-Signature-256"), Some("sha256=00"));
+        assert_eq!(header(&req, "missing"), None);
+        assert_eq!(query_param(&req, "hub.challenge").as_deref(), Some("a b c"));
+        assert_eq!(query_param(&req, "flag").as_deref(), Some(""));
+        assert_eq!(query_param(&req, "nope"), None);
+    }
+}
