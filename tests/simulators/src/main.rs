@@ -56,6 +56,10 @@ struct Args {
     /// The Zendesk API token.
     #[arg(long, env = "SWITCHBOARD_SIM_ZENDESK_API_TOKEN")]
     zendesk_api_token: Option<String>,
+
+    /// Drop Zendesk's 60 s export window and export rate limit (demo and scripted runs).
+    #[arg(long, env = "SWITCHBOARD_SIM_ZENDESK_RELAXED")]
+    zendesk_relaxed: bool,
 }
 
 #[tokio::main]
@@ -91,6 +95,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(addr) = args.zendesk_addr {
         let mut config = zendesk::Config::default();
+        if args.zendesk_relaxed {
+            config = config.relaxed();
+        }
         if let Some(subdomain) = args.zendesk_subdomain {
             config.subdomain = subdomain;
         }

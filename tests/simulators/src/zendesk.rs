@@ -102,7 +102,7 @@ impl Default for Config {
             subdomain: "switchboard".into(),
             account_id: 10_000_001,
             agent_email: "agent@switchboard.example".into(),
-            agent_name: "Sam Agent".into(),
+            agent_name: "Switchboard Integration".into(),
             api_token: "zendesk-sim-token".into(),
             admin: true,
             oauth_tokens: Vec::new(),
@@ -260,6 +260,13 @@ impl Simulator {
         self.store().agent_id
     }
 
+    /// The id of the human agent who answers in the agent UI ([`Self::agent_reply`],
+    /// [`Self::set_status`]). A different user from the token owner, as in a real account where
+    /// the integration has its own API user, so connectors can tell their own echoes apart.
+    pub fn human_agent_id(&self) -> u64 {
+        self.store().human_agent_id
+    }
+
     /// The agent answers in the agent UI: a public reply, or an internal note when `public`
     /// is false. Returns the comment id. Webhook deliveries it triggers run on the caller's
     /// Tokio runtime (none are sent without one).
@@ -414,12 +421,12 @@ impl Simulator {
                     body: body.to_owned(),
                     html_body: html_from_text(body),
                     public,
-                    author_id: store.agent_id,
+                    author_id: store.human_agent_id,
                 }),
                 status,
                 ..Changes::default()
             };
-            let agent = store.agent_id;
+            let agent = store.human_agent_id;
             store.apply(
                 ticket_id,
                 agent,
@@ -451,7 +458,7 @@ impl Simulator {
                 status: Some(status.to_owned()),
                 ..Changes::default()
             };
-            let agent = store.agent_id;
+            let agent = store.human_agent_id;
             store
                 .apply(
                     ticket_id,

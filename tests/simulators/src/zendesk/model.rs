@@ -194,6 +194,8 @@ pub(crate) struct Changes {
 pub(crate) struct Store {
     pub config: Config,
     pub agent_id: u64,
+    /// The human agent who answers through the control API.
+    pub human_agent_id: u64,
     next_user_id: u64,
     next_ticket_id: u64,
     next_event_id: u64,
@@ -369,6 +371,7 @@ impl Store {
     pub(crate) fn new(config: Config, now: i64) -> Self {
         let mut store = Self {
             agent_id: 1,
+            human_agent_id: 2,
             next_user_id: 1,
             next_ticket_id: 1,
             next_event_id: FIRST_EVENT_ID,
@@ -391,6 +394,13 @@ impl Store {
             store.config.agent_email.clone(),
         );
         store.agent_id = store.insert_user(name, Some(email), None, role, now);
+        store.human_agent_id = store.insert_user(
+            "Sam Agent".to_owned(),
+            Some(format!("sam.agent@{}.example", store.config.subdomain)),
+            None,
+            "agent",
+            now,
+        );
         store
     }
 
