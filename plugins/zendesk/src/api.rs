@@ -405,10 +405,12 @@ fn invalid_record_error(
             })
             .unwrap_or_default()
     };
-    let closed = details
-        .values()
-        .flat_map(descriptions)
-        .any(|d| d.to_ascii_lowercase().contains("closed"));
+    // Zendesk's wording for an update of a closed ticket. Other messages can mention `closed`
+    // too ("Status: closed is not valid for a new ticket") and are the request's fault.
+    let closed = details.values().flat_map(descriptions).any(|d| {
+        d.to_ascii_lowercase()
+            .contains("closed prevents ticket update")
+    });
     if closed {
         return ConnectorError::policy(
             "ticket-closed",
@@ -614,6 +616,17 @@ mod tests {
                 "details":{"status":[{"description":"Status: closed prevents ticket update"}]}}"#,
         ));
         assert!(matches!(closed, ConnectorError::Policy(p) if p.code == "ticket-closed"));
+
+        let closed_on_create = zendesk_error(&response(
+            422,
+            &[],
+            r#"{"error":"RecordInvalid","description":"Record validation errors",
+                "details":{"status":[{"description":"Status: closed is not valid for a new ticket"}]}}"#,
+        ));
+        assert!(matches!(
+            closed_on_create,
+            ConnectorError::InvalidInput(f) if f.field == "status"
+        ));
 
         let invalid = zendesk_error(&response(
             422,
