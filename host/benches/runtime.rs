@@ -35,7 +35,11 @@ fn rss_bytes() -> Option<u64> {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
     rt.block_on(run());
 }
 
@@ -45,7 +49,10 @@ async fn run() {
     let runtime = common::runtime(dir.path());
     println!("pooling allocator: {}", runtime.pooling());
     let (plugin, _) = runtime.load(&wasm).await.expect("load");
-    let installation = Installation { id: "bench".into(), ..Default::default() };
+    let installation = Installation {
+        id: "bench".into(),
+        ..Default::default()
+    };
     let conn = runtime.social(&plugin, &installation).expect("bind");
 
     println!("| measurement | p50 | p99 | samples |");
@@ -61,7 +68,10 @@ async fn run() {
         conn.instantiate_only().await.expect("instantiate");
         samples.push(started.elapsed());
     }
-    report("instantiate from cached InstancePre (fresh store + instance)", samples);
+    report(
+        "instantiate from cached InstancePre (fresh store + instance)",
+        samples,
+    );
 
     let mut samples = Vec::new();
     for _ in 0..2_000 {
@@ -74,17 +84,29 @@ async fn run() {
     // Host→plugin: per-call cost of poll() on one warm instance.
     let mut samples = Vec::new();
     for _ in 0..200 {
-        let total = conn.bench_warm_polls("ok", None, 100).await.expect("warm polls");
+        let total = conn
+            .bench_warm_polls("ok", None, 100)
+            .await
+            .expect("warm polls");
         samples.push(total / 100);
     }
-    report("host→plugin call on a warm instance (poll, empty page)", samples);
+    report(
+        "host→plugin call on a warm instance (poll, empty page)",
+        samples,
+    );
 
     // Plugin→host: clock.now-ms called N times inside one poll, minus the poll itself.
     let calls = 10_000u32;
     let mut samples = Vec::new();
     for _ in 0..100 {
-        let with = conn.bench_warm_polls("clock", Some(&calls.to_string()), 1).await.expect("clock");
-        let without = conn.bench_warm_polls("clock", Some("0"), 1).await.expect("clock");
+        let with = conn
+            .bench_warm_polls("clock", Some(&calls.to_string()), 1)
+            .await
+            .expect("clock");
+        let without = conn
+            .bench_warm_polls("clock", Some("0"), 1)
+            .await
+            .expect("clock");
         samples.push(with.saturating_sub(without) / calls);
     }
     report("plugin→host import (clock.now-ms)", samples);
@@ -98,14 +120,20 @@ async fn run() {
         samples.push(started.elapsed());
         assert_eq!(outcome, CacheOutcome::Hit);
     }
-    report("load a cached plugin (deserialize + checks + describe)", samples);
+    report(
+        "load a cached plugin (deserialize + checks + describe)",
+        samples,
+    );
 
     // Memory per idle installation: bound connectors hold settings, grants and policy; no
     // instance lives between calls.
     let before = rss_bytes();
     let idle: Vec<_> = (0..10_000)
         .map(|i| {
-            let installation = Installation { id: format!("inst-{i}"), ..Default::default() };
+            let installation = Installation {
+                id: format!("inst-{i}"),
+                ..Default::default()
+            };
             runtime.social(&plugin, &installation).expect("bind")
         })
         .collect();

@@ -4,6 +4,6 @@
 pub mod cli;
 pub mod manifest;
 pub mod plugin_build;
-pub mod store;
 pub mod runtime;
 pub mod schedule;
+pub mod store;

@@ -5,7 +5,10 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = switchboard::cli::Cli::parse();
     switchboard::cli::init_tracing(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: could not start the async runtime: {error}");

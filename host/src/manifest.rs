@@ -124,11 +124,22 @@ fn visibility(v: wit::Visibility) -> String {
 impl From<wit::Manifest> for PluginManifest {
     fn from(m: wit::Manifest) -> Self {
         let placement = |p: wit::CredentialPlacement| match p {
-            wit::CredentialPlacement::Basic(b) => CredentialPlacement::Basic { username: b.username, password: b.password },
+            wit::CredentialPlacement::Basic(b) => CredentialPlacement::Basic {
+                username: b.username,
+                password: b.password,
+            },
             wit::CredentialPlacement::Bearer(token) => CredentialPlacement::Bearer { token },
-            wit::CredentialPlacement::Header(h) => CredentialPlacement::Header { name: h.name, value: h.value },
-            wit::CredentialPlacement::Query(q) => CredentialPlacement::Query { name: q.name, value: q.value },
-            wit::CredentialPlacement::PathPrefix(prefix) => CredentialPlacement::PathPrefix { prefix },
+            wit::CredentialPlacement::Header(h) => CredentialPlacement::Header {
+                name: h.name,
+                value: h.value,
+            },
+            wit::CredentialPlacement::Query(q) => CredentialPlacement::Query {
+                name: q.name,
+                value: q.value,
+            },
+            wit::CredentialPlacement::PathPrefix(prefix) => {
+                CredentialPlacement::PathPrefix { prefix }
+            }
         };
         PluginManifest {
             id: m.id,
@@ -156,13 +167,20 @@ impl From<wit::Manifest> for PluginManifest {
                 credentials: m
                     .credentials
                     .into_iter()
-                    .map(|c| CredentialRule { host_pattern: c.host_pattern, placement: placement(c.placement) })
+                    .map(|c| CredentialRule {
+                        host_pattern: c.host_pattern,
+                        placement: placement(c.placement),
+                    })
                     .collect(),
             },
             streams: m
                 .streams
                 .into_iter()
-                .map(|s| StreamSpec { name: s.name, description: s.description, default_schedule: s.default_schedule })
+                .map(|s| StreamSpec {
+                    name: s.name,
+                    description: s.description,
+                    default_schedule: s.default_schedule,
+                })
                 .collect(),
             accepts_webhooks: m.accepts_webhooks,
             text_limits: m
@@ -177,13 +195,21 @@ impl From<wit::Manifest> for PluginManifest {
             reply_windows: m
                 .reply_windows
                 .into_iter()
-                .map(|w| ReplyWindow { visibility: visibility(w.visibility), seconds: w.seconds, note: w.note })
+                .map(|w| ReplyWindow {
+                    visibility: visibility(w.visibility),
+                    seconds: w.seconds,
+                    note: w.note,
+                })
                 .collect(),
             oauth2: m.oauth2.map(|o| OAuth2Spec {
                 authorize_url: o.authorize_url,
                 token_url: o.token_url,
                 scopes: o.scopes,
-                flows: o.flows.iter().map(|f| format!("{f:?}").to_lowercase()).collect(),
+                flows: o
+                    .flows
+                    .iter()
+                    .map(|f| format!("{f:?}").to_lowercase())
+                    .collect(),
             }),
         }
     }
@@ -198,13 +224,19 @@ impl PluginManifest {
     pub fn validate(&self, world: PluginKind) -> Result<(), ManifestError> {
         let mut problems = Vec::new();
         if !is_identifier(&self.id, true) {
-            problems.push(format!("id `{}` must be 1-64 chars of a-z, 0-9, `.`, `_`, `-`", self.id));
+            problems.push(format!(
+                "id `{}` must be 1-64 chars of a-z, 0-9, `.`, `_`, `-`",
+                self.id
+            ));
         }
         if self.name.trim().is_empty() {
             problems.push("name is empty".into());
         }
         if semver::Version::parse(&self.version).is_err() {
-            problems.push(format!("version `{}` is not semver (like 1.2.3)", self.version));
+            problems.push(format!(
+                "version `{}` is not semver (like 1.2.3)",
+                self.version
+            ));
         }
         if self.kind != world {
             problems.push(format!(
@@ -222,16 +254,19 @@ impl PluginManifest {
                 problems.push(format!("setting `{}` is declared twice", s.key));
             }
         }
-        let check_template = |what: &str, template: &str, problems: &mut Vec<String>| match placeholders(template) {
-            Ok(names) => {
-                for name in names {
-                    if !keys.contains(name.as_str()) && !name.starts_with("oauth.") {
-                        problems.push(format!("{what} `{template}` refers to undeclared setting `{name}`"));
+        let check_template =
+            |what: &str, template: &str, problems: &mut Vec<String>| match placeholders(template) {
+                Ok(names) => {
+                    for name in names {
+                        if !keys.contains(name.as_str()) && !name.starts_with("oauth.") {
+                            problems.push(format!(
+                                "{what} `{template}` refers to undeclared setting `{name}`"
+                            ));
+                        }
                     }
                 }
-            }
-            Err(e) => problems.push(format!("{what} `{template}`: {e}")),
-        };
+                Err(e) => problems.push(format!("{what} `{template}`: {e}")),
+            };
         for host in &self.capabilities.http_hosts {
             check_template("http host", host, &mut problems);
             if placeholders(host).is_ok_and(|p| p.is_empty()) {
@@ -254,7 +289,10 @@ impl PluginManifest {
         let mut streams = BTreeSet::new();
         for stream in &self.streams {
             if !is_identifier(&stream.name, true) {
-                problems.push(format!("stream name `{}` must be a-z, 0-9, `.`, `_`, `-`", stream.name));
+                problems.push(format!(
+                    "stream name `{}` must be a-z, 0-9, `.`, `_`, `-`",
+                    stream.name
+                ));
             }
             if !streams.insert(stream.name.as_str()) {
                 problems.push(format!("stream `{}` is declared twice", stream.name));
@@ -276,7 +314,8 @@ impl CredentialPlacement {
         match self {
             CredentialPlacement::Basic { username, password } => vec![username, password],
             CredentialPlacement::Bearer { token } => vec![token],
-            CredentialPlacement::Header { value, .. } | CredentialPlacement::Query { value, .. } => vec![value],
+            CredentialPlacement::Header { value, .. }
+            | CredentialPlacement::Query { value, .. } => vec![value],
             CredentialPlacement::PathPrefix { prefix } => vec![prefix],
         }
     }
@@ -286,7 +325,10 @@ fn is_identifier(s: &str, allow_punctuation: bool) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || (allow_punctuation && matches!(c, '.' | '-'))
+            c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || c == '_'
+                || (allow_punctuation && matches!(c, '.' | '-'))
         })
 }
 
@@ -316,7 +358,10 @@ pub fn placeholders(template: &str) -> Result<Vec<String>, TemplateError> {
 
 /// Fills a template from settings. `None` when a referenced setting is missing or empty, so an
 /// optional host pattern (such as a test base URL) simply does not apply.
-pub fn expand(template: &str, values: &BTreeMap<String, String>) -> Result<Option<String>, TemplateError> {
+pub fn expand(
+    template: &str,
+    values: &BTreeMap<String, String>,
+) -> Result<Option<String>, TemplateError> {
     let mut out = template.to_string();
     for name in placeholders(template)? {
         match values.get(&name).filter(|v| !v.is_empty()) {

@@ -10,7 +10,9 @@ pub struct Schedule {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid schedule `{expression}`: {reason} (use 5 crontab fields, or 6 with seconds first)")]
+#[error(
+    "invalid schedule `{expression}`: {reason} (use 5 crontab fields, or 6 with seconds first)"
+)]
 pub struct ScheduleError {
     pub expression: String,
     pub reason: String,
@@ -25,12 +27,20 @@ impl Schedule {
             5 => format!("0 {expression}"),
             6 | 7 => expression.to_string(),
             n => {
-                return Err(ScheduleError { expression: expression.into(), reason: format!("{n} fields") });
+                return Err(ScheduleError {
+                    expression: expression.into(),
+                    reason: format!("{n} fields"),
+                });
             }
         };
-        let inner = cron::Schedule::from_str(&normalized)
-            .map_err(|e| ScheduleError { expression: expression.into(), reason: e.to_string() })?;
-        Ok(Self { expression: expression.to_string(), inner })
+        let inner = cron::Schedule::from_str(&normalized).map_err(|e| ScheduleError {
+            expression: expression.into(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            expression: expression.to_string(),
+            inner,
+        })
     }
 
     pub fn cron(&self) -> &cron::Schedule {

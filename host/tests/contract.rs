@@ -11,7 +11,13 @@ async fn load_error(wasm: &[u8]) -> String {
         Ok(_) => panic!("expected the component to be refused"),
         Err(e) => {
             let message = e.to_string();
-            assert!(matches!(e, LoadError::NotAComponent(_) | LoadError::ContractMismatch { .. }), "{message}");
+            assert!(
+                matches!(
+                    e,
+                    LoadError::NotAComponent(_) | LoadError::ContractMismatch { .. }
+                ),
+                "{message}"
+            );
             message
         }
     }
@@ -19,16 +25,23 @@ async fn load_error(wasm: &[u8]) -> String {
 
 #[tokio::test]
 async fn refuses_garbage_and_core_modules() {
-    assert!(load_error(b"not wasm at all").await.contains("not a wasm file"));
+    assert!(load_error(b"not wasm at all")
+        .await
+        .contains("not a wasm file"));
     let core = wat::parse_str("(module)").expect("wat");
-    assert!(load_error(&core).await.contains("core wasm module, not a component"));
+    assert!(load_error(&core)
+        .await
+        .contains("core wasm module, not a component"));
 }
 
 #[tokio::test]
 async fn refuses_a_component_without_a_connector_export() {
     let empty = wat::parse_str("(component)").expect("wat");
     let message = load_error(&empty).await;
-    assert!(message.contains("switchboard:connector/social-connector@0.1.0"), "{message}");
+    assert!(
+        message.contains("switchboard:connector/social-connector@0.1.0"),
+        "{message}"
+    );
     assert!(message.contains("helpdesk-connector"), "{message}");
 }
 
@@ -46,7 +59,8 @@ async fn refuses_a_component_built_for_another_contract_version() {
 
 #[tokio::test]
 async fn refuses_wasi_imports() {
-    let wasi = wat::parse_str(r#"(component (import "wasi:filesystem/types@0.2.0" (instance)))"#).expect("wat");
+    let wasi = wat::parse_str(r#"(component (import "wasi:filesystem/types@0.2.0" (instance)))"#)
+        .expect("wat");
     let message = load_error(&wasi).await;
     assert!(message.contains("wasi:filesystem/types@0.2.0"), "{message}");
     assert!(message.contains("no WASI"), "{message}");

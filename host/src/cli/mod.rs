@@ -13,10 +13,19 @@ use crate::runtime::{Runtime, RuntimeConfig};
 use crate::store::Db;
 
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version, about = "Sync social conversations with helpdesk tickets")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Sync social conversations with helpdesk tickets"
+)]
 pub struct Cli {
     /// Where the database, compiled plugins and other state live.
-    #[arg(long, global = true, env = "SWITCHBOARD_DATA_DIR", default_value = "switchboard-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHBOARD_DATA_DIR",
+        default_value = "switchboard-data"
+    )]
     pub data_dir: PathBuf,
     /// Database URL; defaults to a SQLite file in the data dir.
     #[arg(long, global = true, env = "SWITCHBOARD_DATABASE_URL")]
@@ -43,8 +52,11 @@ pub enum Command {
 
 /// Logs go to stderr so command output on stdout stays machine-readable. `RUST_LOG` filters.
 pub fn init_tracing(cli: &Cli) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,switchboard=info,plugin=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,switchboard=info,plugin=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -53,7 +65,16 @@ pub fn init_tracing(cli: &Cli) {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Plugin(command) => plugin::run(&Context { data_dir: cli.data_dir, database_url: cli.database_url }, command).await,
+        Command::Plugin(command) => {
+            plugin::run(
+                &Context {
+                    data_dir: cli.data_dir,
+                    database_url: cli.database_url,
+                },
+                command,
+            )
+            .await
+        }
     }
 }
 
@@ -69,13 +90,18 @@ impl Context {
             Some(url) => url.clone(),
             None => {
                 std::fs::create_dir_all(&self.data_dir)?;
-                format!("sqlite://{}", self.data_dir.join("switchboard.db").display())
+                format!(
+                    "sqlite://{}",
+                    self.data_dir.join("switchboard.db").display()
+                )
             }
         };
         Ok(Db::connect(&url).await?)
     }
 
     pub(crate) fn runtime(&self) -> anyhow::Result<Runtime> {
-        Runtime::new(RuntimeConfig::new(self.data_dir.join("cache").join("components")))
+        Runtime::new(RuntimeConfig::new(
+            self.data_dir.join("cache").join("components"),
+        ))
     }
 }

@@ -84,8 +84,14 @@ pub enum PluginCommand {
 
 pub async fn run(ctx: &Context, command: PluginCommand) -> anyhow::Result<ExitCode> {
     match command {
-        PluginCommand::Build { crate_dir, target_dir } => {
-            let options = BuildOptions { target_dir, ..BuildOptions::default() };
+        PluginCommand::Build {
+            crate_dir,
+            target_dir,
+        } => {
+            let options = BuildOptions {
+                target_dir,
+                ..BuildOptions::default()
+            };
             let built = build_plugin(&crate_dir, &options, &mut |line| eprintln!("{line}"))?;
             eprintln!("built {} bytes via {:?}", built.size_bytes, built.route);
             println!("{}", built.component_path.display());
@@ -105,29 +111,59 @@ pub async fn run(ctx: &Context, command: PluginCommand) -> anyhow::Result<ExitCo
             } else {
                 for p in plugins {
                     let marker = if p.active { "*" } else { " " };
-                    println!("{marker} {:<20} {:<10} {:<8} {}", p.plugin_id, p.version, p.kind, &p.sha256[..12]);
+                    println!(
+                        "{marker} {:<20} {:<10} {:<8} {}",
+                        p.plugin_id,
+                        p.version,
+                        p.kind,
+                        &p.sha256[..12]
+                    );
                 }
             }
         }
         PluginCommand::Activate { plugin_id, version } => {
-            ctx.db().await?.activate_plugin(&plugin_id, &version).await?;
+            ctx.db()
+                .await?
+                .activate_plugin(&plugin_id, &version)
+                .await?;
             println!("{plugin_id} {version} is now active");
         }
         PluginCommand::Remove { plugin_id, version } => {
-            let removed = ctx.db().await?.remove_plugin(&plugin_id, version.as_deref()).await?;
+            let removed = ctx
+                .db()
+                .await?
+                .remove_plugin(&plugin_id, version.as_deref())
+                .await?;
             println!("removed {removed} version(s) of {plugin_id}");
         }
-        PluginCommand::Exec { plugin, operation, settings, settings_file, input, stream, cursor, ticket_id, deadline_ms } => {
+        PluginCommand::Exec {
+            plugin,
+            operation,
+            settings,
+            settings_file,
+            input,
+            stream,
+            cursor,
+            ticket_id,
+            deadline_ms,
+        } => {
             let mut values = BTreeMap::new();
             if let Some(path) = settings_file {
-                let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-                let parsed: BTreeMap<String, String> = serde_json::from_str(&text)
-                    .with_context(|| format!("{}: expected a JSON object of string settings", path.display()))?;
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let parsed: BTreeMap<String, String> =
+                    serde_json::from_str(&text).with_context(|| {
+                        format!(
+                            "{}: expected a JSON object of string settings",
+                            path.display()
+                        )
+                    })?;
                 values.extend(parsed);
             }
             for pair in settings {
-                let (key, value) =
-                    pair.split_once('=').with_context(|| format!("--setting `{pair}`: expected KEY=VALUE"))?;
+                let (key, value) = pair
+                    .split_once('=')
+                    .with_context(|| format!("--setting `{pair}`: expected KEY=VALUE"))?;
                 values.insert(key.to_string(), value.to_string());
             }
             let runtime = ctx.runtime()?;
@@ -143,7 +179,13 @@ pub async fn run(ctx: &Context, command: PluginCommand) -> anyhow::Result<ExitCo
                 limits.deadline = std::time::Duration::from_millis(ms);
                 installation.limits = Some(limits);
             }
-            let request = ExecRequest { operation: &operation, input: input.as_deref(), stream, cursor, ticket_id };
+            let request = ExecRequest {
+                operation: &operation,
+                input: input.as_deref(),
+                stream,
+                cursor,
+                ticket_id,
+            };
             return exec(&runtime, &loaded, &installation, request).await;
         }
     }
@@ -161,7 +203,11 @@ struct PluginInfo<'a> {
 
 impl<'a> PluginInfo<'a> {
     fn of(plugin: &'a Plugin) -> Self {
-        Self { manifest: plugin.manifest(), contract: bindings::CONTRACT, sha256: plugin.sha256() }
+        Self {
+            manifest: plugin.manifest(),
+            contract: bindings::CONTRACT,
+            sha256: plugin.sha256(),
+        }
     }
 }
 
@@ -172,16 +218,28 @@ fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
 
 async fn load_file(runtime: &Runtime, file: &Path) -> anyhow::Result<Plugin> {
     let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let (plugin, _) = runtime.load(&wasm).await.with_context(|| format!("{} was refused", file.display()))?;
+    let (plugin, _) = runtime
+        .load(&wasm)
+        .await
+        .with_context(|| format!("{} was refused", file.display()))?;
     Ok(plugin)
 }
 
 async fn install(ctx: &Context, file: &Path, approve: bool) -> anyhow::Result<()> {
     let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let runtime = ctx.runtime()?;
-    let (plugin, _) = runtime.load(&wasm).await.with_context(|| format!("{} was refused", file.display()))?;
+    let (plugin, _) = runtime
+        .load(&wasm)
+        .await
+        .with_context(|| format!("{} was refused", file.display()))?;
     let manifest = plugin.manifest();
-    println!("{} {} ({} plugin, {})", manifest.id, manifest.version, manifest.kind.as_str(), bindings::CONTRACT);
+    println!(
+        "{} {} ({} plugin, {})",
+        manifest.id,
+        manifest.version,
+        manifest.kind.as_str(),
+        bindings::CONTRACT
+    );
     println!("sha256 {}", plugin.sha256());
     println!("It requests outbound HTTP to:");
     if manifest.capabilities.http_hosts.is_empty() {
@@ -191,7 +249,10 @@ async fn install(ctx: &Context, file: &Path, approve: bool) -> anyhow::Result<()
         println!("  {host}");
     }
     for rule in &manifest.capabilities.credentials {
-        println!("  and the host adds credentials for {} ({:?})", rule.host_pattern, rule.placement);
+        println!(
+            "  and the host adds credentials for {} ({:?})",
+            rule.host_pattern, rule.placement
+        );
     }
     if !approve {
         if !std::io::stdin().is_terminal() {
@@ -230,7 +291,11 @@ async fn install(ctx: &Context, file: &Path, approve: bool) -> anyhow::Result<()
 
 /// A `.wasm` path is loaded from disk with its requested hosts approved for the run; anything
 /// else names an installed plugin, which keeps the admin's approvals.
-async fn resolve_plugin(ctx: &Context, runtime: &Runtime, spec: &str) -> anyhow::Result<(Plugin, Vec<String>)> {
+async fn resolve_plugin(
+    ctx: &Context,
+    runtime: &Runtime,
+    spec: &str,
+) -> anyhow::Result<(Plugin, Vec<String>)> {
     let path = Path::new(spec);
     if path.extension().is_some_and(|e| e == "wasm") || path.is_file() {
         let plugin = load_file(runtime, path).await?;
@@ -242,7 +307,10 @@ async fn resolve_plugin(ctx: &Context, runtime: &Runtime, spec: &str) -> anyhow:
         None => (spec, None),
     };
     let (record, wasm) = ctx.db().await?.load_plugin(id, version).await?;
-    let (plugin, _) = runtime.load(&wasm).await.with_context(|| format!("installed plugin {id} failed to load"))?;
+    let (plugin, _) = runtime
+        .load(&wasm)
+        .await
+        .with_context(|| format!("installed plugin {id} failed to load"))?;
     Ok((plugin, record.approved_hosts))
 }
 
@@ -256,12 +324,21 @@ struct ExecRequest<'a> {
 
 impl ExecRequest<'_> {
     fn input<T: for<'de> Deserialize<'de>>(&self) -> anyhow::Result<T> {
-        let raw = self.input.with_context(|| format!("`{}` needs --input JSON (or @FILE)", self.operation))?;
+        let raw = self
+            .input
+            .with_context(|| format!("`{}` needs --input JSON (or @FILE)", self.operation))?;
         let text = match raw.strip_prefix('@') {
-            Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+            Some(path) => {
+                std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?
+            }
             None => raw.to_string(),
         };
-        serde_json::from_str(&text).with_context(|| format!("--input for `{}` does not match the contract", self.operation))
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "--input for `{}` does not match the contract",
+                self.operation
+            )
+        })
     }
 
     fn stream(&self, manifest: &PluginManifest) -> anyhow::Result<String> {
@@ -278,7 +355,11 @@ impl ExecRequest<'_> {
             method: input.method,
             path: input.path,
             query: input.query,
-            headers: input.headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+            headers: input
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
             body: input.body.into_bytes(),
         })
     }
@@ -303,7 +384,12 @@ fn post() -> String {
     "POST".into()
 }
 
-async fn exec(runtime: &Runtime, plugin: &Plugin, installation: &Installation, req: ExecRequest<'_>) -> anyhow::Result<ExitCode> {
+async fn exec(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    installation: &Installation,
+    req: ExecRequest<'_>,
+) -> anyhow::Result<ExitCode> {
     let manifest = plugin.manifest();
     if req.operation == "describe" {
         print_json(&PluginInfo::of(plugin))?;
@@ -342,7 +428,11 @@ async fn exec(runtime: &Runtime, plugin: &Plugin, installation: &Installation, r
         }
     };
     for line in logs {
-        let fields: String = line.fields.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+        let fields: String = line
+            .fields
+            .iter()
+            .map(|(k, v)| format!(" {k}={v}"))
+            .collect();
         eprintln!("[plugin {}] {}{}", line.level, line.message, fields);
     }
     match result {
@@ -360,7 +450,9 @@ async fn exec(runtime: &Runtime, plugin: &Plugin, installation: &Installation, r
     }
 }
 
-fn to_json<T: Serialize>(result: Result<T, CallError>) -> anyhow::Result<Result<serde_json::Value, CallError>> {
+fn to_json<T: Serialize>(
+    result: Result<T, CallError>,
+) -> anyhow::Result<Result<serde_json::Value, CallError>> {
     Ok(match result {
         Ok(value) => Ok(serde_json::to_value(value)?),
         Err(error) => Err(error),

@@ -55,14 +55,21 @@ impl ComponentCache {
 
     /// Loads the compiled form of `wasm` (whose digest is `sha256`), compiling and storing it
     /// on a miss. A cache file that fails to load is replaced.
-    pub fn load(&self, engine: &Engine, sha256: &str, wasm: &[u8]) -> anyhow::Result<(Component, CacheOutcome)> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        sha256: &str,
+        wasm: &[u8],
+    ) -> anyhow::Result<(Component, CacheOutcome)> {
         let path = self.path_for(sha256);
         if path.exists() {
             // SAFETY: the file was produced by `precompile_component` of an engine with the same
             // compatibility hash (it is in the name), in a directory only this host writes.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                Err(error) => tracing::warn!(path = %path.display(), %error, "discarding unusable compiled component"),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "discarding unusable compiled component")
+                }
             }
         }
         let compiled = engine
@@ -70,7 +77,8 @@ impl ComponentCache {
             .map_err(|e| anyhow::anyhow!("compiling the component: {e:#}"))?;
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, &compiled).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("moving {} into place", path.display()))?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("moving {} into place", path.display()))?;
         // SAFETY: as above; we just wrote these bytes from `precompile_component`.
         let component = unsafe { Component::deserialize(engine, &compiled) }
             .map_err(|e| anyhow::anyhow!("loading the compiled component: {e:#}"))?;

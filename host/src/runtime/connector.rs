@@ -29,7 +29,10 @@ const WALL_CLOCK_GRACE: Duration = Duration::from_millis(500);
 pub(crate) fn describe_error(error: &ConnectorError) -> String {
     match error {
         ConnectorError::Unauthorized(m) => format!("unauthorized: {m}"),
-        ConnectorError::RateLimited(r) => format!("rate limited, retry after {} ms: {}", r.retry_after_ms, r.message),
+        ConnectorError::RateLimited(r) => format!(
+            "rate limited, retry after {} ms: {}",
+            r.retry_after_ms, r.message
+        ),
         ConnectorError::NotFound(m) => format!("not found: {m}"),
         ConnectorError::InvalidInput(f) => format!("invalid input in `{}`: {}", f.field, f.message),
         ConnectorError::Policy(p) => format!("policy `{}`: {}", p.code, p.message),
@@ -47,7 +50,11 @@ macro_rules! in_fresh_store {
         let mut store = prepared.new_store(logs.is_some());
         let outcome = {
             let $store = &mut store;
-            tokio::time::timeout(prepared.limits.deadline + WALL_CLOCK_GRACE, async move { $body }).await
+            tokio::time::timeout(
+                prepared.limits.deadline + WALL_CLOCK_GRACE,
+                async move { $body },
+            )
+            .await
         };
         prepared.finish(outcome, &mut store, logs)
     }};
@@ -71,7 +78,9 @@ impl Prepared {
             Err(_) => Err(CallError::Deadline(self.limits.deadline)),
             Ok(Ok(value)) => Ok(value),
             Ok(Err(_)) if state.timed_out => Err(CallError::Deadline(self.limits.deadline)),
-            Ok(Err(_)) if state.limiter.exceeded => Err(CallError::MemoryCap(self.limits.memory_bytes)),
+            Ok(Err(_)) if state.limiter.exceeded => {
+                Err(CallError::MemoryCap(self.limits.memory_bytes))
+            }
             Ok(Err(error)) => Err(CallError::Trap(trap_message(&error))),
         }
     }
@@ -83,7 +92,11 @@ fn trap_message(error: &wasmtime::Error) -> String {
     tracing::debug!(error = %full, "plugin trap");
     match error.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => trap.to_string(),
-        None => format!("{error:#}").lines().next().unwrap_or("unknown error").to_string(),
+        None => format!("{error:#}")
+            .lines()
+            .next()
+            .unwrap_or("unknown error")
+            .to_string(),
     }
 }
 
@@ -91,11 +104,15 @@ pub(crate) async fn describe(prepared: &Prepared) -> Result<Manifest, CallError>
     match &prepared.plugin.inner.pre {
         WorldPre::Social(pre) => in_fresh_store!(prepared, None, |store| {
             let b: Social = pre.instantiate_async(&mut *store).await?;
-            b.switchboard_connector_social_connector().call_describe(&mut *store).await
+            b.switchboard_connector_social_connector()
+                .call_describe(&mut *store)
+                .await
         }),
         WorldPre::Helpdesk(pre) => in_fresh_store!(prepared, None, |store| {
             let b: Helpdesk = pre.instantiate_async(&mut *store).await?;
-            b.switchboard_connector_helpdesk_connector().call_describe(&mut *store).await
+            b.switchboard_connector_helpdesk_connector()
+                .call_describe(&mut *store)
+                .await
         }),
     }
 }
@@ -119,7 +136,9 @@ pub struct HelpdeskConnector {
 
 macro_rules! social_call {
     ($self:ident, |$b:ident, $store:ident| $body:expr) => {{
-        let WorldPre::Social(pre) = &$self.prepared.plugin.inner.pre else { unreachable!("checked in new") };
+        let WorldPre::Social(pre) = &$self.prepared.plugin.inner.pre else {
+            unreachable!("checked in new")
+        };
         let logs = $self.logs.as_deref();
         flatten(in_fresh_store!(&$self.prepared, logs, |$store| {
             let instance: Social = pre.instantiate_async(&mut *$store).await?;
@@ -131,7 +150,9 @@ macro_rules! social_call {
 
 macro_rules! helpdesk_call {
     ($self:ident, |$b:ident, $store:ident| $body:expr) => {{
-        let WorldPre::Helpdesk(pre) = &$self.prepared.plugin.inner.pre else { unreachable!("checked in new") };
+        let WorldPre::Helpdesk(pre) = &$self.prepared.plugin.inner.pre else {
+            unreachable!("checked in new")
+        };
         let logs = $self.logs.as_deref();
         flatten(in_fresh_store!(&$self.prepared, logs, |$store| {
             let instance: Helpdesk = pre.instantiate_async(&mut *$store).await?;
@@ -144,10 +165,17 @@ macro_rules! helpdesk_call {
 impl SocialConnector {
     pub(crate) fn new(prepared: Prepared) -> anyhow::Result<Self> {
         let WorldPre::Social(pre) = &prepared.plugin.inner.pre else {
-            anyhow::bail!("plugin `{}` is a helpdesk plugin, not a social one", prepared.plugin.manifest().id);
+            anyhow::bail!(
+                "plugin `{}` is a helpdesk plugin, not a social one",
+                prepared.plugin.manifest().id
+            );
         };
         let pre = pre.instance_pre().clone();
-        Ok(Self { prepared: Arc::new(prepared), pre, logs: None })
+        Ok(Self {
+            prepared: Arc::new(prepared),
+            pre,
+            logs: None,
+        })
     }
 
     /// Keep the plugin's log lines of every call, for [`Self::take_logs`].
@@ -157,17 +185,36 @@ impl SocialConnector {
     }
 
     pub fn take_logs(&self) -> Vec<LogLine> {
-        self.logs.as_ref().and_then(|l| l.lock().ok().map(|mut l| std::mem::take(&mut *l))).unwrap_or_default()
+        self.logs
+            .as_ref()
+            .and_then(|l| l.lock().ok().map(|mut l| std::mem::take(&mut *l)))
+            .unwrap_or_default()
     }
 
-    pub async fn handle_webhook(&self, request: WebhookRequest) -> Result<SocialWebhookOutcome, CallError> {
+    pub async fn handle_webhook(
+        &self,
+        request: WebhookRequest,
+    ) -> Result<SocialWebhookOutcome, CallError> {
         let ctx = &self.prepared.context;
-        social_call!(self, |b, store| b.call_handle_webhook(&mut *store, ctx, &request))
+        social_call!(self, |b, store| b.call_handle_webhook(
+            &mut *store,
+            ctx,
+            &request
+        ))
     }
 
-    pub async fn poll(&self, stream: &str, cursor: Option<&str>) -> Result<SocialPollPage, CallError> {
+    pub async fn poll(
+        &self,
+        stream: &str,
+        cursor: Option<&str>,
+    ) -> Result<SocialPollPage, CallError> {
         let ctx = &self.prepared.context;
-        social_call!(self, |b, store| b.call_poll(&mut *store, ctx, stream, cursor))
+        social_call!(self, |b, store| b.call_poll(
+            &mut *store,
+            ctx,
+            stream,
+            cursor
+        ))
     }
 
     pub async fn send(&self, message: &OutboundMessage) -> Result<so::SentMessage, CallError> {
@@ -179,7 +226,12 @@ impl SocialConnector {
     /// The host never reuses instances across calls; this exists to measure the bare cost of
     /// crossing into the plugin, separately from instantiation.
     #[doc(hidden)]
-    pub async fn bench_warm_polls(&self, stream: &str, cursor: Option<&str>, calls: u32) -> Result<Duration, CallError> {
+    pub async fn bench_warm_polls(
+        &self,
+        stream: &str,
+        cursor: Option<&str>,
+        calls: u32,
+    ) -> Result<Duration, CallError> {
         let pre = &self.pre;
         let ctx = &self.prepared.context;
         in_fresh_store!(&self.prepared, None, |store| {
@@ -208,9 +260,15 @@ impl SocialConnector {
 impl HelpdeskConnector {
     pub(crate) fn new(prepared: Prepared) -> anyhow::Result<Self> {
         if !matches!(prepared.plugin.inner.pre, WorldPre::Helpdesk(_)) {
-            anyhow::bail!("plugin `{}` is a social plugin, not a helpdesk one", prepared.plugin.manifest().id);
+            anyhow::bail!(
+                "plugin `{}` is a social plugin, not a helpdesk one",
+                prepared.plugin.manifest().id
+            );
         }
-        Ok(Self { prepared: Arc::new(prepared), logs: None })
+        Ok(Self {
+            prepared: Arc::new(prepared),
+            logs: None,
+        })
     }
 
     pub fn capture_logs(mut self) -> Self {
@@ -219,41 +277,83 @@ impl HelpdeskConnector {
     }
 
     pub fn take_logs(&self) -> Vec<LogLine> {
-        self.logs.as_ref().and_then(|l| l.lock().ok().map(|mut l| std::mem::take(&mut *l))).unwrap_or_default()
+        self.logs
+            .as_ref()
+            .and_then(|l| l.lock().ok().map(|mut l| std::mem::take(&mut *l)))
+            .unwrap_or_default()
     }
 
-    pub async fn find_or_create_requester(&self, request: &RequesterRequest) -> Result<hd::Requester, CallError> {
+    pub async fn find_or_create_requester(
+        &self,
+        request: &RequesterRequest,
+    ) -> Result<hd::Requester, CallError> {
         let ctx = &self.prepared.context;
-        helpdesk_call!(self, |b, store| b.call_find_or_create_requester(&mut *store, ctx, request))
+        helpdesk_call!(self, |b, store| b.call_find_or_create_requester(
+            &mut *store,
+            ctx,
+            request
+        ))
     }
 
     pub async fn create_ticket(&self, ticket: &NewTicket) -> Result<hd::TicketRef, CallError> {
         let ctx = &self.prepared.context;
-        helpdesk_call!(self, |b, store| b.call_create_ticket(&mut *store, ctx, ticket))
+        helpdesk_call!(self, |b, store| b.call_create_ticket(
+            &mut *store,
+            ctx,
+            ticket
+        ))
     }
 
     pub async fn add_comment(&self, comment: &NewComment) -> Result<hd::CommentRef, CallError> {
         let ctx = &self.prepared.context;
-        helpdesk_call!(self, |b, store| b.call_add_comment(&mut *store, ctx, comment))
+        helpdesk_call!(self, |b, store| b.call_add_comment(
+            &mut *store,
+            ctx,
+            comment
+        ))
     }
 
     pub async fn update_ticket(&self, update: &TicketUpdate) -> Result<hd::TicketState, CallError> {
         let ctx = &self.prepared.context;
-        helpdesk_call!(self, |b, store| b.call_update_ticket(&mut *store, ctx, update))
+        helpdesk_call!(self, |b, store| b.call_update_ticket(
+            &mut *store,
+            ctx,
+            update
+        ))
     }
 
     pub async fn get_ticket(&self, ticket_id: &str) -> Result<hd::TicketState, CallError> {
         let ctx = &self.prepared.context;
-        helpdesk_call!(self, |b, store| b.call_get_ticket(&mut *store, ctx, ticket_id))
+        helpdesk_call!(self, |b, store| b.call_get_ticket(
+            &mut *store,
+            ctx,
+            ticket_id
+        ))
     }
 
-    pub async fn poll_changes(&self, stream: &str, cursor: Option<&str>) -> Result<HelpdeskPollPage, CallError> {
+    pub async fn poll_changes(
+        &self,
+        stream: &str,
+        cursor: Option<&str>,
+    ) -> Result<HelpdeskPollPage, CallError> {
         let ctx = &self.prepared.context;
-        helpdesk_call!(self, |b, store| b.call_poll_changes(&mut *store, ctx, stream, cursor))
+        helpdesk_call!(self, |b, store| b.call_poll_changes(
+            &mut *store,
+            ctx,
+            stream,
+            cursor
+        ))
     }
 
-    pub async fn handle_webhook(&self, request: WebhookRequest) -> Result<HelpdeskWebhookOutcome, CallError> {
+    pub async fn handle_webhook(
+        &self,
+        request: WebhookRequest,
+    ) -> Result<HelpdeskWebhookOutcome, CallError> {
         let ctx = &self.prepared.context;
-        helpdesk_call!(self, |b, store| b.call_handle_webhook(&mut *store, ctx, &request))
+        helpdesk_call!(self, |b, store| b.call_handle_webhook(
+            &mut *store,
+            ctx,
+            &request
+        ))
     }
 }

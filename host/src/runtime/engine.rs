@@ -19,7 +19,10 @@ pub struct EngineLimits {
 
 impl Default for EngineLimits {
     fn default() -> Self {
-        Self { max_instances: 256, max_memory_bytes: 256 << 20 }
+        Self {
+            max_instances: 256,
+            max_memory_bytes: 256 << 20,
+        }
     }
 }
 
@@ -68,13 +71,15 @@ fn base_config(limits: &EngineLimits, pooling: bool) -> Config {
 /// dropped.
 pub fn spawn_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
-    let spawned = std::thread::Builder::new().name("switchboard-epoch".into()).spawn(move || {
-        while let Some(engine) = weak.upgrade() {
-            engine.increment_epoch();
-            drop(engine);
-            std::thread::sleep(EPOCH_TICK);
-        }
-    });
+    let spawned = std::thread::Builder::new()
+        .name("switchboard-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
     if let Err(error) = spawned {
         // Without the ticker no deadline fires; the wall-clock timeout around calls still does.
         tracing::error!(%error, "could not start the epoch ticker thread");

@@ -14,8 +14,16 @@ use url::Url;
 use super::bindings::http::{HttpError, Request, Response};
 
 /// Headers a plugin may not set: they belong to the transport, not to the plugin.
-const FORBIDDEN_HEADERS: &[&str] =
-    &["host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "proxy-authorization"];
+const FORBIDDEN_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authorization",
+];
 
 /// An allowed origin, `scheme://host[:port]`, where the host may start with a `*.` wildcard
 /// label. A missing port means the scheme's default port.
@@ -36,8 +44,13 @@ pub struct PatternError {
 
 impl OriginPattern {
     pub fn parse(pattern: &str) -> Result<Self, PatternError> {
-        let fail = |reason: &str| PatternError { pattern: pattern.to_string(), reason: reason.to_string() };
-        let (scheme, rest) = pattern.split_once("://").ok_or_else(|| fail("missing scheme"))?;
+        let fail = |reason: &str| PatternError {
+            pattern: pattern.to_string(),
+            reason: reason.to_string(),
+        };
+        let (scheme, rest) = pattern
+            .split_once("://")
+            .ok_or_else(|| fail("missing scheme"))?;
         let scheme = scheme.to_ascii_lowercase();
         let default_port = match scheme.as_str() {
             "https" => 443,
@@ -50,7 +63,9 @@ impl OriginPattern {
         }
         let (host, port) = match authority.rsplit_once(':') {
             Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-                let port = port.parse::<u16>().map_err(|_| fail("port must be a number"))?;
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|_| fail("port must be a number"))?;
                 (host, port)
             }
             _ => (authority, default_port),
@@ -60,16 +75,26 @@ impl OriginPattern {
             None => (false, host),
         };
         if host.is_empty() || host.contains('*') {
-            return Err(fail("`*` is only allowed as the first label, as in `*.example.com`"));
+            return Err(fail(
+                "`*` is only allowed as the first label, as in `*.example.com`",
+            ));
         }
-        Ok(Self { scheme, host: host.to_ascii_lowercase(), wildcard, port })
+        Ok(Self {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            wildcard,
+            port,
+        })
     }
 
     pub fn matches(&self, url: &Url) -> bool {
-        let Some(host) = url.host_str() else { return false };
+        let Some(host) = url.host_str() else {
+            return false;
+        };
         let host = host.to_ascii_lowercase();
         let host_ok = if self.wildcard {
-            host.strip_suffix(&self.host).is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1)
+            host.strip_suffix(&self.host)
+                .is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1)
         } else {
             host == self.host
         };
@@ -94,12 +119,19 @@ pub enum Credential {
 
 impl Credential {
     pub fn basic(username: &str, password: &str) -> Self {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-        Credential::Header { name: "authorization".into(), value: format!("Basic {token}") }
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+        Credential::Header {
+            name: "authorization".into(),
+            value: format!("Basic {token}"),
+        }
     }
 
     pub fn bearer(token: &str) -> Self {
-        Credential::Header { name: "authorization".into(), value: format!("Bearer {token}") }
+        Credential::Header {
+            name: "authorization".into(),
+            value: format!("Bearer {token}"),
+        }
     }
 }
 
@@ -139,10 +171,14 @@ pub struct Authorized {
 impl HttpPolicy {
     /// Checks a plugin's request and adds credentials.
     pub fn authorize(&self, request: &Request) -> Result<Authorized, HttpError> {
-        let mut url = Url::parse(&request.url)
-            .map_err(|e| HttpError::InvalidRequest(format!("invalid URL `{}`: {e}", request.url)))?;
+        let mut url = Url::parse(&request.url).map_err(|e| {
+            HttpError::InvalidRequest(format!("invalid URL `{}`: {e}", request.url))
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(HttpError::InvalidRequest(format!("unsupported scheme in `{}`", request.url)));
+            return Err(HttpError::InvalidRequest(format!(
+                "unsupported scheme in `{}`",
+                request.url
+            )));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(HttpError::InvalidRequest(
@@ -150,7 +186,10 @@ impl HttpPolicy {
             ));
         }
         if reqwest::Method::from_bytes(request.method.as_bytes()).is_err() {
-            return Err(HttpError::InvalidRequest(format!("invalid method `{}`", request.method)));
+            return Err(HttpError::InvalidRequest(format!(
+                "invalid method `{}`",
+                request.method
+            )));
         }
         let origin = url.origin().ascii_serialization();
         if !self.allowed.iter().any(|p| p.matches(&url)) {
@@ -172,7 +211,9 @@ impl HttpPolicy {
         for (name, value) in &request.headers {
             let name = name.to_ascii_lowercase();
             if FORBIDDEN_HEADERS.contains(&name.as_str()) {
-                return Err(HttpError::InvalidRequest(format!("header `{name}` is set by the host")));
+                return Err(HttpError::InvalidRequest(format!(
+                    "header `{name}` is set by the host"
+                )));
             }
             headers.push((name, value.clone()));
         }
@@ -198,7 +239,11 @@ impl HttpPolicy {
                 }
             }
         }
-        Ok(Authorized { url, headers, display_url })
+        Ok(Authorized {
+            url,
+            headers,
+            display_url,
+        })
     }
 }
 
@@ -231,8 +276,9 @@ impl HttpSender {
         if let Some(ms) = request.timeout_ms {
             timeout = timeout.min(Duration::from_millis(u64::from(ms)));
         }
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
-            .map_err(|_| HttpError::InvalidRequest(format!("invalid method `{}`", request.method)))?;
+        let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
+            HttpError::InvalidRequest(format!("invalid method `{}`", request.method))
+        })?;
         let mut builder = self.client.request(method, authorized.url).timeout(timeout);
         for (name, value) in &authorized.headers {
             builder = builder.header(name, value);
@@ -241,34 +287,60 @@ impl HttpSender {
             builder = builder.body(request.body);
         }
         let display_url = &authorized.display_url;
-        let mut response = builder.send().await.map_err(|e| transport_error(e, display_url, timeout))?;
+        let mut response = builder
+            .send()
+            .await
+            .map_err(|e| transport_error(e, display_url, timeout))?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
             .iter()
-            .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_string(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let limit = policy.max_response_bytes;
-        if response.content_length().is_some_and(|len| len > limit as u64) {
+        if response
+            .content_length()
+            .is_some_and(|len| len > limit as u64)
+        {
             return Err(HttpError::ResponseTooLarge(limit as u64));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(e, display_url, timeout))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport_error(e, display_url, timeout))?
+        {
             if body.len() + chunk.len() > limit {
                 return Err(HttpError::ResponseTooLarge(limit as u64));
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Response { status, headers, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
 fn transport_error(error: reqwest::Error, url: &str, timeout: Duration) -> HttpError {
     if error.is_timeout() {
-        HttpError::Timeout(format!("no response from {url} within {} ms", timeout.as_millis()))
+        HttpError::Timeout(format!(
+            "no response from {url} within {} ms",
+            timeout.as_millis()
+        ))
     } else {
         // reqwest's message can contain the full URL, credentials included: describe it ourselves.
-        let kind = if error.is_connect() { "could not connect" } else { "transport error" };
+        let kind = if error.is_connect() {
+            "could not connect"
+        } else {
+            "transport error"
+        };
         HttpError::Transport(format!("{kind} for {url}"))
     }
 }
@@ -278,13 +350,22 @@ mod tests {
     use super::*;
 
     fn request(url: &str) -> Request {
-        Request { method: "GET".into(), url: url.into(), headers: vec![], body: vec![], timeout_ms: None }
+        Request {
+            method: "GET".into(),
+            url: url.into(),
+            headers: vec![],
+            body: vec![],
+            timeout_ms: None,
+        }
     }
 
     fn policy(allowed: &[&str], credentials: Vec<(OriginPattern, Credential)>) -> HttpPolicy {
         HttpPolicy {
             plugin_id: "demo".into(),
-            allowed: allowed.iter().map(|p| OriginPattern::parse(p).expect("pattern")).collect(),
+            allowed: allowed
+                .iter()
+                .map(|p| OriginPattern::parse(p).expect("pattern"))
+                .collect(),
             unapproved: vec![],
             credentials,
             timeout: Duration::from_secs(5),
@@ -313,7 +394,9 @@ mod tests {
         let err = policy(&["https://api.telegram.org"], vec![])
             .authorize(&request("http://127.0.0.1:9/steal"))
             .expect_err("denied");
-        let HttpError::Denied(message) = err else { panic!("expected denied, got {err:?}") };
+        let HttpError::Denied(message) = err else {
+            panic!("expected denied, got {err:?}")
+        };
         assert!(message.contains("http://127.0.0.1:9"), "{message}");
         assert!(message.contains("http-hosts"), "{message}");
     }
@@ -324,13 +407,26 @@ mod tests {
         let zd = OriginPattern::parse("https://acme.zendesk.com").expect("parse");
         let p = policy(
             &["https://api.telegram.org", "https://acme.zendesk.com"],
-            vec![(tg, Credential::PathPrefix("/bot123:abc".into())), (zd, Credential::basic("a@b.c/token", "t0k"))],
+            vec![
+                (tg, Credential::PathPrefix("/bot123:abc".into())),
+                (zd, Credential::basic("a@b.c/token", "t0k")),
+            ],
         );
-        let out = p.authorize(&request("https://api.telegram.org/getUpdates?offset=5")).expect("ok");
-        assert_eq!(out.url.as_str(), "https://api.telegram.org/bot123:abc/getUpdates?offset=5");
-        assert_eq!(out.display_url, "https://api.telegram.org/getUpdates?offset=5");
+        let out = p
+            .authorize(&request("https://api.telegram.org/getUpdates?offset=5"))
+            .expect("ok");
+        assert_eq!(
+            out.url.as_str(),
+            "https://api.telegram.org/bot123:abc/getUpdates?offset=5"
+        );
+        assert_eq!(
+            out.display_url,
+            "https://api.telegram.org/getUpdates?offset=5"
+        );
         assert!(out.headers.is_empty());
-        let out = p.authorize(&request("https://acme.zendesk.com/api/v2/users/me")).expect("ok");
+        let out = p
+            .authorize(&request("https://acme.zendesk.com/api/v2/users/me"))
+            .expect("ok");
         assert_eq!(out.headers.len(), 1);
         assert!(out.headers[0].1.starts_with("Basic "));
     }
@@ -338,9 +434,13 @@ mod tests {
     #[test]
     fn plugin_cannot_override_injected_or_transport_headers() {
         let zd = OriginPattern::parse("https://acme.zendesk.com").expect("parse");
-        let p = policy(&["https://acme.zendesk.com"], vec![(zd, Credential::bearer("x"))]);
+        let p = policy(
+            &["https://acme.zendesk.com"],
+            vec![(zd, Credential::bearer("x"))],
+        );
         let mut r = request("https://acme.zendesk.com/");
-        r.headers.push(("Authorization".into(), "Bearer mine".into()));
+        r.headers
+            .push(("Authorization".into(), "Bearer mine".into()));
         assert!(matches!(p.authorize(&r), Err(HttpError::InvalidRequest(_))));
         let mut r = request("https://acme.zendesk.com/");
         r.headers.push(("Host".into(), "evil.com".into()));

@@ -14,7 +14,10 @@ pub struct LogLimits {
 
 impl Default for LogLimits {
     fn default() -> Self {
-        Self { max_lines: 1_000, max_bytes: 256 << 10 }
+        Self {
+            max_lines: 1_000,
+            max_bytes: 256 << 10,
+        }
     }
 }
 
@@ -42,8 +45,21 @@ pub struct LogSink {
 const REDACTED: &str = "[redacted]";
 
 impl LogSink {
-    pub fn new(plugin_id: Arc<str>, limits: LogLimits, secrets: Arc<[String]>, capture: bool) -> Self {
-        Self { plugin_id, limits, lines: 0, bytes: 0, dropped: 0, secrets, captured: capture.then(Vec::new) }
+    pub fn new(
+        plugin_id: Arc<str>,
+        limits: LogLimits,
+        secrets: Arc<[String]>,
+        capture: bool,
+    ) -> Self {
+        Self {
+            plugin_id,
+            limits,
+            lines: 0,
+            bytes: 0,
+            dropped: 0,
+            secrets,
+            captured: capture.then(Vec::new),
+        }
     }
 
     pub fn emit(&mut self, level: Level, message: &str, fields: &[(String, String)]) {
@@ -58,18 +74,35 @@ impl LogSink {
         self.lines += 1;
         self.bytes += size;
         let message = self.redact(message);
-        let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.clone(), self.redact(v))).collect();
+        let fields: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| (k.clone(), self.redact(v)))
+            .collect();
         let rendered: String = fields.iter().map(|(k, v)| format!(" {k}={v:?}")).collect();
         let plugin = &*self.plugin_id;
         match level {
-            Level::Trace => tracing::trace!(target: "plugin", plugin, fields = %rendered, "{message}"),
-            Level::Debug => tracing::debug!(target: "plugin", plugin, fields = %rendered, "{message}"),
-            Level::Info => tracing::info!(target: "plugin", plugin, fields = %rendered, "{message}"),
-            Level::Warn => tracing::warn!(target: "plugin", plugin, fields = %rendered, "{message}"),
-            Level::Error => tracing::error!(target: "plugin", plugin, fields = %rendered, "{message}"),
+            Level::Trace => {
+                tracing::trace!(target: "plugin", plugin, fields = %rendered, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "plugin", plugin, fields = %rendered, "{message}")
+            }
+            Level::Info => {
+                tracing::info!(target: "plugin", plugin, fields = %rendered, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "plugin", plugin, fields = %rendered, "{message}")
+            }
+            Level::Error => {
+                tracing::error!(target: "plugin", plugin, fields = %rendered, "{message}")
+            }
         }
         if let Some(captured) = &mut self.captured {
-            captured.push(LogLine { level: level_name(level), message, fields });
+            captured.push(LogLine {
+                level: level_name(level),
+                message,
+                fields,
+            });
         }
     }
 
@@ -110,8 +143,20 @@ mod tests {
     #[test]
     fn secrets_are_redacted_and_volume_is_capped() {
         let secrets: Arc<[String]> = vec!["hunter2".to_string()].into();
-        let mut sink = LogSink::new("p".into(), LogLimits { max_lines: 2, max_bytes: 1 << 20 }, secrets, true);
-        sink.emit(Level::Info, "token is hunter2", &[("auth".into(), "Bearer hunter2".into())]);
+        let mut sink = LogSink::new(
+            "p".into(),
+            LogLimits {
+                max_lines: 2,
+                max_bytes: 1 << 20,
+            },
+            secrets,
+            true,
+        );
+        sink.emit(
+            Level::Info,
+            "token is hunter2",
+            &[("auth".into(), "Bearer hunter2".into())],
+        );
         sink.emit(Level::Warn, "second", &[]);
         sink.emit(Level::Error, "third", &[]);
         assert_eq!(sink.dropped(), 1);

@@ -9,10 +9,10 @@
 
 pub mod bindings;
 pub mod cache;
+mod connector;
 pub mod engine;
 pub mod http;
 pub mod log;
-mod connector;
 mod state;
 
 use std::collections::BTreeMap;
@@ -24,8 +24,8 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 pub use self::cache::CacheOutcome;
-pub use self::connector::{HelpdeskConnector, SocialConnector};
 use self::cache::ComponentCache;
+pub use self::connector::{HelpdeskConnector, SocialConnector};
 use self::engine::EngineLimits;
 use self::http::{Credential, HttpPolicy, HttpSender, OriginPattern};
 use self::log::{LogLimits, LogSink};
@@ -43,7 +43,10 @@ pub struct CallLimits {
 
 impl Default for CallLimits {
     fn default() -> Self {
-        Self { deadline: Duration::from_secs(5), memory_bytes: 64 << 20 }
+        Self {
+            deadline: Duration::from_secs(5),
+            memory_bytes: 64 << 20,
+        }
     }
 }
 
@@ -101,7 +104,10 @@ pub enum CallError {
     #[error("the plugin trapped: {0}")]
     Trap(String),
     #[error("the plugin implements the {actual} world, not {expected}")]
-    WrongWorld { expected: &'static str, actual: &'static str },
+    WrongWorld {
+        expected: &'static str,
+        actual: &'static str,
+    },
 }
 
 /// Why a plugin could not be bound to an installation.
@@ -189,10 +195,20 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         // Only the contract's host interfaces are linked: no WASI, so a plugin that imports the
         // filesystem, sockets or the environment fails to load rather than being handed them.
-        bindings::social::Social::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
-            .map_err(|e| anyhow::anyhow!("linking host interfaces: {e:#}"))?;
+        bindings::social::Social::add_to_linker::<PluginState, HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow::anyhow!("linking host interfaces: {e:#}"))?;
         let cache = ComponentCache::new(&engine, &config.cache_dir)?;
-        Ok(Self { engine, linker, cache, sender: HttpSender::new()?, config, pooling })
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            sender: HttpSender::new()?,
+            config,
+            pooling,
+        })
     }
 
     /// Whether the pooling allocator is in use (it may be unavailable in constrained sandboxes).
@@ -213,19 +229,27 @@ impl Runtime {
             LoadError::NotAComponent(format!("{e:#}"))
         })?;
         let kind = self.check_world(&component)?;
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::ContractMismatch { reason: format!("{e:#}") })?;
+        let instance_pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|e| LoadError::ContractMismatch {
+                    reason: format!("{e:#}"),
+                })?;
         let pre = match kind {
-            PluginKind::Social => WorldPre::Social(
-                bindings::social::SocialPre::new(instance_pre)
-                    .map_err(|e| LoadError::ContractMismatch { reason: format!("world `social`: {e:#}") })?,
-            ),
-            PluginKind::Helpdesk => WorldPre::Helpdesk(
-                bindings::helpdesk::HelpdeskPre::new(instance_pre)
-                    .map_err(|e| LoadError::ContractMismatch { reason: format!("world `helpdesk`: {e:#}") })?,
-            ),
+            PluginKind::Social => {
+                WorldPre::Social(bindings::social::SocialPre::new(instance_pre).map_err(|e| {
+                    LoadError::ContractMismatch {
+                        reason: format!("world `social`: {e:#}"),
+                    }
+                })?)
+            }
+            PluginKind::Helpdesk => {
+                WorldPre::Helpdesk(bindings::helpdesk::HelpdeskPre::new(instance_pre).map_err(
+                    |e| LoadError::ContractMismatch {
+                        reason: format!("world `helpdesk`: {e:#}"),
+                    },
+                )?)
+            }
         };
         let placeholder = PluginManifest {
             id: "(loading)".into(),
@@ -234,38 +258,71 @@ impl Runtime {
             kind,
             description: String::new(),
             settings: vec![],
-            capabilities: crate::manifest::Capabilities { http_hosts: vec![], credentials: vec![] },
+            capabilities: crate::manifest::Capabilities {
+                http_hosts: vec![],
+                credentials: vec![],
+            },
             streams: vec![],
             accepts_webhooks: false,
             text_limits: vec![],
             reply_windows: vec![],
             oauth2: None,
         };
-        let plugin = Plugin { inner: Arc::new(PluginInner { manifest: placeholder, sha256: sha256.clone(), pre }) };
+        let plugin = Plugin {
+            inner: Arc::new(PluginInner {
+                manifest: placeholder,
+                sha256: sha256.clone(),
+                pre,
+            }),
+        };
         let prepared = self
-            .prepare(&plugin, &Installation { id: "describe".into(), ..Default::default() })
+            .prepare(
+                &plugin,
+                &Installation {
+                    id: "describe".into(),
+                    ..Default::default()
+                },
+            )
             .map_err(|e| LoadError::Other(e.into()))?;
-        let manifest: PluginManifest = connector::describe(&prepared).await.map_err(LoadError::Describe)?.into();
+        let manifest: PluginManifest = connector::describe(&prepared)
+            .await
+            .map_err(LoadError::Describe)?
+            .into();
         drop(prepared);
         manifest.validate(kind)?;
-        let inner = Arc::into_inner(plugin.inner).ok_or_else(|| anyhow::anyhow!("plugin still referenced"))?;
-        let plugin = Plugin { inner: Arc::new(PluginInner { manifest, ..inner }) };
+        let inner = Arc::into_inner(plugin.inner)
+            .ok_or_else(|| anyhow::anyhow!("plugin still referenced"))?;
+        let plugin = Plugin {
+            inner: Arc::new(PluginInner { manifest, ..inner }),
+        };
         Ok((plugin, outcome))
     }
 
     /// Tells the world from the component's exports, with a message that says what is missing.
     fn check_world(&self, component: &Component) -> Result<PluginKind, LoadError> {
         let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
-        let imports: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_string()).collect();
-        let foreign: Vec<&String> =
-            imports.iter().filter(|name| !name.starts_with("switchboard:connector/")).collect();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let imports: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let foreign: Vec<&String> = imports
+            .iter()
+            .filter(|name| !name.starts_with("switchboard:connector/"))
+            .collect();
         if !foreign.is_empty() {
             return Err(LoadError::ContractMismatch {
                 reason: format!(
                     "it imports {}, which this host does not provide; plugins may import only the \
                      contract's `types`, `http`, `log` and `clock` interfaces (no WASI)",
-                    foreign.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+                    foreign
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             });
         }
@@ -297,36 +354,55 @@ impl Runtime {
     }
 
     /// Binds a plugin to an installation, checking required settings and expanding grants.
-    pub(crate) fn prepare(&self, plugin: &Plugin, installation: &Installation) -> Result<Prepared, PrepareError> {
+    pub(crate) fn prepare(
+        &self,
+        plugin: &Plugin,
+        installation: &Installation,
+    ) -> Result<Prepared, PrepareError> {
         let manifest = plugin.manifest();
         let mut values = BTreeMap::new();
         for spec in &manifest.settings {
-            let value = installation.settings.get(&spec.key).filter(|v| !v.is_empty()).or(spec.default.as_ref());
+            let value = installation
+                .settings
+                .get(&spec.key)
+                .filter(|v| !v.is_empty())
+                .or(spec.default.as_ref());
             match value {
                 Some(value) => {
                     values.insert(spec.key.clone(), value.clone());
                 }
-                None if spec.required => return Err(PrepareError::MissingSetting(spec.key.clone())),
+                None if spec.required => {
+                    return Err(PrepareError::MissingSetting(spec.key.clone()))
+                }
                 None => {}
             }
         }
-        if let Some(unknown) = installation.settings.keys().find(|k| manifest.setting(k).is_none()) {
+        if let Some(unknown) = installation
+            .settings
+            .keys()
+            .find(|k| manifest.setting(k).is_none())
+        {
             if !manifest.settings.is_empty() {
                 return Err(PrepareError::UnknownSetting(unknown.clone()));
             }
         }
-        let template_error = |template: &str, e: crate::manifest::TemplateError| PrepareError::Template {
-            template: template.to_string(),
-            reason: e.to_string(),
-        };
-        let origin = |template: &str| -> Result<Option<OriginPattern>, PrepareError> {
-            match expand(template, &values).map_err(|e| template_error(template, e))? {
-                Some(expanded) => OriginPattern::parse(&expanded)
-                    .map(Some)
-                    .map_err(|e| PrepareError::Template { template: template.to_string(), reason: e.to_string() }),
-                None => Ok(None),
-            }
-        };
+        let template_error =
+            |template: &str, e: crate::manifest::TemplateError| PrepareError::Template {
+                template: template.to_string(),
+                reason: e.to_string(),
+            };
+        let origin =
+            |template: &str| -> Result<Option<OriginPattern>, PrepareError> {
+                match expand(template, &values).map_err(|e| template_error(template, e))? {
+                    Some(expanded) => OriginPattern::parse(&expanded).map(Some).map_err(|e| {
+                        PrepareError::Template {
+                            template: template.to_string(),
+                            reason: e.to_string(),
+                        }
+                    }),
+                    None => Ok(None),
+                }
+            };
         let mut allowed = Vec::new();
         let mut unapproved = Vec::new();
         for template in &manifest.capabilities.http_hosts {
@@ -341,21 +417,35 @@ impl Runtime {
             if !installation.approved_hosts.contains(&rule.host_pattern) {
                 continue;
             }
-            let Some(pattern) = origin(&rule.host_pattern)? else { continue };
+            let Some(pattern) = origin(&rule.host_pattern)? else {
+                continue;
+            };
             let fill = |t: &String| expand(t, &values).map_err(|e| template_error(t, e));
             let credential = match &rule.placement {
-                CredentialPlacement::Basic { username, password } => match (fill(username)?, fill(password)?) {
-                    (Some(u), Some(p)) => Some(Credential::basic(&u, &p)),
-                    _ => None,
-                },
-                CredentialPlacement::Bearer { token } => fill(token)?.map(|t| Credential::bearer(&t)),
+                CredentialPlacement::Basic { username, password } => {
+                    match (fill(username)?, fill(password)?) {
+                        (Some(u), Some(p)) => Some(Credential::basic(&u, &p)),
+                        _ => None,
+                    }
+                }
+                CredentialPlacement::Bearer { token } => {
+                    fill(token)?.map(|t| Credential::bearer(&t))
+                }
                 CredentialPlacement::Header { name, value } => {
-                    fill(value)?.map(|v| Credential::Header { name: name.to_ascii_lowercase(), value: v })
+                    fill(value)?.map(|v| Credential::Header {
+                        name: name.to_ascii_lowercase(),
+                        value: v,
+                    })
                 }
                 CredentialPlacement::Query { name, value } => {
-                    fill(value)?.map(|v| Credential::Query { name: name.clone(), value: v })
+                    fill(value)?.map(|v| Credential::Query {
+                        name: name.clone(),
+                        value: v,
+                    })
                 }
-                CredentialPlacement::PathPrefix { prefix } => fill(prefix)?.map(Credential::PathPrefix),
+                CredentialPlacement::PathPrefix { prefix } => {
+                    fill(prefix)?.map(Credential::PathPrefix)
+                }
             };
             credentials.extend(credential.map(|c| (pattern, c)));
         }
@@ -395,12 +485,20 @@ impl Runtime {
     }
 
     /// A social plugin bound to an installation.
-    pub fn social(&self, plugin: &Plugin, installation: &Installation) -> Result<SocialConnector, anyhow::Error> {
+    pub fn social(
+        &self,
+        plugin: &Plugin,
+        installation: &Installation,
+    ) -> Result<SocialConnector, anyhow::Error> {
         SocialConnector::new(self.prepare(plugin, installation)?)
     }
 
     /// A helpdesk plugin bound to an installation.
-    pub fn helpdesk(&self, plugin: &Plugin, installation: &Installation) -> Result<HelpdeskConnector, anyhow::Error> {
+    pub fn helpdesk(
+        &self,
+        plugin: &Plugin,
+        installation: &Installation,
+    ) -> Result<HelpdeskConnector, anyhow::Error> {
         HelpdeskConnector::new(self.prepare(plugin, installation)?)
     }
 }
@@ -425,7 +523,10 @@ fn check_is_component(wasm: &[u8]) -> Result<(), LoadError> {
 impl Prepared {
     fn new_store(&self, capture_logs: bool) -> Store<PluginState> {
         let state = PluginState {
-            limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, exceeded: false },
+            limiter: MemoryLimiter {
+                max_bytes: self.limits.memory_bytes,
+                exceeded: false,
+            },
             http_policy: Arc::clone(&self.policy),
             http: self.sender.clone(),
             log: LogSink::new(

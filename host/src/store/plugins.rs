@@ -52,7 +52,8 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<PluginRecord, StoreError> {
         sha256: row.try_get("sha256")?,
         active: row.try_get("active")?,
         installed_at: row.try_get("installed_at")?,
-        manifest: serde_json::from_str(&manifest).map_err(|e| StoreError::Corrupt(format!("manifest_json: {e}")))?,
+        manifest: serde_json::from_str(&manifest)
+            .map_err(|e| StoreError::Corrupt(format!("manifest_json: {e}")))?,
         approved_hosts: serde_json::from_str(&approved)
             .map_err(|e| StoreError::Corrupt(format!("approved_hosts: {e}")))?,
     })
@@ -60,13 +61,17 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<PluginRecord, StoreError> {
 
 impl Db {
     /// Stores a plugin. The first version of an id becomes active; later ones wait.
-    pub async fn install_plugin(&self, plugin: NewPlugin<'_>) -> Result<InstallOutcome, StoreError> {
+    pub async fn install_plugin(
+        &self,
+        plugin: NewPlugin<'_>,
+    ) -> Result<InstallOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let existing: Option<String> = sqlx::query_scalar("SELECT sha256 FROM plugins WHERE plugin_id = ? AND version = ?")
-            .bind(&plugin.manifest.id)
-            .bind(&plugin.manifest.version)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT sha256 FROM plugins WHERE plugin_id = ? AND version = ?")
+                .bind(&plugin.manifest.id)
+                .bind(&plugin.manifest.version)
+                .fetch_optional(&mut *tx)
+                .await?;
         if let Some(sha) = existing {
             if sha == plugin.sha256 {
                 return Ok(InstallOutcome::AlreadyInstalled);
@@ -76,12 +81,15 @@ impl Db {
                 plugin.manifest.id, plugin.manifest.version
             )));
         }
-        let has_active: bool = sqlx::query_scalar("SELECT COUNT(*) > 0 FROM plugins WHERE plugin_id = ? AND active")
-            .bind(&plugin.manifest.id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let manifest = serde_json::to_string(plugin.manifest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let approved = serde_json::to_string(plugin.approved_hosts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let has_active: bool =
+            sqlx::query_scalar("SELECT COUNT(*) > 0 FROM plugins WHERE plugin_id = ? AND active")
+                .bind(&plugin.manifest.id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let manifest = serde_json::to_string(plugin.manifest)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let approved = serde_json::to_string(plugin.approved_hosts)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO plugins (plugin_id, version, kind, contract, sha256, manifest_json, approved_hosts, wasm, active, installed_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -99,13 +107,19 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(if has_active { InstallOutcome::InstalledInactive } else { InstallOutcome::InstalledActive })
+        Ok(if has_active {
+            InstallOutcome::InstalledInactive
+        } else {
+            InstallOutcome::InstalledActive
+        })
     }
 
     pub async fn list_plugins(&self) -> Result<Vec<PluginRecord>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM plugins ORDER BY plugin_id, installed_at"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM plugins ORDER BY plugin_id, installed_at"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(record).collect()
     }
 
@@ -117,17 +131,21 @@ impl Db {
     ) -> Result<(PluginRecord, Vec<u8>), StoreError> {
         let row = match version {
             Some(version) => {
-                sqlx::query(&format!("SELECT {COLUMNS}, wasm FROM plugins WHERE plugin_id = ? AND version = ?"))
-                    .bind(plugin_id)
-                    .bind(version)
-                    .fetch_optional(&self.pool)
-                    .await?
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS}, wasm FROM plugins WHERE plugin_id = ? AND version = ?"
+                ))
+                .bind(plugin_id)
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?
             }
             None => {
-                sqlx::query(&format!("SELECT {COLUMNS}, wasm FROM plugins WHERE plugin_id = ? AND active"))
-                    .bind(plugin_id)
-                    .fetch_optional(&self.pool)
-                    .await?
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS}, wasm FROM plugins WHERE plugin_id = ? AND active"
+                ))
+                .bind(plugin_id)
+                .fetch_optional(&self.pool)
+                .await?
             }
         };
         let row = row.ok_or_else(|| {
@@ -146,21 +164,28 @@ impl Db {
             .bind(plugin_id)
             .execute(&mut *tx)
             .await?;
-        let updated = sqlx::query("UPDATE plugins SET active = TRUE WHERE plugin_id = ? AND version = ?")
-            .bind(plugin_id)
-            .bind(version)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let updated =
+            sqlx::query("UPDATE plugins SET active = TRUE WHERE plugin_id = ? AND version = ?")
+                .bind(plugin_id)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         if updated == 0 {
-            return Err(StoreError::NotFound(format!("plugin {plugin_id} {version} is not installed")));
+            return Err(StoreError::NotFound(format!(
+                "plugin {plugin_id} {version} is not installed"
+            )));
         }
         tx.commit().await?;
         Ok(())
     }
 
     /// Removes one version, or every version when `version` is `None`. Returns how many went.
-    pub async fn remove_plugin(&self, plugin_id: &str, version: Option<&str>) -> Result<u64, StoreError> {
+    pub async fn remove_plugin(
+        &self,
+        plugin_id: &str,
+        version: Option<&str>,
+    ) -> Result<u64, StoreError> {
         let removed = match version {
             Some(version) => {
                 let others: i64 = sqlx::query_scalar(
@@ -189,7 +214,9 @@ impl Db {
         }
         .rows_affected();
         if removed == 0 {
-            return Err(StoreError::NotFound(format!("plugin `{plugin_id}` is not installed")));
+            return Err(StoreError::NotFound(format!(
+                "plugin `{plugin_id}` is not installed"
+            )));
         }
         Ok(removed)
     }

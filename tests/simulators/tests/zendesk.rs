@@ -646,7 +646,10 @@ async fn ticket_events_carry_comment_and_change_children() {
         .all(|e| e["event_type"] == "Audit" && e["ticket_id"] == id));
 
     let reply_event = &events[1];
-    assert_eq!(reply_event["updater_id"].as_u64(), Some(h.sim.human_agent_id()));
+    assert_eq!(
+        reply_event["updater_id"].as_u64(),
+        Some(h.sim.human_agent_id())
+    );
     let children = reply_event["child_events"].as_array().expect("children");
     let comment = children
         .iter()
