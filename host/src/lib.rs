@@ -2,8 +2,12 @@
 //! sandboxed WebAssembly connector plugins.
 
 pub mod cli;
+pub mod config;
+pub mod hub;
 pub mod manifest;
 pub mod plugin_build;
 pub mod runtime;
 pub mod schedule;
+pub mod secrets;
+pub mod server;
 pub mod store;

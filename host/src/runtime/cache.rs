@@ -75,7 +75,11 @@ impl ComponentCache {
         let compiled = engine
             .precompile_component(wasm)
             .map_err(|e| anyhow::anyhow!("compiling the component: {e:#}"))?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // Unique per write: two loads of the same new component may race, in one process or
+        // in several sharing the directory; each writes its own file and renames it into place.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp-{}-{write}", std::process::id()));
         std::fs::write(&tmp, &compiled).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &path)
             .with_context(|| format!("moving {} into place", path.display()))?;

@@ -3,7 +3,11 @@
 //!
 //! Functions here only read and write rows: no HTTP, no plugin calls.
 
+mod installations;
+mod jobs;
+mod outbox;
 mod plugins;
+mod sync;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -11,7 +15,13 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+pub use installations::{InstallationRow, LinkRow};
+pub use jobs::{JobRow, JobRunRow, NewJob};
+pub use outbox::{NewOutbox, OutboxRow, OutboxStats};
 pub use plugins::{InstallOutcome, NewPlugin, PluginRecord};
+pub use sync::{
+    ConversationRow, IdentityInput, InboundEvent, MessageRow, NewInboundEvent, TicketRow,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -54,4 +64,36 @@ impl Db {
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
         Ok(Self { pool })
     }
+
+    /// Starts a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`):
+    /// a deferred transaction that reads and then writes can fail at once with "database is
+    /// locked" when another writer got in between, instead of waiting its turn.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(Tx {
+            inner: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+        })
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// A write transaction: everything done through it commits or rolls back together. Dropped
+/// without [`Tx::commit`], it rolls back.
+pub struct Tx {
+    inner: sqlx::Transaction<'static, sqlx::Sqlite>,
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.inner.commit().await?;
+        Ok(())
+    }
+}
+
+fn json_corrupt(what: &str, error: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {error}"))
 }

@@ -65,12 +65,12 @@ impl Db {
         &self,
         plugin: NewPlugin<'_>,
     ) -> Result<InstallOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let existing: Option<String> =
             sqlx::query_scalar("SELECT sha256 FROM plugins WHERE plugin_id = ? AND version = ?")
                 .bind(&plugin.manifest.id)
                 .bind(&plugin.manifest.version)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *tx.inner)
                 .await?;
         if let Some(sha) = existing {
             if sha == plugin.sha256 {
@@ -84,7 +84,7 @@ impl Db {
         let has_active: bool =
             sqlx::query_scalar("SELECT COUNT(*) > 0 FROM plugins WHERE plugin_id = ? AND active")
                 .bind(&plugin.manifest.id)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut *tx.inner)
                 .await?;
         let manifest = serde_json::to_string(plugin.manifest)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -104,7 +104,7 @@ impl Db {
         .bind(plugin.wasm)
         .bind(!has_active)
         .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .execute(&mut *tx)
+        .execute(&mut *tx.inner)
         .await?;
         tx.commit().await?;
         Ok(if has_active {
@@ -157,18 +157,52 @@ impl Db {
         Ok((record(&row)?, row.try_get("wasm")?))
     }
 
+    /// The active version of `plugin_id`, or the given version, without its wasm bytes.
+    pub async fn plugin_record(
+        &self,
+        plugin_id: &str,
+        version: Option<&str>,
+    ) -> Result<PluginRecord, StoreError> {
+        let row = match version {
+            Some(version) => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM plugins WHERE plugin_id = ? AND version = ?"
+                ))
+                .bind(plugin_id)
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM plugins WHERE plugin_id = ? AND active"
+                ))
+                .bind(plugin_id)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
+        let row = row.ok_or_else(|| {
+            StoreError::NotFound(match version {
+                Some(v) => format!("plugin {plugin_id} {v} is not installed"),
+                None => format!("plugin `{plugin_id}` is not installed"),
+            })
+        })?;
+        record(&row)
+    }
+
     /// Makes `version` the active version of `plugin_id`.
     pub async fn activate_plugin(&self, plugin_id: &str, version: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE plugins SET active = FALSE WHERE plugin_id = ? AND active")
             .bind(plugin_id)
-            .execute(&mut *tx)
+            .execute(&mut *tx.inner)
             .await?;
         let updated =
             sqlx::query("UPDATE plugins SET active = TRUE WHERE plugin_id = ? AND version = ?")
                 .bind(plugin_id)
                 .bind(version)
-                .execute(&mut *tx)
+                .execute(&mut *tx.inner)
                 .await?
                 .rows_affected();
         if updated == 0 {
@@ -177,6 +211,32 @@ impl Db {
             )));
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces the hosts an admin approved for one version.
+    pub async fn set_approved_hosts(
+        &self,
+        plugin_id: &str,
+        version: &str,
+        hosts: &[String],
+    ) -> Result<(), StoreError> {
+        let approved =
+            serde_json::to_string(hosts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let updated = sqlx::query(
+            "UPDATE plugins SET approved_hosts = ? WHERE plugin_id = ? AND version = ?",
+        )
+        .bind(approved)
+        .bind(plugin_id)
+        .bind(version)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!(
+                "plugin {plugin_id} {version} is not installed"
+            )));
+        }
         Ok(())
     }
 
@@ -219,5 +279,27 @@ impl Db {
             )));
         }
         Ok(removed)
+    }
+}
+
+impl super::Tx {
+    /// The manifest of the plugin version an installation uses (pinned, or active).
+    pub async fn manifest_of_installation(
+        &mut self,
+        installation_id: &str,
+    ) -> Result<Option<PluginManifest>, StoreError> {
+        let manifest: Option<String> = sqlx::query_scalar(
+            "SELECT p.manifest_json FROM installations i JOIN plugins p ON p.plugin_id = i.plugin_id \
+             AND ((i.plugin_version IS NULL AND p.active) OR p.version = i.plugin_version) WHERE i.id = ?",
+        )
+        .bind(installation_id)
+        .fetch_optional(&mut *self.inner)
+        .await?;
+        manifest
+            .map(|m| {
+                serde_json::from_str(&m)
+                    .map_err(|e| StoreError::Corrupt(format!("manifest_json: {e}")))
+            })
+            .transpose()
     }
 }

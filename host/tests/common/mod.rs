@@ -1,6 +1,8 @@
 //! Shared test fixtures: plugin components built from source, and runtimes on temp dirs.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod hub;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};

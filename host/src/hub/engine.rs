@@ -1,0 +1,886 @@
+//! Inbound: webhook and poll events into the durable intake, and the processor that turns
+//! them into conversations, tickets, messages and outbox rows.
+//!
+//! Every event is processed in one transaction together with the outbox rows it causes, so
+//! a crash leaves either nothing or everything of it. Events are deduplicated on arrival by
+//! (installation, external id); the hub's own messages coming back are recognized by their
+//! echo flag or by the ids the outbox recorded when it posted them.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use super::outbox::{AddCommentPayload, CreateTicketPayload, SendMessagePayload};
+use super::split::{split, LengthUnit};
+use super::{new_id, now_ms, Hub, HubError, LinkSettings, WebhookRequest, WebhookResponse};
+use crate::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
+    ChangeKind, TicketChange, TicketPriority, TicketStatus,
+};
+use crate::runtime::bindings::social::exports::switchboard::connector::social_connector::{
+    MessageKind, SocialEvent,
+};
+use crate::runtime::bindings::types::{ConnectorError, Visibility};
+use crate::runtime::CallError;
+use crate::store::{
+    ConversationRow, IdentityInput, InboundEvent, MessageRow, NewInboundEvent, NewOutbox,
+    StoreError, TicketRow, Tx,
+};
+
+/// Events read per sweep of the intake.
+const BATCH: i64 = 200;
+/// How often the intake is swept even without a wake-up (events from another host).
+const SWEEP: Duration = Duration::from_secs(1);
+
+// ----- intake ---------------------------------------------------------------------------------
+
+/// Where a stored event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Webhook,
+    Poll,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Webhook => "webhook",
+            Source::Poll => "poll",
+        }
+    }
+}
+
+/// Events of one installation, as a plugin normalized them.
+pub(crate) enum Events<'a> {
+    Social(&'a [SocialEvent]),
+    Helpdesk(&'a [TicketChange]),
+}
+
+impl Events<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Events::Social(e) => e.len(),
+            Events::Helpdesk(c) => c.len(),
+        }
+    }
+}
+
+/// Stores events durably, deduplicated, with the poll cursor that covers them (if any) in the
+/// same transaction. Returns how many were new, and wakes the processor when there are any.
+pub(crate) async fn store_events(
+    hub: &Hub,
+    installation_id: &str,
+    source: Source,
+    events: Events<'_>,
+    cursor: Option<(&str, &str)>,
+) -> Result<u64, HubError> {
+    let now = now_ms();
+    let rows = to_rows(installation_id, source, &events, now)?;
+    let mut tx = hub.inner.db.begin().await?;
+    let inserted = tx.insert_inbound_events(&rows).await?;
+    if let Some((stream, cursor)) = cursor {
+        tx.save_cursor(installation_id, stream, cursor, now).await?;
+    }
+    tx.commit().await?;
+    if inserted > 0 {
+        if matches!(events, Events::Social(_)) {
+            hub.inner.metrics.message_in(installation_id, inserted);
+        }
+        hub.inner.inbound.notify_one();
+    }
+    tracing::debug!(installation = %installation_id, source = source.as_str(), received = events.len(), new = inserted, "events stored");
+    Ok(inserted)
+}
+
+fn to_rows(
+    installation_id: &str,
+    source: Source,
+    events: &Events<'_>,
+    now: i64,
+) -> Result<Vec<NewInboundEvent>, HubError> {
+    let row = |kind, external_id: &str, payload: String| NewInboundEvent {
+        installation_id: installation_id.to_string(),
+        external_id: external_id.to_string(),
+        kind,
+        source: source.as_str(),
+        payload,
+        received_at: now,
+    };
+    let json =
+        |e: serde_json::Error| HubError::Internal(anyhow::anyhow!("serializing an event: {e}"));
+    Ok(match events {
+        Events::Social(events) => events
+            .iter()
+            .map(|e| {
+                Ok(row(
+                    "social",
+                    &e.message_id,
+                    serde_json::to_string(e).map_err(json)?,
+                ))
+            })
+            .collect::<Result<_, HubError>>()?,
+        Events::Helpdesk(changes) => changes
+            .iter()
+            .map(|c| {
+                Ok(row(
+                    "helpdesk",
+                    &c.change_id,
+                    serde_json::to_string(c).map_err(json)?,
+                ))
+            })
+            .collect::<Result<_, HubError>>()?,
+    })
+}
+
+/// `Hub::handle_webhook`: the plugin verifies and normalizes, the hub stores, then answers.
+pub(crate) async fn handle_webhook(
+    hub: &Hub,
+    installation_id: &str,
+    request: WebhookRequest,
+) -> Result<WebhookResponse, HubError> {
+    let span = tracing::info_span!("webhook", installation = %installation_id);
+    async move {
+        // Counted until its events are stored: the processor waits for them (see
+        // `process_ready`) so that concurrent deliveries are taken in order.
+        let in_flight = hub.webhook_started(installation_id);
+        let bound = match hub.bind(installation_id).await {
+            Ok(bound) if bound.installation.enabled => bound,
+            Ok(_) => {
+                return Err(HubError::NotFound(format!(
+                    "installation `{installation_id}` is disabled"
+                )))
+            }
+            Err(HubError::NotFound(_)) => {
+                return Err(HubError::NotFound(format!(
+                    "installation `{installation_id}` does not exist"
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        if !bound.manifest().accepts_webhooks {
+            return Err(HubError::NotFound(format!(
+                "installation `{installation_id}` does not take webhooks"
+            )));
+        }
+        let started = Instant::now();
+        let response = if bound.installation.kind == "social" {
+            let outcome = hub.social_connector(&bound)?.handle_webhook(request).await;
+            hub.inner
+                .metrics
+                .plugin_call(installation_id, "handle-webhook", started.elapsed());
+            let outcome = outcome.map_err(webhook_error)?;
+            store_events(
+                hub,
+                installation_id,
+                Source::Webhook,
+                Events::Social(&outcome.events),
+                None,
+            )
+            .await?;
+            outcome.response
+        } else {
+            let outcome = hub
+                .helpdesk_connector(&bound)?
+                .handle_webhook(request)
+                .await;
+            hub.inner
+                .metrics
+                .plugin_call(installation_id, "handle-webhook", started.elapsed());
+            let outcome = outcome.map_err(webhook_error)?;
+            store_events(
+                hub,
+                installation_id,
+                Source::Webhook,
+                Events::Helpdesk(&outcome.changes),
+                None,
+            )
+            .await?;
+            outcome.response
+        };
+        drop(in_flight);
+        hub.inner.inbound.notify_one();
+        Ok(response)
+    }
+    .instrument(span)
+    .await
+}
+
+fn webhook_error(error: CallError) -> HubError {
+    match error {
+        CallError::Connector(ConnectorError::Unauthorized(m)) => HubError::Unauthorized(m),
+        CallError::Connector(ConnectorError::InvalidInput(f)) => {
+            HubError::Invalid(format!("invalid webhook `{}`: {}", f.field, f.message))
+        }
+        other => HubError::Internal(anyhow::anyhow!(
+            "the plugin could not handle the webhook: {other}"
+        )),
+    }
+}
+
+// ----- processor ------------------------------------------------------------------------------
+
+/// Processes stored events until `shutdown`: woken when events arrive, and every second.
+pub(crate) async fn run_processor(hub: Hub, shutdown: CancellationToken) {
+    hub.recover().await;
+    loop {
+        let (processed, held_until) = match process_ready(&hub).await {
+            Ok(pass) => pass,
+            Err(error) => {
+                tracing::warn!(%error, "processing inbound events failed; retrying");
+                (0, None)
+            }
+        };
+        if processed as i64 >= BATCH {
+            // More may be waiting; go on without sleeping, but let shutdown through.
+            if shutdown.is_cancelled() {
+                break;
+            }
+            continue;
+        }
+        let wait = held_until.map_or(SWEEP, |t| {
+            Duration::from_millis((t - now_ms()).clamp(1, 1000) as u64)
+        });
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = hub.inner.inbound.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Processes what is waiting in the intake. Returns how many events were handled.
+pub async fn process_pending(hub: &Hub) -> Result<usize, StoreError> {
+    Ok(process_ready(hub).await?.0)
+}
+
+/// The longest an event that came by webhook waits for other webhooks of its installation
+/// that are still being handled (see [`process_ready`]).
+const MAX_HOLD_MS: i64 = 2_000;
+
+/// One pass over the intake. Returns how many events were handled and, when some were held
+/// back, when to look again.
+///
+/// Networks and helpdesks may deliver webhooks concurrently, so a customer's second message
+/// (or an agent's second reply) can be stored before the first. Events of an installation
+/// that has webhook requests in flight therefore wait (up to [`MAX_HOLD_MS`]) until those are
+/// stored too; the ready events are then taken in the order the service made them, not the
+/// order they arrived in.
+async fn process_ready(hub: &Hub) -> Result<(usize, Option<i64>), StoreError> {
+    let now = now_ms();
+    let events = hub.inner.db.pending_inbound_events(BATCH).await?;
+    let mut ready = Vec::with_capacity(events.len());
+    let mut held = false;
+    let mut blocked: Vec<&str> = Vec::new();
+    for event in &events {
+        let installation = event.installation_id.as_str();
+        let waits = event.source == "webhook"
+            && event.received_at > now - MAX_HOLD_MS
+            && hub.webhooks_in_flight(installation) > 0;
+        if waits || blocked.contains(&installation) {
+            // Everything after a held event of the same installation waits with it.
+            held = true;
+            if !blocked.contains(&installation) {
+                blocked.push(installation);
+            }
+            continue;
+        }
+        ready.push(event);
+    }
+    order_by_service_time(&mut ready, "social");
+    order_by_service_time(&mut ready, "helpdesk");
+    let mut queued = false;
+    for event in &ready {
+        queued |= process_event(hub, event).await?;
+    }
+    if queued {
+        hub.inner.outbox.notify_one();
+    }
+    Ok((ready.len(), held.then(|| now_ms() + 10)))
+}
+
+/// Reorders the events of `kind` among `events` by when the service made them (ties broken
+/// by the numbers in their ids, which services hand out in order), leaving the positions of
+/// the other kind's events alone.
+fn order_by_service_time(events: &mut [&InboundEvent], kind: &str) {
+    let positions: Vec<usize> = (0..events.len())
+        .filter(|&i| events[i].kind == kind)
+        .collect();
+    if positions.len() < 2 {
+        return;
+    }
+    let mut sorted: Vec<&InboundEvent> = positions.iter().map(|&i| events[i]).collect();
+    sorted.sort_by_cached_key(|event| service_order(event));
+    for (position, event) in positions.into_iter().zip(sorted) {
+        events[position] = event;
+    }
+}
+
+/// (service time, rank of the change kind, numbers in the id, arrival)
+type OrderKey = (u64, u8, Vec<u64>, i64);
+
+fn service_order(event: &InboundEvent) -> OrderKey {
+    if event.kind == "social" {
+        return match serde_json::from_str::<SocialEvent>(&event.payload) {
+            Ok(e) => (e.created_at, 0, numbers(&e.message_id), event.id),
+            Err(_) => (u64::MAX, 0, Vec::new(), event.id),
+        };
+    }
+    match serde_json::from_str::<TicketChange>(&event.payload) {
+        Ok(change) => {
+            let (rank, id) = match &change.kind {
+                ChangeKind::Comment(c) => (0, numbers(&c.comment_id)),
+                ChangeKind::Status(_) => (1, Vec::new()),
+                ChangeKind::Priority(_) => (2, Vec::new()),
+            };
+            (change.at, rank, id, event.id)
+        }
+        Err(_) => (u64::MAX, 3, Vec::new(), event.id),
+    }
+}
+
+/// The runs of digits in an id, as numbers: `4001:12` is `[4001, 12]`.
+fn numbers(id: &str) -> Vec<u64> {
+    id.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|run| run.parse().ok())
+        .collect()
+}
+
+/// Processes one event in one transaction. Returns whether outbox rows were queued.
+async fn process_event(hub: &Hub, event: &InboundEvent) -> Result<bool, StoreError> {
+    let span = tracing::info_span!(
+        "inbound",
+        installation = %event.installation_id,
+        event = %event.external_id,
+        conversation = tracing::field::Empty,
+    );
+    async {
+        let context = match prepare(event) {
+            Ok(context) => context,
+            Err(error) => {
+                tracing::warn!(%error, "event cannot be processed; it is skipped");
+                let mut tx = hub.inner.db.begin().await?;
+                if tx.claim_inbound_event(event.id, now_ms()).await? {
+                    tx.set_inbound_outcome(event.id, &format!("error: {error}"), None)
+                        .await?;
+                }
+                tx.commit().await?;
+                return Ok(false);
+            }
+        };
+        let now = now_ms();
+        let mut tx = hub.inner.db.begin().await?;
+        if !tx.claim_inbound_event(event.id, now).await? {
+            return Ok(false); // another processor took it
+        }
+        let outcome = match context {
+            Prepared::Social(ev) => social_event(&mut tx, event, &ev, now).await?,
+            Prepared::Helpdesk(change) => helpdesk_change(&mut tx, event, &change, now).await?,
+        };
+        tx.set_inbound_outcome(event.id, &outcome.label, outcome.conversation.as_deref())
+            .await?;
+        tx.commit().await?;
+        if let Some(conversation) = &outcome.conversation {
+            tracing::Span::current().record("conversation", conversation.as_str());
+        }
+        tracing::info!(outcome = %outcome.label, "event processed");
+        Ok(outcome.queued)
+    }
+    .instrument(span)
+    .await
+}
+
+/// What processing an event did.
+struct Outcome {
+    label: String,
+    conversation: Option<String>,
+    queued: bool,
+}
+
+impl Outcome {
+    fn skip(label: &str) -> Self {
+        Self {
+            label: label.to_string(),
+            conversation: None,
+            queued: false,
+        }
+    }
+
+    fn in_conversation(label: impl Into<String>, conversation: &str, queued: bool) -> Self {
+        Self {
+            label: label.into(),
+            conversation: Some(conversation.to_string()),
+            queued,
+        }
+    }
+}
+
+enum Prepared {
+    Social(SocialEvent),
+    Helpdesk(TicketChange),
+}
+
+fn prepare(event: &InboundEvent) -> Result<Prepared, String> {
+    match event.kind.as_str() {
+        "social" => serde_json::from_str(&event.payload)
+            .map(Prepared::Social)
+            .map_err(|e| format!("corrupt event: {e}")),
+        _ => serde_json::from_str(&event.payload)
+            .map(Prepared::Helpdesk)
+            .map_err(|e| format!("corrupt change: {e}")),
+    }
+}
+
+/// The text limit of a social installation for a visibility, from its plugin's manifest.
+async fn text_limit(
+    tx: &mut Tx,
+    installation_id: &str,
+    visibility: &str,
+) -> Result<Option<(usize, LengthUnit)>, StoreError> {
+    let Some(manifest) = tx.manifest_of_installation(installation_id).await? else {
+        return Ok(None);
+    };
+    Ok(manifest
+        .text_limits
+        .iter()
+        .find(|l| l.visibility == visibility)
+        .map(|l| (l.max_length as usize, LengthUnit::parse(&l.unit))))
+}
+
+/// A customer's message: into the conversation's current ticket, or a new one.
+async fn social_event(
+    tx: &mut Tx,
+    event: &InboundEvent,
+    ev: &SocialEvent,
+    now: i64,
+) -> Result<Outcome, StoreError> {
+    let installation = &event.installation_id;
+    if ev.is_echo {
+        return Ok(Outcome::skip("echo"));
+    }
+    if tx.is_known_id(installation, &ev.message_id).await? {
+        return Ok(Outcome::skip("echo-or-duplicate"));
+    }
+    let Some(link) = tx.link_for_social(installation).await? else {
+        tracing::warn!("no link from this installation to a helpdesk; the message is not synced");
+        return Ok(Outcome::skip("unlinked"));
+    };
+    let settings: LinkSettings = serde_json::from_str(&link.settings_json).unwrap_or_default();
+    let helpdesk = &link.helpdesk_installation_id;
+
+    let author = &ev.author;
+    let contact_id = tx
+        .upsert_identity(
+            &IdentityInput {
+                network: &author.network,
+                external_id: &author.external_id,
+                handle: author.handle.as_deref(),
+                display_name: author.display_name.as_deref(),
+            },
+            &new_id(),
+            now,
+        )
+        .await?;
+    let conversation = match tx.find_conversation(installation, &ev.thread_id).await? {
+        Some(conversation) => conversation,
+        None => {
+            let row = ConversationRow {
+                id: new_id(),
+                social_installation_id: installation.clone(),
+                thread_id: ev.thread_id.clone(),
+                contact_id: contact_id.clone(),
+                channel: author.network.clone(),
+                message_kind: kind_name(ev.kind).to_string(),
+                visibility: visibility_name(ev.visibility).to_string(),
+                reply_handle: ev.reply_handle.clone(),
+                last_inbound_at: Some(ev.created_at as i64),
+                created_at: now,
+                updated_at: now,
+            };
+            tx.insert_conversation(&row).await?;
+            row
+        }
+    };
+    tracing::Span::current().record("conversation", conversation.id.as_str());
+    tx.touch_conversation(
+        &conversation.id,
+        ev.created_at as i64,
+        ev.reply_handle.as_deref(),
+        now,
+    )
+    .await?;
+
+    // Which ticket: the current open one; else the last solved one when the link reopens;
+    // else a new one.
+    let mut ticket = tx.current_ticket(&conversation.id).await?;
+    if let Some(current) = &ticket {
+        if current.helpdesk_installation_id != *helpdesk || is_ended(&current.status) {
+            // Linked to another helpdesk since, or ended without the flag being cleared.
+            tx.update_ticket_state(&current.id, &current.status, current.status_at, false, now)
+                .await?;
+            ticket = None;
+        }
+    }
+    if ticket.is_none() && settings.reopen_solved {
+        if let Some(last) = tx.latest_ticket(&conversation.id).await? {
+            if last.status == "solved" && last.helpdesk_installation_id == *helpdesk {
+                // The helpdesk reopens a solved ticket when the requester comments.
+                tx.update_ticket_state(&last.id, "open", last.status_at, true, now)
+                    .await?;
+                ticket = Some(last);
+            }
+        }
+    }
+    let creating = ticket.is_none();
+    let ticket = match ticket {
+        Some(ticket) => ticket,
+        None => {
+            let row = TicketRow {
+                id: new_id(),
+                conversation_id: conversation.id.clone(),
+                helpdesk_installation_id: helpdesk.clone(),
+                external_id: None,
+                url: None,
+                status: "new".into(),
+                // Only the helpdesk's own times order status changes; 0 = none seen yet.
+                status_at: 0,
+                is_current: true,
+                created_at: now,
+                updated_at: now,
+            };
+            tx.insert_ticket(&row).await?;
+            row
+        }
+    };
+
+    let message = MessageRow {
+        id: new_id(),
+        conversation_id: conversation.id.clone(),
+        ticket_id: Some(ticket.id.clone()),
+        direction: "inbound".into(),
+        visibility: visibility_name(ev.visibility).into(),
+        author_name: author
+            .display_name
+            .clone()
+            .or_else(|| author.handle.clone()),
+        text: ev.text.clone(),
+        attachments_json: serde_json::to_string(&ev.attachments).unwrap_or_else(|_| "[]".into()),
+        social_installation_id: installation.clone(),
+        social_message_id: Some(ev.message_id.clone()),
+        helpdesk_installation_id: helpdesk.clone(),
+        helpdesk_comment_id: None,
+        state: "pending".into(),
+        parts: 1,
+        created_at: now,
+        delivered_at: None,
+    };
+    if !tx.insert_message(&message).await? {
+        return Ok(Outcome::in_conversation(
+            "duplicate",
+            &conversation.id,
+            false,
+        ));
+    }
+
+    let (kind, key, payload) = if creating {
+        let mut tags = vec![conversation.channel.clone()];
+        tags.extend(settings.tags.iter().cloned());
+        let payload = CreateTicketPayload {
+            subject: subject_of(
+                &ev.text,
+                author.display_name.as_deref().or(author.handle.as_deref()),
+            ),
+            body: ev.text.clone(),
+            // A customer's message is a public comment on the ticket, whatever the network.
+            public: true,
+            attachments: ev.attachments.clone(),
+            tags,
+            priority: settings.priority.clone(),
+            channel: conversation.channel.clone(),
+            external_id: conversation.id.clone(),
+            contact_id: contact_id.clone(),
+        };
+        (
+            "create-ticket",
+            format!("ticket:{}", ticket.id),
+            to_json(&payload),
+        )
+    } else {
+        let payload = AddCommentPayload {
+            body: ev.text.clone(),
+            public: true,
+            attachments: ev.attachments.clone(),
+            contact_id: contact_id.clone(),
+            channel: conversation.channel.clone(),
+        };
+        (
+            "add-comment",
+            format!("comment:{}", message.id),
+            to_json(&payload),
+        )
+    };
+    tx.insert_outbox(&NewOutbox {
+        kind,
+        installation_id: helpdesk.clone(),
+        conversation_id: conversation.id.clone(),
+        ticket_id: Some(ticket.id.clone()),
+        message_id: Some(message.id.clone()),
+        idempotency_key: key,
+        payload,
+        now,
+    })
+    .await?;
+    let label = if creating {
+        format!("new-ticket {}", ticket.id)
+    } else {
+        format!("comment {}", ticket.id)
+    };
+    Ok(Outcome::in_conversation(label, &conversation.id, true))
+}
+
+/// A change on a ticket: agents' public replies go to the customer, notes are only recorded,
+/// status changes move the ticket on.
+async fn helpdesk_change(
+    tx: &mut Tx,
+    event: &InboundEvent,
+    change: &TicketChange,
+    now: i64,
+) -> Result<Outcome, StoreError> {
+    let helpdesk = &event.installation_id;
+    let Some(ticket) = tx
+        .ticket_by_external_id(helpdesk, &change.ticket_id)
+        .await?
+    else {
+        return Ok(Outcome::skip("unknown-ticket"));
+    };
+    let Some(conversation) = tx.get_conversation_tx(&ticket.conversation_id).await? else {
+        return Ok(Outcome::skip("unknown-conversation"));
+    };
+    tracing::Span::current().record("conversation", conversation.id.as_str());
+    match &change.kind {
+        ChangeKind::Comment(comment) => {
+            if change.is_echo || tx.is_known_id(helpdesk, &comment.comment_id).await? {
+                return Ok(Outcome::in_conversation("echo", &conversation.id, false));
+            }
+            // Comments by end users are the customer's own messages, filed by the hub.
+            if !change.author.as_ref().is_some_and(|a| a.is_agent) {
+                return Ok(Outcome::in_conversation(
+                    "customer-comment",
+                    &conversation.id,
+                    false,
+                ));
+            }
+            let author_name = change.author.as_ref().and_then(|a| a.name.clone());
+            let mut message = MessageRow {
+                id: new_id(),
+                conversation_id: conversation.id.clone(),
+                ticket_id: Some(ticket.id.clone()),
+                direction: "outbound".into(),
+                visibility: visibility_name(comment.visibility).into(),
+                author_name,
+                text: comment.body.clone(),
+                attachments_json: serde_json::to_string(&comment.attachments)
+                    .unwrap_or_else(|_| "[]".into()),
+                social_installation_id: conversation.social_installation_id.clone(),
+                social_message_id: None,
+                helpdesk_installation_id: helpdesk.clone(),
+                helpdesk_comment_id: Some(comment.comment_id.clone()),
+                state: "pending".into(),
+                parts: 1,
+                created_at: now,
+                delivered_at: None,
+            };
+            if comment.visibility == Visibility::Private {
+                // Internal notes are kept for the record and never leave the helpdesk.
+                message.direction = "note".into();
+                message.state = "recorded".into();
+                tx.insert_message(&message).await?;
+                return Ok(Outcome::in_conversation("note", &conversation.id, false));
+            }
+            let text = comment.body.trim();
+            if text.is_empty() {
+                message.state = "skipped".into();
+                tx.insert_message(&message).await?;
+                return Ok(Outcome::in_conversation(
+                    "empty-reply",
+                    &conversation.id,
+                    false,
+                ));
+            }
+            let limit = text_limit(
+                tx,
+                &conversation.social_installation_id,
+                &conversation.visibility,
+            )
+            .await?;
+            let parts = match limit {
+                Some((max, unit)) => split(text, max, unit),
+                None => vec![text.to_string()],
+            };
+            message.parts = parts.len() as i64;
+            if !tx.insert_message(&message).await? {
+                return Ok(Outcome::in_conversation(
+                    "duplicate",
+                    &conversation.id,
+                    false,
+                ));
+            }
+            let count = parts.len() as u32;
+            for (index, part) in parts.into_iter().enumerate() {
+                let payload = SendMessagePayload {
+                    part: index as u32 + 1,
+                    parts: count,
+                    text: part,
+                    // Files travel with the first part only.
+                    attachments: if index == 0 {
+                        comment.attachments.clone()
+                    } else {
+                        Vec::new()
+                    },
+                };
+                tx.insert_outbox(&NewOutbox {
+                    kind: "send-message",
+                    installation_id: conversation.social_installation_id.clone(),
+                    conversation_id: conversation.id.clone(),
+                    ticket_id: Some(ticket.id.clone()),
+                    message_id: Some(message.id.clone()),
+                    idempotency_key: format!("send:{}:{}", message.id, index + 1),
+                    payload: to_json(&payload),
+                    now,
+                })
+                .await?;
+            }
+            Ok(Outcome::in_conversation(
+                format!("reply in {count} part(s)"),
+                &conversation.id,
+                true,
+            ))
+        }
+        ChangeKind::Status(status) => {
+            let status = status_name(*status);
+            let at = change.at as i64;
+            if at < ticket.status_at {
+                return Ok(Outcome::in_conversation(
+                    "stale-status",
+                    &conversation.id,
+                    false,
+                ));
+            }
+            let is_current = if is_ended(status) {
+                false
+            } else if ticket.is_current {
+                true
+            } else {
+                // Reopened by an agent: current again if it is the newest and no other is.
+                tx.current_ticket(&conversation.id).await?.is_none()
+                    && tx
+                        .latest_ticket(&conversation.id)
+                        .await?
+                        .is_some_and(|t| t.id == ticket.id)
+            };
+            tx.update_ticket_state(&ticket.id, status, at, is_current, now)
+                .await?;
+            Ok(Outcome::in_conversation(
+                format!("status {status}"),
+                &conversation.id,
+                false,
+            ))
+        }
+        ChangeKind::Priority(_) => Ok(Outcome::in_conversation(
+            "priority-ignored",
+            &conversation.id,
+            false,
+        )),
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    // Plain structs of strings and lists: serializing cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Solved and closed tickets no longer take the conversation's new messages.
+pub(crate) fn is_ended(status: &str) -> bool {
+    matches!(status, "solved" | "closed")
+}
+
+/// The ticket subject: the message's first non-empty line, shortened to 80 characters.
+pub(crate) fn subject_of(text: &str, author: Option<&str>) -> String {
+    const MAX: usize = 80;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default();
+    if line.is_empty() {
+        return match author {
+            Some(name) => format!("Message from {name}"),
+            None => "New message".to_string(),
+        };
+    }
+    if line.chars().count() <= MAX {
+        return line.to_string();
+    }
+    let cut: String = line.chars().take(MAX - 1).collect();
+    format!("{}…", cut.trim_end())
+}
+
+pub(crate) fn kind_name(kind: MessageKind) -> &'static str {
+    match kind {
+        MessageKind::DirectMessage => "direct-message",
+        MessageKind::Post => "post",
+        MessageKind::Comment => "comment",
+    }
+}
+
+pub(crate) fn kind_from_name(name: &str) -> MessageKind {
+    match name {
+        "post" => MessageKind::Post,
+        "comment" => MessageKind::Comment,
+        _ => MessageKind::DirectMessage,
+    }
+}
+
+pub(crate) fn visibility_name(visibility: Visibility) -> &'static str {
+    match visibility {
+        Visibility::Public => "public",
+        Visibility::Private => "private",
+    }
+}
+
+pub(crate) fn status_name(status: TicketStatus) -> &'static str {
+    match status {
+        TicketStatus::New => "new",
+        TicketStatus::Open => "open",
+        TicketStatus::Pending => "pending",
+        TicketStatus::OnHold => "on-hold",
+        TicketStatus::Solved => "solved",
+        TicketStatus::Closed => "closed",
+    }
+}
+
+/// A link's priority setting as the contract's enum.
+pub(crate) fn priority(name: &str) -> Option<TicketPriority> {
+    match name {
+        "low" => Some(TicketPriority::Low),
+        "normal" => Some(TicketPriority::Normal),
+        "high" => Some(TicketPriority::High),
+        "urgent" => Some(TicketPriority::Urgent),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects() {
+        assert_eq!(subject_of("\n  Order late \nmore", None), "Order late");
+        assert_eq!(subject_of("", Some("Aiko")), "Message from Aiko");
+        let long = "x".repeat(200);
+        let subject = subject_of(&long, None);
+        assert_eq!(subject.chars().count(), 80);
+        assert!(subject.ends_with('…'));
+    }
+}

@@ -1,0 +1,463 @@
+//! Outbox delivery: workers claim due rows with a lease, perform the effect through the
+//! target installation's plugin with the row's idempotency key, and record the result (the
+//! ids the service gave, so their echoes are recognized) in one transaction.
+//!
+//! Failures are retried: after the service's Retry-After when it is rate limited, with
+//! exponential backoff and full jitter when the failure is transient. Permanent failures, and
+//! rows out of attempts, become dead letters that an admin can retry.
+
+use std::time::{Duration, Instant};
+
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use super::engine::{kind_from_name, priority};
+use super::{now_ms, retry_of, Hub, HubError, Retry};
+use crate::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
+    CommentAuthor, NewComment, NewTicket, RequesterRequest,
+};
+use crate::runtime::bindings::social::exports::switchboard::connector::social_connector::OutboundMessage;
+use crate::runtime::bindings::types::{Attachment, SocialIdentity, Visibility};
+use crate::runtime::{CallError, HelpdeskConnector};
+use crate::store::{ConversationRow, OutboxRow, StoreError};
+
+/// How long a claimed row is reserved for its worker; past it, another worker may take it.
+/// Longer than any plugin call (deadline plus HTTP timeouts) so a slow call is not doubled.
+const LEASE: Duration = Duration::from_secs(120);
+/// Longest sleep of an idle worker: rows may come from another host, or become due.
+const IDLE: Duration = Duration::from_millis(500);
+
+/// A ticket to create, with the requester's first message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateTicketPayload {
+    pub subject: String,
+    pub body: String,
+    pub public: bool,
+    pub attachments: Vec<Attachment>,
+    pub tags: Vec<String>,
+    pub priority: Option<String>,
+    pub channel: String,
+    /// The hub conversation id, stored on the ticket to link back.
+    pub external_id: String,
+    pub contact_id: String,
+}
+
+/// A customer's follow-up message for an existing ticket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddCommentPayload {
+    pub body: String,
+    pub public: bool,
+    pub attachments: Vec<Attachment>,
+    pub contact_id: String,
+    pub channel: String,
+}
+
+/// One part of an agent's reply for the customer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendMessagePayload {
+    /// 1-based part number, of `parts`.
+    pub part: u32,
+    pub parts: u32,
+    pub text: String,
+    pub attachments: Vec<Attachment>,
+}
+
+/// Why one delivery attempt failed.
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// Will not succeed by retrying (missing data, a ticket that was never created).
+    #[error("{0}")]
+    Permanent(String),
+    /// Might succeed later (configuration, database).
+    #[error("{0}")]
+    Temporary(String),
+}
+
+impl From<StoreError> for DeliveryError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(m) | StoreError::Corrupt(m) => DeliveryError::Permanent(m),
+            other => DeliveryError::Temporary(other.to_string()),
+        }
+    }
+}
+
+impl From<HubError> for DeliveryError {
+    fn from(error: HubError) -> Self {
+        match error {
+            HubError::NotFound(m) => DeliveryError::Permanent(m),
+            other => DeliveryError::Temporary(other.to_string()),
+        }
+    }
+}
+
+/// One worker: claims and delivers rows until `shutdown`.
+pub(crate) async fn run_worker(hub: Hub, shutdown: CancellationToken, worker: usize) {
+    hub.recover().await;
+    let owner = format!("{}/outbox-{worker}", hub.inner.host_id);
+    loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let now = now_ms();
+        match hub
+            .inner
+            .db
+            .claim_outbox(&owner, now, now + LEASE.as_millis() as i64)
+            .await
+        {
+            Ok(Some(row)) => {
+                // There may be more: let another idle worker look while this one delivers.
+                hub.inner.outbox.notify_one();
+                deliver(&hub, row).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "claiming outbox rows failed"),
+        }
+        let wait = match hub.inner.db.next_outbox_due().await {
+            Ok(Some(due)) => {
+                Duration::from_millis((due - now_ms()).clamp(0, IDLE.as_millis() as i64) as u64)
+            }
+            _ => IDLE,
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = hub.inner.outbox.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Delivers every row that is due now, then returns how many were handled. For tests and
+/// tools that drive the hub without background workers.
+pub async fn deliver_due(hub: &Hub) -> Result<usize, StoreError> {
+    let owner = format!("{}/inline", hub.inner.host_id);
+    let mut handled = 0;
+    loop {
+        let now = now_ms();
+        let Some(row) = hub
+            .inner
+            .db
+            .claim_outbox(&owner, now, now + LEASE.as_millis() as i64)
+            .await?
+        else {
+            return Ok(handled);
+        };
+        deliver(hub, row).await;
+        handled += 1;
+    }
+}
+
+/// One attempt at one row, with its outcome recorded.
+async fn deliver(hub: &Hub, row: OutboxRow) {
+    let span = tracing::info_span!(
+        "outbox",
+        installation = %row.installation_id,
+        conversation = %row.conversation_id,
+        kind = %row.kind,
+        row = row.id,
+        attempt = row.attempts,
+    );
+    async {
+        let result = match row.kind.as_str() {
+            "create-ticket" => create_ticket(hub, &row).await,
+            "add-comment" => add_comment(hub, &row).await,
+            "send-message" => send_message(hub, &row).await,
+            other => Err(DeliveryError::Permanent(format!("unknown outbox kind `{other}`"))),
+        };
+        let error = match result {
+            Ok(()) => {
+                hub.inner.metrics.message_out(&row.installation_id);
+                tracing::info!("delivered");
+                return;
+            }
+            Err(error) => error,
+        };
+        let config = &hub.inner.config.outbox;
+        let retry = match &error {
+            DeliveryError::Call(call) => retry_of(call),
+            DeliveryError::Permanent(_) => Retry::Never,
+            DeliveryError::Temporary(_) => Retry::Backoff,
+        };
+        let attempts = row.attempts.max(1) as u32;
+        let message = error.to_string();
+        let now = now_ms();
+        let outcome = match retry {
+            Retry::Never => Err(message.clone()),
+            _ if attempts >= config.max_attempts => Err(format!("gave up after {attempts} attempts: {message}")),
+            Retry::After(wait) => Ok(wait),
+            Retry::Backoff => Ok(backoff(attempts, config.base_backoff, config.max_backoff)),
+        };
+        let recorded = match outcome {
+            Ok(wait) => {
+                tracing::warn!(error = %message, retry_in_ms = wait.as_millis() as u64, "delivery failed; will retry");
+                hub.inner.metrics.retry(&row.installation_id, &row.kind);
+                hub.inner.db.retry_outbox_later(row.id, now + wait.as_millis() as i64, &message, now).await
+            }
+            Err(last_error) => {
+                tracing::error!(error = %last_error, "delivery failed for good; dead letter");
+                hub.inner.metrics.dead_lettered(&row.installation_id, &row.kind);
+                hub.inner.db.dead_letter_outbox(row.id, &last_error, now).await
+            }
+        };
+        if let Err(error) = recorded {
+            // The lease runs out and the row is tried again.
+            tracing::warn!(%error, "could not record the delivery outcome");
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Exponential backoff with full jitter: a random wait up to `base * 2^(attempt-1)`, capped.
+fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let ceiling = exp.min(max).as_millis() as u64;
+    Duration::from_millis(rand::thread_rng().gen_range(0..=ceiling))
+}
+
+fn payload<T: for<'de> Deserialize<'de>>(row: &OutboxRow) -> Result<T, DeliveryError> {
+    serde_json::from_str(&row.payload)
+        .map_err(|e| DeliveryError::Permanent(format!("corrupt payload: {e}")))
+}
+
+/// Times a plugin call into the metrics.
+async fn timed<T>(
+    hub: &Hub,
+    installation: &str,
+    operation: &str,
+    call: impl std::future::Future<Output = Result<T, CallError>>,
+) -> Result<T, CallError> {
+    let started = Instant::now();
+    let result = call.await;
+    hub.inner
+        .metrics
+        .plugin_call(installation, operation, started.elapsed());
+    result
+}
+
+/// The contact's identity on the conversation's network.
+async fn identity(
+    hub: &Hub,
+    contact_id: &str,
+    network: &str,
+) -> Result<SocialIdentity, DeliveryError> {
+    let row = hub
+        .inner
+        .db
+        .identity_of_contact(contact_id, network)
+        .await?
+        .ok_or_else(|| {
+            DeliveryError::Permanent(format!("contact {contact_id} has no {network} identity"))
+        })?;
+    Ok(SocialIdentity {
+        external_id: row.external_id,
+        network: row.network,
+        handle: row.handle,
+        display_name: row.display_name,
+    })
+}
+
+/// The helpdesk requester of a contact: cached, or found or created through the plugin.
+async fn requester(
+    hub: &Hub,
+    conn: &HelpdeskConnector,
+    helpdesk: &str,
+    contact_id: &str,
+    network: &str,
+) -> Result<String, DeliveryError> {
+    if let Some(id) = hub.inner.db.get_requester(contact_id, helpdesk).await? {
+        return Ok(id);
+    }
+    let identity = identity(hub, contact_id, network).await?;
+    let request = RequesterRequest {
+        external_id: format!("{}:{}", identity.network, identity.external_id),
+        identity,
+    };
+    let found = timed(
+        hub,
+        helpdesk,
+        "find-or-create-requester",
+        conn.find_or_create_requester(&request),
+    )
+    .await?;
+    tracing::info!(requester = %found.id, created = found.created, "requester resolved");
+    hub.inner
+        .db
+        .save_requester(contact_id, helpdesk, &found.id, now_ms())
+        .await?;
+    Ok(found.id)
+}
+
+fn visibility(public: bool) -> Visibility {
+    if public {
+        Visibility::Public
+    } else {
+        Visibility::Private
+    }
+}
+
+async fn create_ticket(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> {
+    let p: CreateTicketPayload = payload(row)?;
+    let ticket_id = row
+        .ticket_id
+        .as_deref()
+        .ok_or_else(|| DeliveryError::Permanent("row without ticket".into()))?;
+    let ticket = hub.inner.db.get_ticket(ticket_id).await?;
+    if ticket.external_id.is_none() {
+        let bound = hub.bind(&row.installation_id).await?;
+        let conn = hub.helpdesk_connector(&bound)?;
+        let requester_id =
+            requester(hub, &conn, &row.installation_id, &p.contact_id, &p.channel).await?;
+        let new = NewTicket {
+            idempotency_key: row.idempotency_key.clone(),
+            external_id: p.external_id.clone(),
+            requester_id,
+            subject: p.subject.clone(),
+            body: p.body.clone(),
+            visibility: visibility(p.public),
+            attachments: p.attachments.clone(),
+            tags: p.tags.clone(),
+            priority: p.priority.as_deref().and_then(priority),
+            status: None,
+            channel: p.channel.clone(),
+        };
+        let created = timed(
+            hub,
+            &row.installation_id,
+            "create-ticket",
+            conn.create_ticket(&new),
+        )
+        .await?;
+        tracing::info!(ticket = %created.id, created = created.created, "ticket filed");
+        let now = now_ms();
+        let mut tx = hub.inner.db.begin().await?;
+        tx.set_ticket_created(ticket_id, &created.id, created.url.as_deref(), now)
+            .await?;
+        if let Some(message) = &row.message_id {
+            tx.set_message_delivered(message, None, None, now).await?;
+        }
+        tx.complete_outbox(row.id, now).await?;
+        tx.commit().await?;
+    } else {
+        // Created by an earlier attempt whose completion was recorded only halfway.
+        let mut tx = hub.inner.db.begin().await?;
+        tx.complete_outbox(row.id, now_ms()).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+async fn add_comment(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> {
+    let p: AddCommentPayload = payload(row)?;
+    let ticket_id = row
+        .ticket_id
+        .as_deref()
+        .ok_or_else(|| DeliveryError::Permanent("row without ticket".into()))?;
+    let ticket = hub.inner.db.get_ticket(ticket_id).await?;
+    let Some(external) = ticket.external_id else {
+        return Err(DeliveryError::Permanent(
+            "the ticket was never created in the helpdesk (its create-ticket is a dead letter); retry that first".into(),
+        ));
+    };
+    let bound = hub.bind(&row.installation_id).await?;
+    let conn = hub.helpdesk_connector(&bound)?;
+    let requester_id =
+        requester(hub, &conn, &row.installation_id, &p.contact_id, &p.channel).await?;
+    let comment = NewComment {
+        idempotency_key: row.idempotency_key.clone(),
+        ticket_id: external,
+        author: CommentAuthor::Requester(requester_id),
+        body: p.body.clone(),
+        visibility: visibility(p.public),
+        attachments: p.attachments.clone(),
+    };
+    let added = timed(
+        hub,
+        &row.installation_id,
+        "add-comment",
+        conn.add_comment(&comment),
+    )
+    .await?;
+    tracing::info!(comment = %added.id, "comment filed");
+    let now = now_ms();
+    let mut tx = hub.inner.db.begin().await?;
+    tx.insert_own_id(
+        &row.installation_id,
+        &added.id,
+        row.message_id.as_deref(),
+        now,
+    )
+    .await?;
+    if let Some(message) = &row.message_id {
+        tx.set_message_delivered(message, Some(&added.id), None, now)
+            .await?;
+    }
+    tx.complete_outbox(row.id, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn send_message(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> {
+    let p: SendMessagePayload = payload(row)?;
+    let conversation: ConversationRow = hub.inner.db.get_conversation(&row.conversation_id).await?;
+    let recipient = identity(hub, &conversation.contact_id, &conversation.channel)
+        .await
+        .ok();
+    let bound = hub.bind(&row.installation_id).await?;
+    let conn = hub.social_connector(&bound)?;
+    let message = OutboundMessage {
+        idempotency_key: row.idempotency_key.clone(),
+        thread_id: conversation.thread_id.clone(),
+        reply_to: None,
+        kind: kind_from_name(&conversation.message_kind),
+        recipient,
+        text: p.text.clone(),
+        attachments: p.attachments.clone(),
+        last_inbound_at: conversation.last_inbound_at.map(|t| t.max(0) as u64),
+        reply_handle: conversation.reply_handle.clone(),
+    };
+    let sent = timed(hub, &row.installation_id, "send", conn.send(&message)).await?;
+    tracing::info!(part = p.part, parts = p.parts, ids = ?sent.message_ids, "message sent");
+    let now = now_ms();
+    let mut tx = hub.inner.db.begin().await?;
+    for id in &sent.message_ids {
+        tx.insert_own_id(&row.installation_id, id, row.message_id.as_deref(), now)
+            .await?;
+    }
+    tx.complete_outbox(row.id, now).await?;
+    if let Some(message) = &row.message_id {
+        if tx.message_fully_delivered(message).await? {
+            tx.set_message_delivered(
+                message,
+                None,
+                sent.message_ids.first().map(String::as_str),
+                now,
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_jittered_and_capped() {
+        let base = Duration::from_millis(500);
+        let max = Duration::from_secs(300);
+        for attempt in 1..40 {
+            let wait = backoff(attempt, base, max);
+            assert!(wait <= max);
+            assert!(wait <= base * 2u32.saturating_pow(attempt - 1).max(1));
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The sync engine end to end, in process: the real runtime and plugins, the simulators, and
+//! a SQLite file. A customer's messages become a Zendesk ticket and its comments; an agent's
+//! public reply reaches the customer (split when long); notes stay in Zendesk; a solved ticket
+//! makes the next message open a new one.
+
+mod common;
+mod hub_support;
+
+use hub_support::{world, world_with, World, TG_JOB, ZD_JOB};
+use switchboard::hub::LinkSettings;
+
+const CHAT: i64 = 5001;
+
+/// The conversation id the hub gave the only conversation.
+async fn only_conversation(w: &World) -> String {
+    let conversations = w.hub.list_conversations().await.expect("conversations");
+    assert_eq!(conversations.len(), 1, "{conversations:#?}");
+    conversations[0].id.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_becomes_ticket_and_reply_goes_back() {
+    let w = world().await;
+    w.customer(CHAT, "Aiko", "My order is late\nIt was due on Monday.");
+    w.inbound_cycle().await;
+
+    let tickets = w.tickets();
+    assert_eq!(tickets.len(), 1, "{tickets:#?}");
+    let ticket = &tickets[0];
+    let conversation = only_conversation(&w).await;
+    assert_eq!(ticket["subject"], "My order is late");
+    assert_eq!(ticket["external_id"], conversation.as_str());
+    let tags: Vec<&str> = ticket["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert!(
+        tags.contains(&"telegram") && tags.contains(&"vip"),
+        "{tags:?}"
+    );
+    let ticket_id = ticket["id"].as_u64().expect("id");
+    let requester = ticket["requester_id"].as_u64().expect("requester");
+    let user =
+        w.zd.users()
+            .into_iter()
+            .find(|u| u["id"] == requester)
+            .expect("requester user");
+    assert_eq!(user["name"], "Aiko");
+    assert_eq!(user["external_id"], format!("telegram:{CHAT}"));
+    let comments = w.zd.comments(ticket_id);
+    assert_eq!(comments.len(), 1);
+    assert!(comments[0]["body"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("It was due on Monday."));
+    assert_eq!(comments[0]["author_id"], requester);
+
+    // A follow-up goes into the same ticket, by the same requester.
+    w.customer(CHAT, "Aiko", "Any news?");
+    w.inbound_cycle().await;
+    assert_eq!(w.tickets().len(), 1);
+    let comments = w.zd.comments(ticket_id);
+    assert_eq!(comments.len(), 2);
+    assert_eq!(comments[1]["body"], "Any news?");
+    assert_eq!(comments[1]["author_id"], requester);
+
+    // An agent answers publicly (too long for one Telegram message) and files a note.
+    let agent = w.human_agent().await;
+    let long_reply = format!(
+        "Sorry for the delay.\n{}",
+        "Your parcel is on its way to you. ".repeat(150)
+    );
+    w.comment_as(ticket_id, agent, &long_reply, true).await;
+    w.comment_as(ticket_id, agent, "internal: courier says Tuesday", false)
+        .await;
+    w.helpdesk_cycle().await;
+    let sent = w.tg.sent_messages(Some(CHAT));
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    assert!(sent.iter().all(|m| m.text.encode_utf16().count() <= 4096));
+    assert!(sent[0].text.starts_with("Sorry for the delay."));
+    assert_eq!(
+        sent.iter()
+            .map(|m| m.text.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join(" "),
+        long_reply.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    assert!(
+        !sent.iter().any(|m| m.text.contains("courier")),
+        "a note was sent"
+    );
+
+    // Polling again sends nothing twice, and the hub's own comments do not come back.
+    w.helpdesk_cycle().await;
+    w.inbound_cycle().await;
+    assert_eq!(w.tg.sent_messages(Some(CHAT)).len(), 2);
+    assert_eq!(w.zd.comments(ticket_id).len(), 4);
+
+    let detail = w.hub.get_conversation(&conversation).await.expect("detail");
+    let directions: Vec<(&str, &str)> = detail
+        .messages
+        .iter()
+        .map(|m| (m.direction.as_str(), m.state.as_str()))
+        .collect();
+    assert_eq!(
+        directions,
+        [
+            ("inbound", "delivered"),
+            ("inbound", "delivered"),
+            ("outbound", "delivered"),
+            ("note", "recorded")
+        ]
+    );
+    assert_eq!(detail.messages[2].parts, 2);
+
+    // Solved: the next message opens a new ticket.
+    w.zd.set_status(ticket_id, "solved");
+    w.helpdesk_cycle().await;
+    let detail = w.hub.get_conversation(&conversation).await.expect("detail");
+    assert_eq!(detail.tickets[0].status, "solved");
+    assert!(detail.conversation.current_ticket.is_none());
+    w.customer(CHAT, "Aiko", "It arrived broken");
+    w.inbound_cycle().await;
+    let tickets = w.tickets();
+    assert_eq!(tickets.len(), 2, "{tickets:#?}");
+    assert_eq!(tickets[1]["subject"], "It arrived broken");
+    assert_eq!(tickets[1]["requester_id"], requester);
+    assert_eq!(w.zd.comments(ticket_id).len(), 4);
+
+    let metrics = w.hub.render_metrics();
+    assert!(
+        metrics.contains("switchboard_messages_in_total{installation=\"tg\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchboard_plugin_call_seconds"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopen_solved_adds_to_the_last_ticket() {
+    let w = world_with(LinkSettings {
+        reopen_solved: true,
+        ..LinkSettings::default()
+    })
+    .await;
+    w.customer(CHAT, "Aiko", "Hello");
+    w.inbound_cycle().await;
+    let ticket_id = w.ticket_id(0);
+    w.zd.set_status(ticket_id, "solved");
+    w.helpdesk_cycle().await;
+    w.customer(CHAT, "Aiko", "One more thing");
+    w.inbound_cycle().await;
+    assert_eq!(w.tickets().len(), 1);
+    assert_eq!(w.zd.comments(ticket_id).len(), 2);
+    assert_eq!(w.tickets()[0]["status"], "open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_message_by_webhook_and_poll_is_one_comment() {
+    let w = world().await;
+    w.customer(CHAT, "Aiko", "First");
+    w.inbound_cycle().await;
+    w.customer(CHAT, "Aiko", "Second");
+    // A forged delivery is refused and stores nothing.
+    let error = w
+        .hub
+        .handle_webhook("tg", w.telegram_webhook("wrong"))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(error, switchboard::hub::HubError::Unauthorized(_)),
+        "{error:?}"
+    );
+    assert_eq!(
+        w.hub
+            .db()
+            .count_pending_inbound_events()
+            .await
+            .expect("count"),
+        0
+    );
+    // The same update by webhook twice, then by poll.
+    let request = w.telegram_webhook(hub_support::TG_SECRET);
+    let unknown = w.telegram_webhook("x");
+    let response = w
+        .hub
+        .handle_webhook("tg", request.clone())
+        .await
+        .expect("webhook");
+    assert_eq!(response.status, 200);
+    w.hub
+        .handle_webhook("tg", request)
+        .await
+        .expect("redelivery");
+    w.inbound_cycle().await;
+    w.inbound_cycle().await;
+    let ticket_id = w.ticket_id(0);
+    let bodies: Vec<String> =
+        w.zd.comments(ticket_id)
+            .iter()
+            .map(|c| c["body"].as_str().unwrap_or_default().to_string())
+            .collect();
+    assert_eq!(bodies, ["First", "Second"]);
+    assert!(matches!(
+        w.hub.handle_webhook("nope", unknown).await,
+        Err(switchboard::hub::HubError::NotFound(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_deliver_in_the_background() {
+    let w = world().await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    w.hub
+        .set_job_schedule(TG_JOB, "* * * * * *", None)
+        .await
+        .expect("every second");
+    w.hub
+        .set_job_schedule(ZD_JOB, "* * * * * *", Some("Europe/Paris"))
+        .await
+        .expect("every second");
+    let mut workers = w.hub.start_workers(shutdown.clone());
+    w.customer(CHAT, "Aiko", "Hi from the background");
+    w.customer(CHAT + 1, "Ben", "Me too");
+    hub_support::eventually(15, "two tickets", || w.tickets().len() == 2).await;
+    let ticket_id = w.ticket_id(0);
+    let agent = w.human_agent().await;
+    w.comment_as(ticket_id, agent, "On it!", true).await;
+    hub_support::eventually(15, "the reply", || !w.tg.sent_messages(None).is_empty()).await;
+    let jobs = w.hub.list_jobs().await.expect("jobs");
+    assert!(
+        jobs.iter().all(|j| j
+            .last_run
+            .as_ref()
+            .is_some_and(|r| r.outcome == "ok" || r.outcome == "running")),
+        "{jobs:#?}"
+    );
+    shutdown.cancel();
+    while workers.join_next().await.is_some() {}
+    let health = w.hub.health().await;
+    assert!(
+        health.ok && health.outbox_pending == 0 && health.dead_letters == 0,
+        "{health:?}"
+    );
+    assert_eq!(w.tg.sent_messages(None).len(), 1);
+}
