@@ -167,7 +167,8 @@ pub(crate) struct Inner {
     /// Start-up recovery (stale leases and job markers), run once by the first worker.
     recovered: OnceCell<()>,
     /// Webhook requests being handled, per installation (see `engine::process_ready`).
-    webhooks_in_flight: Mutex<HashMap<String, usize>>,
+    /// Start times (ms) of the webhook requests being handled, per installation, with counts.
+    webhooks_in_flight: Mutex<HashMap<String, std::collections::BTreeMap<i64, usize>>>,
 }
 
 /// The sync hub. Cheap to clone; clones share everything.
@@ -268,22 +269,27 @@ impl Hub {
 
     /// Counts a webhook request of `installation` as in flight until the guard is dropped.
     pub(crate) fn webhook_started(&self, installation: &str) -> InFlight {
+        let started_at = now_ms();
         if let Ok(mut map) = self.inner.webhooks_in_flight.lock() {
-            *map.entry(installation.to_string()).or_default() += 1;
+            *map.entry(installation.to_string())
+                .or_default()
+                .entry(started_at)
+                .or_default() += 1;
         }
         InFlight {
             hub: self.clone(),
             installation: installation.to_string(),
+            started_at,
         }
     }
 
-    pub(crate) fn webhooks_in_flight(&self, installation: &str) -> usize {
+    /// When the oldest webhook request of `installation` still being handled started.
+    pub(crate) fn oldest_webhook_in_flight(&self, installation: &str) -> Option<i64> {
         self.inner
             .webhooks_in_flight
             .lock()
             .ok()
-            .and_then(|m| m.get(installation).copied())
-            .unwrap_or(0)
+            .and_then(|m| m.get(installation)?.keys().next().copied())
     }
 
     // ----- plugins ---------------------------------------------------------------------------
@@ -991,14 +997,20 @@ pub(crate) fn retry_of(error: &CallError) -> Retry {
 pub(crate) struct InFlight {
     hub: Hub,
     installation: String,
+    started_at: i64,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Ok(mut map) = self.hub.inner.webhooks_in_flight.lock() {
-            if let Some(count) = map.get_mut(&self.installation) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
+            if let Some(starts) = map.get_mut(&self.installation) {
+                if let Some(count) = starts.get_mut(&self.started_at) {
+                    *count = count.saturating_sub(1);
+                    if *count == 0 {
+                        starts.remove(&self.started_at);
+                    }
+                }
+                if starts.is_empty() {
                     map.remove(&self.installation);
                 }
             }

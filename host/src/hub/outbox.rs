@@ -173,7 +173,7 @@ async fn deliver(hub: &Hub, row: OutboxRow) {
         let error = match result {
             Ok(()) => {
                 hub.inner.metrics.message_out(&row.installation_id);
-                tracing::info!("delivered");
+                tracing::debug!("delivered");
                 return;
             }
             Err(error) => error,
@@ -286,7 +286,7 @@ async fn requester(
         conn.find_or_create_requester(&request),
     )
     .await?;
-    tracing::info!(requester = %found.id, created = found.created, "requester resolved");
+    tracing::debug!(requester = %found.id, created = found.created, "requester resolved");
     hub.inner
         .db
         .save_requester(contact_id, helpdesk, &found.id, now_ms())
@@ -334,7 +334,7 @@ async fn create_ticket(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> 
             conn.create_ticket(&new),
         )
         .await?;
-        tracing::info!(ticket = %created.id, created = created.created, "ticket filed");
+        tracing::debug!(ticket = %created.id, created = created.created, "ticket filed");
         let now = now_ms();
         let mut tx = hub.inner.db.begin().await?;
         tx.set_ticket_created(ticket_id, &created.id, created.url.as_deref(), now)
@@ -384,7 +384,7 @@ async fn add_comment(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> {
         conn.add_comment(&comment),
     )
     .await?;
-    tracing::info!(comment = %added.id, "comment filed");
+    tracing::debug!(comment = %added.id, "comment filed");
     let now = now_ms();
     let mut tx = hub.inner.db.begin().await?;
     tx.insert_own_id(
@@ -423,7 +423,7 @@ async fn send_message(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> {
         reply_handle: conversation.reply_handle.clone(),
     };
     let sent = timed(hub, &row.installation_id, "send", conn.send(&message)).await?;
-    tracing::info!(part = p.part, parts = p.parts, ids = ?sent.message_ids, "message sent");
+    tracing::debug!(part = p.part, parts = p.parts, ids = ?sent.message_ids, "message sent");
     let now = now_ms();
     let mut tx = hub.inner.db.begin().await?;
     for id in &sent.message_ids {

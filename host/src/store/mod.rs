@@ -10,6 +10,7 @@ mod plugins;
 mod sync;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -43,6 +44,12 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: SqlitePool,
+    /// Writers of this process take turns here before SQLite's own write lock. SQLite lets a
+    /// blocked writer poll with sleeps of up to 100 ms (its busy handler), which made the
+    /// webhook's durable insert wait tens of milliseconds behind the processor and the outbox
+    /// workers; a fair async queue hands the lock over as soon as it is free. Other processes
+    /// on the same file still meet the busy timeout.
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Db {
@@ -62,15 +69,25 @@ impl Db {
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// This process's turn to write, for single-statement writes outside a [`Tx`].
+    pub(crate) async fn write_turn(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.writer.clone().lock_owned().await
     }
 
     /// Starts a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`):
     /// a deferred transaction that reads and then writes can fail at once with "database is
     /// locked" when another writer got in between, instead of waiting its turn.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
+        let turn = self.write_turn().await;
         Ok(Tx {
             inner: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            _turn: turn,
         })
     }
 
@@ -85,6 +102,9 @@ impl Db {
 /// without [`Tx::commit`], it rolls back.
 pub struct Tx {
     inner: sqlx::Transaction<'static, sqlx::Sqlite>,
+    /// Released after `inner` (fields drop in order), so a dropped transaction's rollback is
+    /// queued on its connection before the next writer goes.
+    _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl Tx {

@@ -193,6 +193,7 @@ impl Db {
         error: &str,
         now: i64,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE outbox SET next_attempt_at = ?, last_error = ?, lease_owner = NULL, lease_until = NULL, \
              updated_at = ? WHERE id = ? AND status = 'pending'",
@@ -307,6 +308,7 @@ impl Db {
     /// Releases leases of workers that died: expired ones, or all when `all` (at the start of
     /// the only host of a SQLite database).
     pub async fn release_outbox_leases(&self, now: i64, all: bool) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         Ok(sqlx::query(
             "UPDATE outbox SET lease_owner = NULL, lease_until = NULL \
              WHERE status = 'pending' AND lease_until IS NOT NULL AND (? OR lease_until < ?)",

@@ -129,31 +129,7 @@ impl Db {
         plugin_id: &str,
         version: Option<&str>,
     ) -> Result<(PluginRecord, Vec<u8>), StoreError> {
-        let row = match version {
-            Some(version) => {
-                sqlx::query(&format!(
-                    "SELECT {COLUMNS}, wasm FROM plugins WHERE plugin_id = ? AND version = ?"
-                ))
-                .bind(plugin_id)
-                .bind(version)
-                .fetch_optional(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {COLUMNS}, wasm FROM plugins WHERE plugin_id = ? AND active"
-                ))
-                .bind(plugin_id)
-                .fetch_optional(&self.pool)
-                .await?
-            }
-        };
-        let row = row.ok_or_else(|| {
-            StoreError::NotFound(match version {
-                Some(v) => format!("plugin {plugin_id} {v} is not installed"),
-                None => format!("plugin `{plugin_id}` is not installed"),
-            })
-        })?;
+        let row = self.plugin_row(plugin_id, version, ", wasm").await?;
         Ok((record(&row)?, row.try_get("wasm")?))
     }
 
@@ -163,32 +139,31 @@ impl Db {
         plugin_id: &str,
         version: Option<&str>,
     ) -> Result<PluginRecord, StoreError> {
-        let row = match version {
-            Some(version) => {
-                sqlx::query(&format!(
-                    "SELECT {COLUMNS} FROM plugins WHERE plugin_id = ? AND version = ?"
-                ))
-                .bind(plugin_id)
-                .bind(version)
-                .fetch_optional(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {COLUMNS} FROM plugins WHERE plugin_id = ? AND active"
-                ))
-                .bind(plugin_id)
-                .fetch_optional(&self.pool)
-                .await?
-            }
-        };
-        let row = row.ok_or_else(|| {
+        record(&self.plugin_row(plugin_id, version, "").await?)
+    }
+
+    /// One plugin row: the given version, or the active one when `version` is `None`.
+    async fn plugin_row(
+        &self,
+        plugin_id: &str,
+        version: Option<&str>,
+        extra_columns: &str,
+    ) -> Result<sqlx::sqlite::SqliteRow, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS}{extra_columns} FROM plugins \
+             WHERE plugin_id = ? AND (version = ? OR (? IS NULL AND active))"
+        ))
+        .bind(plugin_id)
+        .bind(version)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.ok_or_else(|| {
             StoreError::NotFound(match version {
                 Some(v) => format!("plugin {plugin_id} {v} is not installed"),
                 None => format!("plugin `{plugin_id}` is not installed"),
             })
-        })?;
-        record(&row)
+        })
     }
 
     /// Makes `version` the active version of `plugin_id`.

@@ -538,6 +538,7 @@ impl Db {
         requester_id: &str,
         now: i64,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO requesters (contact_id, helpdesk_installation_id, requester_id, created_at) \
              VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
