@@ -249,14 +249,33 @@ pub(crate) async fn run_processor(hub: Hub, shutdown: CancellationToken) {
     }
 }
 
-/// Processes what is waiting in the intake. Returns how many events were handled.
+/// Processes everything waiting in the intake, waiting out holds (see [`process_ready`]).
+/// Returns how many events were handled.
 pub async fn process_pending(hub: &Hub) -> Result<usize, StoreError> {
-    Ok(process_ready(hub).await?.0)
+    let mut handled = 0;
+    loop {
+        let (count, held_until) = process_ready(hub).await?;
+        handled += count;
+        // Held events become ready within MAX_HOLD_MS, so this ends.
+        match held_until {
+            Some(at) => {
+                tokio::time::sleep(Duration::from_millis((at - now_ms()).max(1) as u64)).await
+            }
+            None => return Ok(handled),
+        }
+    }
 }
 
 /// The longest an event that came by webhook waits for other webhooks of its installation
 /// that are still being handled (see [`process_ready`]).
 const MAX_HOLD_MS: i64 = 2_000;
+
+/// How long an installation's webhook intake must be quiet before its events are processed.
+/// Senders deliver concurrently, so an earlier message can be stored a few milliseconds after
+/// a later one, even after the later one's request finished; waiting for a short lull lets
+/// both be sorted by the service's own order. [`MAX_HOLD_MS`] still bounds the wait under a
+/// steady stream.
+const SETTLE_MS: i64 = 150;
 
 /// One pass over the intake. Returns how many events were handled and, when some were held
 /// back, when to look again.
@@ -272,16 +291,32 @@ async fn process_ready(hub: &Hub) -> Result<(usize, Option<i64>), StoreError> {
     let mut ready = Vec::with_capacity(events.len());
     let mut held = false;
     let mut blocked: Vec<&str> = Vec::new();
+    // The newest webhook event of each installation: its intake is settled once that is
+    // older than SETTLE_MS.
+    let mut newest_webhook: Vec<(&str, i64)> = Vec::new();
+    for event in events.iter().filter(|e| e.source == "webhook") {
+        match newest_webhook
+            .iter_mut()
+            .find(|(i, _)| *i == event.installation_id)
+        {
+            Some((_, newest)) => *newest = (*newest).max(event.received_at),
+            None => newest_webhook.push((event.installation_id.as_str(), event.received_at)),
+        }
+    }
     for event in &events {
         let installation = event.installation_id.as_str();
+        let settling = newest_webhook
+            .iter()
+            .any(|(i, newest)| *i == installation && *newest > now - SETTLE_MS);
         // Only requests that started before this event was stored overlapped its delivery
         // and may carry an earlier message; later ones are not waited for, or a steady
         // stream of webhooks would hold every event for the whole MAX_HOLD_MS.
         let waits = event.source == "webhook"
             && event.received_at > now - MAX_HOLD_MS
-            && hub
-                .oldest_webhook_in_flight(installation)
-                .is_some_and(|started| started <= event.received_at);
+            && (settling
+                || hub
+                    .oldest_webhook_in_flight(installation)
+                    .is_some_and(|started| started <= event.received_at));
         if waits || blocked.contains(&installation) {
             // Everything after a held event of the same installation waits with it.
             held = true;
