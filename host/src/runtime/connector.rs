@@ -121,17 +121,26 @@ fn flatten<T>(result: Result<Result<T, ConnectorError>, CallError>) -> Result<T,
     result?.map_err(CallError::Connector)
 }
 
+/// Log lines kept across calls when capture is on (for `plugin exec`).
+type CapturedLogs = Option<Arc<Mutex<Vec<LogLine>>>>;
+
+fn take_captured(logs: &CapturedLogs) -> Vec<LogLine> {
+    logs.as_ref()
+        .and_then(|l| l.lock().ok().map(|mut l| std::mem::take(&mut *l)))
+        .unwrap_or_default()
+}
+
 /// A social plugin bound to one installation.
 pub struct SocialConnector {
     prepared: Arc<Prepared>,
     pre: wasmtime::component::InstancePre<PluginState>,
-    logs: Option<Arc<Mutex<Vec<LogLine>>>>,
+    logs: CapturedLogs,
 }
 
 /// A helpdesk plugin bound to one installation.
 pub struct HelpdeskConnector {
     prepared: Arc<Prepared>,
-    logs: Option<Arc<Mutex<Vec<LogLine>>>>,
+    logs: CapturedLogs,
 }
 
 macro_rules! social_call {
@@ -185,10 +194,7 @@ impl SocialConnector {
     }
 
     pub fn take_logs(&self) -> Vec<LogLine> {
-        self.logs
-            .as_ref()
-            .and_then(|l| l.lock().ok().map(|mut l| std::mem::take(&mut *l)))
-            .unwrap_or_default()
+        take_captured(&self.logs)
     }
 
     pub async fn handle_webhook(
@@ -277,10 +283,7 @@ impl HelpdeskConnector {
     }
 
     pub fn take_logs(&self) -> Vec<LogLine> {
-        self.logs
-            .as_ref()
-            .and_then(|l| l.lock().ok().map(|mut l| std::mem::take(&mut *l)))
-            .unwrap_or_default()
+        take_captured(&self.logs)
     }
 
     pub async fn find_or_create_requester(
