@@ -253,17 +253,7 @@ impl Db {
         .bind(id)
         .fetch_optional(&mut *tx.inner)
         .await?;
-        let Some(message_id) = message_id else {
-            return Err(StoreError::NotFound(format!(
-                "dead letter {id} does not exist"
-            )));
-        };
-        if let Some(message_id) = message_id {
-            sqlx::query("UPDATE messages SET state = 'pending' WHERE id = ? AND state = 'dead'")
-                .bind(message_id)
-                .execute(&mut *tx.inner)
-                .await?;
-        }
+        set_dead_message_state(&mut tx, id, message_id, "pending").await?;
         tx.commit().await
     }
 
@@ -276,17 +266,7 @@ impl Db {
         .bind(id)
         .fetch_optional(&mut *tx.inner)
         .await?;
-        let Some(message_id) = message_id else {
-            return Err(StoreError::NotFound(format!(
-                "dead letter {id} does not exist"
-            )));
-        };
-        if let Some(message_id) = message_id {
-            sqlx::query("UPDATE messages SET state = 'discarded' WHERE id = ? AND state = 'dead'")
-                .bind(message_id)
-                .execute(&mut *tx.inner)
-                .await?;
-        }
+        set_dead_message_state(&mut tx, id, message_id, "discarded").await?;
         tx.commit().await
     }
 
@@ -331,4 +311,27 @@ impl Db {
                 .await?,
         )
     }
+}
+
+/// After a dead letter was taken back (`Some`) or found missing (`None`): moves the message
+/// the row delivered, if any, from `dead` to `state`.
+async fn set_dead_message_state(
+    tx: &mut Tx,
+    dead_letter: i64,
+    message_id: Option<Option<String>>,
+    state: &str,
+) -> Result<(), StoreError> {
+    let Some(message_id) = message_id else {
+        return Err(StoreError::NotFound(format!(
+            "dead letter {dead_letter} does not exist"
+        )));
+    };
+    if let Some(message_id) = message_id {
+        sqlx::query("UPDATE messages SET state = ? WHERE id = ? AND state = 'dead'")
+            .bind(state)
+            .bind(message_id)
+            .execute(&mut *tx.inner)
+            .await?;
+    }
+    Ok(())
 }
