@@ -33,9 +33,16 @@ use anyhow::{bail, Context as _};
 /// The compilation target of every plugin.
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
-/// Debian packages of the `DebianBuildStd` route: compiler, cargo, std source, and the linker
-/// that `rust-lld` links to (its package doesn't depend on it).
-pub const DEBIAN_PACKAGES: [&str; 4] = ["rustc-web", "cargo-web", "rust-web-src", "lld-22"];
+/// Debian packages of the `DebianBuildStd` route: compiler, cargo, std source, `rust-lld`
+/// (in `rust-web-llvm`, only a recommendation of `rustc-web`, which `--no-install-recommends`
+/// skips), and the `lld-22` that `rust-lld` links to (its package doesn't depend on it).
+pub const DEBIAN_PACKAGES: [&str; 5] = [
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "rust-web-llvm",
+    "lld-22",
+];
 
 const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 const DEBIAN_CARGO: &str = "/usr/bin/cargo";
@@ -713,7 +720,9 @@ mod tests {
                 message.contains("rustup target add wasm32-unknown-unknown"),
                 "{message}"
             );
-            assert!(message.contains("apt-get install rustc-web cargo-web rust-web-src lld-22"));
+            assert!(message.contains(
+                "apt-get install rustc-web cargo-web rust-web-src rust-web-llvm lld-22"
+            ));
         }
     }
 
