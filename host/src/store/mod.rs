@@ -5,6 +5,7 @@
 
 mod installations;
 mod jobs;
+mod oauth;
 mod outbox;
 mod plugins;
 mod sync;
@@ -18,6 +19,7 @@ use sqlx::SqlitePool;
 
 pub use installations::{InstallationRow, LinkRow};
 pub use jobs::{JobRow, JobRunRow, NewJob};
+pub use oauth::{OAuthGrantRow, OAuthStateRow, OAuthTokensUpdate};
 pub use outbox::{NewOutbox, OutboxRow, OutboxStats};
 pub use plugins::{InstallOutcome, NewPlugin, PluginRecord};
 pub use sync::{

@@ -142,7 +142,7 @@ impl Tx {
 impl Db {
     /// Claims the next due row for `owner` until `lease_until`, counting the attempt. A row is
     /// due when its time has come, nobody holds a live lease on it, its installation is
-    /// enabled, and no older row of the same conversation and target is still pending: that
+    /// active (enabled, not waiting for OAuth2 reauthorization), and no older row of the same conversation and target is still pending: that
     /// is what keeps one conversation's effects in order while others proceed.
     pub async fn claim_outbox(
         &self,
@@ -156,7 +156,7 @@ impl Db {
              WHERE id = (SELECT o.id FROM outbox o \
                  WHERE o.status = 'pending' AND o.next_attempt_at <= ? \
                  AND (o.lease_until IS NULL OR o.lease_until < ?) \
-                 AND o.installation_id IN (SELECT i.id FROM installations i WHERE i.enabled) \
+                 AND o.installation_id IN (SELECT id FROM active_installations) \
                  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.status = 'pending' \
                      AND p.conversation_id = o.conversation_id AND p.installation_id = o.installation_id \
                      AND p.id < o.id) \
@@ -179,9 +179,14 @@ impl Db {
     /// When the next pending row becomes due (for the workers' sleep).
     pub async fn next_outbox_due(&self) -> Result<Option<i64>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'")
-                .fetch_one(&self.pool)
-                .await?,
+            // Rows of installations that are off (disabled, waiting for OAuth2 reauthorization)
+            // are not due for the workers, who would otherwise wake for them without pause.
+            sqlx::query_scalar(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending' \
+                 AND installation_id IN (SELECT id FROM active_installations)",
+            )
+            .fetch_one(&self.pool)
+            .await?,
         )
     }
 
