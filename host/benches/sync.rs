@@ -97,7 +97,7 @@ async fn post_messages(
 /// Waits until the Zendesk simulator answered `count` successful requests of this kind, and
 /// returns when the last of them finished.
 async fn wait_zendesk(
-    sims: &Sims,
+    sims: &World,
     method: &str,
     path: &str,
     count: usize,
@@ -106,7 +106,7 @@ async fn wait_zendesk(
     let deadline = Instant::now() + timeout;
     loop {
         let done: Vec<Instant> = sims
-            .zendesk_log
+            .desk_log
             .matching(method, path)
             .into_iter()
             .filter(|r| r.status.is_some_and(|s| (200..300).contains(&s)))
@@ -130,7 +130,7 @@ async fn run() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(4000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let sims = Sims::start().await;
+    let sims = World::start(Helpdesk::Zendesk).await;
     let hub = HubProcess::start_with(dir.path(), &[("RUST_LOG", "warn")]).await;
     connect(&hub, &sims, Inbound::Webhook).await;
     let pid = hub.pid().expect("hub pid");

@@ -1,5 +1,6 @@
 //! `switchboard demo --once`, the README's first command, run as a user would: it builds the
-//! plugins, runs the hub and both simulators, plays the script, and reports.
+//! plugins, runs the hub, the Telegram simulator and the helpdesk, plays the script, and
+//! reports; with the default Zendesk and with each `--helpdesk`.
 
 use std::process::Command;
 
@@ -56,5 +57,54 @@ fn demo_without_a_source_tree_fails_clearly() {
     assert!(
         last.contains("not a Switchboard source tree") && last.contains("--source-dir"),
         "{last}"
+    );
+}
+
+/// The same script against another helpdesk: the transcript names it and the summary is the
+/// same, since the same effects were checked.
+fn demo_against(helpdesk: &str, title: &str) {
+    let (code, stdout, stderr) = demo(&["--once", "--helpdesk", helpdesk]);
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("demo ok:"),
+        "last line: {last}\n{stdout}\n{stderr}"
+    );
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    for step in [
+        format!("✓ {title} ticket #"),
+        format!("Scene 3: agents answer in {title}"),
+        "internal note was not sent".to_string(),
+        "new ticket #".to_string(),
+    ] {
+        assert!(
+            stdout.contains(&step),
+            "the transcript shows {step:?}:\n{stdout}"
+        );
+    }
+    assert!(
+        last.contains("4 tickets")
+            && last.contains("10 comments")
+            && last.contains("no duplicates"),
+        "{last}"
+    );
+}
+
+#[test]
+fn demo_once_against_freshdesk() {
+    demo_against("freshdesk", "Freshdesk");
+}
+
+#[test]
+fn demo_once_against_salesforce_connects_with_oauth() {
+    demo_against("salesforce", "Salesforce");
+}
+
+#[test]
+fn demo_against_an_unknown_helpdesk_is_refused() {
+    let (code, _, stderr) = demo(&["--once", "--helpdesk", "servicenow"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("zendesk") && stderr.contains("freshdesk") && stderr.contains("rt"),
+        "names the choices: {stderr}"
     );
 }

@@ -1,9 +1,13 @@
 //! End-to-end fixtures: the real `switchboard` binary serving on a temp SQLite file, the Telegram
-//! and Zendesk simulators in this process, an admin API client, and wait-until helpers.
+//! simulator and one helpdesk in this process, an admin API client, and wait-until helpers.
 //!
-//! A test starts [`Sims`], then a [`HubProcess`] (`switchboard serve` as a child process), and
-//! [`connect`]s them the way an admin would: upload both plugins, create the installations
-//! pointed at the simulators, link them, and choose how messages travel ([`Inbound`]).
+//! A test starts a [`World`] for a [`Helpdesk`] (Zendesk, Freshdesk or Salesforce simulator, or
+//! a queue of a real Request Tracker 5 behind a logging proxy), then a [`HubProcess`]
+//! (`switchboard serve` as a child process), and [`connect`]s them the way an admin would:
+//! upload both plugins, create the installations pointed at the services (connecting
+//! Salesforce with OAuth2's JWT bearer flow), link them, and choose how messages travel
+//! ([`Inbound`]). [`helpdesk_tests!`] runs one test body per helpdesk. [`Sims`] is the older
+//! Telegram-and-Zendesk pair the server tests use.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +19,8 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+pub use switchboard::cli::demo::desk::{self, Desk, Helpdesk, RtQueue, RtServer, Ticket};
+use switchboard_simulators::faults::Fault;
 use switchboard_simulators::{telegram, zendesk};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
@@ -30,7 +36,7 @@ pub const SECRET_KEY_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 /// Installation and link ids the fixtures create.
 pub const TELEGRAM: &str = "telegram-e2e";
 pub const ZENDESK: &str = "zendesk-e2e";
-pub const LINK: &str = "telegram-to-zendesk";
+pub const LINK: &str = "telegram-to-helpdesk";
 
 /// Outbox retries in tests start after 100 ms and back off to at most 2 s, so a burst of
 /// failures costs seconds, not minutes; a Retry-After from the service still wins.
@@ -51,7 +57,21 @@ pub const EFFECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Calls `probe` until it returns `Some`, and returns that value; panics with `what` and the
 /// last probe's description after `timeout`. Probes every 50 ms: cheap reads of in-memory
 /// simulators or of the admin API.
-pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    wait_until_every(what, timeout, Duration::from_millis(50), probe).await
+}
+
+/// [`wait_until`], probing every `interval`.
+pub async fn wait_until_every<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    interval: Duration,
+    mut probe: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
@@ -63,7 +83,7 @@ where
             Err(last) if Instant::now() >= deadline => {
                 panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}")
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) => tokio::time::sleep(interval).await,
         }
     }
 }
@@ -129,6 +149,15 @@ impl RequestLog {
             .collect()
     }
 
+    /// How many requests for which `matches(method, path)` holds the service is still
+    /// handling.
+    pub fn in_flight_where(&self, matches: impl Fn(&str, &str) -> bool) -> usize {
+        self.all()
+            .iter()
+            .filter(|r| r.finished.is_none() && matches(&r.method, &r.path))
+            .count()
+    }
+
     /// How many such requests the simulator is still handling.
     pub fn in_flight(&self, method: &str, path_part: &str) -> usize {
         self.matching(method, path_part)
@@ -165,7 +194,8 @@ impl RequestLog {
     }
 }
 
-/// The Telegram and Zendesk simulators, served on free local ports for one test.
+/// The Telegram and Zendesk simulators, served on free local ports for one test (the server
+/// tests' fixture; end-to-end tests use [`World`]).
 pub struct Sims {
     pub telegram: telegram::Simulator,
     pub zendesk: zendesk::Simulator,
@@ -219,12 +249,6 @@ impl Sims {
         }
     }
 
-    /// The customer `chat_id` (named `name`) writes `text` to the bot; returns the update id.
-    pub fn customer_says(&self, chat_id: i64, name: &str, text: &str) -> i64 {
-        self.telegram
-            .customer_message(telegram::CustomerMessage::new(chat_id, name, text))
-    }
-
     /// Every Zendesk ticket, oldest first.
     pub fn tickets(&self) -> Vec<Value> {
         let mut tickets = self.zendesk.tickets();
@@ -233,112 +257,7 @@ impl Sims {
     }
 
     /// The tickets whose requester has the external id the hub gives the Telegram user
-    /// `chat_id` (ends with the user id), oldest first.
-    pub fn tickets_of(&self, chat_id: i64) -> Vec<Value> {
-        let users = self.zendesk.users();
-        let requester_ids: Vec<u64> = users
-            .iter()
-            .filter(|u| {
-                u["external_id"].as_str().is_some_and(|e| {
-                    e.ends_with(&format!(":{chat_id}")) || e == chat_id.to_string()
-                })
-            })
-            .filter_map(|u| u["id"].as_u64())
-            .collect();
-        self.tickets()
-            .into_iter()
-            .filter(|t| {
-                t["requester_id"]
-                    .as_u64()
-                    .is_some_and(|id| requester_ids.contains(&id))
-            })
-            .collect()
-    }
-
-    /// The bodies of a ticket's comments, oldest first, with whether each is public.
-    pub fn comments(&self, ticket_id: u64) -> Vec<(String, bool)> {
-        self.zendesk
-            .comments(ticket_id)
-            .iter()
-            .map(|c| {
-                (
-                    c["body"].as_str().unwrap_or_default().to_string(),
-                    c["public"].as_bool().unwrap_or(false),
-                )
-            })
-            .collect()
-    }
-
-    /// The texts the bot sent to `chat_id`, oldest first.
-    pub fn sent_to(&self, chat_id: i64) -> Vec<String> {
-        self.telegram
-            .sent_messages(Some(chat_id))
-            .into_iter()
-            .map(|m| m.text)
-            .collect()
-    }
-
-    /// Telegram's `setWebhook`: from now on the simulator POSTs updates to `url`.
-    pub async fn set_telegram_webhook(&self, url: &str) {
-        let response = http()
-            .post(format!("{}/bot{BOT_TOKEN}/setWebhook", self.telegram_url))
-            .json(&json!({"url": url, "secret_token": TELEGRAM_SECRET}))
-            .send()
-            .await
-            .expect("setWebhook");
-        let body: Value = response.json().await.expect("setWebhook answer");
-        assert_eq!(body["ok"], json!(true), "setWebhook failed: {body}");
-    }
-
     /// Registers a Zendesk webhook to `url` for comment and status events; returns its signing
-    /// secret (the Zendesk installation's `webhook_secret`).
-    pub async fn add_zendesk_webhook(&self, url: &str) -> String {
-        let config = self.zendesk.config();
-        let auth = (
-            format!("{}/token", config.agent_email),
-            config.api_token.clone(),
-        );
-        let created: Value = http()
-            .post(format!("{}/api/v2/webhooks", self.zendesk_url))
-            .basic_auth(&auth.0, Some(&auth.1))
-            .json(&json!({"webhook": {
-                "name": "switchboard e2e",
-                "endpoint": url,
-                "http_method": "POST",
-                "request_format": "json",
-                "status": "active",
-                "subscriptions": [
-                    "zen:event-type:ticket.comment_added",
-                    "zen:event-type:ticket.status_changed",
-                ],
-            }}))
-            .send()
-            .await
-            .expect("create webhook")
-            .json()
-            .await
-            .expect("webhook JSON");
-        let id = created["webhook"]["id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no webhook id in {created}"));
-        let secret: Value = http()
-            .get(format!(
-                "{}/api/v2/webhooks/{id}/signing_secret",
-                self.zendesk_url
-            ))
-            .basic_auth(&auth.0, Some(&auth.1))
-            .send()
-            .await
-            .expect("signing secret")
-            .json()
-            .await
-            .expect("signing secret JSON");
-        secret["signing_secret"]["secret"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no secret in {secret}"))
-            .to_string()
-    }
-
     /// Injects `count` faults into the Zendesk simulator, for requests whose path contains
     /// `path` (all when `None`).
     pub fn zendesk_fault(
@@ -348,22 +267,6 @@ impl Sims {
         path: Option<&str>,
     ) {
         self.zendesk
-            .faults()
-            .inject(switchboard_simulators::faults::FaultSpec {
-                fault,
-                count,
-                path: path.map(str::to_string),
-            });
-    }
-
-    /// Injects `count` faults into the Telegram simulator (see [`Sims::zendesk_fault`]).
-    pub fn telegram_fault(
-        &self,
-        fault: switchboard_simulators::faults::Fault,
-        count: u32,
-        path: Option<&str>,
-    ) {
-        self.telegram
             .faults()
             .inject(switchboard_simulators::faults::FaultSpec {
                 fault,
@@ -603,7 +506,7 @@ impl HubProcess {
 }
 
 /// `text` without terminal colour codes (the hub colours its log even into a file).
-fn strip_ansi(text: &str) -> String {
+pub fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
@@ -820,83 +723,604 @@ pub fn id_of(record: &Value) -> String {
     }
 }
 
+// ----- one helpdesk's world -----------------------------------------------------------------------
+
+/// Holds back the answers to chosen requests of a service: the service handles the request in
+/// full (in a task of its own, so its effect happens even if the client goes away), then the
+/// answer waits until [`Hold::release`]. What a crash between "the service did it" and "the hub
+/// recorded it" needs, deterministically.
+#[derive(Clone)]
+pub struct Hold {
+    state: Arc<Mutex<HoldState>>,
+    released: tokio::sync::watch::Sender<u64>,
+}
+
+type RequestMatcher = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
+#[derive(Default)]
+struct HoldState {
+    matcher: Option<RequestMatcher>,
+    /// Requests handled whose answers are held now.
+    held: usize,
+    /// Bumped by every release; a held answer goes once it changes.
+    generation: u64,
+}
+
+impl Default for Hold {
+    fn default() -> Self {
+        Self {
+            state: Arc::default(),
+            released: tokio::sync::watch::channel(0).0,
+        }
+    }
+}
+
+impl Hold {
+    /// From now on, answers to requests for which `matches(method, path)` holds are held.
+    pub fn arm(&self, matches: impl Fn(&str, &str) -> bool + Send + Sync + 'static) {
+        self.lock().matcher = Some(Arc::new(matches));
+    }
+
+    /// How many handled requests wait for their answers to go out.
+    pub fn held(&self) -> usize {
+        self.lock().held
+    }
+
+    /// Disarms, and lets every held answer go (to a client that may be gone).
+    pub fn release(&self) {
+        let generation = {
+            let mut state = self.lock();
+            state.matcher = None;
+            state.generation += 1;
+            state.generation
+        };
+        self.released.send_replace(generation);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HoldState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn layer(self) -> impl Fn(Request, Next) -> LayerFuture + Clone + Send + Sync + 'static {
+        move |request: Request, next: Next| {
+            let hold = self.clone();
+            Box::pin(async move {
+                let (matcher, generation) = {
+                    let state = hold.lock();
+                    (state.matcher.clone(), state.generation)
+                };
+                let method = request.method().to_string();
+                let path = request.uri().path().to_string();
+                if !matcher.is_some_and(|m| m(&method, &path)) {
+                    return next.run(request).await;
+                }
+                let response = tokio::spawn(next.run(request))
+                    .await
+                    .expect("the simulator's handler panicked");
+                hold.lock().held += 1;
+                let mut released = hold.released.subscribe();
+                let _ = released.wait_for(|g| *g > generation).await;
+                hold.lock().held -= 1;
+                response
+            })
+        }
+    }
+}
+
+/// Where the RT plugin's requests for a test go: a proxy in front of the one RT instance of
+/// the test binary, so they are logged, can be held ([`Hold`]) and delayed or failed
+/// ([`World::fault`]) like the simulators' requests.
+async fn rt_proxy(
+    target: String,
+    faults: Arc<switchboard_simulators::faults::Faults>,
+) -> axum::Router {
+    use axum::body::Body;
+    use axum::response::IntoResponse;
+    let client = http();
+    axum::Router::new().fallback(move |request: Request| {
+        let (client, target, faults) = (client.clone(), target.clone(), faults.clone());
+        async move {
+            let path_and_query = request
+                .uri()
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            match faults.next_fault(request.uri().path()) {
+                Some(Fault::Status { status }) => {
+                    let status = StatusCode::from_u16(status).expect("fault status");
+                    return (status, axum::Json(json!({"message": "injected fault"})))
+                        .into_response();
+                }
+                Some(Fault::RateLimited { retry_after_secs }) => {
+                    return (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [("retry-after", retry_after_secs.to_string())],
+                        axum::Json(json!({"message": "Too many requests"})),
+                    )
+                        .into_response();
+                }
+                Some(Fault::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                None => {}
+            }
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .expect("request body");
+            let mut forwarded = client.request(parts.method, format!("{target}{path_and_query}"));
+            for (name, value) in &parts.headers {
+                if !matches!(name.as_str(), "host" | "content-length" | "connection") {
+                    forwarded = forwarded.header(name, value);
+                }
+            }
+            let answer = match forwarded.body(body).send().await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    return (StatusCode::BAD_GATEWAY, format!("RT proxy: {e}")).into_response()
+                }
+            };
+            let mut response = axum::response::Response::builder().status(answer.status());
+            for (name, value) in answer.headers() {
+                if !matches!(
+                    name.as_str(),
+                    "content-length" | "connection" | "transfer-encoding"
+                ) {
+                    response = response.header(name, value);
+                }
+            }
+            let bytes = answer.bytes().await.unwrap_or_default();
+            response.body(Body::from(bytes)).expect("proxied response")
+        }
+    })
+}
+
+/// The RT instance of this test binary: `scripts/rt.sh start` (installing RT first when it is
+/// missing and this is root), once; stopped when the binary exits. `None` when
+/// `SWITCHBOARD_SKIP_RT=1`; panics with the script's output when RT cannot start.
+pub fn rt_server() -> Option<&'static RtServer> {
+    static RT: std::sync::OnceLock<Result<Option<RtServer>, String>> = std::sync::OnceLock::new();
+    let started = RT.get_or_init(|| {
+        if rt_skipped() {
+            return Ok(None);
+        }
+        let root = super::workspace_root();
+        let pid = std::process::id();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-rt-{pid}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let output = std::process::Command::new(root.join("scripts/rt.sh"))
+            .arg("start")
+            .arg(&dir)
+            .arg("--watch-pid")
+            .arg(pid.to_string())
+            .output()
+            .map_err(|e| format!("could not run scripts/rt.sh: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "could not start Request Tracker with scripts/rt.sh ({}):\n{}\nInstall it as root \
+                 (scripts/rt.sh install) or set SWITCHBOARD_SKIP_RT=1 to skip the RT tests.",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim_end()
+            ));
+        }
+        RtServer::from_credentials(&dir.join("credentials.env"))
+            .map(Some)
+            .map_err(|e| format!("{e:#}"))
+    });
+    match started {
+        Ok(server) => server.as_ref(),
+        Err(reason) => panic!("{reason}"),
+    }
+}
+
+/// `SWITCHBOARD_SKIP_RT=1`: the RT tests return at once, loudly.
+pub fn rt_skipped() -> bool {
+    std::env::var("SWITCHBOARD_SKIP_RT").as_deref() == Ok("1")
+}
+
+/// Generates one `#[tokio::test]` per listed test function, in a module named after the
+/// helpdesk, so a failure names both: `freshdesk::conversation_by_webhook`. Each function takes
+/// the [`Helpdesk`]. `; ignore("why") => tests` adds tests marked `#[ignore]`. RT tests skip
+/// (loudly) under `SWITCHBOARD_SKIP_RT=1`.
+#[macro_export]
+macro_rules! helpdesk_tests {
+    ($module:ident => $($test:ident),+ $(; ignore($reason:literal) => $($ignored:ident),+)? $(,)?) => {
+        mod $module {
+            $( $crate::helpdesk_tests!(@one $module $test); )+
+            $( $( $crate::helpdesk_tests!(@one $module $ignored #[ignore = $reason]); )+ )?
+        }
+    };
+    (@one $module:ident $test:ident $(#[$attr:meta])?) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $(#[$attr])?
+        async fn $test() {
+            let helpdesk = $crate::common::hub::helpdesk_named(stringify!($module));
+            if helpdesk == $crate::common::hub::Helpdesk::Rt && $crate::common::hub::rt_skipped() {
+                eprintln!("\n!!!!!! SKIPPED: SWITCHBOARD_SKIP_RT=1, so this Request Tracker test ran nothing !!!!!!\n");
+                return;
+            }
+            super::$test(helpdesk).await
+        }
+    };
+}
+
+/// The helpdesk whose [`Helpdesk::name`] is `name`.
+pub fn helpdesk_named(name: &str) -> Helpdesk {
+    Helpdesk::ALL
+        .into_iter()
+        .find(|h| h.name() == name)
+        .unwrap_or_else(|| panic!("no helpdesk named {name}"))
+}
+
+/// The Telegram simulator and one helpdesk (a simulator, or a queue of the binary's RT behind
+/// a proxy), served on free local ports for one test, with their request logs.
+pub struct World {
+    pub helpdesk: Helpdesk,
+    pub telegram: telegram::Simulator,
+    pub telegram_url: String,
+    pub telegram_log: RequestLog,
+    pub desk: Desk,
+    /// Every request the hub made to the helpdesk.
+    pub desk_log: RequestLog,
+    /// Holds back chosen answers of the helpdesk.
+    pub hold: Hold,
+    faults: Arc<switchboard_simulators::faults::Faults>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for server in &self.servers {
+            server.abort();
+        }
+    }
+}
+
+impl World {
+    pub async fn start(helpdesk: Helpdesk) -> Self {
+        let mut config = telegram::Config::for_token(BOT_TOKEN);
+        config.first_update_id = Some(700_000_000);
+        // A refused webhook delivery (the hub is down in restart tests) is retried soon.
+        config.webhook_retry_max = Duration::from_millis(500);
+        let telegram = telegram::Simulator::new(config);
+        let telegram_log = RequestLog::default();
+        let (telegram_addr, telegram_server) = serve(
+            telegram
+                .router()
+                .layer(axum::middleware::from_fn(telegram_log.clone().layer())),
+        )
+        .await;
+        let (desk_log, hold) = (RequestLog::default(), Hold::default());
+        let layered = |router: axum::Router| {
+            router
+                .layer(axum::middleware::from_fn(hold.clone().layer()))
+                .layer(axum::middleware::from_fn(desk_log.clone().layer()))
+        };
+        let (desk, faults, desk_server) = match helpdesk {
+            Helpdesk::Zendesk => {
+                let sim = desk::zendesk_simulator();
+                let (addr, server) = serve(layered(sim.router())).await;
+                let faults = sim.faults();
+                (
+                    Desk::zendesk(sim, &format!("http://{addr}")),
+                    faults,
+                    server,
+                )
+            }
+            Helpdesk::Freshdesk => {
+                let sim = desk::freshdesk_simulator();
+                let (addr, server) = serve(layered(sim.router())).await;
+                let faults = sim.faults();
+                (
+                    Desk::freshdesk(sim, &format!("http://{addr}")),
+                    faults,
+                    server,
+                )
+            }
+            Helpdesk::Salesforce => {
+                let sim = desk::salesforce_simulator();
+                let (addr, server) = serve(layered(sim.router())).await;
+                let faults = sim.faults();
+                (
+                    Desk::salesforce(sim, &format!("http://{addr}")),
+                    faults,
+                    server,
+                )
+            }
+            Helpdesk::Rt => {
+                static QUEUES: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
+                let server = rt_server().expect("RT tests are skipped");
+                let queue = format!(
+                    "E2E {} {}",
+                    std::process::id(),
+                    QUEUES.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                );
+                let queue = RtQueue::create(server.clone(), &queue)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e:#}"));
+                let faults = Arc::new(switchboard_simulators::faults::Faults::default());
+                let proxy = rt_proxy(server.url.clone(), faults.clone()).await;
+                let (addr, server) = serve(layered(proxy)).await;
+                (Desk::rt(queue, &format!("http://{addr}")), faults, server)
+            }
+        };
+        Self {
+            helpdesk,
+            telegram,
+            telegram_url: format!("http://{telegram_addr}"),
+            telegram_log,
+            desk,
+            desk_log,
+            hold,
+            faults,
+            servers: vec![telegram_server, desk_server],
+        }
+    }
+
+    /// The helpdesk installation's id.
+    pub fn installation(&self) -> String {
+        format!("{}-e2e", self.helpdesk.name())
+    }
+
+    /// How long an effect in this helpdesk may take to show. RT reports a change once it is
+    /// two seconds old, and it shares the two cores with the hub and the tests.
+    pub fn timeout(&self) -> Duration {
+        match self.helpdesk {
+            Helpdesk::Rt => EFFECT_TIMEOUT * 2,
+            _ => EFFECT_TIMEOUT,
+        }
+    }
+
+    /// How often a wait looks at the helpdesk: reading RT costs real requests.
+    fn interval(&self) -> Duration {
+        match self.helpdesk {
+            Helpdesk::Rt => Duration::from_millis(500),
+            _ => Duration::from_millis(50),
+        }
+    }
+
+    /// The customer `chat_id` (named `name`) writes `text` to the bot; returns the update id.
+    pub fn customer_says(&self, chat_id: i64, name: &str, text: &str) -> i64 {
+        self.telegram
+            .customer_message(telegram::CustomerMessage::new(chat_id, name, text))
+    }
+
+    /// Every ticket, oldest first.
+    pub async fn tickets(&self) -> Vec<Ticket> {
+        self.desk
+            .tickets()
+            .await
+            .unwrap_or_else(|e| panic!("reading {} tickets: {e:#}", self.helpdesk))
+    }
+
+    /// The one ticket whose subject is `subject`.
+    pub async fn ticket_with_subject(&self, subject: &str) -> Ticket {
+        let tickets = self.tickets().await;
+        let matching: Vec<&Ticket> = tickets.iter().filter(|t| t.subject == subject).collect();
+        assert_eq!(
+            matching.len(),
+            1,
+            "one ticket titled {subject:?}: {tickets:#?}"
+        );
+        matching[0].clone()
+    }
+
+    /// A ticket's messages (the first one, then every comment) as (body, public).
+    pub async fn comments(&self, ticket: &str) -> Vec<(String, bool)> {
+        self.desk
+            .comments(ticket)
+            .await
+            .unwrap_or_else(|e| panic!("reading the comments of {ticket}: {e:#}"))
+            .into_iter()
+            .map(|c| (c.body, c.public))
+            .collect()
+    }
+
+    /// A ticket's message bodies, oldest first.
+    pub async fn bodies(&self, ticket: &str) -> Vec<String> {
+        self.comments(ticket)
+            .await
+            .into_iter()
+            .map(|(b, _)| b)
+            .collect()
+    }
+
+    pub async fn requester_name(&self, ticket: &Ticket) -> String {
+        self.desk
+            .requester_name(ticket)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// A human agent answers on `ticket`: publicly, or as an internal note.
+    pub async fn agent_reply(&self, ticket: &str, body: &str, public: bool) {
+        self.desk
+            .agent_reply(ticket, body, public)
+            .await
+            .unwrap_or_else(|e| panic!("agent reply on {ticket}: {e:#}"))
+    }
+
+    /// A human agent sets the status of `ticket` (`solved`, `open`, ...).
+    pub async fn set_status(&self, ticket: &str, status: &str) {
+        self.desk
+            .set_status(ticket, status)
+            .await
+            .unwrap_or_else(|e| panic!("status of {ticket}: {e:#}"))
+    }
+
+    /// Injects `count` faults into the helpdesk for requests whose path contains `path` (all
+    /// when `None`).
+    pub fn fault(&self, fault: Fault, count: u32, path: Option<&str>) {
+        self.faults
+            .inject(switchboard_simulators::faults::FaultSpec {
+                fault,
+                count,
+                path: path.map(str::to_string),
+            });
+    }
+
+    /// Removes injected faults and rate limits of the helpdesk.
+    pub fn clear_faults(&self) {
+        self.faults.clear();
+    }
+
+    /// Injects `count` faults into the Telegram simulator.
+    pub fn telegram_fault(&self, fault: Fault, count: u32, path: Option<&str>) {
+        self.telegram
+            .faults()
+            .inject(switchboard_simulators::faults::FaultSpec {
+                fault,
+                count,
+                path: path.map(str::to_string),
+            });
+    }
+
+    /// A path fragment only the helpdesk's ticket creations have (for [`World::fault`]).
+    pub fn create_path(&self) -> &'static str {
+        match self.helpdesk {
+            Helpdesk::Zendesk | Helpdesk::Freshdesk => "/api/v2/tickets",
+            Helpdesk::Salesforce => "/sobjects/Case/",
+            Helpdesk::Rt => "/REST/2.0/ticket",
+        }
+    }
+
+    /// Whether a request to the helpdesk creates a ticket.
+    pub fn is_create(helpdesk: Helpdesk, method: &str, path: &str) -> bool {
+        match helpdesk {
+            Helpdesk::Zendesk | Helpdesk::Freshdesk => {
+                method == "POST" && path == "/api/v2/tickets"
+            }
+            Helpdesk::Salesforce => {
+                method == "PATCH" && path.contains("/sobjects/Case/Switchboard_External_Id__c/")
+            }
+            Helpdesk::Rt => method == "POST" && path == "/REST/2.0/ticket",
+        }
+    }
+
+    /// Whether a request to the helpdesk adds a customer's comment to a ticket.
+    pub fn is_comment(helpdesk: Helpdesk, method: &str, path: &str) -> bool {
+        match helpdesk {
+            Helpdesk::Zendesk => method == "PUT" && path.starts_with("/api/v2/tickets/"),
+            Helpdesk::Freshdesk => method == "POST" && path.ends_with("/notes"),
+            Helpdesk::Salesforce => method == "POST" && path.ends_with("/sobjects/CaseComment"),
+            Helpdesk::Rt => method == "POST" && path.ends_with("/correspond"),
+        }
+    }
+
+    /// The texts the bot sent to `chat_id`, oldest first.
+    pub fn sent_to(&self, chat_id: i64) -> Vec<String> {
+        self.telegram
+            .sent_messages(Some(chat_id))
+            .into_iter()
+            .map(|m| m.text)
+            .collect()
+    }
+
+    /// Telegram's `setWebhook`: from now on the simulator POSTs updates to `url`.
+    pub async fn set_telegram_webhook(&self, url: &str) {
+        let response = http()
+            .post(format!("{}/bot{BOT_TOKEN}/setWebhook", self.telegram_url))
+            .json(&json!({"url": url, "secret_token": TELEGRAM_SECRET}))
+            .send()
+            .await
+            .expect("setWebhook");
+        let body: Value = response.json().await.expect("setWebhook answer");
+        assert_eq!(body["ok"], json!(true), "setWebhook failed: {body}");
+    }
+}
+
 // ----- wiring it all up -------------------------------------------------------------------------
 
 /// How messages reach the hub, on each side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inbound {
-    /// Telegram and Zendesk POST to the hub's webhooks; the poll jobs are paused.
+    /// Telegram and the helpdesk POST to the hub's webhooks and the poll jobs are paused; a
+    /// helpdesk without webhooks (Salesforce, RT) is polled every second.
     Webhook,
     /// Nothing is pushed; both poll jobs run every second.
     Poll,
-    /// Both: the poll jobs run every second, Zendesk also POSTs its events, and the test may
-    /// POST Telegram updates itself (Telegram refuses `getUpdates` while a webhook is set, so
-    /// the simulator cannot do both for one bot).
+    /// Both: the poll jobs run every second, the helpdesk also POSTs its events (where it
+    /// can), and the test may POST Telegram updates itself (Telegram refuses `getUpdates`
+    /// while a webhook is set, so the simulator cannot do both for one bot).
     Both,
 }
 
-/// The Telegram installation's poll stream and the Zendesk one's.
+/// The Telegram installation's poll stream.
 pub const TELEGRAM_STREAM: &str = "updates";
-pub const ZENDESK_STREAM: &str = "ticket-events";
 
-/// Installs both plugins, creates the two installations on the simulators, links them, and
-/// sets up `inbound`, as an admin would through the API.
-pub async fn connect(hub: &HubProcess, sims: &Sims, inbound: Inbound) {
-    connect_with(hub, sims, inbound, json!({})).await
+/// Installs both plugins, creates the two installations (connecting OAuth2 where the plugin
+/// needs it), links them, and sets up `inbound`, as an admin would through the API.
+pub async fn connect(hub: &HubProcess, world: &World, inbound: Inbound) {
+    connect_with(hub, world, inbound, json!({})).await
 }
 
 /// [`connect`] with these link settings.
-pub async fn connect_with(hub: &HubProcess, sims: &Sims, inbound: Inbound, link_settings: Value) {
+pub async fn connect_with(hub: &HubProcess, world: &World, inbound: Inbound, link_settings: Value) {
     let api = &hub.api;
+    let helpdesk = world.helpdesk;
+    let installation = world.installation();
     api.install_plugin(&super::component_once("plugins/telegram"))
         .await;
-    api.install_plugin(&super::component_once("plugins/zendesk"))
+    api.install_plugin(&super::component_once(helpdesk.plugin_dir()))
         .await;
 
     api.post(
         "/installations",
         json!({"id": TELEGRAM, "plugin_id": "telegram", "settings": {
             "bot_token": BOT_TOKEN,
-            "api_base": sims.telegram_url,
+            "api_base": world.telegram_url,
             "webhook_secret": TELEGRAM_SECRET,
         }}),
     )
     .await;
-    let zendesk = sims.zendesk.config();
-    let mut zendesk_settings = json!({
-        "subdomain": zendesk.subdomain,
-        "email": zendesk.agent_email,
-        "api_token": zendesk.api_token,
-        "base_url": sims.zendesk_url,
-    });
+    let mut pushed = false;
+    let mut settings = world.desk.installation_settings();
     if inbound != Inbound::Poll {
-        let secret = sims
-            .add_zendesk_webhook(&format!("{}/webhooks/{ZENDESK}", hub.url))
-            .await;
-        zendesk_settings["webhook_secret"] = json!(secret);
+        let hook = world
+            .desk
+            .add_webhook(&format!("{}/webhooks/{installation}", hub.url))
+            .await
+            .unwrap_or_else(|e| panic!("webhook for {helpdesk}: {e:#}"));
+        pushed = hook.is_some();
+        settings = desk::merged(settings, hook);
     }
     api.post(
         "/installations",
-        json!({"id": ZENDESK, "plugin_id": "zendesk", "settings": zendesk_settings}),
+        json!({"id": installation, "plugin_id": helpdesk.plugin_id(), "settings": settings}),
     )
     .await;
+    if let Some(flow) = helpdesk.oauth_flow() {
+        let connected = api
+            .post(
+                &format!("/installations/{installation}/oauth/connect"),
+                json!({ "flow": flow }),
+            )
+            .await;
+        assert_eq!(connected["oauth"]["flow"], flow, "{connected}");
+    }
     api.post(
         "/links",
-        json!({"id": LINK, "social_installation": TELEGRAM, "helpdesk_installation": ZENDESK, "settings": link_settings}),
+        json!({"id": LINK, "social_installation": TELEGRAM, "helpdesk_installation": installation, "settings": link_settings}),
     )
     .await;
 
+    let stream = helpdesk.stream();
     match inbound {
         Inbound::Webhook => {
             api.set_job_paused(TELEGRAM, TELEGRAM_STREAM, true).await;
-            api.set_job_paused(ZENDESK, ZENDESK_STREAM, true).await;
-            sims.set_telegram_webhook(&format!("{}/webhooks/{TELEGRAM}", hub.url))
+            if pushed {
+                api.set_job_paused(&installation, stream, true).await;
+            } else {
+                api.set_job_schedule(&installation, stream, "* * * * * *")
+                    .await;
+            }
+            world
+                .set_telegram_webhook(&format!("{}/webhooks/{TELEGRAM}", hub.url))
                 .await;
         }
         Inbound::Poll | Inbound::Both => {
             api.set_job_schedule(TELEGRAM, TELEGRAM_STREAM, "* * * * * *")
                 .await;
-            api.set_job_schedule(ZENDESK, ZENDESK_STREAM, "* * * * * *")
+            api.set_job_schedule(&installation, stream, "* * * * * *")
                 .await;
         }
     }
@@ -911,30 +1335,35 @@ pub async fn wait_idle(hub: &HubProcess) {
     .await
 }
 
-/// Waits until Zendesk has exactly `count` tickets, and returns them oldest first.
-pub async fn wait_tickets(sims: &Sims, count: usize) -> Vec<Value> {
-    wait_until(&format!("{count} tickets"), EFFECT_TIMEOUT, || async {
-        let tickets = sims.tickets();
-        if tickets.len() == count {
-            Ok(tickets)
-        } else {
-            Err(format!("{} tickets: {tickets:#?}", tickets.len()))
-        }
-    })
+/// Waits until the helpdesk has exactly `count` tickets, and returns them oldest first.
+pub async fn wait_tickets(world: &World, count: usize) -> Vec<Ticket> {
+    wait_until_every(
+        &format!("{count} {} tickets", world.helpdesk),
+        world.timeout(),
+        world.interval(),
+        || async {
+            let tickets = world.tickets().await;
+            if tickets.len() == count {
+                Ok(tickets)
+            } else {
+                Err(format!("{} tickets: {tickets:#?}", tickets.len()))
+            }
+        },
+    )
     .await
 }
 
-/// Waits until the ticket's comment bodies are exactly `expected` (oldest first).
-pub async fn wait_comments(sims: &Sims, ticket_id: u64, expected: &[&str]) {
-    wait_until(
-        &format!("comments {expected:?} on ticket {ticket_id}"),
-        EFFECT_TIMEOUT,
+/// Waits until the ticket's message bodies are exactly `expected` (oldest first).
+pub async fn wait_comments(world: &World, ticket: &str, expected: &[&str]) {
+    wait_until_every(
+        &format!(
+            "comments {expected:?} on {} ticket {ticket}",
+            world.helpdesk
+        ),
+        world.timeout(),
+        world.interval(),
         || async {
-            let bodies: Vec<String> = sims
-                .comments(ticket_id)
-                .into_iter()
-                .map(|(b, _)| b)
-                .collect();
+            let bodies = world.bodies(ticket).await;
             check(bodies == expected, || format!("{bodies:?}"))
         },
     )
@@ -942,12 +1371,12 @@ pub async fn wait_comments(sims: &Sims, ticket_id: u64, expected: &[&str]) {
 }
 
 /// Waits until the bot sent exactly `expected` to `chat_id` (oldest first).
-pub async fn wait_sent(sims: &Sims, chat_id: i64, expected: &[&str]) {
+pub async fn wait_sent(world: &World, chat_id: i64, expected: &[&str]) {
     wait_until(
         &format!("messages {expected:?} to chat {chat_id}"),
-        EFFECT_TIMEOUT,
+        world.timeout(),
         || async {
-            let sent = sims.sent_to(chat_id);
+            let sent = world.sent_to(chat_id);
             check(sent == expected, || format!("{sent:?}"))
         },
     )
@@ -955,12 +1384,12 @@ pub async fn wait_sent(sims: &Sims, chat_id: i64, expected: &[&str]) {
 }
 
 /// Waits until the simulator delivered every pending Telegram update to the hub's webhook.
-pub async fn wait_telegram_drained(sims: &Sims) {
+pub async fn wait_telegram_drained(world: &World) {
     wait_until(
         "Telegram's webhook queue to drain",
         EFFECT_TIMEOUT,
         || async {
-            let summary = sims.telegram.summary();
+            let summary = world.telegram.summary();
             check(summary.pending_update_count == 0, || format!("{summary:?}"))
         },
     )
@@ -972,7 +1401,7 @@ pub async fn wait_telegram_drained(sims: &Sims) {
 /// first; otherwise the simulator delivers it (webhook) or the hub fetches it (poll).
 pub struct Customers<'a> {
     hub: &'a HubProcess,
-    sims: &'a Sims,
+    world: &'a World,
     inbound: Inbound,
     /// Updates already handed to the hub by this driver, so none is posted twice by it.
     posted: std::collections::HashSet<i64>,
@@ -981,7 +1410,7 @@ pub struct Customers<'a> {
 
 impl<'a> Customers<'a> {
     /// With [`Inbound::Both`] this pauses the Telegram poll job: the driver runs it itself.
-    pub async fn new(hub: &'a HubProcess, sims: &'a Sims, inbound: Inbound) -> Self {
+    pub async fn new(hub: &'a HubProcess, world: &'a World, inbound: Inbound) -> Self {
         if inbound == Inbound::Both {
             hub.api
                 .set_job_paused(TELEGRAM, TELEGRAM_STREAM, true)
@@ -989,7 +1418,7 @@ impl<'a> Customers<'a> {
         }
         Self {
             hub,
-            sims,
+            world,
             inbound,
             posted: Default::default(),
             poll_first: false,
@@ -1004,13 +1433,13 @@ impl<'a> Customers<'a> {
     /// Several customers write, in this order.
     pub async fn say_all(&mut self, messages: &[(i64, &str, &str)]) {
         for (chat_id, name, text) in messages {
-            self.sims.customer_says(*chat_id, name, text);
+            self.world.customer_says(*chat_id, name, text);
         }
         if self.inbound != Inbound::Both {
             return;
         }
         let updates: Vec<Value> = self
-            .sims
+            .world
             .telegram
             .pending_updates()
             .into_iter()
@@ -1080,23 +1509,27 @@ pub fn telegram_update(update_id: i64, chat_id: i64, first_name: &str, text: &st
     })
 }
 
-/// Waits until the hub has learned (by poll or webhook) that the Zendesk ticket `ticket_id` has
+/// Waits until the hub has learned (by poll or webhook) that the helpdesk ticket `ticket` has
 /// `status`, as its conversation detail in the admin API shows.
-pub async fn wait_hub_sees_ticket_status(hub: &HubProcess, ticket_id: u64, status: &str) {
-    let wanted = ticket_id.to_string();
+pub async fn wait_hub_sees_ticket_status(
+    hub: &HubProcess,
+    world: &World,
+    ticket: &str,
+    status: &str,
+) {
     wait_until(
-        &format!("the hub to see ticket {ticket_id} {status}"),
-        EFFECT_TIMEOUT,
+        &format!("the hub to see ticket {ticket} {status}"),
+        world.timeout(),
         || async {
             let mut seen = Vec::new();
             for conversation in hub.api.conversations().await {
                 let detail = hub.api.conversation(&id_of(&conversation)).await;
-                for ticket in detail["tickets"].as_array().into_iter().flatten() {
-                    if ticket["external_id"] == wanted.as_str() {
-                        if ticket["status"] == status {
+                for known in detail["tickets"].as_array().into_iter().flatten() {
+                    if known["external_id"] == ticket {
+                        if known["status"] == status {
                             return Ok(());
                         }
-                        seen.push(ticket.clone());
+                        seen.push(known.clone());
                     }
                 }
             }

@@ -1,0 +1,160 @@
+//! End to end: the hub is SIGKILLed after the helpdesk carried out a create or a comment but
+//! before the hub could record it (the helpdesk's answer is held back until the hub is dead,
+//! [`Hold`]). After the restart the hub tries the operation again: only what makes that retry
+//! safe on the helpdesk's side keeps a second ticket or comment from appearing.
+//!
+//! - Zendesk: `Idempotency-Key` on ticket creation; Salesforce: the Case upsert by the hub's
+//!   idempotency key; RT: the plugin looks for a ticket holding the key before creating one.
+//! - Freshdesk has no idempotency key at all, and no helpdesk here has one for comments.
+//!
+//! These tests assert what must hold: one ticket per conversation, one comment per message.
+//! Where the hub cannot guarantee it today they are `#[ignore]`d with the reason (run them with
+//! `--ignored` to see the duplicate), and a companion `*_known_gap` test pins exactly what
+//! happens instead, so the gap stays visible and a fix shows up as that test failing.
+
+mod common;
+
+use common::hub::*;
+
+const CHAT: i64 = 5001;
+const FIRST: &str = "My parcel is lost";
+const FOLLOW_UP: &str = "The tracking number is 1Z999";
+
+/// Starts a hub on `helpdesk` with pushes both ways, so nothing but the retry after the restart
+/// can write to the helpdesk again.
+async fn start(helpdesk: Helpdesk, dir: &std::path::Path) -> (World, HubProcess) {
+    let world = World::start(helpdesk).await;
+    let hub = HubProcess::start(dir).await;
+    connect(&hub, &world, Inbound::Webhook).await;
+    (world, hub)
+}
+
+/// With the answer to the request the armed [`Hold`] picks held back, waits until the helpdesk carried it
+/// out (`done`), SIGKILLs the hub, lets the answer go to the dead connection, and restarts the
+/// hub, which then finds the operation still in its outbox.
+async fn crash_after_the_helpdesk_acted<F, Fut>(world: &World, hub: &mut HubProcess, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    wait_until(
+        "the helpdesk to act and its answer to be held",
+        world.timeout(),
+        || async {
+            check(world.hold.held() == 1, || {
+                format!("{} held", world.hold.held())
+            })?;
+            done().await
+        },
+    )
+    .await;
+    hub.kill().await;
+    world.hold.release();
+    hub.restart().await;
+    wait_idle(hub).await;
+}
+
+/// The ticket creation's answer is lost: the retry must not file a second ticket.
+async fn ticket_created_just_before_a_crash_is_not_created_twice(helpdesk: Helpdesk) {
+    let tickets = create_lost_in_a_crash(helpdesk).await;
+    assert_eq!(
+        tickets.len(),
+        1,
+        "one ticket for one conversation, got {}: {tickets:#?}",
+        tickets.len()
+    );
+}
+
+/// A customer's comment's answer is lost: the retry must not add it twice.
+async fn comment_added_just_before_a_crash_is_not_added_twice(helpdesk: Helpdesk) {
+    let bodies = comment_lost_in_a_crash(helpdesk).await;
+    assert_eq!(bodies, [FIRST, FOLLOW_UP], "one comment per message");
+}
+
+/// What happens today where the service has no idempotency key: the retry files the ticket a
+/// second time, identical, and the hub maps the conversation to the second one.
+async fn ticket_created_just_before_a_crash_known_gap(helpdesk: Helpdesk) {
+    let tickets = create_lost_in_a_crash(helpdesk).await;
+    assert_eq!(
+        tickets.len(),
+        2,
+        "KNOWN GAP changed: expected the duplicate ticket the retry makes today; if the hub or \
+         plugin now prevents it, un-ignore ticket_created_just_before_a_crash_is_not_created_twice \
+         and drop this test. Tickets: {tickets:#?}"
+    );
+    assert_eq!(tickets[0].subject, tickets[1].subject);
+    assert_eq!(tickets[0].requester_id, tickets[1].requester_id);
+}
+
+/// What happens today for comments: the retry adds the customer's message a second time.
+async fn comment_added_just_before_a_crash_known_gap(helpdesk: Helpdesk) {
+    let bodies = comment_lost_in_a_crash(helpdesk).await;
+    assert_eq!(
+        bodies,
+        [FIRST, FOLLOW_UP, FOLLOW_UP],
+        "KNOWN GAP changed: expected the duplicate comment the retry makes today; if it is now \
+         prevented, un-ignore comment_added_just_before_a_crash_is_not_added_twice and drop this"
+    );
+}
+
+/// Crashes the hub between the helpdesk creating the ticket and the hub recording it; returns
+/// the tickets the helpdesk holds in the end (each with the customer's one message).
+async fn create_lost_in_a_crash(helpdesk: Helpdesk) -> Vec<Ticket> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (world, mut hub) = start(helpdesk, dir.path()).await;
+    world.hold.arm(move |m, p| World::is_create(helpdesk, m, p));
+    world.customer_says(CHAT, "Aiko", FIRST);
+    crash_after_the_helpdesk_acted(&world, &mut hub, || async {
+        let tickets = world.tickets().await;
+        check(tickets.len() == 1, || format!("{tickets:#?}"))
+    })
+    .await;
+    let tickets = world.tickets().await;
+    for ticket in &tickets {
+        assert_eq!(world.bodies(&ticket.id).await, [FIRST]);
+    }
+    assert!(hub.api.dead_letters().await.is_empty());
+    assert_eq!(hub.api.conversations().await.len(), 1);
+    tickets
+}
+
+/// Crashes the hub between the helpdesk adding the customer's follow-up and the hub recording
+/// it; returns the ticket's message bodies in the end.
+async fn comment_lost_in_a_crash(helpdesk: Helpdesk) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (world, mut hub) = start(helpdesk, dir.path()).await;
+    world.customer_says(CHAT, "Aiko", FIRST);
+    let ticket = wait_tickets(&world, 1).await.remove(0);
+    wait_idle(&hub).await;
+
+    world
+        .hold
+        .arm(move |m, p| World::is_comment(helpdesk, m, p));
+    world.customer_says(CHAT, "Aiko", FOLLOW_UP);
+    crash_after_the_helpdesk_acted(&world, &mut hub, || async {
+        let bodies = world.bodies(&ticket.id).await;
+        check(bodies.len() == 2, || format!("{bodies:?}"))
+    })
+    .await;
+    assert_eq!(world.tickets().await.len(), 1);
+    assert!(hub.api.dead_letters().await.is_empty());
+    world.bodies(&ticket.id).await
+}
+
+// The reasons in the ignores: no helpdesk here has an idempotency key for comments, Freshdesk
+// has none for tickets either, and the hub retries an operation whose outcome it never
+// recorded.
+helpdesk_tests!(zendesk => ticket_created_just_before_a_crash_is_not_created_twice,
+    comment_added_just_before_a_crash_known_gap;
+    ignore("known gap: a comment whose answer was lost in a crash is added twice") => comment_added_just_before_a_crash_is_not_added_twice);
+helpdesk_tests!(salesforce => ticket_created_just_before_a_crash_is_not_created_twice,
+    comment_added_just_before_a_crash_known_gap;
+    ignore("known gap: a comment whose answer was lost in a crash is added twice") => comment_added_just_before_a_crash_is_not_added_twice);
+helpdesk_tests!(rt => ticket_created_just_before_a_crash_is_not_created_twice,
+    comment_added_just_before_a_crash_known_gap;
+    ignore("known gap: a comment whose answer was lost in a crash is added twice") => comment_added_just_before_a_crash_is_not_added_twice);
+helpdesk_tests!(freshdesk => ticket_created_just_before_a_crash_known_gap,
+    comment_added_just_before_a_crash_known_gap;
+    ignore("known gap: Freshdesk has no idempotency key; a create or comment lost in a crash is filed twice") =>
+        ticket_created_just_before_a_crash_is_not_created_twice,
+        comment_added_just_before_a_crash_is_not_added_twice);
