@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod hub;
 pub mod manifest;
+pub mod oauth;
 pub mod plugin_build;
 pub mod runtime;
 pub mod schedule;

@@ -208,7 +208,15 @@ impl From<wit::Manifest> for PluginManifest {
                 flows: o
                     .flows
                     .iter()
-                    .map(|f| format!("{f:?}").to_lowercase())
+                    .map(|f| {
+                        match f {
+                            wit::Oauth2Flow::AuthorizationCodePkce => "authorization-code-pkce",
+                            wit::Oauth2Flow::RefreshToken => "refresh-token",
+                            wit::Oauth2Flow::JwtBearer => "jwt-bearer",
+                            wit::Oauth2Flow::ClientCredentials => "client-credentials",
+                        }
+                        .to_string()
+                    })
                     .collect(),
             }),
         }
@@ -286,6 +294,9 @@ impl PluginManifest {
                 check_template("credential", template, &mut problems);
             }
         }
+        if let Some(spec) = &self.oauth2 {
+            self.validate_oauth2(spec, &mut problems);
+        }
         let mut streams = BTreeSet::new();
         for stream in &self.streams {
             if !is_identifier(&stream.name, true) {
@@ -305,6 +316,79 @@ impl PluginManifest {
             Ok(())
         } else {
             Err(ManifestError { problems })
+        }
+    }
+}
+
+/// Settings an `oauth2-spec` relies on: the client credentials live in installation settings
+/// under these keys, which the plugin declares (the secret ones as secret).
+pub mod oauth_settings {
+    pub const CLIENT_ID: &str = "oauth_client_id";
+    pub const CLIENT_SECRET: &str = "oauth_client_secret";
+    /// PEM (PKCS#8 or PKCS#1) RSA key that signs JWT bearer assertions (RS256).
+    pub const JWT_PRIVATE_KEY: &str = "oauth_jwt_private_key";
+    /// The `sub` of JWT bearer assertions: the user the integration acts as.
+    pub const JWT_USERNAME: &str = "oauth_jwt_username";
+    /// Optional `aud` of JWT bearer assertions; the token URL's origin without it.
+    pub const JWT_AUDIENCE: &str = "oauth_jwt_audience";
+}
+
+impl PluginManifest {
+    fn validate_oauth2(&self, spec: &OAuth2Spec, problems: &mut Vec<String>) {
+        use oauth_settings::*;
+        const FLOWS: [&str; 4] = [
+            "authorization-code-pkce",
+            "refresh-token",
+            "jwt-bearer",
+            "client-credentials",
+        ];
+        for flow in &spec.flows {
+            if !FLOWS.contains(&flow.as_str()) {
+                problems.push(format!(
+                    "oauth2 flow `{flow}` is not one of {}",
+                    FLOWS.join(", ")
+                ));
+            }
+        }
+        let has = |flow: &str| spec.flows.iter().any(|f| f == flow);
+        let mut needed = vec![CLIENT_ID];
+        if has("jwt-bearer") {
+            needed.extend([JWT_PRIVATE_KEY, JWT_USERNAME]);
+        }
+        if has("client-credentials") {
+            needed.push(CLIENT_SECRET);
+        }
+        for key in needed {
+            if self.setting(key).is_none() {
+                problems.push(format!(
+                    "oauth2 flows {} need the setting `{key}`",
+                    spec.flows.join(", ")
+                ));
+            }
+        }
+        for key in [CLIENT_SECRET, JWT_PRIVATE_KEY] {
+            if self.setting(key).is_some_and(|s| !s.secret) {
+                problems.push(format!("setting `{key}` must be declared secret"));
+            }
+        }
+        if has("authorization-code-pkce") && spec.authorize_url.trim().is_empty() {
+            problems.push("oauth2 flow authorization-code-pkce needs an authorize-url".into());
+        }
+        let mut urls = vec![("token-url", &spec.token_url)];
+        if !spec.authorize_url.trim().is_empty() {
+            urls.push(("authorize-url", &spec.authorize_url));
+        }
+        for (what, template) in urls {
+            match placeholders(template) {
+                Ok(names) => {
+                    for name in names.iter().filter(|n| self.setting(n).is_none()) {
+                        problems.push(format!(
+                            "oauth2 {what} `{template}` refers to undeclared setting `{name}`"
+                        ));
+                    }
+                }
+                Err(e) => problems.push(format!("oauth2 {what} `{template}`: {e}")),
+            }
         }
     }
 }

@@ -720,9 +720,8 @@ mod tests {
                 message.contains("rustup target add wasm32-unknown-unknown"),
                 "{message}"
             );
-            assert!(message.contains(
-                "apt-get install rustc-web cargo-web rust-web-src rust-web-llvm lld-22"
-            ));
+            assert!(message
+                .contains("apt-get install rustc-web cargo-web rust-web-src rust-web-llvm lld-22"));
         }
     }
 

@@ -73,6 +73,7 @@ fn installation(api_base: &str, extra: &[(&str, &str)]) -> Installation {
         settings,
         approved_hosts: vec!["{api_base}".into()],
         limits: None,
+        ..Default::default()
     }
 }
 

@@ -79,6 +79,7 @@ fn installation(sim: &Simulator, base: &str, extra: &[(&str, &str)]) -> Installa
         // Only the `base_url` capability: the real account host stays unapproved.
         approved_hosts: vec!["{base_url}".into()],
         limits: None,
+        ..Default::default()
     }
 }
 

@@ -69,6 +69,20 @@ enum InstallationCommand {
     Disable {
         id: String,
     },
+    /// Connect an OAuth2 installation without a browser (JWT bearer or client credentials).
+    OauthConnect {
+        id: String,
+        /// `jwt-bearer` or `client-credentials`; picked from the plugin's flows without it.
+        #[arg(long)]
+        flow: Option<String>,
+    },
+    /// Start the browser flow: prints the provider's URL for an admin to open. The provider
+    /// sends the browser back to `--redirect-uri`, the running hub's /oauth/callback.
+    OauthStart {
+        id: String,
+        #[arg(long, value_name = "URL")]
+        redirect_uri: String,
+    },
 }
 
 pub async fn installation(ctx: &Context, args: InstallationArgs) -> anyhow::Result<ExitCode> {
@@ -129,6 +143,23 @@ pub async fn installation(ctx: &Context, args: InstallationArgs) -> anyhow::Resu
                 .await
                 .map_err(hub_error)?,
         )?,
+        InstallationCommand::OauthConnect { id, flow } => print_one(
+            json,
+            &hub.oauth_connect(&id, flow.as_deref())
+                .await
+                .map_err(hub_error)?,
+        )?,
+        InstallationCommand::OauthStart { id, redirect_uri } => {
+            let url = hub
+                .oauth_start(&id, &redirect_uri)
+                .await
+                .map_err(hub_error)?;
+            done(
+                json,
+                &serde_json::json!({ "authorize_url": url, "redirect_uri": redirect_uri }),
+                &url,
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,7 @@
 //! they hold no logic of their own.
 
 mod admin;
-mod demo;
+pub mod demo;
 mod plugin;
 mod serve;
 

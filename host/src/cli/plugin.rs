@@ -16,6 +16,8 @@ use crate::runtime::bindings::{self, types::WebhookRequest};
 use crate::runtime::{CallError, Installation, Plugin, Runtime};
 use crate::store::{InstallOutcome, NewPlugin};
 
+// Parsed once per process: the size of the `exec` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// Build a plugin crate into a wasm component; prints the component's path last.
@@ -79,6 +81,13 @@ pub enum PluginCommand {
         /// CPU deadline of the call, in milliseconds.
         #[arg(long)]
         deadline_ms: Option<u64>,
+        /// An OAuth2 access token for credentials that say `{oauth.access-token}`.
+        #[arg(long, env = "SWITCHBOARD_OAUTH_TOKEN", hide_env_values = true)]
+        oauth_token: Option<String>,
+        /// A field of the token response for `{oauth.<name>}` templates, such as
+        /// `instance_url=https://acme.my.salesforce.com`; repeatable.
+        #[arg(long = "oauth-extra", value_name = "NAME=VALUE")]
+        oauth_extras: Vec<String>,
     },
 }
 
@@ -146,6 +155,8 @@ pub async fn run(ctx: &Context, command: PluginCommand) -> anyhow::Result<ExitCo
             cursor,
             ticket_id,
             deadline_ms,
+            oauth_token,
+            oauth_extras,
         } => {
             let mut values = BTreeMap::new();
             if let Some(path) = settings_file {
@@ -173,7 +184,18 @@ pub async fn run(ctx: &Context, command: PluginCommand) -> anyhow::Result<ExitCo
                 settings: values,
                 approved_hosts,
                 limits: None,
+                token_source: None,
             };
+            if let Some(token) = oauth_token {
+                let mut source = crate::runtime::StaticToken::new(token);
+                for pair in &oauth_extras {
+                    let (name, value) = pair
+                        .split_once('=')
+                        .with_context(|| format!("--oauth-extra `{pair}`: expected NAME=VALUE"))?;
+                    source = source.with_extra(name, value);
+                }
+                installation.token_source = Some(std::sync::Arc::new(source));
+            }
             if let Some(ms) = deadline_ms {
                 let mut limits = runtime.config().default_limits;
                 limits.deadline = std::time::Duration::from_millis(ms);

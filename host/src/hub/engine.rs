@@ -420,7 +420,7 @@ async fn process_events(hub: &Hub, events: &[&InboundEvent]) -> Result<bool, Sto
     let mut rest = events;
     while !rest.is_empty() {
         let started = Instant::now();
-        let mut tx = hub.inner.db.begin().await?;
+        let mut tx = hub.inner.db.begin_urgent().await?;
         let mut lookups = Lookups::default();
         let mut taken = 0;
         // Claimed a few at a time: one statement for several events, and few to hand back

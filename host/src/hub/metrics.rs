@@ -54,6 +54,7 @@ pub struct Metrics {
     inbound_backlog: Gauge,
     job_lag: Family<JobLabel, Gauge<f64, AtomicU64>>,
     plugin_calls: HistogramFamily,
+    needs_reauth: Family<InstallationLabel, Gauge>,
 }
 
 fn call_histogram() -> Histogram {
@@ -124,7 +125,14 @@ impl Metrics {
             "Time of plugin calls, by installation and operation",
             plugin_calls.clone(),
         );
+        let needs_reauth = Family::<InstallationLabel, Gauge>::default();
+        registry.register(
+            "installation_needs_reauth",
+            "1 while an installation's OAuth2 grant must be connected again (jobs skipped, deliveries waiting)",
+            needs_reauth.clone(),
+        );
         Self {
+            needs_reauth,
             registry,
             messages_in,
             messages_out,
@@ -187,6 +195,14 @@ impl Metrics {
             .set(lag.as_secs_f64());
     }
 
+    pub fn set_needs_reauth(&self, installation: &str, needs: bool) {
+        self.needs_reauth
+            .get_or_create(&InstallationLabel {
+                installation: installation.into(),
+            })
+            .set(i64::from(needs));
+    }
+
     pub fn set_depths(&self, outbox_pending: i64, dead_letters: i64, inbound_backlog: i64) {
         self.outbox_depth.set(outbox_pending);
         self.dead_letters.set(dead_letters);
@@ -229,5 +245,14 @@ pub(crate) async fn refresh(hub: &Hub) {
         (Err(error), _) | (_, Err(error)) => {
             tracing::debug!(%error, "metrics: could not read queue depths")
         }
+    }
+    // OAuth2 grants, also those marked or reconnected by another process.
+    match db.oauth_reauth_flags().await {
+        Ok(flags) => {
+            for (installation, needs) in flags {
+                hub.inner.metrics.set_needs_reauth(&installation, needs);
+            }
+        }
+        Err(error) => tracing::debug!(%error, "metrics: could not read OAuth2 grants"),
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod engine;
 pub mod metrics;
+mod oauth;
 pub mod outbox;
 pub mod scheduler;
 pub mod split;
@@ -35,6 +36,7 @@ use crate::secrets::{SecretBox, SecretError};
 use crate::store::{Db, InstallOutcome, InstallationRow, LinkRow, NewJob, NewPlugin, StoreError};
 
 pub use self::metrics::Metrics;
+pub use self::oauth::{OAuthCallback, CALLBACK_PATH as OAUTH_CALLBACK_PATH};
 pub use self::views::*;
 pub use crate::runtime::bindings::types::{WebhookRequest, WebhookResponse};
 pub use crate::store::PluginRecord;
@@ -170,6 +172,8 @@ pub(crate) struct Inner {
     /// Webhook requests being handled, per installation (see `engine::process_ready`).
     /// Start times (ms) of the webhook requests being handled, per installation, with counts.
     webhooks_in_flight: Mutex<HashMap<String, std::collections::BTreeMap<i64, usize>>>,
+    /// OAuth2 token sources, one per installation (see `oauth`).
+    oauth: crate::oauth::Registry,
 }
 
 /// The sync hub. Cheap to clone; clones share everything.
@@ -245,8 +249,18 @@ impl Hub {
     ) -> anyhow::Result<Hub> {
         let db = Db::connect(&config.database_url).await?;
         let secrets = SecretBox::new(&config.secret_key);
+        let oauth_http = crate::oauth::http_client()?;
         Ok(Hub {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|hub| Inner {
+                oauth: crate::oauth::Registry::new(
+                    db.clone(),
+                    secrets.clone(),
+                    oauth_http,
+                    Some(crate::oauth::weak_listener(
+                        hub.clone(),
+                        |inner: &Inner, id, needs| inner.metrics.set_needs_reauth(id, needs),
+                    )),
+                ),
                 config,
                 db,
                 runtime,
@@ -525,6 +539,7 @@ impl Hub {
             settings: new.settings.clone(),
             approved_hosts: record.approved_hosts.clone(),
             limits: None,
+            ..Default::default()
         };
         let bound = match manifest.kind {
             PluginKind::Social => self.inner.runtime.social(&plugin, &probe).map(drop),
@@ -606,7 +621,10 @@ impl Hub {
                 }
             }
         }
+        let oauth = self.oauth_view(&row).await?;
         Ok(InstallationView {
+            needs_reauthorization: oauth.as_ref().is_some_and(|o| o.needs_reauthorization),
+            oauth,
             webhook_path: format!("/webhooks/{}", row.id),
             pinned: row.plugin_version.is_some(),
             plugin_version: version,
@@ -722,11 +740,15 @@ impl Hub {
                 memory_bytes: memory.map_or(defaults.memory_bytes, |b| b.max(0) as usize),
             }),
         };
+        let token_source = self
+            .oauth_token_source(&installation.id, plugin.manifest(), &settings)
+            .await?;
         let runtime_installation = Installation {
             id: installation.id.clone(),
             settings,
             approved_hosts: record.approved_hosts,
             limits,
+            token_source,
         };
         Ok(Bound {
             installation,

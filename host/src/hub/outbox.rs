@@ -201,6 +201,10 @@ async fn deliver(hub: &Hub, row: OutboxRow) {
             }
             Err(error) => error,
         };
+        // OAuth2: while the installation needs reauthorization the row waits, uncounted.
+        if super::oauth::park_if_needs_reauth(hub, &row, &error.to_string()).await {
+            return;
+        }
         let config = &hub.inner.config.outbox;
         let retry = match &error {
             DeliveryError::Call(call) => retry_of(call),

@@ -46,6 +46,28 @@ pub struct InstallationView {
     /// Where the network or helpdesk should post webhooks: `/webhooks/{id}`.
     pub webhook_path: String,
     pub created_at: String,
+    /// The OAuth2 grant must be connected again (revoked, expired, never connected): the
+    /// installation's jobs are skipped and its deliveries wait until then.
+    pub needs_reauthorization: bool,
+    /// The OAuth2 connection, for plugins that declare OAuth2.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthView>,
+}
+
+/// An installation's OAuth2 connection. Tokens are never shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct OAuthView {
+    pub connected: bool,
+    /// How the grant was made and is renewed: `authorization-code-pkce`, `jwt-bearer` or
+    /// `client-credentials`.
+    pub flow: Option<String>,
+    pub scopes: Vec<String>,
+    /// When the current access token expires, if the provider said.
+    pub expires_at: Option<String>,
+    pub connected_at: Option<String>,
+    pub needs_reauthorization: bool,
+    /// Why it needs reauthorization (the provider's error, such as `invalid_grant`).
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -6,12 +6,14 @@
 //! are capped.
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use url::Url;
 
 use super::bindings::http::{HttpError, Request, Response};
+use super::oauth::{TokenError, TokenSource, ACCESS_TOKEN_MARKER};
 
 /// Headers a plugin may not set: they belong to the transport, not to the plugin.
 const FORBIDDEN_HEADERS: &[&str] = &[
@@ -109,7 +111,8 @@ impl fmt::Display for OriginPattern {
     }
 }
 
-/// A credential resolved from settings, ready to be added to matching requests.
+/// A credential resolved from settings, ready to be added to matching requests. A value may
+/// hold the OAuth2 access token's marker, replaced by the current token per request.
 #[derive(Clone)]
 pub enum Credential {
     Header { name: String, value: String },
@@ -157,6 +160,28 @@ pub struct HttpPolicy {
     pub credentials: Vec<(OriginPattern, Credential)>,
     pub timeout: Duration,
     pub max_response_bytes: usize,
+    /// Where `{oauth.access-token}` in credentials comes from.
+    pub token_source: Option<Arc<dyn TokenSource>>,
+}
+
+// Token sources hold secrets: show only that there is one.
+impl fmt::Debug for dyn TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenSource([redacted])")
+    }
+}
+
+impl Credential {
+    fn value(&self) -> &str {
+        match self {
+            Credential::Header { value, .. } | Credential::Query { value, .. } => value,
+            Credential::PathPrefix(prefix) => prefix,
+        }
+    }
+
+    fn uses_token(&self) -> bool {
+        self.value().contains(ACCESS_TOKEN_MARKER)
+    }
 }
 
 /// A request after the policy accepted it: the URL and headers to send.
@@ -169,8 +194,27 @@ pub struct Authorized {
 }
 
 impl HttpPolicy {
-    /// Checks a plugin's request and adds credentials.
+    /// Checks a plugin's request and adds credentials that need no OAuth2 token.
     pub fn authorize(&self, request: &Request) -> Result<Authorized, HttpError> {
+        self.authorize_with_token(request, None)
+    }
+
+    /// Whether a credential for `url` needs the OAuth2 access token.
+    pub fn needs_token(&self, url: &str) -> bool {
+        let Ok(url) = Url::parse(url) else {
+            return false;
+        };
+        self.credentials
+            .iter()
+            .any(|(pattern, credential)| credential.uses_token() && pattern.matches(&url))
+    }
+
+    /// Checks a plugin's request and adds credentials, with `token` for `{oauth.access-token}`.
+    pub fn authorize_with_token(
+        &self,
+        request: &Request,
+        token: Option<&str>,
+    ) -> Result<Authorized, HttpError> {
         let mut url = Url::parse(&request.url).map_err(|e| {
             HttpError::InvalidRequest(format!("invalid URL `{}`: {e}", request.url))
         })?;
@@ -221,6 +265,20 @@ impl HttpPolicy {
             if !pattern.matches(&url) {
                 continue;
             }
+            let filled;
+            let credential = if credential.uses_token() {
+                let token = token.ok_or_else(|| {
+                    HttpError::Denied(format!(
+                        "plugin `{}` needs the installation's OAuth2 access token for {origin}, \
+                         but the installation has no OAuth2 connection",
+                        self.plugin_id
+                    ))
+                })?;
+                filled = fill_token(credential, token);
+                &filled
+            } else {
+                credential
+            };
             match credential {
                 Credential::Header { name, value } => {
                     if headers.iter().any(|(n, _)| n == name) {
@@ -247,6 +305,31 @@ impl HttpPolicy {
     }
 }
 
+fn fill_token(credential: &Credential, token: &str) -> Credential {
+    match credential {
+        Credential::Header { name, value } => Credential::Header {
+            name: name.clone(),
+            value: value.replace(ACCESS_TOKEN_MARKER, token),
+        },
+        Credential::Query { name, value } => Credential::Query {
+            name: name.clone(),
+            value: value.replace(ACCESS_TOKEN_MARKER, token),
+        },
+        Credential::PathPrefix(prefix) => {
+            Credential::PathPrefix(prefix.replace(ACCESS_TOKEN_MARKER, token))
+        }
+    }
+}
+
+/// What the plugin sees when no token could be had: the admin's part (reauthorize) as a denial,
+/// an unreachable token endpoint as a transport failure it may retry.
+fn token_error(error: TokenError) -> HttpError {
+    match error {
+        TokenError::NeedsReauthorization(_) => HttpError::Denied(error.to_string()),
+        TokenError::Unavailable(_) => HttpError::Transport(error.to_string()),
+    }
+}
+
 /// Sends authorized requests. One client is shared by all plugins; redirects are returned to the
 /// plugin rather than followed.
 #[derive(Debug, Clone)]
@@ -265,13 +348,71 @@ impl HttpSender {
         Ok(Self { client })
     }
 
+    /// Sends a plugin's request within `remaining`. A request that carried the OAuth2 token and
+    /// got 401 is sent once more with a refreshed token; the plugin sees only the final answer.
     pub async fn send(
         &self,
         policy: &HttpPolicy,
-        request: Request,
+        mut request: Request,
         remaining: Duration,
     ) -> Result<Response, HttpError> {
-        let authorized = policy.authorize(&request)?;
+        let started = Instant::now();
+        let source = match &policy.token_source {
+            Some(source) if policy.needs_token(&request.url) => Arc::clone(source),
+            _ => {
+                let authorized = policy.authorize(&request)?;
+                let body = std::mem::take(&mut request.body);
+                return self
+                    .send_once(policy, &request, authorized, body, remaining)
+                    .await;
+            }
+        };
+        let deadline = |what: &str| {
+            HttpError::Timeout(format!(
+                "{what} took longer than the call's remaining {} ms",
+                remaining.as_millis()
+            ))
+        };
+        let token = tokio::time::timeout(remaining, source.access_token())
+            .await
+            .map_err(|_| deadline("getting the OAuth2 access token"))?
+            .map_err(token_error)?;
+        let authorized = policy.authorize_with_token(&request, Some(&token))?;
+        let left = remaining.saturating_sub(started.elapsed());
+        let response = self
+            .send_once(policy, &request, authorized, request.body.clone(), left)
+            .await?;
+        if response.status != 401 {
+            return Ok(response);
+        }
+        let left = remaining.saturating_sub(started.elapsed());
+        let refreshed =
+            match tokio::time::timeout(left, source.refresh_after_rejection(&token)).await {
+                Ok(Ok(refreshed)) if refreshed != token => refreshed,
+                Ok(Ok(_)) => return Ok(response),
+                // The API's own 401 says more to the plugin than the refresh failure; the hub
+                // records the failure (needs reauthorization) on its side.
+                Ok(Err(error)) => {
+                    tracing::info!(%error, "refreshing the OAuth2 token after a 401 failed");
+                    return Ok(response);
+                }
+                Err(_) => return Err(deadline("refreshing the OAuth2 access token")),
+            };
+        let authorized = policy.authorize_with_token(&request, Some(&refreshed))?;
+        let left = remaining.saturating_sub(started.elapsed());
+        let body = std::mem::take(&mut request.body);
+        self.send_once(policy, &request, authorized, body, left)
+            .await
+    }
+
+    async fn send_once(
+        &self,
+        policy: &HttpPolicy,
+        request: &Request,
+        authorized: Authorized,
+        body: Vec<u8>,
+        remaining: Duration,
+    ) -> Result<Response, HttpError> {
         let mut timeout = policy.timeout.min(remaining);
         if let Some(ms) = request.timeout_ms {
             timeout = timeout.min(Duration::from_millis(u64::from(ms)));
@@ -283,8 +424,8 @@ impl HttpSender {
         for (name, value) in &authorized.headers {
             builder = builder.header(name, value);
         }
-        if !request.body.is_empty() {
-            builder = builder.body(request.body);
+        if !body.is_empty() {
+            builder = builder.body(body);
         }
         let display_url = &authorized.display_url;
         let mut response = builder
@@ -370,6 +511,7 @@ mod tests {
             credentials,
             timeout: Duration::from_secs(5),
             max_response_bytes: 1024,
+            token_source: None,
         }
     }
 
@@ -455,5 +597,116 @@ mod tests {
     fn credential_debug_never_shows_the_secret() {
         let shown = format!("{:?}", Credential::bearer("supersecret"));
         assert!(!shown.contains("supersecret"));
+    }
+
+    /// An API on loopback that accepts only `Bearer good` and echoes the body it got; counts
+    /// requests.
+    async fn api() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use axum::http::{HeaderMap, StatusCode};
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&hits);
+        let app = axum::Router::new().route(
+            "/echo",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let counter = Arc::clone(&counter);
+                async move {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    if auth == "Bearer good" {
+                        (StatusCode::OK, body)
+                    } else {
+                        (StatusCode::UNAUTHORIZED, "bad token".to_string())
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}"), hits)
+    }
+
+    fn oauth_policy(base: &str, source: Option<Arc<dyn TokenSource>>) -> HttpPolicy {
+        let pattern = OriginPattern::parse(base).expect("pattern");
+        let mut p = policy(
+            &[base],
+            vec![(pattern, Credential::bearer(super::ACCESS_TOKEN_MARKER))],
+        );
+        p.token_source = source;
+        p
+    }
+
+    fn post(url: String) -> Request {
+        Request {
+            method: "POST".into(),
+            url,
+            headers: vec![],
+            body: b"payload".to_vec(),
+            timeout_ms: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_401_refreshes_once_and_retries_with_the_body() {
+        use crate::runtime::oauth::StaticToken;
+        let (base, hits) = api().await;
+        let source = Arc::new(StaticToken::new("stale").then(&["good"]));
+        let p = oauth_policy(&base, Some(source.clone()));
+        let sender = HttpSender::new().expect("sender");
+        let response = sender
+            .send(&p, post(format!("{base}/echo")), Duration::from_secs(5))
+            .await
+            .expect("sent");
+        assert_eq!(response.status, 200);
+        assert_eq!(
+            response.body, b"payload",
+            "the retry carries the body again"
+        );
+        assert_eq!(source.refreshes(), 1);
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+        // A token that stays refused: one refresh, one retry, then the plugin gets the 401.
+        let source = Arc::new(StaticToken::new("stale").then(&["also-bad"]));
+        let p = oauth_policy(&base, Some(source.clone()));
+        let response = sender
+            .send(&p, post(format!("{base}/echo")), Duration::from_secs(5))
+            .await
+            .expect("sent");
+        assert_eq!(response.status, 401);
+        assert_eq!(source.refreshes(), 1);
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_token_credential_without_a_source_is_refused_before_sending() {
+        let (base, hits) = api().await;
+        let p = oauth_policy(&base, None);
+        let err = HttpSender::new()
+            .expect("sender")
+            .send(&p, post(format!("{base}/echo")), Duration::from_secs(5))
+            .await
+            .expect_err("refused");
+        let HttpError::Denied(message) = err else {
+            panic!("expected denied, got {err:?}")
+        };
+        assert!(message.contains("OAuth2"), "{message}");
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn policy_debug_hides_the_token_source() {
+        use crate::runtime::oauth::StaticToken;
+        let p = oauth_policy(
+            "http://127.0.0.1:1",
+            Some(Arc::new(StaticToken::new("s3cr3t-token"))),
+        );
+        let shown = format!("{p:?}");
+        assert!(!shown.contains("s3cr3t-token"), "{shown}");
     }
 }

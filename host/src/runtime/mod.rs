@@ -13,6 +13,7 @@ mod connector;
 pub mod engine;
 pub mod http;
 pub mod log;
+pub mod oauth;
 mod state;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,8 @@ pub use self::connector::{HelpdeskConnector, SocialConnector};
 use self::engine::EngineLimits;
 use self::http::{Credential, HttpPolicy, HttpSender, OriginPattern};
 use self::log::{LogLimits, LogSink};
+pub use self::oauth::{StaticToken, TokenError, TokenSource};
+use self::oauth::{ACCESS_TOKEN_MARKER, ACCESS_TOKEN_PLACEHOLDER};
 use self::state::{MemoryLimiter, PluginState};
 use crate::manifest::{expand, CredentialPlacement, ManifestError, PluginKind, PluginManifest};
 
@@ -155,8 +158,9 @@ impl Plugin {
     }
 }
 
-/// One installation as the runtime needs it.
-#[derive(Debug, Clone, Default)]
+/// One installation as the runtime needs it. Build it with `..Default::default()` for the
+/// fields a caller does not need.
+#[derive(Clone, Default)]
 pub struct Installation {
     pub id: String,
     /// All settings, secrets included (decrypted); which are secret comes from the manifest.
@@ -164,6 +168,25 @@ pub struct Installation {
     /// The manifest's `http-hosts` entries that an admin approved, as templates.
     pub approved_hosts: Vec<String>,
     pub limits: Option<CallLimits>,
+    /// The OAuth2 access token for credentials that say `{oauth.access-token}`, fetched per
+    /// request; `None` when the installation has no OAuth2 connection.
+    pub token_source: Option<Arc<dyn TokenSource>>,
+}
+
+// Settings hold secrets: show their keys only.
+impl std::fmt::Debug for Installation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Installation")
+            .field("id", &self.id)
+            .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .field("approved_hosts", &self.approved_hosts)
+            .field("limits", &self.limits)
+            .field(
+                "token_source",
+                &self.token_source.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 /// A plugin bound to one installation: the call context, HTTP policy and limits, computed once.
@@ -386,6 +409,20 @@ impl Runtime {
                 return Err(PrepareError::UnknownSetting(unknown.clone()));
             }
         }
+        // Fields of the token response (e.g. Salesforce's `instance_url`) are `{oauth.<name>}`
+        // to templates and to the plugin; the token itself only ever reaches credentials.
+        if let Some(source) = &installation.token_source {
+            for (key, value) in source.extras() {
+                if !key.contains("token") {
+                    values.insert(format!("oauth.{key}"), value);
+                }
+            }
+        }
+        let mut template_values = values.clone();
+        template_values.insert(
+            ACCESS_TOKEN_PLACEHOLDER.to_string(),
+            ACCESS_TOKEN_MARKER.to_string(),
+        );
         let template_error =
             |template: &str, e: crate::manifest::TemplateError| PrepareError::Template {
                 template: template.to_string(),
@@ -393,7 +430,7 @@ impl Runtime {
             };
         let origin =
             |template: &str| -> Result<Option<OriginPattern>, PrepareError> {
-                match expand(template, &values).map_err(|e| template_error(template, e))? {
+                match expand(template, &template_values).map_err(|e| template_error(template, e))? {
                     Some(expanded) => OriginPattern::parse(&expanded).map(Some).map_err(|e| {
                         PrepareError::Template {
                             template: template.to_string(),
@@ -420,10 +457,23 @@ impl Runtime {
             let Some(pattern) = origin(&rule.host_pattern)? else {
                 continue;
             };
-            let fill = |t: &String| expand(t, &values).map_err(|e| template_error(t, e));
+            let fill = |t: &String| expand(t, &template_values).map_err(|e| template_error(t, e));
             let credential = match &rule.placement {
                 CredentialPlacement::Basic { username, password } => {
                     match (fill(username)?, fill(password)?) {
+                        // The token is filled in per request, after encoding would have hidden it.
+                        (Some(u), Some(p))
+                            if u.contains(ACCESS_TOKEN_MARKER)
+                                || p.contains(ACCESS_TOKEN_MARKER) =>
+                        {
+                            return Err(PrepareError::Template {
+                                template: format!("{username}:{password}"),
+                                reason: format!(
+                                    "`{{{ACCESS_TOKEN_PLACEHOLDER}}}` goes in a bearer, header, \
+                                     query or path-prefix credential, not in basic"
+                                ),
+                            });
+                        }
                         (Some(u), Some(p)) => Some(Credential::basic(&u, &p)),
                         _ => None,
                     }
@@ -463,6 +513,7 @@ impl Runtime {
             credentials,
             timeout: self.config.http_timeout,
             max_response_bytes: self.config.max_response_bytes,
+            token_source: installation.token_source.clone(),
         };
         let mut limits = installation.limits.unwrap_or(self.config.default_limits);
         limits.memory_bytes = limits.memory_bytes.min(self.config.engine.max_memory_bytes);

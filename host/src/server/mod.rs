@@ -7,11 +7,14 @@
 //! - `POST|GET /webhooks/{installation}[/{*path}]`: a body size limit, answered by the plugin.
 //! - `/api/v1/...`: the admin API ([`admin`]), behind `Authorization: Bearer <token>`, with a
 //!   request timeout.
+//! - `GET /oauth/callback`: where an OAuth2 provider sends the admin's browser back
+//!   ([`oauth`]); authorized by its single-use `state`, not by the admin token.
 //! - `GET /metrics`: Prometheus text; `GET /health`: liveness for load balancers.
 
 mod admin;
 pub mod error;
 mod metrics;
+mod oauth;
 mod webhooks;
 
 use std::future::Future;
@@ -90,6 +93,7 @@ pub fn router(state: AppState, options: &ServerOptions) -> Router {
         .layer(axum::extract::DefaultBodyLimit::disable());
 
     let api = admin::routes()
+        .merge(oauth::api_routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_admin_token,
@@ -104,6 +108,7 @@ pub fn router(state: AppState, options: &ServerOptions) -> Router {
     Router::new()
         .merge(webhooks)
         .nest("/api/v1", api)
+        .merge(oauth::public_routes())
         .route("/metrics", get(metrics::render))
         .route("/health", get(public_health))
         .fallback(not_found)

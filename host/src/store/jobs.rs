@@ -109,12 +109,12 @@ impl Db {
     }
 
     /// Jobs whose slot has come, that are not paused, not running (or whose runner's lease
-    /// expired), of enabled installations.
+    /// expired), of active installations (enabled, not waiting for OAuth2 reauthorization).
     pub async fn due_jobs(&self, now: i64) -> Result<Vec<JobRow>, StoreError> {
         Ok(sqlx::query_as(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE NOT paused AND next_run_at IS NOT NULL AND next_run_at <= ? \
              AND (running_since IS NULL OR lease_until < ?) \
-             AND installation_id IN (SELECT id FROM installations WHERE enabled) ORDER BY next_run_at"
+             AND installation_id IN (SELECT id FROM active_installations) ORDER BY next_run_at"
         ))
         .bind(now)
         .bind(now)

@@ -5,6 +5,7 @@
 
 mod installations;
 mod jobs;
+mod oauth;
 mod outbox;
 mod plugins;
 mod sync;
@@ -18,6 +19,7 @@ use sqlx::SqlitePool;
 
 pub use installations::{InstallationRow, LinkRow};
 pub use jobs::{JobRow, JobRunRow, NewJob};
+pub use oauth::{OAuthGrantRow, OAuthStateRow, OAuthTokensUpdate};
 pub use outbox::{NewOutbox, OutboxRow, OutboxStats};
 pub use plugins::{InstallOutcome, NewPlugin, PluginRecord};
 pub use sync::{
@@ -112,8 +114,10 @@ impl Db {
         })
     }
 
-    /// Like [`Db::begin`], ahead of the background writers (processor, outbox, scheduler):
-    /// for the webhook intake, whose sender waits for the commit.
+    /// Like [`Db::begin`], ahead of the background writers (outbox, scheduler): for the
+    /// webhook intake, whose sender waits for the commit, and the inbound processor, whose
+    /// short batches everything downstream waits for. (Queued behind a few dozen outbox
+    /// deliveries, the processor fell behind the intake.)
     pub async fn begin_urgent(&self) -> Result<Tx, StoreError> {
         let turn = WriteTurn {
             _writer: self.writer.clone().lock_owned().await,

@@ -188,9 +188,10 @@ impl Tx {
 impl Db {
     /// Claims up to `limit` due rows for `owner` until `lease_until`, counting an attempt on
     /// each, oldest first. A row is due when its time has come, nobody holds a live lease on
-    /// it, its installation is enabled, and no older row of the same conversation and target
-    /// is still pending: that is what keeps one conversation's effects in order while others
-    /// proceed (a claimed row stays pending until it is completed).
+    /// it, its installation is active (enabled, not waiting for OAuth2 reauthorization), and
+    /// no older row of the same conversation and target is still pending: that is what keeps
+    /// one conversation's effects in order while others proceed (a claimed row stays pending
+    /// until it is completed).
     pub async fn claim_outbox(
         &self,
         owner: &str,
@@ -204,7 +205,7 @@ impl Db {
              WHERE id IN (SELECT o.id FROM outbox o \
                  WHERE o.status = 'pending' AND o.next_attempt_at <= ? \
                  AND (o.lease_until IS NULL OR o.lease_until < ?) \
-                 AND o.installation_id IN (SELECT i.id FROM installations i WHERE i.enabled) \
+                 AND o.installation_id IN (SELECT id FROM active_installations) \
                  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.status = 'pending' \
                      AND p.conversation_id = o.conversation_id AND p.installation_id = o.installation_id \
                      AND p.id < o.id) \
@@ -229,12 +230,14 @@ impl Db {
 
     /// When the next pending row becomes due (for the workers' sleep).
     ///
-    /// A leased row is due again when its lease runs out, not before: counting rows being
-    /// delivered as due made idle workers poll in a loop.
+    /// A leased row is due again when its lease runs out, not before, and rows of installations
+    /// that are off (disabled, waiting for OAuth2 reauthorization) are not due: counting either
+    /// as due made idle workers poll in a loop.
     pub async fn next_outbox_due(&self) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at \
-             THEN lease_until ELSE next_attempt_at END) FROM outbox WHERE status = 'pending'",
+             THEN lease_until ELSE next_attempt_at END) FROM outbox WHERE status = 'pending' \
+             AND installation_id IN (SELECT id FROM active_installations)",
         )
         .fetch_one(&self.pool)
         .await?)

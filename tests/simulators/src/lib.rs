@@ -4,5 +4,7 @@
 //! `/_control/*` API that tests use to play the customer or the agent and to inject faults.
 
 pub mod faults;
+pub mod freshdesk;
+pub mod salesforce;
 pub mod telegram;
 pub mod zendesk;

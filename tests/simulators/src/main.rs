@@ -13,14 +13,14 @@ use std::net::SocketAddr;
 
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Parser};
-use switchboard_simulators::{telegram, zendesk};
+use switchboard_simulators::{freshdesk, salesforce, telegram, zendesk};
 use tokio::task::{JoinHandle, JoinSet};
 
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "In-memory simulators of the Telegram Bot API and the Zendesk Support API",
-    group(ArgGroup::new("simulators").required(true).multiple(true).args(["telegram_addr", "zendesk_addr"]))
+    about = "In-memory simulators of the Telegram Bot API, the Zendesk Support API and the Freshdesk API",
+    group(ArgGroup::new("simulators").required(true).multiple(true).args(["telegram_addr", "zendesk_addr", "freshdesk_addr", "salesforce_addr"]))
 )]
 struct Args {
     /// Serve the Telegram Bot API simulator here (port 0 picks a free port).
@@ -60,6 +60,43 @@ struct Args {
     /// Drop Zendesk's 60 s export window and export rate limit (demo and scripted runs).
     #[arg(long, env = "SWITCHBOARD_SIM_ZENDESK_RELAXED")]
     zendesk_relaxed: bool,
+
+    /// Serve the Freshdesk API simulator here (port 0 picks a free port).
+    #[arg(long, env = "SWITCHBOARD_SIM_FRESHDESK_ADDR")]
+    freshdesk_addr: Option<SocketAddr>,
+
+    /// The Freshdesk domain (`<domain>.freshdesk.com` in real URLs).
+    #[arg(long, env = "SWITCHBOARD_SIM_FRESHDESK_DOMAIN")]
+    freshdesk_domain: Option<String>,
+
+    /// The API key of the integration's agent (Basic auth `<api key>:X`).
+    #[arg(long, env = "SWITCHBOARD_SIM_FRESHDESK_API_KEY")]
+    freshdesk_api_key: Option<String>,
+
+    /// Serve the Salesforce Service Cloud simulator (OAuth + REST) here (port 0 picks a free
+    /// port).
+    #[arg(long, env = "SWITCHBOARD_SIM_SALESFORCE_ADDR")]
+    salesforce_addr: Option<SocketAddr>,
+
+    /// The connected app's consumer key (`client_id`).
+    #[arg(long, env = "SWITCHBOARD_SIM_SALESFORCE_CONSUMER_KEY")]
+    salesforce_consumer_key: Option<String>,
+
+    /// The connected app's consumer secret.
+    #[arg(long, env = "SWITCHBOARD_SIM_SALESFORCE_CONSUMER_SECRET")]
+    salesforce_consumer_secret: Option<String>,
+
+    /// Username of the integration user (the JWT bearer flow's `sub`).
+    #[arg(long, env = "SWITCHBOARD_SIM_SALESFORCE_USERNAME")]
+    salesforce_username: Option<String>,
+
+    /// Access token lifetime in seconds (Salesforce: the 2 h session timeout).
+    #[arg(long, env = "SWITCHBOARD_SIM_SALESFORCE_TOKEN_LIFETIME_SECS")]
+    salesforce_token_lifetime_secs: Option<u64>,
+
+    /// Rotate refresh tokens on every refresh.
+    #[arg(long, env = "SWITCHBOARD_SIM_SALESFORCE_ROTATE_REFRESH_TOKENS")]
+    salesforce_rotate_refresh_tokens: bool,
 }
 
 #[tokio::main]
@@ -114,6 +151,47 @@ async fn main() -> anyhow::Result<()> {
             .context("starting the Zendesk simulator")?;
         println!("zendesk simulator listening on http://{bound}");
         servers.push(("zendesk", handle));
+    }
+
+    if let Some(addr) = args.freshdesk_addr {
+        let mut config = freshdesk::Config::default();
+        if let Some(domain) = args.freshdesk_domain {
+            config.domain = domain;
+        }
+        if let Some(api_key) = args.freshdesk_api_key {
+            config.api_key = api_key;
+        }
+        tracing::info!(domain = %config.domain, "freshdesk simulator ready");
+        let (bound, handle) = freshdesk::Simulator::new(config)
+            .serve(addr)
+            .await
+            .context("starting the Freshdesk simulator")?;
+        println!("freshdesk simulator listening on http://{bound}");
+        servers.push(("freshdesk", handle));
+    }
+
+    if let Some(addr) = args.salesforce_addr {
+        let mut config = salesforce::Config::default();
+        if let Some(key) = args.salesforce_consumer_key {
+            config.consumer_key = key;
+        }
+        if let Some(secret) = args.salesforce_consumer_secret {
+            config.consumer_secret = secret;
+        }
+        if let Some(username) = args.salesforce_username {
+            config.integration_username = username;
+        }
+        if let Some(secs) = args.salesforce_token_lifetime_secs {
+            config.access_token_lifetime = std::time::Duration::from_secs(secs);
+        }
+        config.rotate_refresh_tokens = args.salesforce_rotate_refresh_tokens;
+        tracing::info!(consumer_key = %config.consumer_key, username = %config.integration_username, "salesforce simulator ready");
+        let (bound, handle) = salesforce::Simulator::new(config)
+            .serve(addr)
+            .await
+            .context("starting the Salesforce simulator")?;
+        println!("salesforce simulator listening on http://{bound}");
+        servers.push(("salesforce", handle));
     }
 
     // Run until Ctrl-C, or until a server dies (it logged why).

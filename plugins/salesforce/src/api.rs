@@ -1,0 +1,386 @@
+//! Salesforce REST API: response shapes, ids, error mapping.
+//!
+//! Nothing here calls the host, so all of it is unit-tested natively; `lib.rs` sends.
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde::Deserialize;
+use serde_json::Value;
+use switchboard_plugin_sdk::http::{self, Response};
+use switchboard_plugin_sdk::prelude::*;
+
+/// How long to wait after `REQUEST_LIMIT_EXCEEDED`, which comes without Retry-After.
+///
+/// The same code covers two limits. The daily allocation is a rolling 24-hour window, so
+/// capacity comes back continuously as the calls of a day ago age out, not at a reset time;
+/// the concurrent long-request limit clears as soon as running requests finish. A minute is
+/// short enough to resume promptly in both cases and costs a blocked installation at most one
+/// request a minute per waiting job.
+pub const REQUEST_LIMIT_BACKOFF_MS: u64 = 60_000;
+
+/// Everything but RFC 3986's unreserved characters is encoded in a path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// One entry of Salesforce's error array.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ApiErrorEntry {
+    #[serde(default)]
+    pub message: String,
+    #[serde(rename = "errorCode", default)]
+    pub error_code: String,
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
+/// The first error of an error-array body, if the body is one.
+pub fn first_error(body: &[u8]) -> Option<ApiErrorEntry> {
+    let errors: Vec<ApiErrorEntry> = serde_json::from_slice(body).ok()?;
+    errors.into_iter().next()
+}
+
+/// Maps an unsuccessful Salesforce response onto the error the host acts on.
+pub fn salesforce_error(response: &Response) -> ConnectorError {
+    let Some(error) = first_error(&response.body) else {
+        return http::status_error(response.status, &response.headers, &response.body);
+    };
+    let code = error.error_code.as_str();
+    let message = format!(
+        "Salesforce {} {code}: {}",
+        response.status,
+        error.message.trim()
+    );
+    match (response.status, code) {
+        // The host refreshes the token and retries once before this reaches the hub.
+        (401, _) => ConnectorError::unauthorized(format!(
+            "Salesforce refused the session; reconnect the installation ({message})"
+        )),
+        (403, "REQUEST_LIMIT_EXCEEDED") => {
+            ConnectorError::rate_limited(REQUEST_LIMIT_BACKOFF_MS, message)
+        }
+        (403, _) => ConnectorError::unauthorized(format!(
+            "the integration user lacks access; check its profile and permission sets ({message})"
+        )),
+        (_, "INVALID_CROSS_REFERENCE_KEY" | "ENTITY_IS_DELETED") => {
+            ConnectorError::not_found(message)
+        }
+        (404, _) => ConnectorError::not_found(message),
+        (400, _) => {
+            let field = error
+                .fields
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "request".to_string());
+            ConnectorError::invalid(field, message)
+        }
+        (500..=599, _) => ConnectorError::transient(message),
+        _ => http::status_error(response.status, &response.headers, &response.body),
+    }
+}
+
+/// Passes a 2xx response through; maps any other with [`salesforce_error`].
+pub fn check(response: Response) -> Result<Response> {
+    if response.is_success() {
+        Ok(response)
+    } else {
+        Err(salesforce_error(&response))
+    }
+}
+
+/// Parses a successful body; JSON the plugin cannot read is a contract break.
+pub fn parse<T: serde::de::DeserializeOwned>(response: &Response, what: &str) -> Result<T> {
+    serde_json::from_slice(&response.body)
+        .map_err(|err| ConnectorError::fatal(format!("unexpected {what} from Salesforce: {err}")))
+}
+
+/// A value as one URL path segment.
+pub fn path_segment(value: &str) -> String {
+    utf8_percent_encode(value, SEGMENT).to_string()
+}
+
+/// Checks that `id` is a Salesforce id of the object with `prefix` (`500` for Case), so it
+/// can go into a path or a query safely.
+pub fn record_id(field: &str, id: &str, prefix: &str, object: &str) -> Result<String> {
+    let id = id.trim();
+    let well_formed = matches!(id.len(), 15 | 18) && id.bytes().all(|c| c.is_ascii_alphanumeric());
+    if !well_formed || !id.starts_with(prefix) {
+        return Err(ConnectorError::invalid(
+            field,
+            format!("expected a Salesforce {object} id ({prefix}...), got `{id}`"),
+        ));
+    }
+    Ok(id.to_string())
+}
+
+/// Checks an API field name from a setting (`Switchboard_External_Id__c`, `ns__Field__c`), so
+/// it can go into a path or a query safely.
+pub fn api_name<'a>(setting: &str, name: &'a str) -> Result<&'a str> {
+    let name = name.trim();
+    let valid = name.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+        && name.len() <= 80;
+    if valid {
+        Ok(name)
+    } else {
+        Err(ConnectorError::invalid(
+            setting,
+            format!("`{name}` is not a Salesforce field API name"),
+        ))
+    }
+}
+
+/// `{"id", "success", "errors", "created"?}` of a create or upsert.
+#[derive(Debug, Deserialize)]
+pub struct SaveResult {
+    pub id: String,
+    pub created: Option<bool>,
+}
+
+/// What an upsert by external id did.
+#[derive(Debug, PartialEq)]
+pub enum Upserted {
+    Created(String),
+    /// An existing record was updated; older API versions (204) don't say which.
+    Updated(Option<String>),
+}
+
+/// Reads an upsert answer: 201 created, 200 updated, 204 updated (API v45.0 and older), 300
+/// several records share the external id.
+pub fn upserted(
+    response: &Response,
+    object: &str,
+    field: &str,
+    value: &str,
+    setting: &str,
+) -> Result<Upserted> {
+    match response.status {
+        201 => Ok(Upserted::Created(parse::<SaveResult>(response, "upsert result")?.id)),
+        200 => {
+            let result: SaveResult = parse(response, "upsert result")?;
+            Ok(match result.created {
+                Some(true) => Upserted::Created(result.id),
+                _ => Upserted::Updated(Some(result.id)),
+            })
+        }
+        204 => Ok(Upserted::Updated(None)),
+        300 => {
+            let urls: Vec<String> = serde_json::from_slice(&response.body).unwrap_or_default();
+            Err(ConnectorError::fatal(format!(
+                "{} {object} records share {field} = `{value}` ({}); Salesforce cannot tell which \
+                 to update. Make {field} a Unique external id and merge the duplicates.",
+                urls.len().max(2),
+                urls.join(", ")
+            )))
+        }
+        404 if first_error(&response.body).is_some_and(|e| e.message.contains("external ID field")) => {
+            Err(ConnectorError::invalid(
+                setting,
+                format!("{object} has no external id field `{field}`: create it (Text, External ID, Unique) or change the `{setting}` setting"),
+            ))
+        }
+        _ => Err(salesforce_error(response)),
+    }
+}
+
+/// One batch of a SOQL result.
+#[derive(Debug, Deserialize)]
+pub struct QueryPage {
+    #[serde(default)]
+    pub done: bool,
+    #[serde(rename = "nextRecordsUrl")]
+    pub next_records_url: Option<String>,
+    #[serde(default)]
+    pub records: Vec<Value>,
+}
+
+/// A record field as text.
+pub fn text<'a>(record: &'a Value, field: &str) -> Option<&'a str> {
+    record
+        .get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// `Relationship.Field` of a record, as SOQL nests it.
+pub fn related<'a>(record: &'a Value, relationship: &str, field: &str) -> Option<&'a Value> {
+    record
+        .get(relationship)?
+        .get(field)
+        .filter(|v| !v.is_null())
+}
+
+/// `api-usage=N/M` of `Sforce-Limit-Info`.
+pub fn api_usage(response: &Response) -> Option<(u64, u64)> {
+    let value = response.header("sforce-limit-info")?;
+    let usage = value
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("api-usage="))?;
+    let (used, max) = usage.split_once('/')?;
+    Some((used.trim().parse().ok()?, max.trim().parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
+        Response {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn errors_map_by_status_and_code() {
+        let session = salesforce_error(&response(
+            401,
+            &[],
+            r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#,
+        ));
+        assert!(
+            matches!(session, ConnectorError::Unauthorized(m) if m.contains("INVALID_SESSION_ID"))
+        );
+        let limit = salesforce_error(&response(
+            403,
+            &[],
+            r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+        ));
+        assert!(
+            matches!(limit, ConnectorError::RateLimited(r) if r.retry_after_ms == REQUEST_LIMIT_BACKOFF_MS)
+        );
+        let access = salesforce_error(&response(
+            403,
+            &[],
+            r#"[{"message":"insufficient access","errorCode":"INSUFFICIENT_ACCESS_OR_READONLY"}]"#,
+        ));
+        assert!(matches!(access, ConnectorError::Unauthorized(_)));
+        let picklist = salesforce_error(&response(
+            400,
+            &[],
+            r#"[{"message":"Origin: bad value for restricted picklist field: Telegram","errorCode":"INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST","fields":["Origin"]}]"#,
+        ));
+        assert!(
+            matches!(&picklist, ConnectorError::InvalidInput(f) if f.field == "Origin" && f.message.contains("Telegram")),
+            "{picklist:?}"
+        );
+        let query = salesforce_error(&response(
+            400,
+            &[],
+            r#"[{"message":"unexpected token","errorCode":"MALFORMED_QUERY"}]"#,
+        ));
+        assert!(
+            matches!(&query, ConnectorError::InvalidInput(f) if f.field == "request" && f.message.contains("MALFORMED_QUERY"))
+        );
+        let gone = salesforce_error(&response(
+            400,
+            &[],
+            r#"[{"message":"invalid cross reference id","errorCode":"INVALID_CROSS_REFERENCE_KEY","fields":["ParentId"]}]"#,
+        ));
+        assert!(matches!(gone, ConnectorError::NotFound(_)));
+        let missing = salesforce_error(&response(
+            404,
+            &[],
+            r#"[{"errorCode":"NOT_FOUND","message":"The requested resource does not exist"}]"#,
+        ));
+        assert!(matches!(missing, ConnectorError::NotFound(_)));
+        let down = salesforce_error(&response(
+            503,
+            &[],
+            r#"[{"errorCode":"SERVER_UNAVAILABLE","message":"later"}]"#,
+        ));
+        assert!(matches!(down, ConnectorError::Transient(_)));
+        // Not an error array (a proxy's HTML page): the generic mapping.
+        assert!(matches!(
+            salesforce_error(&response(502, &[], "<html>")),
+            ConnectorError::Transient(_)
+        ));
+    }
+
+    #[test]
+    fn upsert_answers() {
+        let created = response(
+            201,
+            &[],
+            r#"{"id":"0035g0000000001AAA","success":true,"errors":[],"created":true}"#,
+        );
+        assert_eq!(
+            upserted(&created, "Contact", "F", "v", "s").ok(),
+            Some(Upserted::Created("0035g0000000001AAA".into()))
+        );
+        let updated = response(
+            200,
+            &[],
+            r#"{"id":"0035g0000000001AAA","success":true,"errors":[],"created":false}"#,
+        );
+        assert_eq!(
+            upserted(&updated, "Contact", "F", "v", "s").ok(),
+            Some(Upserted::Updated(Some("0035g0000000001AAA".into())))
+        );
+        assert_eq!(
+            upserted(&response(204, &[], ""), "Contact", "F", "v", "s").ok(),
+            Some(Upserted::Updated(None))
+        );
+        let several = response(
+            300,
+            &[],
+            r#"["/services/data/v60.0/sobjects/Case/500A","/services/data/v60.0/sobjects/Case/500B"]"#,
+        );
+        assert!(
+            matches!(upserted(&several, "Case", "Ext__c", "k", "s"), Err(ConnectorError::Fatal(m)) if m.contains("500B") && m.contains("Ext__c"))
+        );
+        let no_field = response(
+            404,
+            &[],
+            r#"[{"errorCode":"NOT_FOUND","message":"Provided external ID field does not exist or is not accessible: Ext__c"}]"#,
+        );
+        assert!(
+            matches!(upserted(&no_field, "Case", "Ext__c", "k", "case_external_id_field"), Err(ConnectorError::InvalidInput(f)) if f.field == "case_external_id_field")
+        );
+    }
+
+    #[test]
+    fn ids_names_and_literals() {
+        assert_eq!(
+            record_id("ticket-id", "5005g0000000001AAA", "500", "Case")
+                .ok()
+                .as_deref(),
+            Some("5005g0000000001AAA")
+        );
+        assert!(record_id("ticket-id", "5005g0000000001", "500", "Case").is_ok());
+        for bad in [
+            "0035g0000000001AAA",
+            "500",
+            "500'; DROP",
+            "5005g00000000/1AA",
+        ] {
+            assert!(
+                matches!(record_id("ticket-id", bad, "500", "Case"), Err(ConnectorError::InvalidInput(f)) if f.field == "ticket-id"),
+                "{bad}"
+            );
+        }
+        assert_eq!(api_name("s", "ns__Ext_Id__c").ok(), Some("ns__Ext_Id__c"));
+        assert!(
+            api_name("s", "Ext Id").is_err()
+                && api_name("s", "1x").is_err()
+                && api_name("s", "").is_err()
+        );
+        assert_eq!(path_segment("ticket:abc/1 é"), "ticket%3Aabc%2F1%20%C3%A9");
+    }
+
+    #[test]
+    fn usage_header() {
+        let r = response(
+            200,
+            &[("sforce-limit-info", "api-usage=18/15000; api-bursts=1/750")],
+            "",
+        );
+        assert_eq!(api_usage(&r), Some((18, 15000)));
+        assert_eq!(api_usage(&response(200, &[], "")), None);
+    }
+}
