@@ -50,6 +50,41 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU time (user + system) `pid` has used so far, from /proc (Linux only). On shared,
+/// noisy cores this is steadier than throughput: it counts the work, not the waiting.
+fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesized command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // The kernel's USER_HZ is 100 on every Linux this runs on.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// CPU per message of the hub and of this process (simulators and client), as table cells.
+fn cpu_cells(hub: &str, hub_before: Option<Duration>, own_before: Option<Duration>, messages: usize) -> String {
+    let per = |before: Option<Duration>, pid: &str| match (before, cpu_time(pid)) {
+        (Some(before), Some(after)) => {
+            format!("{:.0} µs", (after - before).as_secs_f64() * 1e6 / messages as f64)
+        }
+        _ => "n/a".into(),
+    };
+    format!("{} | {}", per(hub_before, hub), per(own_before, "self"))
+}
+
+/// Waits until the hub has processed every stored event (its tickets, comments and outbox rows
+/// exist in the hub), and returns when that was seen.
+async fn wait_processed(hub: &HubProcess, timeout: Duration) -> Instant {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if hub.api.health().await["inbound_pending"].as_u64() == Some(0) {
+            return Instant::now();
+        }
+        assert!(Instant::now() < deadline, "events still pending after {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// POSTs one message per chat in `chats` (message `n` of each conversation) at `concurrency`,
 /// and returns each request's latency. Every answer must be a 2xx.
 async fn post_messages(
@@ -177,12 +212,17 @@ async fn run() {
     println!();
 
     // Throughput: first messages of new conversations, then one follow-up each.
-    println!("| webhook→Zendesk throughput | messages | all accepted after | last effect after | messages/s |");
-    println!("|---|---|---|---|---|");
+    println!("| webhook→Zendesk throughput | messages | all accepted after | all in hub tickets after (msg/s) | last effect in Zendesk after | messages/s into Zendesk | hub CPU per message | simulators + client CPU per message |");
+    println!("|---|---|---|---|---|---|---|---|");
     let chats: Vec<i64> = (next_chat..next_chat + conversations as i64).collect();
+    let hub_pid = pid.to_string();
+    let (hub_cpu, own_cpu) = (cpu_time(&hub_pid), cpu_time("self"));
     let started = Instant::now();
     post_messages(&hub, &chats, 0, 64).await;
     let accepted = started.elapsed();
+    let processed = wait_processed(&hub, Duration::from_secs(900))
+        .await
+        .duration_since(started);
     let done = wait_zendesk(
         &sims,
         "POST",
@@ -193,15 +233,22 @@ async fn run() {
     .await;
     let total = done.duration_since(started);
     println!(
-        "| new conversations → tickets | {conversations} | {} | {} | {:.0} |",
+        "| new conversations → tickets | {conversations} | {} | {} ({:.0}) | {} | {:.0} | {} |",
         ms(accepted),
+        ms(processed),
+        conversations as f64 / processed.as_secs_f64(),
         ms(total),
-        conversations as f64 / total.as_secs_f64()
+        conversations as f64 / total.as_secs_f64(),
+        cpu_cells(&hub_pid, hub_cpu, own_cpu, conversations)
     );
 
+    let (hub_cpu, own_cpu) = (cpu_time(&hub_pid), cpu_time("self"));
     let started = Instant::now();
     post_messages(&hub, &chats, 1, 64).await;
     let accepted = started.elapsed();
+    let processed = wait_processed(&hub, Duration::from_secs(900))
+        .await
+        .duration_since(started);
     let done = wait_zendesk(
         &sims,
         "PUT",
@@ -212,10 +259,13 @@ async fn run() {
     .await;
     let total = done.duration_since(started);
     println!(
-        "| follow-ups → comments | {conversations} | {} | {} | {:.0} |",
+        "| follow-ups → comments | {conversations} | {} | {} ({:.0}) | {} | {:.0} | {} |",
         ms(accepted),
+        ms(processed),
+        conversations as f64 / processed.as_secs_f64(),
         ms(total),
-        conversations as f64 / total.as_secs_f64()
+        conversations as f64 / total.as_secs_f64(),
+        cpu_cells(&hub_pid, hub_cpu, own_cpu, conversations)
     );
     println!();
 

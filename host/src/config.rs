@@ -22,7 +22,7 @@
 //! max_attempts = 8
 //! base_backoff_ms = 500
 //! max_backoff_ms = 300000
-//! workers = 4
+//! workers = 32                # rows delivered at once (different conversations)
 //!
 //! [scheduler]
 //! tick_ms = 1000
@@ -120,28 +120,8 @@ pub struct Config {
     pub webhook_body_limit: usize,
     /// Deadline of one admin API request.
     pub request_timeout: Duration,
-    pub outbox: OutboxSettings,
+    pub outbox: OutboxConfig,
     pub scheduler_tick: Duration,
-}
-
-/// Outbox knobs, mapped onto the hub's `OutboxConfig`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxSettings {
-    pub max_attempts: u32,
-    pub base_backoff: Duration,
-    pub max_backoff: Duration,
-    pub workers: usize,
-}
-
-impl Default for OutboxSettings {
-    fn default() -> Self {
-        Self {
-            max_attempts: 8,
-            base_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(300),
-            workers: 4,
-        }
-    }
 }
 
 // Credentials never appear in Debug output (and so never in logs).
@@ -373,8 +353,8 @@ impl Config {
             None => Duration::from_secs(30),
         };
 
-        let defaults = OutboxSettings::default();
-        let outbox = OutboxSettings {
+        let defaults = OutboxConfig::default();
+        let outbox = OutboxConfig {
             max_attempts: match pick_num(
                 "SWITCHBOARD_OUTBOX_MAX_ATTEMPTS",
                 file.outbox.max_attempts.map(|n| n.to_string()),
@@ -508,12 +488,7 @@ impl Config {
             database_url: self.database_url.clone(),
             data_dir: self.data_dir.clone(),
             secret_key: self.secret_key()?,
-            outbox: OutboxConfig {
-                max_attempts: self.outbox.max_attempts,
-                base_backoff: self.outbox.base_backoff,
-                max_backoff: self.outbox.max_backoff,
-                workers: self.outbox.workers,
-            },
+            outbox: self.outbox.clone(),
             scheduler_tick: self.scheduler_tick,
         })
     }
@@ -684,7 +659,7 @@ mod tests {
         assert_eq!(config.database_url, default_database_url(dir.path()));
         assert_eq!(config.webhook_body_limit, 1024 * 1024);
         assert_eq!(config.log_format, LogFormat::Human);
-        assert_eq!(config.outbox, OutboxSettings::default());
+        assert_eq!(config.outbox, OutboxConfig::default());
         assert_eq!(config.admin_token, None);
         assert_eq!(config.secret_key, None);
     }

@@ -160,6 +160,71 @@ async fn reopen_solved_adds_to_the_last_ticket() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_up_to_a_ticket_closed_between_polls_opens_a_new_ticket() {
+    let w = world().await;
+    w.customer(CHAT, "Aiko", "Hello");
+    w.inbound_cycle().await;
+    let first = w.ticket_id(0);
+    // Closed in Zendesk, and the hub has not polled since: Zendesk refuses the follow-ups.
+    w.zd.set_status(first, "closed");
+    w.customer(CHAT, "Aiko", "Are you there?");
+    w.customer(CHAT, "Aiko", "Hello again");
+    w.inbound_cycle().await;
+
+    let tickets = w.tickets();
+    assert_eq!(tickets.len(), 2, "{tickets:#?}");
+    assert_eq!(w.zd.comments(first).len(), 1);
+    let second = w.ticket_id(1);
+    let bodies: Vec<String> =
+        w.zd.comments(second)
+            .iter()
+            .map(|c| c["body"].as_str().unwrap_or_default().to_string())
+            .collect();
+    assert_eq!(bodies, ["Are you there?", "Hello again"]);
+    assert_eq!(tickets[1]["subject"], "Are you there?");
+    assert!(w.hub.list_dead_letters().await.expect("dead").is_empty());
+
+    let detail = w
+        .hub
+        .get_conversation(&only_conversation(&w).await)
+        .await
+        .expect("conversation");
+    let states: Vec<(Option<String>, &str, bool)> = detail
+        .tickets
+        .iter()
+        .map(|t| (t.external_id.clone(), t.status.as_str(), t.is_current))
+        .collect();
+    assert!(
+        states.contains(&(Some(first.to_string()), "closed", false))
+            && states.iter().any(|(id, _, current)| *id == Some(second.to_string()) && *current),
+        "{states:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_from_before_the_link_are_synced_once_linked() {
+    let w = world().await;
+    w.hub.delete_link("tg-to-zd").await.expect("unlink");
+    w.customer(CHAT, "Aiko", "Anyone there?");
+    w.inbound_cycle().await;
+    assert!(w.tickets().is_empty());
+
+    w.hub
+        .create_link(switchboard::hub::NewLink {
+            id: "tg-to-zd".into(),
+            social_installation: hub_support::TG.into(),
+            helpdesk_installation: hub_support::ZD.into(),
+            settings: LinkSettings::default(),
+        })
+        .await
+        .expect("link");
+    w.settle().await;
+    let tickets = w.tickets();
+    assert_eq!(tickets.len(), 1, "{tickets:#?}");
+    assert_eq!(tickets[0]["subject"], "Anyone there?");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_message_by_webhook_and_poll_is_one_comment() {
     let w = world().await;
     w.customer(CHAT, "Aiko", "First");

@@ -6,6 +6,7 @@
 //! (installation, external id); the hub's own messages coming back are recognized by their
 //! echo flag or by the ids the outbox recorded when it posted them.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -24,8 +25,8 @@ use crate::runtime::bindings::social::exports::switchboard::connector::social_co
 use crate::runtime::bindings::types::{ConnectorError, Visibility};
 use crate::runtime::CallError;
 use crate::store::{
-    ConversationRow, IdentityInput, InboundEvent, MessageRow, NewInboundEvent, NewOutbox,
-    StoreError, TicketRow, Tx,
+    ConversationRow, IdentityInput, InboundEvent, LinkRow, MessageRow, NewInboundEvent,
+    NewOutbox, StoreError, TicketRow, Tx,
 };
 
 /// Events read per sweep of the intake.
@@ -77,7 +78,11 @@ pub(crate) async fn store_events(
 ) -> Result<u64, HubError> {
     let now = now_ms();
     let rows = to_rows(installation_id, source, &events, now)?;
-    let mut tx = hub.inner.db.begin().await?;
+    // A webhook's sender waits for this commit; a poll does not.
+    let mut tx = match source {
+        Source::Webhook => hub.inner.db.begin_urgent().await?,
+        Source::Poll => hub.inner.db.begin().await?,
+    };
     let inserted = tx.insert_inbound_events(&rows).await?;
     if let Some((stream, cursor)) = cursor {
         tx.save_cursor(installation_id, stream, cursor, now).await?;
@@ -238,13 +243,20 @@ pub(crate) async fn run_processor(hub: Hub, shutdown: CancellationToken) {
             }
             continue;
         }
-        let wait = held_until.map_or(SWEEP, |t| {
-            Duration::from_millis((t - now_ms()).clamp(1, 1000) as u64)
-        });
+        if let Some(at) = held_until {
+            // New events would only extend the hold; wake when it may have ended. (Events of
+            // other installations wait at most SETTLE_MS for this.)
+            let wait = Duration::from_millis((at - now_ms()).clamp(1, SETTLE_MS) as u64);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            continue;
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = hub.inner.inbound.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(SWEEP) => {}
         }
     }
 }
@@ -289,7 +301,8 @@ async fn process_ready(hub: &Hub) -> Result<(usize, Option<i64>), StoreError> {
     let now = now_ms();
     let events = hub.inner.db.pending_inbound_events(BATCH).await?;
     let mut ready = Vec::with_capacity(events.len());
-    let mut held = false;
+    // When the earliest held event may be ready.
+    let mut held_until: Option<i64> = None;
     let mut blocked: Vec<&str> = Vec::new();
     // The newest webhook event of each installation: its intake is settled once that is
     // older than SETTLE_MS.
@@ -319,9 +332,16 @@ async fn process_ready(hub: &Hub) -> Result<(usize, Option<i64>), StoreError> {
                     .is_some_and(|started| started <= event.received_at));
         if waits || blocked.contains(&installation) {
             // Everything after a held event of the same installation waits with it.
-            held = true;
             if !blocked.contains(&installation) {
                 blocked.push(installation);
+                let settled = newest_webhook
+                    .iter()
+                    .find(|(i, _)| *i == installation)
+                    .map_or(now, |(_, newest)| newest + SETTLE_MS);
+                let until = settled
+                    .max(now + 10)
+                    .min(event.received_at + MAX_HOLD_MS);
+                held_until = Some(held_until.map_or(until, |t| t.min(until)));
             }
             continue;
         }
@@ -333,7 +353,7 @@ async fn process_ready(hub: &Hub) -> Result<(usize, Option<i64>), StoreError> {
     if queued {
         hub.inner.outbox.notify_one();
     }
-    Ok((ready.len(), held.then(|| now_ms() + 10)))
+    Ok((ready.len(), held_until))
 }
 
 /// Reorders the events of `kind` among `events` by when the service made them (ties broken
@@ -388,6 +408,8 @@ fn numbers(id: &str) -> Vec<u64> {
 /// the processor; the time cap keeps webhooks that wait for the lock from waiting long.
 const TX_EVENTS: usize = 64;
 const TX_TIME: Duration = Duration::from_millis(2);
+/// Events claimed per statement.
+const CLAIM_CHUNK: usize = 8;
 
 /// Processes `events` in order, several per transaction: each event's rows and the outbox
 /// rows it causes still commit together (a crash leaves either nothing or everything of it,
@@ -398,13 +420,25 @@ async fn process_events(hub: &Hub, events: &[&InboundEvent]) -> Result<bool, Sto
     let mut rest = events;
     while !rest.is_empty() {
         let started = Instant::now();
-        let mut tx = hub.inner.db.begin().await?;
+        let mut tx = hub.inner.db.begin_urgent().await?;
+        let mut lookups = Lookups::default();
         let mut taken = 0;
-        for event in rest {
-            queued |= process_event(&mut tx, event).await?;
-            taken += 1;
-            if taken >= TX_EVENTS || started.elapsed() >= TX_TIME {
-                break;
+        // Claimed a few at a time: one statement for several events, and few to hand back
+        // when the time is up.
+        'chunks: for chunk in rest[..rest.len().min(TX_EVENTS)].chunks(CLAIM_CHUNK) {
+            let ids: Vec<i64> = chunk.iter().map(|e| e.id).collect();
+            let claimed = tx.claim_inbound_events(&ids, now_ms()).await?;
+            for (index, event) in chunk.iter().enumerate() {
+                // Events another processor claimed first are its to handle.
+                if claimed.contains(&event.id) {
+                    queued |= process_event(&mut tx, &mut lookups, event).await?;
+                }
+                taken += 1;
+                if started.elapsed() >= TX_TIME {
+                    // Claimed events this transaction has no time for go back to the intake.
+                    tx.release_inbound_events(&ids[index + 1..]).await?;
+                    break 'chunks;
+                }
             }
         }
         tx.commit().await?;
@@ -413,8 +447,61 @@ async fn process_events(hub: &Hub, events: &[&InboundEvent]) -> Result<bool, Sto
     Ok(queued)
 }
 
-/// Processes one event in `tx`. Returns whether outbox rows were queued.
-async fn process_event(tx: &mut Tx, event: &InboundEvent) -> Result<bool, StoreError> {
+/// Configuration read while processing, kept for the length of one transaction: the events
+/// of a batch mostly share an installation, and links and manifests change rarely.
+#[derive(Default)]
+struct Lookups {
+    links: HashMap<String, Option<LinkRow>>,
+    text_limits: HashMap<(String, String), Option<(usize, LengthUnit)>>,
+}
+
+impl Lookups {
+    async fn link_for_social(
+        &mut self,
+        tx: &mut Tx,
+        installation_id: &str,
+    ) -> Result<Option<LinkRow>, StoreError> {
+        if let Some(link) = self.links.get(installation_id) {
+            return Ok(link.clone());
+        }
+        let link = tx.link_for_social(installation_id).await?;
+        self.links
+            .insert(installation_id.to_string(), link.clone());
+        Ok(link)
+    }
+
+    /// The text limit of a social installation for a visibility, from its plugin's manifest.
+    async fn text_limit(
+        &mut self,
+        tx: &mut Tx,
+        installation_id: &str,
+        visibility: &str,
+    ) -> Result<Option<(usize, LengthUnit)>, StoreError> {
+        let key = (installation_id.to_string(), visibility.to_string());
+        if let Some(limit) = self.text_limits.get(&key) {
+            return Ok(*limit);
+        }
+        let limit = tx
+            .manifest_of_installation(installation_id)
+            .await?
+            .and_then(|manifest| {
+                manifest
+                    .text_limits
+                    .iter()
+                    .find(|l| l.visibility == visibility)
+                    .map(|l| (l.max_length as usize, LengthUnit::parse(&l.unit)))
+            });
+        self.text_limits.insert(key, limit);
+        Ok(limit)
+    }
+}
+
+/// Processes one event, claimed by `tx`. Returns whether outbox rows were queued.
+async fn process_event(
+    tx: &mut Tx,
+    lookups: &mut Lookups,
+    event: &InboundEvent,
+) -> Result<bool, StoreError> {
     let span = tracing::debug_span!(
         "inbound",
         installation = %event.installation_id,
@@ -427,19 +514,14 @@ async fn process_event(tx: &mut Tx, event: &InboundEvent) -> Result<bool, StoreE
             Ok(context) => context,
             Err(error) => {
                 tracing::warn!(%error, "event cannot be processed; it is skipped");
-                if tx.claim_inbound_event(event.id, now).await? {
-                    tx.set_inbound_outcome(event.id, &format!("error: {error}"), None)
-                        .await?;
-                }
+                tx.set_inbound_outcome(event.id, &format!("error: {error}"), None)
+                    .await?;
                 return Ok(false);
             }
         };
-        if !tx.claim_inbound_event(event.id, now).await? {
-            return Ok(false); // another processor took it
-        }
         let outcome = match context {
-            Prepared::Social(ev) => social_event(tx, event, &ev, now).await?,
-            Prepared::Helpdesk(change) => helpdesk_change(tx, event, &change, now).await?,
+            Prepared::Social(ev) => social_event(tx, lookups, event, &ev, now).await?,
+            Prepared::Helpdesk(change) => helpdesk_change(tx, lookups, event, &change, now).await?,
         };
         tx.set_inbound_outcome(event.id, &outcome.label, outcome.conversation.as_deref())
             .await?;
@@ -495,25 +577,10 @@ fn prepare(event: &InboundEvent) -> Result<Prepared, String> {
     }
 }
 
-/// The text limit of a social installation for a visibility, from its plugin's manifest.
-async fn text_limit(
-    tx: &mut Tx,
-    installation_id: &str,
-    visibility: &str,
-) -> Result<Option<(usize, LengthUnit)>, StoreError> {
-    let Some(manifest) = tx.manifest_of_installation(installation_id).await? else {
-        return Ok(None);
-    };
-    Ok(manifest
-        .text_limits
-        .iter()
-        .find(|l| l.visibility == visibility)
-        .map(|l| (l.max_length as usize, LengthUnit::parse(&l.unit))))
-}
-
 /// A customer's message: into the conversation's current ticket, or a new one.
 async fn social_event(
     tx: &mut Tx,
+    lookups: &mut Lookups,
     event: &InboundEvent,
     ev: &SocialEvent,
     now: i64,
@@ -525,8 +592,8 @@ async fn social_event(
     if tx.is_known_id(installation, &ev.message_id).await? {
         return Ok(Outcome::skip("echo-or-duplicate"));
     }
-    let Some(link) = tx.link_for_social(installation).await? else {
-        tracing::warn!("no link from this installation to a helpdesk; the message is not synced");
+    let Some(link) = lookups.link_for_social(tx, installation).await? else {
+        tracing::warn!("no link from this installation to a helpdesk yet; the message waits for one");
         return Ok(Outcome::skip("unlinked"));
     };
     let settings: LinkSettings = serde_json::from_str(&link.settings_json).unwrap_or_default();
@@ -545,7 +612,9 @@ async fn social_event(
             now,
         )
         .await?;
-    let conversation = match tx.find_conversation(installation, &ev.thread_id).await? {
+    let existing = tx.find_conversation(installation, &ev.thread_id).await?;
+    let is_new = existing.is_none();
+    let conversation = match existing {
         Some(conversation) => conversation,
         None => {
             let row = ConversationRow {
@@ -566,17 +635,21 @@ async fn social_event(
         }
     };
     tracing::Span::current().record("conversation", conversation.id.as_str());
-    tx.touch_conversation(
-        &conversation.id,
-        ev.created_at as i64,
-        ev.reply_handle.as_deref(),
-        now,
-    )
-    .await?;
-
-    // Which ticket: the current open one; else the last solved one when the link reopens;
-    // else a new one.
-    let mut ticket = tx.current_ticket(&conversation.id).await?;
+    // A new conversation was just written with this message's time and handle, and has no
+    // ticket yet.
+    let mut ticket = None;
+    if !is_new {
+        tx.touch_conversation(
+            &conversation.id,
+            ev.created_at as i64,
+            ev.reply_handle.as_deref(),
+            now,
+        )
+        .await?;
+        // Which ticket: the current open one; else the last solved one when the link
+        // reopens; else a new one.
+        ticket = tx.current_ticket(&conversation.id).await?;
+    }
     if let Some(current) = &ticket {
         if current.helpdesk_installation_id != *helpdesk || is_ended(&current.status) {
             // Linked to another helpdesk since, or ended without the flag being cleared.
@@ -585,7 +658,7 @@ async fn social_event(
             ticket = None;
         }
     }
-    if ticket.is_none() && settings.reopen_solved {
+    if !is_new && ticket.is_none() && settings.reopen_solved {
         if let Some(last) = tx.latest_ticket(&conversation.id).await? {
             if last.status == "solved" && last.helpdesk_installation_id == *helpdesk {
                 // The helpdesk reopens a solved ticket when the requester comments.
@@ -599,19 +672,7 @@ async fn social_event(
     let ticket = match ticket {
         Some(ticket) => ticket,
         None => {
-            let row = TicketRow {
-                id: new_id(),
-                conversation_id: conversation.id.clone(),
-                helpdesk_installation_id: helpdesk.clone(),
-                external_id: None,
-                url: None,
-                status: "new".into(),
-                // Only the helpdesk's own times order status changes; 0 = none seen yet.
-                status_at: 0,
-                is_current: true,
-                created_at: now,
-                updated_at: now,
-            };
+            let row = new_ticket_row(&conversation.id, helpdesk, now);
             tx.insert_ticket(&row).await?;
             row
         }
@@ -647,23 +708,14 @@ async fn social_event(
     }
 
     let (kind, key, payload) = if creating {
-        let mut tags = vec![conversation.channel.clone()];
-        tags.extend(settings.tags.iter().cloned());
-        let payload = CreateTicketPayload {
-            subject: subject_of(
-                &ev.text,
-                author.display_name.as_deref().or(author.handle.as_deref()),
-            ),
-            body: ev.text.clone(),
-            // A customer's message is a public comment on the ticket, whatever the network.
-            public: true,
-            attachments: ev.attachments.clone(),
-            tags,
-            priority: settings.priority.clone(),
-            channel: conversation.channel.clone(),
-            external_id: conversation.id.clone(),
-            contact_id: contact_id.clone(),
-        };
+        let payload = CreateTicketPayload::first_message(
+            &conversation,
+            &settings,
+            &ev.text,
+            author.display_name.as_deref().or(author.handle.as_deref()),
+            ev.attachments.clone(),
+            &contact_id,
+        );
         (
             "create-ticket",
             format!("ticket:{}", ticket.id),
@@ -706,6 +758,7 @@ async fn social_event(
 /// status changes move the ticket on.
 async fn helpdesk_change(
     tx: &mut Tx,
+    lookups: &mut Lookups,
     event: &InboundEvent,
     change: &TicketChange,
     now: i64,
@@ -771,12 +824,13 @@ async fn helpdesk_change(
                     false,
                 ));
             }
-            let limit = text_limit(
-                tx,
-                &conversation.social_installation_id,
-                &conversation.visibility,
-            )
-            .await?;
+            let limit = lookups
+                .text_limit(
+                    tx,
+                    &conversation.social_installation_id,
+                    &conversation.visibility,
+                )
+                .await?;
             let parts = match limit {
                 Some((max, unit)) => split(text, max, unit),
                 None => vec![text.to_string()],
@@ -858,7 +912,51 @@ async fn helpdesk_change(
     }
 }
 
-fn to_json<T: Serialize>(value: &T) -> String {
+/// A conversation's new ticket, not yet filed in the helpdesk.
+pub(crate) fn new_ticket_row(conversation_id: &str, helpdesk: &str, now: i64) -> TicketRow {
+    TicketRow {
+        id: new_id(),
+        conversation_id: conversation_id.to_string(),
+        helpdesk_installation_id: helpdesk.to_string(),
+        external_id: None,
+        url: None,
+        status: "new".into(),
+        // Only the helpdesk's own times order status changes; 0 = none seen yet.
+        status_at: 0,
+        is_current: true,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+impl CreateTicketPayload {
+    /// The ticket a customer's message opens.
+    pub(crate) fn first_message(
+        conversation: &ConversationRow,
+        settings: &LinkSettings,
+        text: &str,
+        author: Option<&str>,
+        attachments: Vec<crate::runtime::bindings::types::Attachment>,
+        contact_id: &str,
+    ) -> Self {
+        let mut tags = vec![conversation.channel.clone()];
+        tags.extend(settings.tags.iter().cloned());
+        CreateTicketPayload {
+            subject: subject_of(text, author),
+            body: text.to_string(),
+            // A customer's message is a public comment on the ticket, whatever the network.
+            public: true,
+            attachments,
+            tags,
+            priority: settings.priority.clone(),
+            channel: conversation.channel.clone(),
+            external_id: conversation.id.clone(),
+            contact_id: contact_id.to_string(),
+        }
+    }
+}
+
+pub(crate) fn to_json<T: Serialize>(value: &T) -> String {
     // Plain structs of strings and lists: serializing cannot fail.
     serde_json::to_string(value).unwrap_or_default()
 }

@@ -42,14 +42,14 @@ pub use crate::runtime::bindings::types::{WebhookRequest, WebhookResponse};
 pub use crate::store::PluginRecord;
 
 /// Settings of the outbox workers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxConfig {
     /// Attempts before a row becomes a dead letter.
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt (with full jitter).
     pub base_backoff: Duration,
     pub max_backoff: Duration,
-    /// Rows delivered concurrently (different conversations).
+    /// Rows delivered at once (of different conversations).
     pub workers: usize,
 }
 
@@ -59,7 +59,7 @@ impl Default for OutboxConfig {
             max_attempts: 8,
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(300),
-            workers: 4,
+            workers: 32,
         }
     }
 }
@@ -158,6 +158,7 @@ pub(crate) struct Inner {
     pub(crate) runtime: Arc<Runtime>,
     /// Loaded plugins by digest: loading compiles (or reads the compile cache), so do it once.
     plugins: Mutex<HashMap<String, Plugin>>,
+    bindings: Bindings,
     secrets: SecretBox,
     pub(crate) metrics: Metrics,
     /// Wakes the inbound processor when events were stored.
@@ -186,11 +187,49 @@ pub(crate) struct Bound {
     pub(crate) installation: InstallationRow,
     pub(crate) plugin: Plugin,
     pub(crate) runtime_installation: Installation,
+    /// The connector, prepared on first use (settings checked, HTTP policy built).
+    social: std::sync::OnceLock<Result<Arc<SocialConnector>, String>>,
+    helpdesk: std::sync::OnceLock<Result<Arc<HelpdeskConnector>, String>>,
 }
 
 impl Bound {
     pub(crate) fn manifest(&self) -> &PluginManifest {
         self.plugin.manifest()
+    }
+}
+
+/// How long a binding is reused. Changes made through the hub drop bindings at once; this
+/// bounds how long a change made elsewhere (the `plugin` CLI on the same database) goes
+/// unseen.
+const BINDING_TTL: Duration = Duration::from_secs(5);
+
+/// Bound installations, so that a webhook or a delivery does not read the installation and
+/// plugin rows, decrypt the secrets and rebuild the HTTP policy on every call.
+#[derive(Default)]
+struct Bindings {
+    entries: Mutex<HashMap<String, (std::time::Instant, Arc<Bound>)>>,
+}
+
+impl Bindings {
+    fn get(&self, installation_id: &str) -> Option<Arc<Bound>> {
+        let entries = self.entries.lock().ok()?;
+        let (at, bound) = entries.get(installation_id)?;
+        (at.elapsed() < BINDING_TTL).then(|| bound.clone())
+    }
+
+    fn put(&self, bound: Arc<Bound>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.insert(
+                bound.installation.id.clone(),
+                (std::time::Instant::now(), bound),
+            );
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
     }
 }
 
@@ -226,6 +265,7 @@ impl Hub {
                 db,
                 runtime,
                 plugins: Mutex::default(),
+                bindings: Bindings::default(),
                 secrets,
                 metrics: Metrics::new(),
                 inbound: Notify::new(),
@@ -248,9 +288,7 @@ impl Hub {
         let mut set = tokio::task::JoinSet::new();
         set.spawn(engine::run_processor(self.clone(), shutdown.clone()));
         set.spawn(scheduler::run_scheduler(self.clone(), shutdown.clone()));
-        for worker in 0..self.inner.config.outbox.workers.max(1) {
-            set.spawn(outbox::run_worker(self.clone(), shutdown.clone(), worker));
-        }
+        set.spawn(outbox::run_dispatcher(self.clone(), shutdown.clone()));
         set.spawn(metrics::run_gauges(self.clone(), shutdown));
         set
     }
@@ -344,6 +382,7 @@ impl Hub {
                 .set_approved_hosts(&manifest.id, &manifest.version, &approved)
                 .await?;
         }
+        self.forget_bindings();
         self.cache_plugin(plugin.clone());
         Ok(self
             .inner
@@ -385,6 +424,7 @@ impl Hub {
             .db
             .set_approved_hosts(plugin_id, version, &hosts)
             .await?;
+        self.forget_bindings();
         Ok(self
             .inner
             .db
@@ -408,7 +448,9 @@ impl Hub {
                 "{users} installation(s) use `{plugin_id}`; it cannot be removed while in use"
             )));
         }
-        Ok(self.inner.db.remove_plugin(plugin_id, version).await?)
+        let removed = self.inner.db.remove_plugin(plugin_id, version).await?;
+        self.forget_bindings();
+        Ok(removed)
     }
 
     fn cache_plugin(&self, plugin: Plugin) {
@@ -598,6 +640,7 @@ impl Hub {
     /// Polls the first stream from the saved cursor without saving anything: checks that the
     /// credentials and hosts work.
     pub async fn test_installation(&self, id: &str) -> Result<TestReport, HubError> {
+        self.forget_bindings();
         let bound = self.bind(id).await?;
         let Some(stream) = bound.manifest().streams.first().map(|s| s.name.clone()) else {
             return Ok(TestReport {
@@ -648,14 +691,31 @@ impl Hub {
             .db
             .set_installation_enabled(id, enabled, now_ms())
             .await?;
+        self.forget_bindings();
         if enabled {
             self.inner.outbox.notify_one();
         }
         self.get_installation(id).await
     }
 
-    /// Loads an installation with its decrypted settings and its plugin, ready to call.
-    pub(crate) async fn bind(&self, installation_id: &str) -> Result<Bound, HubError> {
+    /// An installation with its decrypted settings and its plugin, ready to call; reused for
+    /// a few seconds (see [`BINDING_TTL`]).
+    pub(crate) async fn bind(&self, installation_id: &str) -> Result<Arc<Bound>, HubError> {
+        if let Some(bound) = self.inner.bindings.get(installation_id) {
+            return Ok(bound);
+        }
+        let bound = Arc::new(self.load_binding(installation_id).await?);
+        self.inner.bindings.put(bound.clone());
+        Ok(bound)
+    }
+
+    /// Drops every cached binding; called after any change to installations or plugins.
+    pub(crate) fn forget_bindings(&self) {
+        self.inner.bindings.clear();
+    }
+
+    /// Loads an installation with its decrypted settings and its plugin, from the database.
+    async fn load_binding(&self, installation_id: &str) -> Result<Bound, HubError> {
         let installation = self.inner.db.get_installation(installation_id).await?;
         let record = self
             .inner
@@ -694,25 +754,43 @@ impl Hub {
             installation,
             plugin,
             runtime_installation,
+            social: Default::default(),
+            helpdesk: Default::default(),
         })
     }
 
-    pub(crate) fn social_connector(&self, bound: &Bound) -> Result<SocialConnector, HubError> {
-        self.inner
-            .runtime
-            .social(&bound.plugin, &bound.runtime_installation)
-            .map_err(|e| {
-                HubError::Invalid(format!("installation `{}`: {e:#}", bound.installation.id))
+    pub(crate) fn social_connector(
+        &self,
+        bound: &Bound,
+    ) -> Result<Arc<SocialConnector>, HubError> {
+        bound
+            .social
+            .get_or_init(|| {
+                self.inner
+                    .runtime
+                    .social(&bound.plugin, &bound.runtime_installation)
+                    .map(Arc::new)
+                    .map_err(|e| format!("installation `{}`: {e:#}", bound.installation.id))
             })
+            .clone()
+            .map_err(HubError::Invalid)
     }
 
-    pub(crate) fn helpdesk_connector(&self, bound: &Bound) -> Result<HelpdeskConnector, HubError> {
-        self.inner
-            .runtime
-            .helpdesk(&bound.plugin, &bound.runtime_installation)
-            .map_err(|e| {
-                HubError::Invalid(format!("installation `{}`: {e:#}", bound.installation.id))
+    pub(crate) fn helpdesk_connector(
+        &self,
+        bound: &Bound,
+    ) -> Result<Arc<HelpdeskConnector>, HubError> {
+        bound
+            .helpdesk
+            .get_or_init(|| {
+                self.inner
+                    .runtime
+                    .helpdesk(&bound.plugin, &bound.runtime_installation)
+                    .map(Arc::new)
+                    .map_err(|e| format!("installation `{}`: {e:#}", bound.installation.id))
             })
+            .clone()
+            .map_err(HubError::Invalid)
     }
 
     // ----- links -----------------------------------------------------------------------------
@@ -753,7 +831,11 @@ impl Hub {
             settings_json: serde_json::to_string(&new.settings).map_err(anyhow::Error::from)?,
             created_at: now_ms(),
         };
-        self.inner.db.create_link(&row).await?;
+        let waiting = self.inner.db.create_link(&row).await?;
+        if waiting > 0 {
+            tracing::info!(link = %row.id, messages = waiting, "syncing messages that arrived before the link");
+            self.inner.inbound.notify_one();
+        }
         link_view(row)
     }
 
@@ -939,9 +1021,16 @@ impl Hub {
     pub async fn health(&self) -> Health {
         let database = self.inner.db.ping().await.is_ok();
         let stats = self.inner.db.outbox_stats().await.unwrap_or_default();
+        let inbound = self
+            .inner
+            .db
+            .count_pending_inbound_events()
+            .await
+            .unwrap_or_default();
         Health {
             ok: database,
             database,
+            inbound_pending: inbound.max(0) as u64,
             outbox_pending: stats.pending.max(0) as u64,
             dead_letters: stats.dead.max(0) as u64,
         }

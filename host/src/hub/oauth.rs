@@ -90,6 +90,7 @@ impl Hub {
             .await?
             .runtime_installation
             .token_source
+            .clone()
             .ok_or_else(|| {
                 HubError::Invalid(format!(
                     "installation `{installation_id}`: its plugin declares no OAuth2"
@@ -279,6 +280,7 @@ impl Hub {
             .save_oauth_connection(&grant.update(installation_id, &sealed, now))
             .await?;
         self.inner.oauth.forget(installation_id).await;
+        self.forget_bindings();
         self.inner.metrics.set_needs_reauth(installation_id, false);
         self.inner.outbox.notify_one();
         tracing::info!(installation = %installation_id, flow = flow.as_str(), "OAuth2 connected");

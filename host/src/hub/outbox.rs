@@ -10,24 +10,27 @@ use std::time::{Duration, Instant};
 
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::engine::{kind_from_name, priority};
-use super::{now_ms, retry_of, Hub, HubError, Retry};
+use super::engine::{kind_from_name, new_ticket_row, priority, to_json};
+use super::{now_ms, retry_of, Hub, HubError, LinkSettings, Retry};
 use crate::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
     CommentAuthor, NewComment, NewTicket, RequesterRequest,
 };
 use crate::runtime::bindings::social::exports::switchboard::connector::social_connector::OutboundMessage;
-use crate::runtime::bindings::types::{Attachment, SocialIdentity, Visibility};
+use crate::runtime::bindings::types::{Attachment, ConnectorError, SocialIdentity, Visibility};
 use crate::runtime::{CallError, HelpdeskConnector};
-use crate::store::{ConversationRow, OutboxRow, StoreError};
+use crate::store::{ConversationRow, OutboxRow, StoreError, TicketRow};
 
 /// How long a claimed row is reserved for its worker; past it, another worker may take it.
 /// Longer than any plugin call (deadline plus HTTP timeouts) so a slow call is not doubled.
 const LEASE: Duration = Duration::from_secs(120);
 /// Longest sleep of an idle worker: rows may come from another host, or become due.
 const IDLE: Duration = Duration::from_millis(500);
+/// Shortest sleep of a worker that found nothing to claim.
+const MIN_IDLE: Duration = Duration::from_millis(20);
 
 /// A ticket to create, with the requester's first message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,57 +98,75 @@ impl From<HubError> for DeliveryError {
     }
 }
 
-/// One worker: claims and delivers rows until `shutdown`.
-pub(crate) async fn run_worker(hub: Hub, shutdown: CancellationToken, worker: usize) {
+/// Claims due rows and delivers them, up to `workers` rows at a time (of different
+/// conversations), until `shutdown`; deliveries in progress then finish.
+///
+/// One task claims for the whole process, in batches: a claim is a write transaction, and
+/// claiming row by row from many workers made the claims, not the deliveries, the bottleneck.
+pub(crate) async fn run_dispatcher(hub: Hub, shutdown: CancellationToken) {
     hub.recover().await;
-    let owner = format!("{}/outbox-{worker}", hub.inner.host_id);
+    let owner = format!("{}/outbox", hub.inner.host_id);
+    let slots = hub.inner.config.outbox.workers.max(1);
+    let mut deliveries = JoinSet::new();
     loop {
+        while deliveries.try_join_next().is_some() {}
         if shutdown.is_cancelled() {
             break;
         }
-        let now = now_ms();
-        match hub
-            .inner
-            .db
-            .claim_outbox(&owner, now, now + LEASE.as_millis() as i64)
-            .await
-        {
-            Ok(Some(row)) => {
-                // There may be more: let another idle worker look while this one delivers.
-                hub.inner.outbox.notify_one();
-                deliver(&hub, row).await;
-                continue;
+        let free = slots.saturating_sub(deliveries.len());
+        if free > 0 {
+            let now = now_ms();
+            match hub
+                .inner
+                .db
+                .claim_outbox(&owner, now, now + LEASE.as_millis() as i64, free)
+                .await
+            {
+                Ok(rows) if !rows.is_empty() => {
+                    for row in rows {
+                        let hub = hub.clone();
+                        deliveries.spawn(async move { deliver(&hub, row).await });
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "claiming outbox rows failed"),
             }
-            Ok(None) => {}
-            Err(error) => tracing::warn!(%error, "claiming outbox rows failed"),
         }
+        // Nothing claimable now. Rows that wait behind an earlier row of their conversation
+        // look due but are not; a finished delivery or new rows wake this loop, and the
+        // floor keeps it from spinning on rows another host is delivering.
         let wait = match hub.inner.db.next_outbox_due().await {
-            Ok(Some(due)) => {
-                Duration::from_millis((due - now_ms()).clamp(0, IDLE.as_millis() as i64) as u64)
-            }
+            Ok(Some(due)) => Duration::from_millis(
+                (due - now_ms()).clamp(MIN_IDLE.as_millis() as i64, IDLE.as_millis() as i64)
+                    as u64,
+            ),
             _ => IDLE,
         };
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = hub.inner.outbox.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+            // A finished delivery frees a slot and may make its conversation's next row due.
+            Some(_) = deliveries.join_next(), if !deliveries.is_empty() => {}
+            _ = tokio::time::sleep(wait), if free > 0 => {}
         }
     }
+    while deliveries.join_next().await.is_some() {}
 }
 
-/// Delivers every row that is due now, then returns how many were handled. For tests and
-/// tools that drive the hub without background workers.
+/// Delivers every row that is due now, one at a time, then returns how many were handled.
+/// For tests and tools that drive the hub without background workers.
 pub async fn deliver_due(hub: &Hub) -> Result<usize, StoreError> {
     let owner = format!("{}/inline", hub.inner.host_id);
     let mut handled = 0;
     loop {
         let now = now_ms();
-        let Some(row) = hub
+        let rows = hub
             .inner
             .db
-            .claim_outbox(&owner, now, now + LEASE.as_millis() as i64)
-            .await?
-        else {
+            .claim_outbox(&owner, now, now + LEASE.as_millis() as i64, 1)
+            .await?;
+        let Some(row) = rows.into_iter().next() else {
             return Ok(handled);
         };
         deliver(hub, row).await;
@@ -165,15 +186,17 @@ async fn deliver(hub: &Hub, row: OutboxRow) {
     );
     async {
         let result = match row.kind.as_str() {
-            "create-ticket" => create_ticket(hub, &row).await,
+            "create-ticket" => create_ticket(hub, &row).await.map(|()| true),
             "add-comment" => add_comment(hub, &row).await,
-            "send-message" => send_message(hub, &row).await,
+            "send-message" => send_message(hub, &row).await.map(|()| true),
             other => Err(DeliveryError::Permanent(format!("unknown outbox kind `{other}`"))),
         };
         let error = match result {
-            Ok(()) => {
-                hub.inner.metrics.message_out(&row.installation_id);
-                tracing::debug!("delivered");
+            Ok(delivered) => {
+                if delivered {
+                    hub.inner.metrics.message_out(&row.installation_id);
+                    tracing::debug!("delivered");
+                }
                 return;
             }
             Err(error) => error,
@@ -357,14 +380,16 @@ async fn create_ticket(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> 
     Ok(())
 }
 
-async fn add_comment(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> {
+/// Files a customer's follow-up on its ticket. Returns false when the helpdesk had closed the
+/// ticket meanwhile and the row now opens a new one instead.
+async fn add_comment(hub: &Hub, row: &OutboxRow) -> Result<bool, DeliveryError> {
     let p: AddCommentPayload = payload(row)?;
     let ticket_id = row
         .ticket_id
         .as_deref()
         .ok_or_else(|| DeliveryError::Permanent("row without ticket".into()))?;
     let ticket = hub.inner.db.get_ticket(ticket_id).await?;
-    let Some(external) = ticket.external_id else {
+    let Some(external) = ticket.external_id.clone() else {
         return Err(DeliveryError::Permanent(
             "the ticket was never created in the helpdesk (its create-ticket is a dead letter); retry that first".into(),
         ));
@@ -381,13 +406,22 @@ async fn add_comment(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> {
         visibility: visibility(p.public),
         attachments: p.attachments.clone(),
     };
-    let added = timed(
+    let added = match timed(
         hub,
         &row.installation_id,
         "add-comment",
         conn.add_comment(&comment),
     )
-    .await?;
+    .await
+    {
+        Err(CallError::Connector(ConnectorError::Policy(policy)))
+            if policy.code == TICKET_CLOSED =>
+        {
+            refile_on_new_ticket(hub, row, &ticket, p).await?;
+            return Ok(false);
+        }
+        result => result?,
+    };
     tracing::debug!(comment = %added.id, "comment filed");
     let now = now_ms();
     let mut tx = hub.inner.db.begin().await?;
@@ -404,6 +438,57 @@ async fn add_comment(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> {
     }
     tx.complete_outbox(row.id, now).await?;
     tx.commit().await?;
+    Ok(true)
+}
+
+/// The policy code of a comment refused because the helpdesk closed the ticket for good.
+const TICKET_CLOSED: &str = "ticket-closed";
+
+/// The helpdesk closed the ticket between two polls and refuses the customer's follow-up:
+/// the follow-up opens a new ticket, as it would have had the hub seen the close in time.
+async fn refile_on_new_ticket(
+    hub: &Hub,
+    row: &OutboxRow,
+    closed: &TicketRow,
+    comment: AddCommentPayload,
+) -> Result<(), DeliveryError> {
+    let now = now_ms();
+    let mut tx = hub.inner.db.begin().await?;
+    let conversation = tx
+        .get_conversation_tx(&row.conversation_id)
+        .await?
+        .ok_or_else(|| DeliveryError::Permanent("the conversation is gone".into()))?;
+    let settings: LinkSettings = match tx
+        .link_for_social(&conversation.social_installation_id)
+        .await?
+    {
+        Some(link) => serde_json::from_str(&link.settings_json).unwrap_or_default(),
+        None => LinkSettings::default(),
+    };
+    tx.update_ticket_state(&closed.id, "closed", closed.status_at, false, now)
+        .await?;
+    let ticket = new_ticket_row(&conversation.id, &row.installation_id, now);
+    tx.insert_ticket(&ticket).await?;
+    let payload = CreateTicketPayload::first_message(
+        &conversation,
+        &settings,
+        &comment.body,
+        None,
+        comment.attachments,
+        &comment.contact_id,
+    );
+    tx.refile_on_new_ticket(
+        row.id,
+        &closed.id,
+        &ticket.id,
+        &format!("ticket:{}", ticket.id),
+        &to_json(&payload),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(closed = %closed.id, ticket = %ticket.id, "the helpdesk closed the ticket; the follow-up opens a new one");
+    hub.inner.outbox.notify_one();
     Ok(())
 }
 

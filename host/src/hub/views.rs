@@ -306,6 +306,9 @@ impl From<OutboxRow> for DeadLetterView {
 pub struct Health {
     pub ok: bool,
     pub database: bool,
+    /// Stored events not yet turned into conversations, tickets and outbox rows.
+    pub inbound_pending: u64,
+    /// Side effects not yet delivered.
     pub outbox_pending: u64,
     pub dead_letters: u64,
 }

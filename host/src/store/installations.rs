@@ -161,7 +161,9 @@ impl Db {
         Ok(())
     }
 
-    pub async fn create_link(&self, row: &LinkRow) -> Result<(), StoreError> {
+    /// Saves a link, and hands the social installation's messages that arrived while it had
+    /// none back to the processor. Returns how many were handed back.
+    pub async fn create_link(&self, row: &LinkRow) -> Result<u64, StoreError> {
         let mut tx = self.begin().await?;
         let taken: Option<String> =
             sqlx::query_scalar("SELECT id FROM links WHERE id = ? OR social_installation_id = ?")
@@ -190,7 +192,16 @@ impl Db {
         .bind(row.created_at)
         .execute(&mut *tx.inner)
         .await?;
-        tx.commit().await
+        let requeued = sqlx::query(
+            "UPDATE inbound_events SET processed_at = NULL, outcome = NULL \
+             WHERE installation_id = ? AND outcome = 'unlinked'",
+        )
+        .bind(&row.social_installation_id)
+        .execute(&mut *tx.inner)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(requeued)
     }
 
     pub async fn list_links(&self) -> Result<Vec<LinkRow>, StoreError> {

@@ -45,13 +45,20 @@ pub enum StoreError {
 /// A handle to the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Db {
+    /// For reads.
     pool: SqlitePool,
+    /// The one connection this process writes through (see [`Db::connect`]).
+    writes: SqlitePool,
     /// Writers of this process take turns here before SQLite's own write lock. SQLite lets a
     /// blocked writer poll with sleeps of up to 100 ms (its busy handler), which made the
     /// webhook's durable insert wait tens of milliseconds behind the processor and the outbox
     /// workers; a fair async queue hands the lock over as soon as it is free. Other processes
     /// on the same file still meet the busy timeout.
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// Taken before `writer` by every writer but the urgent ones ([`Db::begin_urgent`]), so
+    /// that at most one background writer is ever queued on `writer` ahead of an urgent one:
+    /// a webhook waits for the transaction in progress, not for a queue of them.
+    background: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Db {
@@ -66,20 +73,34 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // SQLite drops a connection's page cache whenever another connection has written
+        // since its last transaction. This process's writes take turns anyway (see `writer`),
+        // so they all go through one connection, whose cache then stays warm; reads have a
+        // small pool of their own.
+        let writes = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("../migrations/sqlite").run(&writes).await?;
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(4)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
         Ok(Self {
             pool,
+            writes,
             writer: Arc::new(tokio::sync::Mutex::new(())),
+            background: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
     /// This process's turn to write, for single-statement writes outside a [`Tx`].
-    pub(crate) async fn write_turn(&self) -> tokio::sync::OwnedMutexGuard<()> {
-        self.writer.clone().lock_owned().await
+    pub(crate) async fn write_turn(&self) -> WriteTurn {
+        let background = Some(self.background.clone().lock_owned().await);
+        WriteTurn {
+            _writer: self.writer.clone().lock_owned().await,
+            _background: background,
+        }
     }
 
     /// Starts a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`):
@@ -88,7 +109,22 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         let turn = self.write_turn().await;
         Ok(Tx {
-            inner: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            inner: self.writes.begin_with("BEGIN IMMEDIATE").await?,
+            _turn: turn,
+        })
+    }
+
+    /// Like [`Db::begin`], ahead of the background writers (outbox, scheduler): for the
+    /// webhook intake, whose sender waits for the commit, and the inbound processor, whose
+    /// short batches everything downstream waits for. (Queued behind a few dozen outbox
+    /// deliveries, the processor fell behind the intake.)
+    pub async fn begin_urgent(&self) -> Result<Tx, StoreError> {
+        let turn = WriteTurn {
+            _writer: self.writer.clone().lock_owned().await,
+            _background: None,
+        };
+        Ok(Tx {
+            inner: self.writes.begin_with("BEGIN IMMEDIATE").await?,
             _turn: turn,
         })
     }
@@ -106,7 +142,13 @@ pub struct Tx {
     inner: sqlx::Transaction<'static, sqlx::Sqlite>,
     /// Released after `inner` (fields drop in order), so a dropped transaction's rollback is
     /// queued on its connection before the next writer goes.
-    _turn: tokio::sync::OwnedMutexGuard<()>,
+    _turn: WriteTurn,
+}
+
+/// A writer's turn (see [`Db::write_turn`]); released on drop.
+pub(crate) struct WriteTurn {
+    _writer: tokio::sync::OwnedMutexGuard<()>,
+    _background: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Tx {

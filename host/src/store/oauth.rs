@@ -130,7 +130,7 @@ impl Db {
         .bind(update.now)
         .bind(update.installation_id)
         .bind(generation)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writes)
         .await?)
     }
 
@@ -153,7 +153,7 @@ impl Db {
             .bind(now)
             .bind(installation_id)
             .bind(generation)
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await?
             .rows_affected(),
             None => sqlx::query(
@@ -164,7 +164,7 @@ impl Db {
             .bind(installation_id)
             .bind(error)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await?
             .rows_affected(),
         };
@@ -224,7 +224,7 @@ impl Db {
         .bind(error)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await?;
         Ok(())
     }

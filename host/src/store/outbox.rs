@@ -127,6 +127,52 @@ impl Tx {
         Ok(())
     }
 
+    /// Turns the pending add-comment row `row_id`, whose ticket the helpdesk closed, into the
+    /// create-ticket row of `new_ticket_id`. The row keeps its place in the conversation's
+    /// order; the rows and undelivered messages behind it that were bound for the closed
+    /// ticket go to the new one.
+    pub async fn refile_on_new_ticket(
+        &mut self,
+        row_id: i64,
+        closed_ticket_id: &str,
+        new_ticket_id: &str,
+        idempotency_key: &str,
+        payload: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET kind = 'create-ticket', ticket_id = ?, idempotency_key = ?, payload = ?, \
+             attempts = 0, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, last_error = NULL, \
+             updated_at = ? WHERE id = ?",
+        )
+        .bind(new_ticket_id)
+        .bind(idempotency_key)
+        .bind(payload)
+        .bind(now)
+        .bind(now)
+        .bind(row_id)
+        .execute(&mut *self.inner)
+        .await?;
+        sqlx::query(
+            "UPDATE outbox SET ticket_id = ?, updated_at = ? \
+             WHERE ticket_id = ? AND kind = 'add-comment' AND status = 'pending'",
+        )
+        .bind(new_ticket_id)
+        .bind(now)
+        .bind(closed_ticket_id)
+        .execute(&mut *self.inner)
+        .await?;
+        sqlx::query(
+            "UPDATE messages SET ticket_id = ? \
+             WHERE ticket_id = ? AND direction = 'inbound' AND state = 'pending'",
+        )
+        .bind(new_ticket_id)
+        .bind(closed_ticket_id)
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(())
+    }
+
     /// True when no outbox row of `message_id` is still pending (all parts delivered).
     pub async fn message_fully_delivered(&mut self, message_id: &str) -> Result<bool, StoreError> {
         let pending: i64 = sqlx::query_scalar(
@@ -140,27 +186,30 @@ impl Tx {
 }
 
 impl Db {
-    /// Claims the next due row for `owner` until `lease_until`, counting the attempt. A row is
-    /// due when its time has come, nobody holds a live lease on it, its installation is
-    /// active (enabled, not waiting for OAuth2 reauthorization), and no older row of the same conversation and target is still pending: that
-    /// is what keeps one conversation's effects in order while others proceed.
+    /// Claims up to `limit` due rows for `owner` until `lease_until`, counting an attempt on
+    /// each, oldest first. A row is due when its time has come, nobody holds a live lease on
+    /// it, its installation is active (enabled, not waiting for OAuth2 reauthorization), and
+    /// no older row of the same conversation and target is still pending: that is what keeps
+    /// one conversation's effects in order while others proceed (a claimed row stays pending
+    /// until it is completed).
     pub async fn claim_outbox(
         &self,
         owner: &str,
         now: i64,
         lease_until: i64,
-    ) -> Result<Option<OutboxRow>, StoreError> {
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
         let mut tx = self.begin().await?;
-        let row = sqlx::query_as(
+        let mut rows: Vec<OutboxRow> = sqlx::query_as(
             "UPDATE outbox SET lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ? \
-             WHERE id = (SELECT o.id FROM outbox o \
+             WHERE id IN (SELECT o.id FROM outbox o \
                  WHERE o.status = 'pending' AND o.next_attempt_at <= ? \
                  AND (o.lease_until IS NULL OR o.lease_until < ?) \
                  AND o.installation_id IN (SELECT id FROM active_installations) \
                  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.status = 'pending' \
                      AND p.conversation_id = o.conversation_id AND p.installation_id = o.installation_id \
                      AND p.id < o.id) \
-                 ORDER BY o.next_attempt_at, o.id LIMIT 1) \
+                 ORDER BY o.next_attempt_at, o.id LIMIT ?) \
              AND status = 'pending' AND (lease_until IS NULL OR lease_until < ?) \
              RETURNING *",
         )
@@ -169,25 +218,29 @@ impl Db {
         .bind(now)
         .bind(now)
         .bind(now)
+        .bind(limit.min(i64::MAX as usize) as i64)
         .bind(now)
-        .fetch_optional(&mut *tx.inner)
+        .fetch_all(&mut *tx.inner)
         .await?;
         tx.commit().await?;
-        Ok(row)
+        // RETURNING gives no order guarantee.
+        rows.sort_by_key(|r| (r.next_attempt_at, r.id));
+        Ok(rows)
     }
 
     /// When the next pending row becomes due (for the workers' sleep).
+    ///
+    /// A leased row is due again when its lease runs out, not before, and rows of installations
+    /// that are off (disabled, waiting for OAuth2 reauthorization) are not due: counting either
+    /// as due made idle workers poll in a loop.
     pub async fn next_outbox_due(&self) -> Result<Option<i64>, StoreError> {
-        Ok(
-            // Rows of installations that are off (disabled, waiting for OAuth2 reauthorization)
-            // are not due for the workers, who would otherwise wake for them without pause.
-            sqlx::query_scalar(
-                "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending' \
-                 AND installation_id IN (SELECT id FROM active_installations)",
-            )
-            .fetch_one(&self.pool)
-            .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at \
+             THEN lease_until ELSE next_attempt_at END) FROM outbox WHERE status = 'pending' \
+             AND installation_id IN (SELECT id FROM active_installations)",
         )
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Puts a failed row back for a later attempt, releasing the lease.
@@ -207,7 +260,7 @@ impl Db {
         .bind(error)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await?;
         Ok(())
     }
@@ -300,7 +353,7 @@ impl Db {
         )
         .bind(all)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await?
         .rows_affected())
     }

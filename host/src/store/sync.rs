@@ -124,18 +124,48 @@ impl Tx {
         Ok(inserted)
     }
 
-    /// Claims an unprocessed event for this transaction; false when another processor has
-    /// already handled it.
-    pub async fn claim_inbound_event(&mut self, id: i64, now: i64) -> Result<bool, StoreError> {
-        let claimed = sqlx::query(
-            "UPDATE inbound_events SET processed_at = ?, outcome = 'processing' WHERE id = ? AND processed_at IS NULL",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&mut *self.inner)
-        .await?
-        .rows_affected();
-        Ok(claimed == 1)
+    /// Claims the unprocessed events among `ids` for this transaction, in one statement.
+    /// Returns the ids claimed; the others were handled by another processor already.
+    pub async fn claim_inbound_events(
+        &mut self,
+        ids: &[i64],
+        now: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = sqlx::QueryBuilder::new(
+            "UPDATE inbound_events SET processed_at = ",
+        );
+        query
+            .push_bind(now)
+            .push(", outcome = 'processing' WHERE processed_at IS NULL AND id IN (");
+        let mut list = query.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        query.push(") RETURNING id");
+        Ok(query
+            .build_query_scalar()
+            .fetch_all(&mut *self.inner)
+            .await?)
+    }
+
+    /// Hands claimed events back to the intake unprocessed.
+    pub async fn release_inbound_events(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut query = sqlx::QueryBuilder::new(
+            "UPDATE inbound_events SET processed_at = NULL, outcome = NULL WHERE outcome = 'processing' AND id IN (",
+        );
+        let mut list = query.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        query.push(")");
+        query.build().execute(&mut *self.inner).await?;
+        Ok(())
     }
 
     pub async fn set_inbound_outcome(
@@ -547,7 +577,7 @@ impl Db {
         .bind(helpdesk_installation_id)
         .bind(requester_id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await?;
         Ok(())
     }
