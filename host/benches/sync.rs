@@ -62,10 +62,18 @@ fn cpu_time(pid: &str) -> Option<Duration> {
 }
 
 /// CPU per message of the hub and of this process (simulators and client), as table cells.
-fn cpu_cells(hub: &str, hub_before: Option<Duration>, own_before: Option<Duration>, messages: usize) -> String {
+fn cpu_cells(
+    hub: &str,
+    hub_before: Option<Duration>,
+    own_before: Option<Duration>,
+    messages: usize,
+) -> String {
     let per = |before: Option<Duration>, pid: &str| match (before, cpu_time(pid)) {
         (Some(before), Some(after)) => {
-            format!("{:.0} µs", (after - before).as_secs_f64() * 1e6 / messages as f64)
+            format!(
+                "{:.0} µs",
+                (after - before).as_secs_f64() * 1e6 / messages as f64
+            )
         }
         _ => "n/a".into(),
     };
@@ -80,7 +88,10 @@ async fn wait_processed(hub: &HubProcess, timeout: Duration) -> Instant {
         if hub.api.health().await["inbound_pending"].as_u64() == Some(0) {
             return Instant::now();
         }
-        assert!(Instant::now() < deadline, "events still pending after {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "events still pending after {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

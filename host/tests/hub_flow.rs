@@ -196,7 +196,9 @@ async fn follow_up_to_a_ticket_closed_between_polls_opens_a_new_ticket() {
         .collect();
     assert!(
         states.contains(&(Some(first.to_string()), "closed", false))
-            && states.iter().any(|(id, _, current)| *id == Some(second.to_string()) && *current),
+            && states
+                .iter()
+                .any(|(id, _, current)| *id == Some(second.to_string()) && *current),
         "{states:?}"
     );
 }

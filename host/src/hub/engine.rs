@@ -25,8 +25,8 @@ use crate::runtime::bindings::social::exports::switchboard::connector::social_co
 use crate::runtime::bindings::types::{ConnectorError, Visibility};
 use crate::runtime::CallError;
 use crate::store::{
-    ConversationRow, IdentityInput, InboundEvent, LinkRow, MessageRow, NewInboundEvent,
-    NewOutbox, StoreError, TicketRow, Tx,
+    ConversationRow, IdentityInput, InboundEvent, LinkRow, MessageRow, NewInboundEvent, NewOutbox,
+    StoreError, TicketRow, Tx,
 };
 
 /// Events read per sweep of the intake.
@@ -338,9 +338,7 @@ async fn process_ready(hub: &Hub) -> Result<(usize, Option<i64>), StoreError> {
                     .iter()
                     .find(|(i, _)| *i == installation)
                     .map_or(now, |(_, newest)| newest + SETTLE_MS);
-                let until = settled
-                    .max(now + 10)
-                    .min(event.received_at + MAX_HOLD_MS);
+                let until = settled.max(now + 10).min(event.received_at + MAX_HOLD_MS);
                 held_until = Some(held_until.map_or(until, |t| t.min(until)));
             }
             continue;
@@ -465,8 +463,7 @@ impl Lookups {
             return Ok(link.clone());
         }
         let link = tx.link_for_social(installation_id).await?;
-        self.links
-            .insert(installation_id.to_string(), link.clone());
+        self.links.insert(installation_id.to_string(), link.clone());
         Ok(link)
     }
 
@@ -593,7 +590,9 @@ async fn social_event(
         return Ok(Outcome::skip("echo-or-duplicate"));
     }
     let Some(link) = lookups.link_for_social(tx, installation).await? else {
-        tracing::warn!("no link from this installation to a helpdesk yet; the message waits for one");
+        tracing::warn!(
+            "no link from this installation to a helpdesk yet; the message waits for one"
+        );
         return Ok(Outcome::skip("unlinked"));
     };
     let settings: LinkSettings = serde_json::from_str(&link.settings_json).unwrap_or_default();

@@ -759,10 +759,7 @@ impl Hub {
         })
     }
 
-    pub(crate) fn social_connector(
-        &self,
-        bound: &Bound,
-    ) -> Result<Arc<SocialConnector>, HubError> {
+    pub(crate) fn social_connector(&self, bound: &Bound) -> Result<Arc<SocialConnector>, HubError> {
         bound
             .social
             .get_or_init(|| {

@@ -138,8 +138,7 @@ pub(crate) async fn run_dispatcher(hub: Hub, shutdown: CancellationToken) {
         // floor keeps it from spinning on rows another host is delivering.
         let wait = match hub.inner.db.next_outbox_due().await {
             Ok(Some(due)) => Duration::from_millis(
-                (due - now_ms()).clamp(MIN_IDLE.as_millis() as i64, IDLE.as_millis() as i64)
-                    as u64,
+                (due - now_ms()).clamp(MIN_IDLE.as_millis() as i64, IDLE.as_millis() as i64) as u64,
             ),
             _ => IDLE,
         };

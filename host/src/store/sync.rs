@@ -134,9 +134,7 @@ impl Tx {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut query = sqlx::QueryBuilder::new(
-            "UPDATE inbound_events SET processed_at = ",
-        );
+        let mut query = sqlx::QueryBuilder::new("UPDATE inbound_events SET processed_at = ");
         query
             .push_bind(now)
             .push(", outcome = 'processing' WHERE processed_at IS NULL AND id IN (");
