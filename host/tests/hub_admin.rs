@@ -49,6 +49,7 @@ async fn installations_validate_settings_and_keep_secrets_sealed() {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<BTreeMap<_, _>>(),
         enabled: None,
+        deadline_ms: None,
     };
     let err = w
         .hub
@@ -162,7 +163,22 @@ async fn connection_test_reports_without_saving() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
         enabled: Some(false),
+        deadline_ms: None,
     };
+    let mut slow = NewInstallation {
+        id: "tg-slow".into(),
+        deadline_ms: Some(10),
+        ..bad.clone()
+    };
+    let error = w
+        .hub
+        .create_installation(slow.clone())
+        .await
+        .expect_err("too short");
+    assert!(error.to_string().contains("100 to 60000 ms"), "{error}");
+    slow.deadline_ms = Some(30_000);
+    let view = w.hub.create_installation(slow).await.expect("create");
+    assert_eq!(view.deadline_ms, Some(30_000));
     w.hub.create_installation(bad).await.expect("create");
     let report = w.hub.test_installation("tg-bad").await.expect("test");
     assert!(!report.ok, "{report:?}");

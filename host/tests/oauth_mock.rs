@@ -260,6 +260,7 @@ async fn deliveries_wait_for_reauthorization_instead_of_dying() {
             ("webhook_secret", "tg-secret"),
         ]),
         enabled: None,
+        deadline_ms: None,
     })
     .await
     .expect("telegram installation");

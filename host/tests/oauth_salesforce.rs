@@ -36,6 +36,7 @@ async fn create(server: &HubServer, id: &str, settings: &[(&str, &str)]) {
             plugin_id: "salesforce".into(),
             settings: oauth_support::settings(settings),
             enabled: None,
+            deadline_ms: None,
         })
         .await
         .expect("create salesforce installation");

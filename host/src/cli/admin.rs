@@ -102,6 +102,7 @@ pub async fn installation(ctx: &Context, args: InstallationArgs) -> anyhow::Resu
                 plugin_id: plugin,
                 settings,
                 enabled: Some(!disabled),
+                deadline_ms: None,
             };
             let view = hub.create_installation(new).await.map_err(hub_error)?;
             print_one(json, &view)?;

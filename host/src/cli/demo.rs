@@ -601,7 +601,8 @@ async fn setup(
     admin
         .post(
             "/installations",
-            json!({"id": installation, "plugin_id": helpdesk.plugin_id(), "settings": settings}),
+            json!({"id": installation, "plugin_id": helpdesk.plugin_id(), "settings": settings,
+            "deadline_ms": helpdesk.deadline_ms()}),
         )
         .await?;
     say(&format!(

@@ -496,6 +496,14 @@ impl Hub {
         new: NewInstallation,
     ) -> Result<InstallationView, HubError> {
         check_slug("installation id", &new.id)?;
+        if let Some(ms) = new.deadline_ms {
+            // The outbox lease (120 s) must outlast any call, or a slow one would be doubled.
+            if !(100..=60_000).contains(&ms) {
+                return Err(HubError::Invalid(format!(
+                    "deadline_ms {ms} is out of range: a plugin call's deadline is 100 to 60000 ms"
+                )));
+            }
+        }
         let record = match self.inner.db.plugin_record(&new.plugin_id, None).await {
             Ok(record) => record,
             Err(StoreError::NotFound(m)) => return Err(HubError::Invalid(m)),
@@ -563,7 +571,7 @@ impl Hub {
             settings: plain,
             secrets: sealed,
             enabled: new.enabled.unwrap_or(true),
-            deadline_ms: None,
+            deadline_ms: new.deadline_ms.map(|ms| ms as i64),
             memory_bytes: None,
             created_at: now,
             updated_at: now,
@@ -626,6 +634,7 @@ impl Hub {
             needs_reauthorization: oauth.as_ref().is_some_and(|o| o.needs_reauthorization),
             oauth,
             webhook_path: format!("/webhooks/{}", row.id),
+            deadline_ms: row.deadline_ms,
             pinned: row.plugin_version.is_some(),
             plugin_version: version,
             id: row.id,

@@ -18,6 +18,10 @@ pub struct NewInstallation {
     /// Defaults to enabled.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// Deadline of one plugin call for this installation, HTTP included, in ms: for a
+    /// helpdesk that answers slowly. The runtime's default (5 s) when absent.
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for NewInstallation {
@@ -26,6 +30,7 @@ impl std::fmt::Debug for NewInstallation {
             .field("id", &self.id)
             .field("plugin_id", &self.plugin_id)
             .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .field("deadline_ms", &self.deadline_ms)
             .field("enabled", &self.enabled)
             .finish()
     }
@@ -45,6 +50,8 @@ pub struct InstallationView {
     pub settings: BTreeMap<String, String>,
     /// Where the network or helpdesk should post webhooks: `/webhooks/{id}`.
     pub webhook_path: String,
+    /// This installation's deadline for one plugin call, when it has its own.
+    pub deadline_ms: Option<i64>,
     pub created_at: String,
     /// The OAuth2 grant must be connected again (revoked, expired, never connected): the
     /// installation's jobs are skipped and its deliveries wait until then.

@@ -7,7 +7,7 @@
 //! | `GET /plugins`, `GET /plugins/{id}` | `list_plugins`, `get_plugin` |
 //! | `POST /plugins/{id}/versions/{version}/approve` `{"hosts": [...]}` | `approve_plugin` |
 //! | `DELETE /plugins/{id}[?version=V]` | `remove_plugin` |
-//! | `POST /installations` `{id, plugin_id, settings, enabled?}` | `create_installation` |
+//! | `POST /installations` `{id, plugin_id, settings, enabled?, deadline_ms?}` | `create_installation` |
 //! | `GET /installations`, `GET /installations/{id}` | `list_installations`, `get_installation` |
 //! | `POST /installations/{id}/test`, `/enable`, `/disable` | `test_installation`, `set_installation_enabled` |
 //! | `POST /links`, `GET /links`, `DELETE /links/{id}` | `create_link`, `list_links`, `delete_link` |
@@ -211,6 +211,7 @@ struct CreateInstallation {
     #[serde(default)]
     settings: BTreeMap<String, String>,
     enabled: Option<bool>,
+    deadline_ms: Option<u64>,
 }
 
 async fn create_installation(
@@ -222,6 +223,7 @@ async fn create_installation(
         plugin_id: body.plugin_id,
         settings: body.settings,
         enabled: body.enabled,
+        deadline_ms: body.deadline_ms,
     };
     Ok(created(state.hub.create_installation(new).await?))
 }

@@ -1285,7 +1285,8 @@ pub async fn connect_with(hub: &HubProcess, world: &World, inbound: Inbound, lin
     }
     api.post(
         "/installations",
-        json!({"id": installation, "plugin_id": helpdesk.plugin_id(), "settings": settings}),
+        json!({"id": installation, "plugin_id": helpdesk.plugin_id(), "settings": settings,
+            "deadline_ms": helpdesk.deadline_ms()}),
     )
     .await;
     if let Some(flow) = helpdesk.oauth_flow() {

@@ -97,6 +97,7 @@ pub async fn world_with(link: LinkSettings) -> World {
             ("webhook_secret", TG_SECRET),
         ]),
         enabled: None,
+        deadline_ms: None,
     })
     .await
     .expect("telegram installation");
@@ -111,6 +112,7 @@ pub async fn world_with(link: LinkSettings) -> World {
             ("base_url", &zd_base),
         ]),
         enabled: None,
+        deadline_ms: None,
     })
     .await
     .expect("zendesk installation");

@@ -263,6 +263,7 @@ impl HubServer {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 enabled: None,
+                deadline_ms: None,
             })
             .await
             .expect("create installation");

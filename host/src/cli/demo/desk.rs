@@ -68,6 +68,15 @@ impl Helpdesk {
         self.name()
     }
 
+    /// The deadline its installation gets for one plugin call, when the default (5 s) is too
+    /// short: a Request Tracker on loaded cores can take longer than that to answer.
+    pub fn deadline_ms(self) -> Option<u64> {
+        match self {
+            Helpdesk::Rt => Some(30_000),
+            _ => None,
+        }
+    }
+
     /// The plugin's poll stream of ticket changes.
     pub fn stream(self) -> &'static str {
         match self {
