@@ -82,6 +82,7 @@ pub mod log;
 pub mod paging;
 pub mod signature;
 pub mod text;
+pub mod time;
 pub mod webhook;
 
 #[cfg(feature = "helpdesk")]
