@@ -14,14 +14,15 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    ChangeKind, CommentAuthor, NewComment, NewTicket, RequesterRequest, TicketChange,
+    ChangeKind, CommentAuthor, NewTicket, TicketChange,
     TicketPriority, TicketStatus, TicketUpdate,
 };
 use switchboard::runtime::bindings::types::{
-    Attachment, ConnectorError, SocialIdentity, Visibility, WebhookRequest,
+    Attachment, ConnectorError, Visibility, WebhookRequest,
 };
-use switchboard::runtime::{CallError, HelpdeskConnector, Installation, Plugin, Runtime};
+use switchboard::runtime::{HelpdeskConnector, Installation, Plugin, Runtime};
 
+use common::helpdesk::{comment, connector_error, requester_request};
 use rt_support::Rt;
 
 const PLUGIN: &str = "plugins/rt";
@@ -257,18 +258,6 @@ impl World {
     }
 }
 
-fn requester_request(user_id: &str, name: &str) -> RequesterRequest {
-    RequesterRequest {
-        identity: SocialIdentity {
-            external_id: user_id.into(),
-            network: "telegram".into(),
-            handle: Some("aiko".into()),
-            display_name: Some(name.into()),
-        },
-        external_id: format!("telegram:{user_id}"),
-    }
-}
-
 fn new_ticket(key: &str, requester: &str, body: &str) -> NewTicket {
     NewTicket {
         idempotency_key: key.into(),
@@ -285,17 +274,6 @@ fn new_ticket(key: &str, requester: &str, body: &str) -> NewTicket {
     }
 }
 
-fn comment(ticket: &str, author: CommentAuthor, body: &str, visibility: Visibility) -> NewComment {
-    NewComment {
-        idempotency_key: format!("comment:{body}"),
-        ticket_id: ticket.into(),
-        author,
-        body: body.into(),
-        visibility,
-        attachments: vec![],
-    }
-}
-
 fn update(
     ticket: &str,
     status: Option<TicketStatus>,
@@ -307,14 +285,6 @@ fn update(
         priority,
         add_tags: vec![],
         remove_tags: vec![],
-    }
-}
-
-/// The connector error of a failed call; anything else fails the test.
-fn connector_error<T: std::fmt::Debug>(result: Result<T, CallError>) -> ConnectorError {
-    match result {
-        Err(CallError::Connector(error)) => error,
-        other => panic!("expected a connector error, got {other:?}"),
     }
 }
 

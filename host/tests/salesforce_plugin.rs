@@ -10,15 +10,16 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    ChangeKind, CommentAuthor, NewComment, NewTicket, PollPage, RequesterRequest, TicketChange,
-    TicketPriority, TicketStatus, TicketUpdate,
+    ChangeKind, CommentAuthor, NewTicket, PollPage, TicketChange,
+    TicketPriority, TicketStatus,
 };
 use switchboard::runtime::bindings::types::{
-    Attachment, ConnectorError, SocialIdentity, Visibility, WebhookRequest,
+    Attachment, ConnectorError, Visibility, WebhookRequest,
 };
-use switchboard::runtime::{CallError, HelpdeskConnector, Installation, Plugin, Runtime, StaticToken};
+use switchboard::runtime::{HelpdeskConnector, Installation, Plugin, Runtime, StaticToken};
 use switchboard_simulators::faults::{Fault, FaultSpec};
 use switchboard_simulators::salesforce::{Config, ExternalIdField, Simulator};
+use common::helpdesk::{comment, comment_changes, connector_error, requester_request, update};
 
 const PLUGIN: &str = "plugins/salesforce";
 const STREAM: &str = "ticket-events";
@@ -159,18 +160,6 @@ impl World {
     }
 }
 
-fn requester_request(user_id: &str, name: &str) -> RequesterRequest {
-    RequesterRequest {
-        identity: SocialIdentity {
-            external_id: user_id.into(),
-            network: "telegram".into(),
-            handle: Some("aiko".into()),
-            display_name: Some(name.into()),
-        },
-        external_id: format!("telegram:{user_id}"),
-    }
-}
-
 fn new_ticket(key: &str, requester: &str, body: &str) -> NewTicket {
     NewTicket {
         idempotency_key: key.into(),
@@ -185,50 +174,6 @@ fn new_ticket(key: &str, requester: &str, body: &str) -> NewTicket {
         status: None,
         channel: "telegram".into(),
     }
-}
-
-fn comment(ticket: &str, author: CommentAuthor, body: &str, visibility: Visibility) -> NewComment {
-    NewComment {
-        idempotency_key: format!("comment:{body}"),
-        ticket_id: ticket.into(),
-        author,
-        body: body.into(),
-        visibility,
-        attachments: vec![],
-    }
-}
-
-fn update(ticket: &str) -> TicketUpdate {
-    TicketUpdate {
-        ticket_id: ticket.into(),
-        status: None,
-        priority: None,
-        add_tags: vec![],
-        remove_tags: vec![],
-    }
-}
-
-fn connector_error<T: std::fmt::Debug>(result: Result<T, CallError>) -> ConnectorError {
-    match result {
-        Err(CallError::Connector(error)) => error,
-        other => panic!("expected a connector error, got {other:?}"),
-    }
-}
-
-/// (change, comment id, body, visibility) of the comment changes.
-fn comments_of(changes: &[TicketChange]) -> Vec<(&TicketChange, &str, &str, Visibility)> {
-    changes
-        .iter()
-        .filter_map(|c| match &c.kind {
-            ChangeKind::Comment(comment) => Some((
-                c,
-                comment.comment_id.as_str(),
-                comment.body.as_str(),
-                comment.visibility,
-            )),
-            _ => None,
-        })
-        .collect()
 }
 
 fn statuses_of(changes: &[TicketChange]) -> Vec<(&str, TicketStatus, bool)> {
@@ -705,7 +650,7 @@ async fn polling_reads_comments_and_statuses_batch_by_batch() {
     let (changes, cursor, polls) = w.poll_all(&w.conn, None).await;
     assert!(polls >= 3, "batches of two: {polls} polls");
     assert!(changes.iter().all(|c| c.ticket_id == case), "{changes:#?}");
-    let comments = comments_of(&changes);
+    let comments = comment_changes(&changes);
     let ids: Vec<&str> = comments.iter().map(|(_, id, _, _)| *id).collect();
     let mut expected = vec![mine.as_str()];
     expected.extend(agent.iter().map(String::as_str));
@@ -754,7 +699,7 @@ async fn polling_reads_comments_and_statuses_batch_by_batch() {
     let late = w.sim.agent_reply(&case, "Delivered!", true);
     let (changes, cursor, _) = w.poll_all(&w.conn, cursor).await;
     assert_eq!(
-        comments_of(&changes)
+        comment_changes(&changes)
             .iter()
             .map(|c| c.1)
             .collect::<Vec<_>>(),
@@ -781,7 +726,7 @@ async fn polling_reads_comments_and_statuses_batch_by_batch() {
     // Naming the integration user makes that user's writes the echoes instead.
     let conn = w.connector(&[("integration_user_id", &w.sim.human_agent_id())]);
     let (changes, _, _) = w.poll_all(&conn, None).await;
-    let comments = comments_of(&changes);
+    let comments = comment_changes(&changes);
     assert!(comments.iter().filter(|c| c.1 != mine).all(|c| c.0.is_echo));
     assert!(comments.iter().any(|c| c.1 == mine && !c.0.is_echo));
 }
@@ -802,7 +747,7 @@ async fn many_writes_in_one_second_are_read_once() {
         .map(|n| w.sim.agent_reply(&case, &format!("tick {n}"), true))
         .collect();
     let (first, cursor, _) = w.poll_all(&w.conn, cursor).await;
-    let read: Vec<&str> = comments_of(&first).iter().map(|c| c.1).collect();
+    let read: Vec<&str> = comment_changes(&first).iter().map(|c| c.1).collect();
     assert_eq!(read, ids.iter().map(String::as_str).collect::<Vec<_>>());
     // The next query starts at the same second again, and skips what it has read.
     let (again, cursor, _) = w.poll_all(&w.conn, cursor).await;
@@ -810,7 +755,10 @@ async fn many_writes_in_one_second_are_read_once() {
     let more = w.sim.agent_reply(&case, "tick 5", true);
     let (later, _, _) = w.poll_all(&w.conn, cursor).await;
     assert_eq!(
-        comments_of(&later).iter().map(|c| c.1).collect::<Vec<_>>(),
+        comment_changes(&later)
+            .iter()
+            .map(|c| c.1)
+            .collect::<Vec<_>>(),
         vec![more.as_str()]
     );
 }
@@ -833,14 +781,14 @@ async fn an_expired_query_locator_restarts_the_query() {
         .await
         .expect("first batch");
     assert!(page.has_more);
-    let mut read: Vec<String> = comments_of(&page.changes)
+    let mut read: Vec<String> = comment_changes(&page.changes)
         .iter()
         .map(|c| c.1.to_string())
         .collect();
     // Idle for longer than a locator lives.
     w.sim.advance_clock(Duration::from_secs(16 * 60));
     let (rest, _, _) = w.poll_all(&w.conn, page.next_cursor).await;
-    read.extend(comments_of(&rest).iter().map(|c| c.1.to_string()));
+    read.extend(comment_changes(&rest).iter().map(|c| c.1.to_string()));
     assert_eq!(read, ids, "all of them, none twice");
 }
 
@@ -977,7 +925,7 @@ async fn server_errors_are_transient_and_polls_resume() {
     ));
     let (changes, _, _) = w.poll_all(&w.conn, None).await;
     assert_eq!(
-        comments_of(&changes)
+        comment_changes(&changes)
             .iter()
             .map(|c| c.1)
             .collect::<Vec<_>>(),

@@ -10,13 +10,14 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    ChangeKind, CommentAuthor, NewComment, NewTicket, RequesterRequest, TicketChange, TicketPriority,
-    TicketStatus, TicketUpdate,
+    ChangeKind, CommentAuthor, NewTicket, TicketPriority,
+    TicketStatus,
 };
-use switchboard::runtime::bindings::types::{Attachment, ConnectorError, SocialIdentity, Visibility};
-use switchboard::runtime::{CallError, HelpdeskConnector, Installation, Plugin, Runtime};
+use switchboard::runtime::bindings::types::{Attachment, ConnectorError, Visibility};
+use switchboard::runtime::{HelpdeskConnector, Installation, Plugin, Runtime};
 use switchboard_simulators::faults::{Fault, FaultSpec};
 use switchboard_simulators::zendesk::{sign_webhook, Config, Simulator};
+use common::helpdesk::{comment, comment_changes, connector_error, requester_request, update};
 
 const PLUGIN: &str = "plugins/zendesk";
 const STREAM: &str = "ticket-events";
@@ -179,18 +180,6 @@ fn last_comment(sim: &Simulator, ticket: u64) -> Value {
     sim.comments(ticket).pop().expect("a comment")
 }
 
-fn requester_request(user_id: &str, name: &str) -> RequesterRequest {
-    RequesterRequest {
-        identity: SocialIdentity {
-            external_id: user_id.into(),
-            network: "telegram".into(),
-            handle: Some("aiko".into()),
-            display_name: Some(name.into()),
-        },
-        external_id: format!("telegram:{user_id}"),
-    }
-}
-
 fn new_ticket(key: &str, requester: &str, body: &str) -> NewTicket {
     NewTicket {
         idempotency_key: key.into(),
@@ -207,52 +196,8 @@ fn new_ticket(key: &str, requester: &str, body: &str) -> NewTicket {
     }
 }
 
-fn comment(ticket: &str, author: CommentAuthor, body: &str, visibility: Visibility) -> NewComment {
-    NewComment {
-        idempotency_key: format!("comment:{body}"),
-        ticket_id: ticket.into(),
-        author,
-        body: body.into(),
-        visibility,
-        attachments: vec![],
-    }
-}
-
-fn update(ticket: &str) -> TicketUpdate {
-    TicketUpdate {
-        ticket_id: ticket.into(),
-        status: None,
-        priority: None,
-        add_tags: vec![],
-        remove_tags: vec![],
-    }
-}
-
-/// The connector error of a failed call; anything else fails the test.
-fn connector_error<T: std::fmt::Debug>(result: Result<T, CallError>) -> ConnectorError {
-    match result {
-        Err(CallError::Connector(error)) => error,
-        other => panic!("expected a connector error, got {other:?}"),
-    }
-}
-
 fn num(id: &str) -> u64 {
     id.parse().expect("numeric id")
-}
-
-fn comment_changes(changes: &[TicketChange]) -> Vec<(&TicketChange, &str, &str, Visibility)> {
-    changes
-        .iter()
-        .filter_map(|c| match &c.kind {
-            ChangeKind::Comment(comment) => Some((
-                c,
-                comment.comment_id.as_str(),
-                comment.body.as_str(),
-                comment.visibility,
-            )),
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Shared test fixtures: plugin components built from source, and runtimes on temp dirs.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod helpdesk;
 pub mod hub;
 
 use std::collections::BTreeMap;

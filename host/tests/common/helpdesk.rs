@@ -1,0 +1,73 @@
+//! Requests and checks shared by the helpdesk plugins' tests (`*_plugin.rs`): the contract's
+//! records as the hub fills them, and readers of what the plugins answer.
+
+use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
+    ChangeKind, CommentAuthor, NewComment, RequesterRequest, TicketChange, TicketUpdate,
+};
+use switchboard::runtime::bindings::types::{ConnectorError, SocialIdentity, Visibility};
+use switchboard::runtime::CallError;
+
+/// A Telegram user `@aiko` called `name`, as the hub asks for them.
+pub fn requester_request(user_id: &str, name: &str) -> RequesterRequest {
+    RequesterRequest {
+        identity: SocialIdentity {
+            external_id: user_id.into(),
+            network: "telegram".into(),
+            handle: Some("aiko".into()),
+            display_name: Some(name.into()),
+        },
+        external_id: format!("telegram:{user_id}"),
+    }
+}
+
+/// A comment without attachments, its idempotency key made from its body.
+pub fn comment(
+    ticket: &str,
+    author: CommentAuthor,
+    body: &str,
+    visibility: Visibility,
+) -> NewComment {
+    NewComment {
+        idempotency_key: format!("comment:{body}"),
+        ticket_id: ticket.into(),
+        author,
+        body: body.into(),
+        visibility,
+        attachments: vec![],
+    }
+}
+
+/// An update of `ticket` that changes nothing yet.
+pub fn update(ticket: &str) -> TicketUpdate {
+    TicketUpdate {
+        ticket_id: ticket.into(),
+        status: None,
+        priority: None,
+        add_tags: vec![],
+        remove_tags: vec![],
+    }
+}
+
+/// The connector error of a failed call; anything else fails the test.
+pub fn connector_error<T: std::fmt::Debug>(result: Result<T, CallError>) -> ConnectorError {
+    match result {
+        Err(CallError::Connector(error)) => error,
+        other => panic!("expected a connector error, got {other:?}"),
+    }
+}
+
+/// The comment changes among `changes`: (change, comment id, body, visibility).
+pub fn comment_changes(changes: &[TicketChange]) -> Vec<(&TicketChange, &str, &str, Visibility)> {
+    changes
+        .iter()
+        .filter_map(|c| match &c.kind {
+            ChangeKind::Comment(comment) => Some((
+                c,
+                comment.comment_id.as_str(),
+                comment.body.as_str(),
+                comment.visibility,
+            )),
+            _ => None,
+        })
+        .collect()
+}
