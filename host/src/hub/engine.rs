@@ -595,7 +595,7 @@ async fn social_event(
         );
         return Ok(Outcome::skip("unlinked"));
     };
-    let settings: LinkSettings = serde_json::from_str(&link.settings_json).unwrap_or_default();
+    let settings = LinkSettings::of(&link);
     let helpdesk = &link.helpdesk_installation_id;
 
     let author = &ev.author;

@@ -133,14 +133,20 @@ pub(crate) async fn run_dispatcher(hub: Hub, shutdown: CancellationToken) {
                 Err(error) => tracing::warn!(%error, "claiming outbox rows failed"),
             }
         }
-        // Nothing claimable now. Rows that wait behind an earlier row of their conversation
-        // look due but are not; a finished delivery or new rows wake this loop, and the
-        // floor keeps it from spinning on rows another host is delivering.
-        let wait = match hub.inner.db.next_outbox_due().await {
-            Ok(Some(due)) => Duration::from_millis(
-                (due - now_ms()).clamp(MIN_IDLE.as_millis() as i64, IDLE.as_millis() as i64) as u64,
-            ),
-            _ => IDLE,
+        // Nothing claimable now, or no free slot (then only a finished delivery matters).
+        // Rows that wait behind an earlier row of their conversation look due but are not; a
+        // finished delivery or new rows wake this loop, and the floor keeps it from spinning
+        // on rows another host is delivering.
+        let wait = if free == 0 {
+            IDLE
+        } else {
+            match hub.inner.db.next_outbox_due().await {
+                Ok(Some(due)) => Duration::from_millis(
+                    (due - now_ms()).clamp(MIN_IDLE.as_millis() as i64, IDLE.as_millis() as i64)
+                        as u64,
+                ),
+                _ => IDLE,
+            }
         };
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -457,13 +463,11 @@ async fn refile_on_new_ticket(
         .get_conversation_tx(&row.conversation_id)
         .await?
         .ok_or_else(|| DeliveryError::Permanent("the conversation is gone".into()))?;
-    let settings: LinkSettings = match tx
+    let settings = tx
         .link_for_social(&conversation.social_installation_id)
         .await?
-    {
-        Some(link) => serde_json::from_str(&link.settings_json).unwrap_or_default(),
-        None => LinkSettings::default(),
-    };
+        .map(|link| LinkSettings::of(&link))
+        .unwrap_or_default();
     tx.update_ticket_state(&closed.id, "closed", closed.status_at, false, now)
         .await?;
     let ticket = new_ticket_row(&conversation.id, &row.installation_id, now);

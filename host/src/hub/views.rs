@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::iso;
-use crate::store::{ConversationRow, JobRow, JobRunRow, MessageRow, OutboxRow, TicketRow};
+use crate::store::{ConversationRow, JobRow, JobRunRow, LinkRow, MessageRow, OutboxRow, TicketRow};
 
 /// An installation to create. Its `Debug` shows setting keys only: values may be secrets.
 #[derive(Clone, Deserialize)]
@@ -93,6 +93,14 @@ pub struct LinkSettings {
     pub tags: Vec<String>,
     /// Priority of new tickets: low, normal, high or urgent.
     pub priority: Option<String>,
+}
+
+impl LinkSettings {
+    /// The settings a stored link files conversations with. The hub wrote them itself (checked
+    /// at creation); unreadable ones fall back to the defaults so messages still flow.
+    pub(crate) fn of(link: &LinkRow) -> Self {
+        serde_json::from_str(&link.settings_json).unwrap_or_default()
+    }
 }
 
 /// A link to create.
