@@ -39,7 +39,7 @@ async fn refuses_a_component_without_a_connector_export() {
     let empty = wat::parse_str("(component)").expect("wat");
     let message = load_error(&empty).await;
     assert!(
-        message.contains("switchboard:connector/social-connector@0.1.0"),
+        message.contains("switchboard:connector/social-connector@0.2.0"),
         "{message}"
     );
     assert!(message.contains("helpdesk-connector"), "{message}");
@@ -74,7 +74,7 @@ async fn refuses_an_export_with_missing_functions() {
             (core instance $i (instantiate $m))
             (func $f (canon lift (core func $i "f")))
             (instance $inst (export "describe" (func $f)))
-            (export "switchboard:connector/social-connector@0.1.0" (instance $inst)))"#,
+            (export "switchboard:connector/social-connector@0.2.0" (instance $inst)))"#,
     )
     .expect("wat");
     let message = load_error(&partial).await;

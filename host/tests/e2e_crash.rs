@@ -5,12 +5,9 @@
 //!
 //! - Zendesk: `Idempotency-Key` on ticket creation; Salesforce: the Case upsert by the hub's
 //!   idempotency key; RT: the plugin looks for a ticket holding the key before creating one.
-//! - Freshdesk has no idempotency key at all, and no helpdesk here has one for comments.
-//!
-//! These tests assert what must hold: one ticket per conversation, one comment per message.
-//! Where the hub cannot guarantee it today they are `#[ignore]`d with the reason (run them with
-//! `--ignored` to see the duplicate), and a companion `*_known_gap` test pins exactly what
-//! happens instead, so the gap stays visible and a fix shows up as that test failing.
+//! - Freshdesk tickets, and comments on every helpdesk, have no key: the restarted hub marks
+//!   the interrupted attempt unconfirmed, and the plugin looks for the ticket or comment it
+//!   may have made before making one (`unconfirmed-attempt` in the contract).
 
 mod common;
 
@@ -71,32 +68,6 @@ async fn comment_added_just_before_a_crash_is_not_added_twice(helpdesk: Helpdesk
     assert_eq!(bodies, [FIRST, FOLLOW_UP], "one comment per message");
 }
 
-/// What happens today where the service has no idempotency key: the retry files the ticket a
-/// second time, identical, and the hub maps the conversation to the second one.
-async fn ticket_created_just_before_a_crash_known_gap(helpdesk: Helpdesk) {
-    let tickets = create_lost_in_a_crash(helpdesk).await;
-    assert_eq!(
-        tickets.len(),
-        2,
-        "KNOWN GAP changed: expected the duplicate ticket the retry makes today; if the hub or \
-         plugin now prevents it, un-ignore ticket_created_just_before_a_crash_is_not_created_twice \
-         and drop this test. Tickets: {tickets:#?}"
-    );
-    assert_eq!(tickets[0].subject, tickets[1].subject);
-    assert_eq!(tickets[0].requester_id, tickets[1].requester_id);
-}
-
-/// What happens today for comments: the retry adds the customer's message a second time.
-async fn comment_added_just_before_a_crash_known_gap(helpdesk: Helpdesk) {
-    let bodies = comment_lost_in_a_crash(helpdesk).await;
-    assert_eq!(
-        bodies,
-        [FIRST, FOLLOW_UP, FOLLOW_UP],
-        "KNOWN GAP changed: expected the duplicate comment the retry makes today; if it is now \
-         prevented, un-ignore comment_added_just_before_a_crash_is_not_added_twice and drop this"
-    );
-}
-
 /// Crashes the hub between the helpdesk creating the ticket and the hub recording it; returns
 /// the tickets the helpdesk holds in the end (each with the customer's one message).
 async fn create_lost_in_a_crash(helpdesk: Helpdesk) -> Vec<Ticket> {
@@ -141,20 +112,11 @@ async fn comment_lost_in_a_crash(helpdesk: Helpdesk) -> Vec<String> {
     world.bodies(&ticket.id).await
 }
 
-// The reasons in the ignores: no helpdesk here has an idempotency key for comments, Freshdesk
-// has none for tickets either, and the hub retries an operation whose outcome it never
-// recorded.
 helpdesk_tests!(zendesk => ticket_created_just_before_a_crash_is_not_created_twice,
-    comment_added_just_before_a_crash_known_gap;
-    ignore("known gap: a comment whose answer was lost in a crash is added twice") => comment_added_just_before_a_crash_is_not_added_twice);
+    comment_added_just_before_a_crash_is_not_added_twice);
 helpdesk_tests!(salesforce => ticket_created_just_before_a_crash_is_not_created_twice,
-    comment_added_just_before_a_crash_known_gap;
-    ignore("known gap: a comment whose answer was lost in a crash is added twice") => comment_added_just_before_a_crash_is_not_added_twice);
+    comment_added_just_before_a_crash_is_not_added_twice);
 helpdesk_tests!(rt => ticket_created_just_before_a_crash_is_not_created_twice,
-    comment_added_just_before_a_crash_known_gap;
-    ignore("known gap: a comment whose answer was lost in a crash is added twice") => comment_added_just_before_a_crash_is_not_added_twice);
-helpdesk_tests!(freshdesk => ticket_created_just_before_a_crash_known_gap,
-    comment_added_just_before_a_crash_known_gap;
-    ignore("known gap: Freshdesk has no idempotency key; a create or comment lost in a crash is filed twice") =>
-        ticket_created_just_before_a_crash_is_not_created_twice,
-        comment_added_just_before_a_crash_is_not_added_twice);
+    comment_added_just_before_a_crash_is_not_added_twice);
+helpdesk_tests!(freshdesk => ticket_created_just_before_a_crash_is_not_created_twice,
+    comment_added_just_before_a_crash_is_not_added_twice);

@@ -10,8 +10,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    ChangeKind, CommentAuthor, NewTicket, RequesterRequest, TicketChange, TicketPriority,
-    TicketStatus,
+    ChangeKind, CommentAuthor, NewComment, NewTicket, RequesterRequest, TicketChange,
+    TicketPriority, TicketStatus, UnconfirmedAttempt,
 };
 use switchboard::runtime::bindings::types::{Attachment, ConnectorError, SocialIdentity, Visibility};
 use switchboard::runtime::{HelpdeskConnector, Installation, Plugin, Runtime};
@@ -176,6 +176,7 @@ fn new_ticket(requester: &str, body: &str) -> NewTicket {
         priority: Some(TicketPriority::High),
         status: None,
         channel: "telegram".into(),
+        unconfirmed: None,
     }
 }
 
@@ -510,6 +511,363 @@ async fn comments_notes_updates_and_reads_reach_the_ticket() {
         ),
         ConnectorError::NotFound(_)
     ));
+}
+
+/// An earlier attempt that started at `started_at` and whose outcome the hub never learned;
+/// `known_ids` are what the hub already maps to something else.
+fn unconfirmed(started_at: u64, known_ids: &[&str]) -> Option<UnconfirmedAttempt> {
+    Some(UnconfirmedAttempt {
+        started_at,
+        known_ids: known_ids.iter().map(|id| id.to_string()).collect(),
+    })
+}
+
+fn retried_ticket(mut ticket: NewTicket, started_at: u64, known_ids: &[&str]) -> NewTicket {
+    ticket.unconfirmed = unconfirmed(started_at, known_ids);
+    ticket
+}
+
+fn retried_comment(mut comment: NewComment, started_at: u64, known_ids: &[&str]) -> NewComment {
+    comment.unconfirmed = unconfirmed(started_at, known_ids);
+    comment
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .expect("clock after 1970")
+}
+
+#[tokio::test]
+async fn a_retried_create_that_happened_answers_the_ticket() {
+    let w = world(config()).await;
+    let requester = w
+        .conn
+        .find_or_create_requester(&requester_request("5001", "Aiko Sato"))
+        .await
+        .expect("requester");
+    let started = now_ms();
+    let ticket = new_ticket(&requester.id, "My order is late\nOrder #12 <urgent>");
+    let first = w.conn.create_ticket(&ticket).await.expect("first attempt");
+    // Newer tickets of the same requester, and someone else's, come first in the list.
+    let mut other = new_ticket(&requester.id, "Another matter");
+    other.subject = "Refund".into();
+    w.conn.create_ticket(&other).await.expect("another ticket");
+    w.foreign_ticket(1).await;
+    let count = w.sim.tickets().len();
+
+    let again = w
+        .conn
+        .create_ticket(&retried_ticket(ticket.clone(), started, &[]))
+        .await
+        .expect("retry");
+    assert_eq!(
+        (again.id.as_str(), again.created, again.url.as_deref()),
+        (first.id.as_str(), false, first.url.as_deref()),
+        "the earlier attempt's ticket"
+    );
+    assert_eq!(w.sim.tickets().len(), count, "nothing created");
+
+    // Without an external id field the subject and text decide.
+    let plain = w.connector(&[("external_id_field", "")]);
+    let again = plain
+        .create_ticket(&retried_ticket(ticket, started, &[]))
+        .await
+        .expect("retry without the field");
+    assert_eq!((again.id, again.created), (first.id, false));
+    assert_eq!(w.sim.tickets().len(), count);
+}
+
+#[tokio::test]
+async fn a_retried_private_create_makes_sure_the_note_exists() {
+    let w = world(config()).await;
+    let requester = w
+        .conn
+        .find_or_create_requester(&requester_request("5001", "Aiko Sato"))
+        .await
+        .expect("requester");
+    let started = now_ms();
+    let mut private = new_ticket(&requester.id, "Sent privately");
+    private.visibility = Visibility::Private;
+
+    // The first attempt filed the ticket, then failed on its note.
+    w.sim.faults().inject(FaultSpec {
+        fault: Fault::Status { status: 503 },
+        count: 1,
+        path: Some("/notes".into()),
+    });
+    let error = connector_error(w.conn.create_ticket(&private).await);
+    assert!(matches!(error, ConnectorError::Transient(_)), "{error:?}");
+    let tickets = w.sim.tickets();
+    assert_eq!(tickets.len(), 1);
+    let id = tickets[0]["id"].as_u64().expect("id");
+    assert!(w.sim.conversations(id).is_empty());
+
+    // The retry takes that ticket and adds the missing note.
+    let again = w
+        .conn
+        .create_ticket(&retried_ticket(private.clone(), started, &[]))
+        .await
+        .expect("retry");
+    assert_eq!((num(&again.id), again.created), (id, false));
+    let notes = w.sim.conversations(id);
+    assert_eq!(notes.len(), 1);
+    assert_eq!(
+        (
+            &notes[0]["body_text"],
+            &notes[0]["private"],
+            &notes[0]["incoming"],
+            &notes[0]["user_id"]
+        ),
+        (
+            &json!("Sent privately"),
+            &json!(true),
+            &json!(true),
+            &json!(num(&requester.id))
+        )
+    );
+
+    // Once more: ticket and note are both there, nothing is added.
+    let again = w
+        .conn
+        .create_ticket(&retried_ticket(private, started, &[]))
+        .await
+        .expect("second retry");
+    assert_eq!((num(&again.id), again.created), (id, false));
+    assert_eq!(w.sim.tickets().len(), 1);
+    assert_eq!(w.sim.conversations(id).len(), 1);
+}
+
+#[tokio::test]
+async fn a_retried_comment_that_was_added_answers_it() {
+    let w = world(config()).await;
+    let (requester, ticket) = w.ticket("My order is late").await;
+    let id = num(&ticket);
+    let started = now_ms();
+    let customer = comment(
+        &ticket,
+        CommentAuthor::Requester(requester.clone()),
+        "Any news?\n\nThe parcel is 1Z999 & \"urgent\"",
+        Visibility::Public,
+    );
+    let reply = comment(
+        &ticket,
+        CommentAuthor::Integration,
+        "We are looking into it",
+        Visibility::Public,
+    );
+    let note = comment(
+        &ticket,
+        CommentAuthor::Integration,
+        "Customer is VIP",
+        Visibility::Private,
+    );
+    let mut first = Vec::new();
+    for c in [&customer, &reply, &note] {
+        first.push(w.conn.add_comment(c).await.expect("first attempt").id);
+    }
+    // Newer conversations push them onto the first of two pages (100 per page).
+    for n in 0..110 {
+        w.sim
+            .agent_reply(id, &format!("Looking into it ({n})"), n % 2 == 0);
+    }
+    let count = w.sim.conversations(id).len();
+
+    for (c, first) in [customer, reply, note].into_iter().zip(&first) {
+        let again = w
+            .conn
+            .add_comment(&retried_comment(c.clone(), started, &[]))
+            .await
+            .expect("retry");
+        assert_eq!(&again.id, first, "{}", c.body);
+    }
+    assert_eq!(w.sim.conversations(id).len(), count, "nothing added");
+
+    // With `integration_agent_id` set, the hub's own are found without asking agents/me.
+    let conn = w.connector(&[("integration_agent_id", &w.sim.agent_id().to_string())]);
+    let again = conn
+        .add_comment(&retried_comment(
+            comment(
+                &ticket,
+                CommentAuthor::Integration,
+                "Customer is VIP",
+                Visibility::Private,
+            ),
+            started,
+            &[],
+        ))
+        .await
+        .expect("retried note");
+    assert_eq!(again.id, first[2]);
+    assert_eq!(w.sim.conversations(id).len(), count);
+}
+
+#[tokio::test]
+async fn a_retry_whose_attempt_changed_nothing_creates() {
+    let w = world(config()).await;
+    let requester = w
+        .conn
+        .find_or_create_requester(&requester_request("5001", "Aiko Sato"))
+        .await
+        .expect("requester");
+    let started = now_ms();
+    let created = w
+        .conn
+        .create_ticket(&retried_ticket(
+            new_ticket(&requester.id, "My order is late"),
+            started,
+            &[],
+        ))
+        .await
+        .expect("create");
+    assert!(created.created);
+    assert_eq!(w.sim.tickets().len(), 1);
+
+    let mut private = new_ticket(&requester.id, "Sent privately");
+    private.visibility = Visibility::Private;
+    let created_private = w
+        .conn
+        .create_ticket(&retried_ticket(private, started, &[]))
+        .await
+        .expect("private create");
+    assert!(created_private.created);
+    assert_eq!(w.sim.conversations(num(&created_private.id)).len(), 1);
+
+    let added = w
+        .conn
+        .add_comment(&retried_comment(
+            comment(
+                &created.id,
+                CommentAuthor::Requester(requester.id.clone()),
+                "Any news?",
+                Visibility::Public,
+            ),
+            started,
+            &[],
+        ))
+        .await
+        .expect("comment");
+    let stored = w.sim.conversations(num(&created.id));
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        (&stored[0]["id"], &stored[0]["body_text"]),
+        (&json!(num(&added.id)), &json!("Any news?"))
+    );
+}
+
+#[tokio::test]
+async fn known_old_or_different_records_are_not_taken() {
+    let w = world(config()).await;
+    let requester = w
+        .conn
+        .find_or_create_requester(&requester_request("5001", "Aiko Sato"))
+        .await
+        .expect("requester");
+    let started = now_ms();
+    let ticket = new_ticket(&requester.id, "Hi");
+    let first = w.conn.create_ticket(&ticket).await.expect("first").id;
+
+    // The hub maps that ticket to something else (an earlier, solved ticket of the
+    // conversation that said the same).
+    let known = w
+        .conn
+        .create_ticket(&retried_ticket(ticket.clone(), started, &[&first]))
+        .await
+        .expect("known");
+    assert!(known.created);
+    assert_ne!(known.id, first);
+    // Created before the attempt could have run.
+    let late = w
+        .conn
+        .create_ticket(&retried_ticket(ticket.clone(), now_ms() + 120_000, &[]))
+        .await
+        .expect("late");
+    assert!(late.created);
+    // Same subject and text, another conversation's external id.
+    let mut elsewhere = ticket.clone();
+    elsewhere.external_id = "conv-6001".into();
+    let elsewhere = w
+        .conn
+        .create_ticket(&retried_ticket(elsewhere, started, &[]))
+        .await
+        .expect("elsewhere");
+    assert!(elsewhere.created);
+    // Same subject, other text.
+    let other_text = w
+        .conn
+        .create_ticket(&retried_ticket(
+            new_ticket(&requester.id, "Hi there"),
+            started,
+            &[],
+        ))
+        .await
+        .expect("other text");
+    assert!(other_text.created);
+    assert_eq!(w.sim.tickets().len(), 5);
+
+    // Comments: the same text said twice, once already mapped.
+    let said = |body: &str, visibility| {
+        comment(
+            &first,
+            CommentAuthor::Requester(requester.id.clone()),
+            body,
+            visibility,
+        )
+    };
+    let earlier = w
+        .conn
+        .add_comment(&said("ok", Visibility::Public))
+        .await
+        .expect("ok")
+        .id;
+    let again = w
+        .conn
+        .add_comment(&retried_comment(
+            said("ok", Visibility::Public),
+            started,
+            &[&earlier],
+        ))
+        .await
+        .expect("second ok");
+    assert_ne!(
+        again.id, earlier,
+        "a comment the hub knows is not the retry's"
+    );
+    // Same text, another visibility, another author, or too old.
+    let private = w
+        .conn
+        .add_comment(&retried_comment(
+            said("ok", Visibility::Private),
+            started,
+            &[],
+        ))
+        .await
+        .expect("private");
+    let by_hub = w
+        .conn
+        .add_comment(&retried_comment(
+            comment(&first, CommentAuthor::Integration, "ok", Visibility::Public),
+            started,
+            &[],
+        ))
+        .await
+        .expect("hub reply");
+    let late = w
+        .conn
+        .add_comment(&retried_comment(
+            said("ok", Visibility::Public),
+            now_ms() + 120_000,
+            &[],
+        ))
+        .await
+        .expect("late");
+    let ids: HashSet<&str> = [&earlier, &again.id, &private.id, &by_hub.id, &late.id]
+        .into_iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(ids.len(), 5, "each one added");
+    assert_eq!(w.sim.conversations(num(&first)).len(), 5);
 }
 
 #[tokio::test]

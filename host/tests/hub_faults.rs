@@ -120,6 +120,10 @@ async fn telegram_flood_control_and_permanent_errors() {
     assert_eq!(dead.len(), 1, "{dead:#?}");
     assert_eq!(dead[0].kind, "send-message");
     assert_eq!(dead[0].attempts, 1);
+    assert_eq!(
+        dead[0].unconfirmed_since, None,
+        "a 400 says nothing was sent"
+    );
     assert!(
         dead[0]
             .last_error
@@ -191,6 +195,37 @@ async fn transient_errors_become_dead_letters_after_max_attempts() {
             .starts_with("gave up after 5 attempts"),
         "{dead:?}"
     );
+    assert_eq!(
+        dead[0].unconfirmed_since, None,
+        "the requester lookup failed; no ticket creation was attempted"
+    );
+    w.zd.faults().clear();
+    w.hub.retry_dead_letter(dead[0].id).await.expect("retry");
+    drain(&w, 5).await;
+    assert_eq!(w.tickets().len(), 1);
+}
+
+/// A 5xx on the creation itself leaves its outcome unknown (the service may have acted): the
+/// dead letter says so, and the admin's retry still files exactly one ticket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_on_the_effect_leaves_it_unconfirmed() {
+    let w = world().await;
+    w.zd.faults()
+        .inject(fault(Fault::Status { status: 500 }, 100, "/api/v2/tickets"));
+    w.customer(CHAT, "Aiko", "Hello");
+    w.inbound_cycle().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let dead = w.hub.list_dead_letters().await.expect("dead letters");
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(Instant::now() < deadline, "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        w.settle().await;
+    };
+    assert_eq!(dead[0].kind, "create-ticket");
+    assert!(dead[0].unconfirmed_since.is_some(), "{dead:?}");
     w.zd.faults().clear();
     w.hub.retry_dead_letter(dead[0].id).await.expect("retry");
     drain(&w, 5).await;

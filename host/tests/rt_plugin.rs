@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    ChangeKind, CommentAuthor, NewTicket, TicketChange,
-    TicketPriority, TicketStatus, TicketUpdate,
+    ChangeKind, CommentAuthor, NewComment, NewTicket, TicketChange,
+    TicketPriority, TicketStatus, TicketUpdate, UnconfirmedAttempt,
 };
 use switchboard::runtime::bindings::types::{
     Attachment, ConnectorError, Visibility, WebhookRequest,
@@ -271,6 +271,7 @@ fn new_ticket(key: &str, requester: &str, body: &str) -> NewTicket {
         priority: Some(TicketPriority::High),
         status: None,
         channel: "telegram".into(),
+        unconfirmed: None,
     }
 }
 
@@ -555,6 +556,207 @@ async fn comments_are_replies_or_comments_and_name_the_customer() {
             .await,
     );
     assert!(matches!(unknown_author, ConnectorError::InvalidInput(f) if f.field == "author"));
+}
+
+/// `comment` retried after an attempt that started at `started_at` and whose outcome the hub
+/// never learned; `known_ids` are what the hub already maps to something else.
+fn retried(mut comment: NewComment, started_at: u64, known_ids: &[&str]) -> NewComment {
+    comment.unconfirmed = Some(UnconfirmedAttempt {
+        started_at,
+        known_ids: known_ids.iter().map(|id| id.to_string()).collect(),
+    });
+    comment
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .expect("clock after 1970")
+}
+
+impl World {
+    /// The ids of the ticket's transactions of `kind` whose message is `text`, oldest first.
+    async fn messages_with_text(&self, ticket: &str, kind: &str, text: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        for txn in self.history(ticket, &[kind]).await {
+            let id = txn["id"].as_str().expect("txn id").to_string();
+            if self.message(&id).await == text {
+                ids.push(id);
+            }
+        }
+        ids
+    }
+}
+
+#[tokio::test]
+async fn a_retried_comment_that_was_added_answers_with_it() {
+    let rt = rt_or_skip!();
+    let w = world(rt).await;
+    let (requester, ticket) = w.ticket("telegram:5001:1").await;
+    let customer_text = "Aiko Sato <telegram-5001@social.invalid> wrote:\n\nAny news?";
+
+    let started = now_ms();
+    let message = comment(
+        &ticket,
+        CommentAuthor::Requester(requester.clone()),
+        "Any news?",
+        Visibility::Public,
+    );
+    let first = w.conn.add_comment(&message).await.expect("first attempt");
+    let note = comment(
+        &ticket,
+        CommentAuthor::Integration,
+        "Customer is a VIP",
+        Visibility::Private,
+    );
+    let first_note = w.conn.add_comment(&note).await.expect("first note");
+    // Later messages, the agent's and the hub's, are not the earlier attempt's.
+    w.agent_writes(&ticket, "correspond", "Any news?", "text/plain")
+        .await;
+    w.conn
+        .add_comment(&comment(
+            &ticket,
+            CommentAuthor::Integration,
+            "Forwarded to the warehouse",
+            Visibility::Public,
+        ))
+        .await
+        .expect("later reply");
+
+    // The answer was lost: the retry finds the reply RT recorded, by its transaction id.
+    let again = w
+        .conn
+        .add_comment(&retried(message.clone(), started, &[]))
+        .await
+        .expect("retry");
+    assert_eq!(again.id, first.id, "the earlier attempt's transaction");
+    assert_eq!(
+        w.messages_with_text(&ticket, "Correspond", customer_text)
+            .await,
+        [first.id.as_str()],
+        "RT holds the customer's message once"
+    );
+
+    let again = w
+        .conn
+        .add_comment(&retried(note, started, &[first.id.as_str()]))
+        .await
+        .expect("retried note");
+    assert_eq!(again.id, first_note.id);
+    assert_eq!(
+        w.messages_with_text(&ticket, "Comment", "Customer is a VIP")
+            .await,
+        [first_note.id.as_str()]
+    );
+
+    // A token-authenticated installation finds it too.
+    let token = w.connector(Auth::Token, &[]);
+    let again = token
+        .add_comment(&retried(message, started, &[]))
+        .await
+        .expect("retry with a token");
+    assert_eq!(again.id, first.id);
+    assert_eq!(w.history(&ticket, &["Correspond"]).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_retried_comment_that_was_not_added_is_added() {
+    let rt = rt_or_skip!();
+    let w = world(rt).await;
+    let (requester, ticket) = w.ticket("telegram:5001:1").await;
+    let started = now_ms();
+    // The same text, but not what the retry would post: a note rather than a reply, a reply
+    // without the customer's name, and the agent's own reply.
+    w.conn
+        .add_comment(&comment(
+            &ticket,
+            CommentAuthor::Integration,
+            "Any news?",
+            Visibility::Private,
+        ))
+        .await
+        .expect("note");
+    w.conn
+        .add_comment(&comment(
+            &ticket,
+            CommentAuthor::Integration,
+            "Any news?",
+            Visibility::Public,
+        ))
+        .await
+        .expect("integration reply");
+    w.agent_writes(&ticket, "correspond", "Any news?", "text/plain")
+        .await;
+
+    let message = comment(
+        &ticket,
+        CommentAuthor::Requester(requester),
+        "Any news?",
+        Visibility::Public,
+    );
+    let added = w
+        .conn
+        .add_comment(&retried(message.clone(), started, &[]))
+        .await
+        .expect("retry");
+    let customer_text = "Aiko Sato <telegram-5001@social.invalid> wrote:\n\nAny news?";
+    assert_eq!(
+        w.messages_with_text(&ticket, "Correspond", customer_text)
+            .await,
+        [added.id.as_str()],
+        "the earlier attempt had added nothing: the retry did"
+    );
+
+    // Retried once more, it finds what the last retry added.
+    let again = w
+        .conn
+        .add_comment(&retried(message, started, &[]))
+        .await
+        .expect("second retry");
+    assert_eq!(again.id, added.id);
+}
+
+#[tokio::test]
+async fn a_message_the_hub_already_knows_is_not_the_earlier_attempts() {
+    let rt = rt_or_skip!();
+    let w = world(rt).await;
+    let (_, ticket) = w.ticket("telegram:5001:1").await;
+    let started = now_ms();
+    let message = comment(
+        &ticket,
+        CommentAuthor::Integration,
+        "Thanks!",
+        Visibility::Public,
+    );
+    let known = w.conn.add_comment(&message).await.expect("first");
+
+    // The hub maps that reply to an earlier message with the same text.
+    let added = w
+        .conn
+        .add_comment(&retried(message.clone(), started, &[known.id.as_str()]))
+        .await
+        .expect("retry");
+    assert_ne!(added.id, known.id);
+    assert_eq!(
+        w.messages_with_text(&ticket, "Correspond", "Thanks!").await,
+        [known.id.as_str(), added.id.as_str()]
+    );
+
+    // Messages from before the attempt started (less a minute) are not it either.
+    let later = now_ms() + 120_000;
+    let again = w
+        .conn
+        .add_comment(&retried(message, later, &[]))
+        .await
+        .expect("attempt started later");
+    assert!(again.id != known.id && again.id != added.id);
+    assert_eq!(
+        w.messages_with_text(&ticket, "Correspond", "Thanks!")
+            .await
+            .len(),
+        3
+    );
 }
 
 #[tokio::test]

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    ChangeKind, CommentAuthor, NewTicket, PollPage, TicketChange,
-    TicketPriority, TicketStatus,
+    ChangeKind, CommentAuthor, NewComment, NewTicket, PollPage, TicketChange,
+    TicketPriority, TicketStatus, UnconfirmedAttempt,
 };
 use switchboard::runtime::bindings::types::{
     Attachment, ConnectorError, Visibility, WebhookRequest,
@@ -173,7 +173,34 @@ fn new_ticket(key: &str, requester: &str, body: &str) -> NewTicket {
         priority: Some(TicketPriority::High),
         status: None,
         channel: "telegram".into(),
+        unconfirmed: None,
     }
+}
+
+/// `comment` as the hub retries it after an attempt that may have taken effect.
+fn unconfirmed(mut comment: NewComment, started_at: u64, known_ids: &[&str]) -> NewComment {
+    comment.unconfirmed = Some(UnconfirmedAttempt {
+        started_at,
+        known_ids: known_ids.iter().map(|id| id.to_string()).collect(),
+    });
+    comment
+}
+
+/// Now, in ms since the epoch: the hub's clock (the simulator's runs on the same one).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
+}
+
+/// The bodies of a case's CaseComments, oldest first.
+fn bodies(w: &World, case: &str) -> Vec<String> {
+    w.sim
+        .comments(case)
+        .iter()
+        .map(|c| c["CommentBody"].as_str().expect("body").to_string())
+        .collect()
 }
 
 fn statuses_of(changes: &[TicketChange]) -> Vec<(&str, TicketStatus, bool)> {
@@ -527,6 +554,157 @@ async fn comments_updates_and_reads_reach_the_case() {
         ),
         ConnectorError::NotFound(_)
     ));
+}
+
+#[tokio::test]
+async fn an_unconfirmed_retry_of_a_comment_that_was_added_answers_with_it() {
+    let w = world(Config::default()).await;
+    let (requester, case) = w.ticket("ticket:1").await;
+    let started_at = now_ms();
+    let message = comment(
+        &case,
+        CommentAuthor::Requester(requester),
+        "Any news?",
+        Visibility::Public,
+    );
+    // The first attempt went through, but the hub never learned it did.
+    let first = w.conn.add_comment(&message).await.expect("first attempt");
+    // An agent writing the same words, after it, is not the attempt's comment.
+    w.sim.agent_reply(&case, "Any news?", true);
+
+    let retry = w
+        .conn
+        .add_comment(&unconfirmed(message.clone(), started_at, &[]))
+        .await
+        .expect("retry");
+    assert_eq!(retry.id, first.id);
+    assert_eq!(bodies(&w, &case), ["Any news?", "Any news?"]);
+    // Again, as if the service's clock ran half a minute behind the hub's.
+    let retry = w
+        .conn
+        .add_comment(&unconfirmed(message, started_at + 30_000, &[]))
+        .await
+        .expect("second retry");
+    assert_eq!(retry.id, first.id);
+    assert_eq!(w.sim.comments(&case).len(), 2, "nothing added twice");
+}
+
+#[tokio::test]
+async fn an_unconfirmed_retry_of_a_comment_that_was_not_added_adds_it() {
+    let w = world(Config::default()).await;
+    let (requester, case) = w.ticket("ticket:1").await;
+    // What does not match: an agent's comment with the same text, the same text as an
+    // internal note, and the same text from before the attempt (less a minute).
+    w.sim.agent_reply(&case, "Any news?", true);
+    w.conn
+        .add_comment(&comment(
+            &case,
+            CommentAuthor::Integration,
+            "Any news?",
+            Visibility::Private,
+        ))
+        .await
+        .expect("note");
+    let old = w
+        .conn
+        .add_comment(&comment(
+            &case,
+            CommentAuthor::Requester(requester.clone()),
+            "Any news?",
+            Visibility::Public,
+        ))
+        .await
+        .expect("earlier message");
+    let later = now_ms() + 61_000;
+    w.sim.advance_clock(Duration::from_secs(61));
+
+    let message = comment(
+        &case,
+        CommentAuthor::Requester(requester),
+        "Any news?",
+        Visibility::Public,
+    );
+    let added = w
+        .conn
+        .add_comment(&unconfirmed(message, later, &[]))
+        .await
+        .expect("retry");
+    let stored = w.sim.comments(&case);
+    assert_eq!(stored.len(), 4, "{stored:#?}");
+    assert_eq!(stored[3]["Id"], json!(added.id));
+    assert_ne!(added.id, old.id);
+    assert_eq!(
+        (
+            stored[3]["CommentBody"].clone(),
+            stored[3]["IsPublished"].clone()
+        ),
+        (json!("Any news?"), json!(true))
+    );
+}
+
+#[tokio::test]
+async fn an_unconfirmed_retry_never_answers_with_a_comment_the_hub_knows() {
+    let w = world(Config::default()).await;
+    let (requester, case) = w.ticket("ticket:1").await;
+    let started_at = now_ms();
+    let message = comment(
+        &case,
+        CommentAuthor::Requester(requester),
+        "ok",
+        Visibility::Public,
+    );
+    // The customer said "ok" before; the hub maps that comment to that message.
+    let known = w.conn.add_comment(&message).await.expect("first ok");
+    let second = w
+        .conn
+        .add_comment(&unconfirmed(message, started_at, &[&known.id]))
+        .await
+        .expect("second ok");
+    assert_ne!(second.id, known.id);
+    assert_eq!(bodies(&w, &case), ["ok", "ok"]);
+}
+
+#[tokio::test]
+async fn an_unconfirmed_long_comment_gets_only_its_missing_parts() {
+    let w = world(Config::default()).await;
+    let (_, case) = w.ticket("ticket:1").await;
+    // Three CaseComments: each run of letters is one part (3,500 bytes, split at the spaces).
+    let part = |c: &str| c.repeat(3500);
+    let long = [part("a"), part("b"), part("c")].join(" ");
+    let started_at = now_ms();
+    // The first attempt saved the first part, then the hub crashed.
+    let (status, saved) = w
+        .api(
+            reqwest::Method::POST,
+            &format!("{V}/sobjects/CaseComment"),
+            Some(json!({"ParentId": case, "CommentBody": part("a"), "IsPublished": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{saved}");
+    // An agent replied in between.
+    w.sim.agent_reply(&case, &part("b"), true);
+
+    let message = unconfirmed(
+        comment(&case, CommentAuthor::Integration, &long, Visibility::Public),
+        started_at,
+        &[],
+    );
+    let retry = w.conn.add_comment(&message).await.expect("retry");
+    assert_eq!(json!(retry.id), saved["id"], "the first part's id");
+    assert_eq!(
+        bodies(&w, &case),
+        [part("a"), part("b"), part("b"), part("c")]
+    );
+    let stored = w.sim.comments(&case);
+    assert_eq!(stored[1]["CreatedById"], json!(w.sim.human_agent_id()));
+    assert!(stored[2..]
+        .iter()
+        .all(|c| c["CreatedById"] == json!(w.sim.integration_user_id())));
+
+    // Everything is there now: another retry adds nothing.
+    let again = w.conn.add_comment(&message).await.expect("retry again");
+    assert_eq!(again.id, retry.id);
+    assert_eq!(w.sim.comments(&case).len(), 4);
 }
 
 #[tokio::test]

@@ -10,8 +10,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    ChangeKind, CommentAuthor, NewTicket, TicketPriority,
-    TicketStatus,
+    ChangeKind, CommentAuthor, NewComment, NewTicket, TicketPriority, TicketStatus,
+    UnconfirmedAttempt,
 };
 use switchboard::runtime::bindings::types::{Attachment, ConnectorError, Visibility};
 use switchboard::runtime::{HelpdeskConnector, Installation, Plugin, Runtime};
@@ -193,6 +193,7 @@ fn new_ticket(key: &str, requester: &str, body: &str) -> NewTicket {
         priority: Some(TicketPriority::High),
         status: None,
         channel: "telegram".into(),
+        unconfirmed: None,
     }
 }
 
@@ -446,6 +447,187 @@ async fn comments_notes_updates_and_reads_reach_the_ticket() {
         connector_error(w.conn.get_ticket("999999").await),
         ConnectorError::NotFound(_)
     ));
+}
+
+/// `comment` as the hub retries it after an attempt that started at `started_at` and whose
+/// outcome it never learned.
+fn retried(mut comment: NewComment, started_at: u64, known_ids: &[&str]) -> NewComment {
+    comment.unconfirmed = Some(UnconfirmedAttempt {
+        started_at,
+        known_ids: known_ids.iter().map(|id| id.to_string()).collect(),
+    });
+    comment
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .expect("clock after 1970")
+}
+
+#[tokio::test]
+async fn a_retried_comment_that_was_added_is_not_added_again() {
+    let w = world(Config::default().relaxed()).await;
+    let agent = w.human_agent().await;
+    let (requester, ticket) = w.ticket("telegram:5001:1").await;
+    let started = now_ms();
+    let customer = comment(
+        &ticket,
+        CommentAuthor::Requester(requester.clone()),
+        "Any news?\n\nThe parcel is 1Z999",
+        Visibility::Public,
+    );
+    let first = w.conn.add_comment(&customer).await.expect("first attempt");
+    let note = comment(
+        &ticket,
+        CommentAuthor::Integration,
+        "Customer is VIP",
+        Visibility::Private,
+    );
+    let first_note = w.conn.add_comment(&note).await.expect("first note");
+    // Newer comments bury them past the first page of the newest ones.
+    for n in 0..25 {
+        w.comment_as(
+            num(&ticket),
+            agent,
+            &format!("Looking into it ({n})"),
+            n % 2 == 0,
+        )
+        .await;
+    }
+    let count = w.sim.comments(num(&ticket)).len();
+
+    let again = w
+        .conn
+        .add_comment(&retried(customer.clone(), started, &[]))
+        .await
+        .expect("retry");
+    assert_eq!(again.id, first.id, "the earlier attempt's comment");
+    let again = w
+        .conn
+        .add_comment(&retried(note.clone(), started, &[]))
+        .await
+        .expect("retried note");
+    assert_eq!(again.id, first_note.id, "the integration user's note");
+    assert_eq!(w.sim.comments(num(&ticket)).len(), count, "nothing added");
+
+    // With `integration_user_id` set, the note is found without asking users/me.
+    let conn = w.connector(&[("integration_user_id", &w.sim.agent_id().to_string())]);
+    let again = conn
+        .add_comment(&retried(note, started, &[]))
+        .await
+        .expect("retried note");
+    assert_eq!(again.id, first_note.id);
+    assert_eq!(w.sim.comments(num(&ticket)).len(), count);
+}
+
+#[tokio::test]
+async fn a_retried_comment_that_was_never_added_is_added() {
+    let w = world(Config::default().relaxed()).await;
+    let (requester, ticket) = w.ticket("telegram:5001:1").await;
+    let started = now_ms();
+    let said = |body: &str| {
+        comment(
+            &ticket,
+            CommentAuthor::Requester(requester.clone()),
+            body,
+            Visibility::Public,
+        )
+    };
+    let earlier = w.conn.add_comment(&said("ok")).await.expect("comment").id;
+    let before = w.sim.comments(num(&ticket)).len();
+
+    // Nothing like it on the ticket.
+    let added = w
+        .conn
+        .add_comment(&retried(said("Where is it?"), started, &[]))
+        .await
+        .expect("added");
+    let stored = last_comment(&w.sim, num(&ticket));
+    assert_eq!(stored["id"], num(&added.id));
+    assert_eq!(stored["body"], "Where is it?");
+
+    // The same text said again: the first `ok` is mapped to its own message.
+    let again = w
+        .conn
+        .add_comment(&retried(said("ok"), started, &[&earlier]))
+        .await
+        .expect("second ok");
+    assert_ne!(
+        again.id, earlier,
+        "a comment the hub knows is not the retry's"
+    );
+    assert_eq!(last_comment(&w.sim, num(&ticket))["id"], num(&again.id));
+
+    // Same text, but another author, another visibility, or too old.
+    let note = comment(
+        &ticket,
+        CommentAuthor::Integration,
+        "ok",
+        Visibility::Private,
+    );
+    let note = w
+        .conn
+        .add_comment(&retried(note, started, &[]))
+        .await
+        .expect("note");
+    assert!(![earlier.as_str(), again.id.as_str()].contains(&note.id.as_str()));
+    let private = comment(
+        &ticket,
+        CommentAuthor::Requester(requester.clone()),
+        "Where is it?",
+        Visibility::Private,
+    );
+    let private = w
+        .conn
+        .add_comment(&retried(private, started, &[]))
+        .await
+        .expect("private");
+    assert_ne!(private.id, added.id);
+    let late = w
+        .conn
+        .add_comment(&retried(said("Where is it?"), now_ms() + 120_000, &[]))
+        .await
+        .expect("after a later start");
+    assert_ne!(
+        late.id, added.id,
+        "created before the attempt could have run"
+    );
+    assert_eq!(w.sim.comments(num(&ticket)).len(), before + 5);
+}
+
+#[tokio::test]
+async fn a_retried_comment_never_takes_the_description() {
+    let w = world(Config::default().relaxed()).await;
+    let started = now_ms();
+    let (requester, ticket) = w.ticket("telegram:5001:1").await;
+    let description = w.sim.comments(num(&ticket))[0]["id"].clone();
+    // The customer repeats their first message word for word.
+    let repeat = comment(
+        &ticket,
+        CommentAuthor::Requester(requester),
+        "My order is late",
+        Visibility::Public,
+    );
+    let added = w
+        .conn
+        .add_comment(&retried(repeat.clone(), started, &[]))
+        .await
+        .expect("added");
+    assert_ne!(json!(num(&added.id)), description);
+    let comments = w.sim.comments(num(&ticket));
+    assert_eq!(comments.len(), 2);
+    assert_eq!(comments[1]["body"], "My order is late");
+
+    // Retried once more, the repeat is found: it is not the description.
+    let again = w
+        .conn
+        .add_comment(&retried(repeat, started, &[]))
+        .await
+        .expect("found");
+    assert_eq!(again.id, added.id);
+    assert_eq!(w.sim.comments(num(&ticket)).len(), 2);
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Generated bindings for the `switchboard:connector@0.1.0` contract.
+//! Generated bindings for the `switchboard:connector@0.2.0` contract.
 //!
 //! The host interfaces (`types`, `http`, `log`, `clock`) are generated once, from world
 //! `host-imports`. Each connector world is generated in its own module, behind its own feature,
@@ -13,7 +13,7 @@
 pub mod host {
     wit_bindgen::generate!({
         world: "host-imports",
-        path: "../wit/v0.1",
+        path: "../wit/v0.2",
         runtime_path: "::switchboard_plugin_sdk::__private::wit_bindgen::rt",
         additional_derives: [PartialEq],
     });
@@ -24,14 +24,14 @@ pub mod host {
 pub mod social {
     wit_bindgen::generate!({
         world: "social",
-        path: "../wit/v0.1",
+        path: "../wit/v0.2",
         runtime_path: "::switchboard_plugin_sdk::__private::wit_bindgen::rt",
         additional_derives: [PartialEq],
         with: {
-            "switchboard:connector/types@0.1.0": crate::bindings::host::switchboard::connector::types,
-            "switchboard:connector/http@0.1.0": crate::bindings::host::switchboard::connector::http,
-            "switchboard:connector/log@0.1.0": crate::bindings::host::switchboard::connector::log,
-            "switchboard:connector/clock@0.1.0": crate::bindings::host::switchboard::connector::clock,
+            "switchboard:connector/types@0.2.0": crate::bindings::host::switchboard::connector::types,
+            "switchboard:connector/http@0.2.0": crate::bindings::host::switchboard::connector::http,
+            "switchboard:connector/log@0.2.0": crate::bindings::host::switchboard::connector::log,
+            "switchboard:connector/clock@0.2.0": crate::bindings::host::switchboard::connector::clock,
         },
         // The export macro is expanded in the plugin's crate, which only knows the SDK.
         pub_export_macro: true,
@@ -45,14 +45,14 @@ pub mod social {
 pub mod helpdesk {
     wit_bindgen::generate!({
         world: "helpdesk",
-        path: "../wit/v0.1",
+        path: "../wit/v0.2",
         runtime_path: "::switchboard_plugin_sdk::__private::wit_bindgen::rt",
         additional_derives: [PartialEq],
         with: {
-            "switchboard:connector/types@0.1.0": crate::bindings::host::switchboard::connector::types,
-            "switchboard:connector/http@0.1.0": crate::bindings::host::switchboard::connector::http,
-            "switchboard:connector/log@0.1.0": crate::bindings::host::switchboard::connector::log,
-            "switchboard:connector/clock@0.1.0": crate::bindings::host::switchboard::connector::clock,
+            "switchboard:connector/types@0.2.0": crate::bindings::host::switchboard::connector::types,
+            "switchboard:connector/http@0.2.0": crate::bindings::host::switchboard::connector::http,
+            "switchboard:connector/log@0.2.0": crate::bindings::host::switchboard::connector::log,
+            "switchboard:connector/clock@0.2.0": crate::bindings::host::switchboard::connector::clock,
         },
         pub_export_macro: true,
         export_macro_name: "__export_helpdesk_world",

@@ -20,8 +20,49 @@ use crate::{CallContext, Context, Manifest, Result, WebhookRequest};
 pub use wit::{
     ChangeAuthor, ChangeKind, CommentAuthor, CommentChange, CommentRef, NewComment, NewTicket,
     PollPage, Requester, RequesterRequest, TicketChange, TicketPriority, TicketRef, TicketState,
-    TicketStatus, TicketUpdate, WebhookOutcome,
+    TicketStatus, TicketUpdate, UnconfirmedAttempt, WebhookOutcome,
 };
+
+/// How far before an unconfirmed attempt's start a look-back searches: the service's clock
+/// may differ from the hub's, and many services round timestamps down to the second.
+pub const LOOK_BACK_SLACK_MS: u64 = 60_000;
+
+/// What a retried create or comment looks for on a service without an idempotency key, when
+/// an earlier attempt may have taken effect (`unconfirmed` on [`NewTicket`] and [`NewComment`]).
+///
+/// ```ignore
+/// if let Some(earlier) = LookBack::of(comment.unconfirmed.as_ref()) {
+///     for found in comments_since(ticket, earlier.since_ms())? {
+///         if earlier.may_be(&found.id, found.created_at_ms) && found.body == body {
+///             return Ok(CommentRef { id: found.id });
+///         }
+///     }
+/// }
+/// // ... nothing found: create it.
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct LookBack<'a> {
+    attempt: &'a UnconfirmedAttempt,
+}
+
+impl<'a> LookBack<'a> {
+    /// `None` when every earlier attempt is known to have changed nothing: just act.
+    pub fn of(unconfirmed: Option<&'a UnconfirmedAttempt>) -> Option<Self> {
+        unconfirmed.map(|attempt| LookBack { attempt })
+    }
+
+    /// The earliest creation time (ms since the Unix epoch) a match can have.
+    pub fn since_ms(&self) -> u64 {
+        self.attempt.started_at.saturating_sub(LOOK_BACK_SLACK_MS)
+    }
+
+    /// Whether a record with this id, created at `created_at_ms`, can be the earlier attempt's:
+    /// recent enough, and not one the hub already maps to something else. The caller compares
+    /// the content (author, text, visibility, subject).
+    pub fn may_be(&self, id: &str, created_at_ms: u64) -> bool {
+        created_at_ms >= self.since_ms() && !self.attempt.known_ids.iter().any(|known| known == id)
+    }
+}
 
 /// A connector for a ticketing system.
 ///
@@ -34,7 +75,8 @@ pub use wit::{
 ///
 /// Writes carry an `idempotency_key` that stays the same on every retry of the same work;
 /// send it as the service's idempotency key where there is one, so a retry after a lost
-/// response creates nothing twice.
+/// response creates nothing twice. Where there is none, the hub says when an earlier attempt
+/// may have taken effect (`unconfirmed`): look for its result first, with [`LookBack`].
 pub trait HelpdeskConnector {
     /// Describes the plugin: its settings, the hosts it calls, its streams.
     ///
@@ -129,4 +171,28 @@ macro_rules! export_helpdesk {
             );
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn look_back_takes_recent_unknown_records_only() {
+        let attempt = UnconfirmedAttempt {
+            started_at: 1_000_000,
+            known_ids: vec!["7".into()],
+        };
+        assert!(LookBack::of(None).is_none());
+        let look = LookBack::of(Some(&attempt)).expect("unconfirmed");
+        assert_eq!(look.since_ms(), 1_000_000 - LOOK_BACK_SLACK_MS);
+        assert!(look.may_be("8", 1_000_000));
+        // Rounded down to the second, or a service clock a little behind the hub's.
+        assert!(look.may_be("8", 1_000_000 - LOOK_BACK_SLACK_MS));
+        assert!(!look.may_be("8", 1_000_000 - LOOK_BACK_SLACK_MS - 1));
+        assert!(
+            !look.may_be("7", 1_000_000),
+            "the hub maps 7 to something else"
+        );
+    }
 }

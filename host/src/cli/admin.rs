@@ -404,6 +404,7 @@ pub async fn dead_letter(ctx: &Context, args: DeadLetterArgs) -> anyhow::Result<
                     "attempts",
                     "last_error",
                     "created_at",
+                    "unconfirmed_since",
                 ],
             )?;
         }

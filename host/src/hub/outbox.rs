@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 use super::engine::{kind_from_name, new_ticket_row, priority, to_json};
 use super::{now_ms, retry_of, Hub, HubError, LinkSettings, Retry};
 use crate::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    CommentAuthor, NewComment, NewTicket, RequesterRequest,
+    CommentAuthor, NewComment, NewTicket, RequesterRequest, UnconfirmedAttempt,
 };
 use crate::runtime::bindings::social::exports::switchboard::connector::social_connector::OutboundMessage;
 use crate::runtime::bindings::types::{Attachment, ConnectorError, SocialIdentity, Visibility};
@@ -70,8 +70,12 @@ pub struct SendMessagePayload {
 /// Why one delivery attempt failed.
 #[derive(Debug, thiserror::Error)]
 enum DeliveryError {
+    /// A call that prepares the effect (finding the requester).
     #[error(transparent)]
     Call(#[from] CallError),
+    /// The call that performs the effect (create, comment, send).
+    #[error(transparent)]
+    Effect(CallError),
     /// Will not succeed by retrying (missing data, a ticket that was never created).
     #[error("{0}")]
     Permanent(String),
@@ -212,12 +216,20 @@ async fn deliver(hub: &Hub, row: OutboxRow) {
         }
         let config = &hub.inner.config.outbox;
         let retry = match &error {
-            DeliveryError::Call(call) => retry_of(call),
+            DeliveryError::Call(call) | DeliveryError::Effect(call) => retry_of(call),
             DeliveryError::Permanent(_) => Retry::Never,
             DeliveryError::Temporary(_) => Retry::Backoff,
         };
         let attempts = row.attempts.max(1) as u32;
         let message = error.to_string();
+        // Whether the service may have acted: the effect's own call failed in a way worth a
+        // backoff (a timeout, a 5xx, a lost connection), or the hub could not record a result
+        // (counted conservatively, even when that happened before the call).
+        let unconfirmed = match &error {
+            DeliveryError::Effect(_) => matches!(retry, Retry::Backoff),
+            DeliveryError::Temporary(_) => true,
+            DeliveryError::Call(_) | DeliveryError::Permanent(_) => false,
+        };
         let now = now_ms();
         let outcome = match retry {
             Retry::Never => Err(message.clone()),
@@ -229,12 +241,12 @@ async fn deliver(hub: &Hub, row: OutboxRow) {
             Ok(wait) => {
                 tracing::warn!(error = %message, retry_in_ms = wait.as_millis() as u64, "delivery failed; will retry");
                 hub.inner.metrics.retry(&row.installation_id, &row.kind);
-                hub.inner.db.retry_outbox_later(row.id, now + wait.as_millis() as i64, &message, now).await
+                hub.inner.db.retry_outbox_later(row.id, now + wait.as_millis() as i64, &message, unconfirmed, now).await
             }
             Err(last_error) => {
                 tracing::error!(error = %last_error, "delivery failed for good; dead letter");
                 hub.inner.metrics.dead_lettered(&row.installation_id, &row.kind);
-                hub.inner.db.dead_letter_outbox(row.id, &last_error, now).await
+                hub.inner.db.dead_letter_outbox(row.id, &last_error, unconfirmed, now).await
             }
         };
         if let Err(error) = recorded {
@@ -358,6 +370,10 @@ async fn create_ticket(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> 
             priority: p.priority.as_deref().and_then(priority),
             status: None,
             channel: p.channel.clone(),
+            unconfirmed: unconfirmed(row, || {
+                hub.inner.db.helpdesk_ids_of_tickets(&row.conversation_id)
+            })
+            .await?,
         };
         let created = timed(
             hub,
@@ -365,7 +381,8 @@ async fn create_ticket(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> 
             "create-ticket",
             conn.create_ticket(&new),
         )
-        .await?;
+        .await
+        .map_err(DeliveryError::Effect)?;
         tracing::debug!(ticket = %created.id, created = created.created, "ticket filed");
         let now = now_ms();
         let mut tx = hub.inner.db.begin().await?;
@@ -383,6 +400,33 @@ async fn create_ticket(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> 
         tx.commit().await?;
     }
     Ok(())
+}
+
+/// How many of a ticket's known comment ids a retried comment is told about: the newest are
+/// the only ones a look-back from an attempt's start can meet.
+const KNOWN_COMMENTS: i64 = 500;
+
+/// What the plugin must know about an earlier attempt at `row` that may have taken effect,
+/// with the ids the hub already maps to something else (`known_ids`).
+async fn unconfirmed<F, Fut>(
+    row: &OutboxRow,
+    known_ids: F,
+) -> Result<Option<UnconfirmedAttempt>, DeliveryError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<String>, StoreError>>,
+{
+    let Some(since) = row.unconfirmed_since else {
+        return Ok(None);
+    };
+    tracing::info!(
+        since,
+        "an earlier attempt may have taken effect; the plugin looks first"
+    );
+    Ok(Some(UnconfirmedAttempt {
+        started_at: since.max(0) as u64,
+        known_ids: known_ids().await?,
+    }))
 }
 
 /// Files a customer's follow-up on its ticket. Returns false when the helpdesk had closed the
@@ -410,6 +454,12 @@ async fn add_comment(hub: &Hub, row: &OutboxRow) -> Result<bool, DeliveryError> 
         body: p.body.clone(),
         visibility: visibility(p.public),
         attachments: p.attachments.clone(),
+        unconfirmed: unconfirmed(row, || {
+            hub.inner
+                .db
+                .helpdesk_ids_of_comments(ticket_id, KNOWN_COMMENTS)
+        })
+        .await?,
     };
     let added = match timed(
         hub,
@@ -425,7 +475,7 @@ async fn add_comment(hub: &Hub, row: &OutboxRow) -> Result<bool, DeliveryError> 
             refile_on_new_ticket(hub, row, &ticket, p).await?;
             return Ok(false);
         }
-        result => result?,
+        result => result.map_err(DeliveryError::Effect)?,
     };
     tracing::debug!(comment = %added.id, "comment filed");
     let now = now_ms();
@@ -514,7 +564,9 @@ async fn send_message(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> {
         last_inbound_at: conversation.last_inbound_at.map(|t| t.max(0) as u64),
         reply_handle: conversation.reply_handle.clone(),
     };
-    let sent = timed(hub, &row.installation_id, "send", conn.send(&message)).await?;
+    let sent = timed(hub, &row.installation_id, "send", conn.send(&message))
+        .await
+        .map_err(DeliveryError::Effect)?;
     tracing::debug!(part = p.part, parts = p.parts, ids = ?sent.message_ids, "message sent");
     let now = now_ms();
     let mut tx = hub.inner.db.begin().await?;

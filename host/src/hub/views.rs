@@ -300,6 +300,9 @@ pub struct DeadLetterView {
     pub last_error: Option<String>,
     pub idempotency_key: String,
     pub created_at: String,
+    /// Set when an attempt's outcome is unknown (a crash, a timeout, a 5xx): the effect may
+    /// already be in the service. A retry has the plugin look for it before acting again.
+    pub unconfirmed_since: Option<String>,
 }
 
 impl From<OutboxRow> for DeadLetterView {
@@ -313,6 +316,7 @@ impl From<OutboxRow> for DeadLetterView {
             last_error: row.last_error,
             idempotency_key: row.idempotency_key,
             created_at: iso(row.created_at),
+            unconfirmed_since: row.unconfirmed_since.map(iso),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Host-side bindings of the `switchboard:connector@0.1.0` contract, generated from `wit/v0.1`.
+//! Host-side bindings of the `switchboard:connector@0.2.0` contract, generated from `wit/v0.2`.
 //!
 //! One module per world. The host interfaces (`types`, `http`, `log`, `clock`) are generated once,
 //! in [`social`], and the [`helpdesk`] world reuses them through `with:`, so the host implements
@@ -7,11 +7,11 @@
 //! `since_vX` model).
 
 /// The contract this host implements, as plugins name it.
-pub const CONTRACT: &str = "switchboard:connector@0.1.0";
+pub const CONTRACT: &str = "switchboard:connector@0.2.0";
 
 pub mod social {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1",
+        path: "../wit/v0.2",
         world: "social",
         imports: { default: async },
         exports: { default: async },
@@ -21,7 +21,7 @@ pub mod social {
 
 pub mod helpdesk {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1",
+        path: "../wit/v0.2",
         world: "helpdesk",
         imports: { default: async },
         exports: { default: async },
@@ -39,5 +39,5 @@ pub mod helpdesk {
 pub use social::switchboard::connector::{clock, http, log, types};
 
 /// Fully qualified export names, used to tell which world a component implements.
-pub const SOCIAL_EXPORT: &str = "switchboard:connector/social-connector@0.1.0";
-pub const HELPDESK_EXPORT: &str = "switchboard:connector/helpdesk-connector@0.1.0";
+pub const SOCIAL_EXPORT: &str = "switchboard:connector/social-connector@0.2.0";
+pub const HELPDESK_EXPORT: &str = "switchboard:connector/helpdesk-connector@0.2.0";

@@ -37,6 +37,9 @@ pub struct OutboxRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub done_at: Option<i64>,
+    pub attempt_started_at: Option<i64>,
+    /// When the first attempt whose outcome is unknown started: it may have taken effect.
+    pub unconfirmed_since: Option<i64>,
 }
 
 /// Counts for health and metrics.
@@ -143,7 +146,7 @@ impl Tx {
         sqlx::query(
             "UPDATE outbox SET kind = 'create-ticket', ticket_id = ?, idempotency_key = ?, payload = ?, \
              attempts = 0, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, last_error = NULL, \
-             updated_at = ? WHERE id = ?",
+             attempt_started_at = NULL, unconfirmed_since = NULL, updated_at = ? WHERE id = ?",
         )
         .bind(new_ticket_id)
         .bind(idempotency_key)
@@ -201,7 +204,10 @@ impl Db {
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let mut tx = self.begin().await?;
         let mut rows: Vec<OutboxRow> = sqlx::query_as(
-            "UPDATE outbox SET lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ? \
+            "UPDATE outbox SET lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?, \
+             unconfirmed_since = CASE WHEN lease_until IS NOT NULL \
+                 THEN COALESCE(unconfirmed_since, attempt_started_at) ELSE unconfirmed_since END, \
+             attempt_started_at = ? \
              WHERE id IN (SELECT o.id FROM outbox o \
                  WHERE o.status = 'pending' AND o.next_attempt_at <= ? \
                  AND (o.lease_until IS NULL OR o.lease_until < ?) \
@@ -215,6 +221,7 @@ impl Db {
         )
         .bind(owner)
         .bind(lease_until)
+        .bind(now)
         .bind(now)
         .bind(now)
         .bind(now)
@@ -243,21 +250,26 @@ impl Db {
         .await?)
     }
 
-    /// Puts a failed row back for a later attempt, releasing the lease.
+    /// Puts a failed row back for a later attempt, releasing the lease. `unconfirmed`: the
+    /// attempt may have taken effect all the same (see [`OutboxRow::unconfirmed_since`]).
     pub async fn retry_outbox_later(
         &self,
         id: i64,
         next_attempt_at: i64,
         error: &str,
+        unconfirmed: bool,
         now: i64,
     ) -> Result<(), StoreError> {
         let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE outbox SET next_attempt_at = ?, last_error = ?, lease_owner = NULL, lease_until = NULL, \
+             unconfirmed_since = CASE WHEN ? THEN COALESCE(unconfirmed_since, attempt_started_at) \
+                 ELSE unconfirmed_since END, \
              updated_at = ? WHERE id = ? AND status = 'pending'",
         )
         .bind(next_attempt_at)
         .bind(error)
+        .bind(unconfirmed)
         .bind(now)
         .bind(id)
         .execute(&self.writes)
@@ -266,18 +278,23 @@ impl Db {
     }
 
     /// Makes a row a dead letter with its last error; its message is marked dead too.
+    /// `unconfirmed` as for [`Db::retry_outbox_later`]: an admin's retry must look first.
     pub async fn dead_letter_outbox(
         &self,
         id: i64,
         error: &str,
+        unconfirmed: bool,
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         let message_id: Option<Option<String>> = sqlx::query_scalar(
-            "UPDATE outbox SET status = 'dead', last_error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? \
+            "UPDATE outbox SET status = 'dead', last_error = ?, lease_owner = NULL, lease_until = NULL, \
+             unconfirmed_since = CASE WHEN ? THEN COALESCE(unconfirmed_since, attempt_started_at) \
+                 ELSE unconfirmed_since END, updated_at = ? \
              WHERE id = ? AND status = 'pending' RETURNING message_id",
         )
         .bind(error)
+        .bind(unconfirmed)
         .bind(now)
         .bind(id)
         .fetch_optional(&mut *tx.inner)
@@ -344,11 +361,13 @@ impl Db {
     }
 
     /// Releases leases of workers that died: expired ones, or all when `all` (at the start of
-    /// the only host of a SQLite database).
+    /// the only host of a SQLite database). What those workers were doing may have taken
+    /// effect, so the rows are marked unconfirmed.
     pub async fn release_outbox_leases(&self, now: i64, all: bool) -> Result<u64, StoreError> {
         let _turn = self.write_turn().await;
         Ok(sqlx::query(
-            "UPDATE outbox SET lease_owner = NULL, lease_until = NULL \
+            "UPDATE outbox SET lease_owner = NULL, lease_until = NULL, \
+             unconfirmed_since = COALESCE(unconfirmed_since, attempt_started_at) \
              WHERE status = 'pending' AND lease_until IS NOT NULL AND (? OR lease_until < ?)",
         )
         .bind(all)

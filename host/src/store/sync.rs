@@ -529,6 +529,36 @@ impl Db {
             .ok_or_else(|| StoreError::NotFound(format!("ticket `{id}` does not exist")))
     }
 
+    /// The helpdesk ids of a conversation's tickets: what a retried create must not answer with.
+    pub async fn helpdesk_ids_of_tickets(
+        &self,
+        conversation_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT external_id FROM tickets WHERE conversation_id = ? AND external_id IS NOT NULL",
+        )
+        .bind(conversation_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The helpdesk comment ids the hub knows on a ticket, newest first (at most `limit`): what
+    /// a retried comment must not answer with.
+    pub async fn helpdesk_ids_of_comments(
+        &self,
+        ticket_id: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT helpdesk_comment_id FROM messages \
+             WHERE ticket_id = ? AND helpdesk_comment_id IS NOT NULL ORDER BY created_at DESC LIMIT ?",
+        )
+        .bind(ticket_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn identity_of_contact(
         &self,
         contact_id: &str,

@@ -34,6 +34,7 @@ pub fn comment(
         body: body.into(),
         visibility,
         attachments: vec![],
+        unconfirmed: None,
     }
 }
 

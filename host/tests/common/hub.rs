@@ -918,19 +918,16 @@ pub fn rt_skipped() -> bool {
 
 /// Generates one `#[tokio::test]` per listed test function, in a module named after the
 /// helpdesk, so a failure names both: `freshdesk::conversation_by_webhook`. Each function takes
-/// the [`Helpdesk`]. `; ignore("why") => tests` adds tests marked `#[ignore]`. RT tests skip
-/// (loudly) under `SWITCHBOARD_SKIP_RT=1`.
+/// the [`Helpdesk`]. RT tests skip (loudly) under `SWITCHBOARD_SKIP_RT=1`.
 #[macro_export]
 macro_rules! helpdesk_tests {
-    ($module:ident => $($test:ident),+ $(; ignore($reason:literal) => $($ignored:ident),+)? $(,)?) => {
+    ($module:ident => $($test:ident),+ $(,)?) => {
         mod $module {
             $( $crate::helpdesk_tests!(@one $module $test); )+
-            $( $( $crate::helpdesk_tests!(@one $module $ignored #[ignore = $reason]); )+ )?
         }
     };
-    (@one $module:ident $test:ident $(#[$attr:meta])?) => {
+    (@one $module:ident $test:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        $(#[$attr])?
         async fn $test() {
             let helpdesk = $crate::common::hub::helpdesk_named(stringify!($module));
             if helpdesk == $crate::common::hub::Helpdesk::Rt && $crate::common::hub::rt_skipped() {

@@ -32,6 +32,11 @@ pub struct Ticket {
     pub status: u64,
     pub priority: Option<u64>,
     pub requester_id: Option<u64>,
+    pub subject: Option<String>,
+    /// HTML; the list has it only with `include=description`.
+    pub description: Option<String>,
+    pub description_text: Option<String>,
+    pub created_at: Option<String>,
     pub updated_at: Option<String>,
     /// `None` when the response leaves tags out; see [`is_hub_ticket`].
     pub tags: Option<Vec<String>>,
@@ -42,6 +47,10 @@ pub struct Ticket {
 impl Ticket {
     pub fn updated_at_ms(&self) -> Option<u64> {
         self.updated_at.as_deref().and_then(parse_iso8601_ms)
+    }
+
+    pub fn created_at_ms(&self) -> Option<u64> {
+        self.created_at.as_deref().and_then(parse_iso8601_ms)
     }
 
     /// The hub's external id, kept in the custom field named by `field` (when configured).
@@ -83,9 +92,17 @@ pub struct Conversation {
     #[serde(default)]
     pub private: bool,
     pub user_id: Option<u64>,
+    /// Reply 0, note 2, and others for channels' messages.
+    pub source: Option<u64>,
     pub created_at: Option<String>,
     #[serde(default)]
     pub attachments: Vec<ConversationAttachment>,
+}
+
+impl Conversation {
+    pub fn created_at_ms(&self) -> Option<u64> {
+        self.created_at.as_deref().and_then(parse_iso8601_ms)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -10,8 +10,12 @@
 //! - **Tickets** are created with a flat body: the first message as the description, tagged
 //!   `switchboard` and with the channel, `source` from the settings (Chat by default). Freshdesk
 //!   tickets have no external id: the hub's goes into the custom text field named by
-//!   `external_id_field`, when the admin created one. **Freshdesk has no idempotency key**, so
-//!   a retried create can make a second ticket; the hub's outbox records the ticket it got.
+//!   `external_id_field`, when the admin created one.
+//! - **Retries**: Freshdesk has no idempotency key. When the hub says an earlier attempt may
+//!   have taken effect (`unconfirmed`), the plugin first looks for what it filed: the
+//!   requester's newest tickets (`GET /tickets?requester_id=`, read from the database, unlike
+//!   search) with the same subject, text and external id, or the ticket's conversations with
+//!   the same author, kind and text; [`LookBack`] says which are recent and not the hub's.
 //! - **Comments**: a customer's message is a note with `incoming: true` written as the
 //!   requester; the hub's public replies go through `/reply`, its private notes through
 //!   `/notes`.
@@ -25,6 +29,7 @@
 
 mod api;
 mod changes;
+mod retry;
 mod time;
 
 use std::collections::HashMap;
@@ -33,16 +38,19 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::json;
 use switchboard_plugin_sdk::helpdesk::{
-    CommentAuthor, CommentRef, HelpdeskConnector, NewComment, NewTicket, PollPage, Requester,
-    RequesterRequest, TicketChange, TicketRef, TicketState, TicketUpdate, WebhookOutcome,
+    CommentAuthor, CommentRef, HelpdeskConnector, LookBack, NewComment, NewTicket, PollPage,
+    Requester, RequesterRequest, TicketChange, TicketRef, TicketState, TicketUpdate,
+    WebhookOutcome,
 };
 use switchboard_plugin_sdk::http;
 use switchboard_plugin_sdk::prelude::*;
 
 use crate::api::{
-    check, clean_tags, html_body, is_hub_ticket, numeric_id, parse, Agent, Contact, ContactSearch,
-    Conversation, Created, ErrorBody, PollCursor, StatusMapping, Ticket, HUB_TAG, NAME_MAX_CHARS,
+    check, clean_tags, html_body, is_hub_ticket, numeric_id, parse, text_of, Agent, Contact,
+    ContactSearch, Conversation, Created, ErrorBody, PollCursor, StatusMapping, Ticket, HUB_TAG,
+    NAME_MAX_CHARS,
 };
+use crate::retry::{ExpectedConversation, ExpectedTicket};
 
 /// Setting keys.
 mod settings {
@@ -72,6 +80,11 @@ const TICKETS_PAGE_SIZE: &str = "50";
 const CONVERSATIONS_PAGE_SIZE: &str = "100";
 /// A guard against a service that keeps sending `Link: rel="next"` (10,000 conversations).
 const MAX_CONVERSATION_PAGES: usize = 100;
+/// Tickets per page when looking for one an earlier attempt filed: a requester rarely has
+/// more than one created in the look-back's minutes.
+const LOOK_BACK_PAGE_SIZE: &str = "30";
+/// Pages of a requester's newest tickets to look through before giving up (300 tickets).
+const MAX_LOOK_BACK_PAGES: usize = 10;
 
 /// The Freshdesk connector.
 pub struct Freshdesk;
@@ -146,36 +159,38 @@ impl HelpdeskConnector for Freshdesk {
     fn create_ticket(ctx: &Context, ticket: NewTicket) -> Result<TicketRef> {
         let base = base_url(ctx)?;
         let body = new_ticket_body(ctx, &ticket)?;
+        // The description only says where a private message is; the text goes in a private
+        // note by the customer.
+        let private_note = match ticket.visibility {
+            Visibility::Private => Some(first_note(&ticket)?),
+            Visibility::Public => None,
+        };
+
+        // Freshdesk takes no idempotency key: when an earlier attempt may have filed this
+        // ticket, look for it among the requester's newest tickets before filing it again.
+        if let Some(earlier) = LookBack::of(ticket.unconfirmed.as_ref()) {
+            if let Some(id) = earlier_ticket(&base, &body, earlier)? {
+                log_info!("an earlier attempt had created the ticket", ticket_id = id);
+                // That attempt may have stopped between the ticket and its note.
+                if let Some((note, expected)) = &private_note {
+                    if earlier_conversation(&base, id, expected, None)?.is_none() {
+                        post_conversation(&base, id, "notes", note)?;
+                    }
+                }
+                return Ok(ticket_ref(ctx, &base, id, false));
+            }
+        }
+
         let response = check(
             http::post(format!("{base}/api/v2/tickets"))
                 .json(&body)
                 .send()?,
         )?;
         let created: Ticket = parse(&response, "ticket")?;
-        if ticket.visibility == Visibility::Private {
-            // The description only says where the message is; the text goes in a private
-            // note by the customer.
-            let requester = numeric_id("requester-id", &ticket.requester_id)?;
-            check(
-                http::post(format!("{base}/api/v2/tickets/{}/notes", created.id))
-                    .json(&json!({
-                        "body": html_body(&ticket.body, &ticket.attachments),
-                        "private": true,
-                        "incoming": true,
-                        "user_id": requester,
-                    }))
-                    .send()?,
-            )?;
+        if let Some((note, _)) = &private_note {
+            post_conversation(&base, created.id, "notes", note)?;
         }
-        Ok(TicketRef {
-            id: created.id.to_string(),
-            created: true,
-            url: Some(format!(
-                "{}/a/tickets/{}",
-                agent_base_url(ctx, &base),
-                created.id
-            )),
-        })
+        Ok(ticket_ref(ctx, &base, created.id, true))
     }
 
     fn add_comment(ctx: &Context, comment: NewComment) -> Result<CommentRef> {
@@ -183,29 +198,52 @@ impl HelpdeskConnector for Freshdesk {
         let ticket_id = numeric_id("ticket-id", &comment.ticket_id)?;
         let body = html_body(&comment.body, &comment.attachments);
         let public = comment.visibility == Visibility::Public;
-        let request = match &comment.author {
+        let (endpoint, payload, requester) = match &comment.author {
             // The customer's message, filed as coming from outside.
             CommentAuthor::Requester(id) => {
                 let user_id = numeric_id("author", id)?;
-                http::post(format!("{base}/api/v2/tickets/{ticket_id}/notes")).json(&json!({
-                    "body": body, "private": !public, "incoming": true, "user_id": user_id,
-                }))
+                (
+                    "notes",
+                    json!({"body": body, "private": !public, "incoming": true, "user_id": user_id}),
+                    Some(user_id),
+                )
             }
             // The hub's own: a reply the customer gets, or a private note.
-            CommentAuthor::Integration if public => {
-                http::post(format!("{base}/api/v2/tickets/{ticket_id}/reply"))
-                    .json(&json!({"body": body}))
-            }
-            CommentAuthor::Integration => {
-                http::post(format!("{base}/api/v2/tickets/{ticket_id}/notes"))
-                    .json(&json!({"body": body, "private": true}))
-            }
+            CommentAuthor::Integration if public => ("reply", json!({"body": body}), None),
+            CommentAuthor::Integration => ("notes", json!({"body": body, "private": true}), None),
         };
-        let response = check(request.send()?)?;
-        let created: Created = parse(&response, "conversation")?;
-        Ok(CommentRef {
-            id: created.id.to_string(),
-        })
+
+        // No idempotency key for conversations either: when an earlier attempt may have added
+        // this one, look for it on the ticket first.
+        if let Some(earlier) = LookBack::of(comment.unconfirmed.as_ref()) {
+            let user_id = match requester {
+                Some(id) => id,
+                // Replies and notes without `user_id` are the API key's agent's.
+                None => integration_agent_id(ctx, &base)?,
+            };
+            let expected = ExpectedConversation {
+                user_id,
+                private: !public,
+                incoming: requester.is_some(),
+                source: if endpoint == "reply" {
+                    retry::SOURCE_REPLY
+                } else {
+                    retry::SOURCE_NOTE
+                },
+                text: text_of(&body),
+            };
+            if let Some(id) = earlier_conversation(&base, ticket_id, &expected, Some(earlier))? {
+                log_info!(
+                    "an earlier attempt had added the comment",
+                    ticket_id = ticket_id,
+                    conversation_id = id
+                );
+                return Ok(CommentRef { id: id.to_string() });
+            }
+        }
+
+        let id = post_conversation(&base, ticket_id, endpoint, &payload)?;
+        Ok(CommentRef { id: id.to_string() })
     }
 
     fn update_ticket(ctx: &Context, update: TicketUpdate) -> Result<TicketState> {
@@ -602,6 +640,112 @@ fn all_conversations(base: &str, ticket_id: u64) -> Result<Vec<Conversation>> {
     Ok(conversations)
 }
 
+/// The private incoming note a private first message goes into, and how to recognize it.
+fn first_note(ticket: &NewTicket) -> Result<(serde_json::Value, ExpectedConversation)> {
+    let requester = numeric_id("requester-id", &ticket.requester_id)?;
+    let body = html_body(&ticket.body, &ticket.attachments);
+    let expected = ExpectedConversation {
+        user_id: requester,
+        private: true,
+        incoming: true,
+        source: retry::SOURCE_NOTE,
+        text: text_of(&body),
+    };
+    let note = json!({"body": body, "private": true, "incoming": true, "user_id": requester});
+    Ok((note, expected))
+}
+
+fn ticket_ref(ctx: &Context, base: &str, id: u64, created: bool) -> TicketRef {
+    TicketRef {
+        id: id.to_string(),
+        created,
+        url: Some(format!("{}/a/tickets/{id}", agent_base_url(ctx, base))),
+    }
+}
+
+/// Posts a reply (`endpoint` `reply`) or note (`notes`) and answers its id.
+fn post_conversation(
+    base: &str,
+    ticket_id: u64,
+    endpoint: &str,
+    body: &serde_json::Value,
+) -> Result<u64> {
+    let response = check(
+        http::post(format!("{base}/api/v2/tickets/{ticket_id}/{endpoint}"))
+            .json(body)
+            .send()?,
+    )?;
+    Ok(parse::<Created>(&response, "conversation")?.id)
+}
+
+/// The ticket an earlier attempt filed with `body` (the `POST /tickets` body), if any.
+///
+/// Lists the requester's tickets newest first, from the database (search lags behind
+/// creates), with their descriptions to compare. `updated_since` also lifts the list's
+/// default of the last 30 days: a ticket created after the look-back's start was updated
+/// after it too.
+fn earlier_ticket(
+    base: &str,
+    body: &serde_json::Value,
+    earlier: LookBack<'_>,
+) -> Result<Option<u64>> {
+    let expected = ExpectedTicket::of(body)
+        .ok_or_else(|| ConnectorError::fatal("the ticket body lacks requester, subject or text"))?;
+    let since_ms = earlier.since_ms();
+    let mut request = http::get(format!("{base}/api/v2/tickets"))
+        .query("requester_id", expected.requester_id.to_string())
+        .query("updated_since", time::iso8601(since_ms / 1000))
+        .query("order_by", "created_at")
+        .query("order_type", "desc")
+        .query("include", "description")
+        .query("per_page", LOOK_BACK_PAGE_SIZE);
+    for _ in 0..MAX_LOOK_BACK_PAGES {
+        let response = check(request.send()?)?;
+        let page: Vec<Ticket> = parse(&response, "ticket list")?;
+        for ticket in &page {
+            let Some(created_at) = ticket.created_at_ms() else {
+                continue;
+            };
+            if created_at < since_ms {
+                // Newest first: the rest are older still.
+                return Ok(None);
+            }
+            if expected.matches(ticket) && earlier.may_be(&ticket.id.to_string(), created_at) {
+                return Ok(Some(ticket.id));
+            }
+        }
+        match response.header("link").and_then(paging::next_link) {
+            Some(next) => request = http::get(next),
+            None => return Ok(None),
+        }
+    }
+    log_warn!(
+        "stopped looking for an earlier attempt's ticket after the page limit",
+        requester_id = expected.requester_id,
+        pages = MAX_LOOK_BACK_PAGES
+    );
+    Ok(None)
+}
+
+/// The newest conversation of the ticket that is `expected` and, with a look-back, that the
+/// earlier attempt may have added.
+fn earlier_conversation(
+    base: &str,
+    ticket_id: u64,
+    expected: &ExpectedConversation,
+    earlier: Option<LookBack<'_>>,
+) -> Result<Option<u64>> {
+    let conversations = all_conversations(base, ticket_id)?;
+    let found = conversations.iter().rev().find(|c| {
+        expected.matches(c)
+            && earlier.is_none_or(|earlier| {
+                c.created_at_ms()
+                    .is_some_and(|at| earlier.may_be(&c.id.to_string(), at))
+            })
+    });
+    Ok(found.map(|c| c.id))
+}
+
 /// The API key's agent: from the setting, else from `GET /agents/me`.
 fn integration_agent_id(ctx: &Context, base: &str) -> Result<u64> {
     if let Some(id) = ctx.setting(settings::INTEGRATION_AGENT_ID) {
@@ -876,6 +1020,7 @@ mod tests {
             priority: Some(TicketPriority::High),
             status: None,
             channel: "telegram".into(),
+            unconfirmed: None,
         }
     }
 

@@ -37,6 +37,26 @@ pub fn transactions_query(queue: &str, after: u64) -> String {
     )
 }
 
+/// The TransactionSQL of the replies (public) or comments (private) that `creator` (a login)
+/// posted on ticket `ticket_id`.
+pub fn messages_query(ticket_id: u64, visibility: Visibility, creator: &str) -> String {
+    let kind = match visibility {
+        Visibility::Public => "Correspond",
+        Visibility::Private => "Comment",
+    };
+    format!(
+        "ObjectType = 'RT::Ticket' AND ObjectId = {ticket_id} AND Type = '{kind}' AND Creator = {}",
+        sql_quote(creator.trim())
+    )
+}
+
+/// Whether a message's text as RT keeps it (`kept`, read as [`message_text`] does) is the text
+/// the plugin `sent`: the same, but for line endings and trailing white space.
+pub fn is_same_text(sent: &str, kept: &str) -> bool {
+    let normal = |text: &str| text.replace("\r\n", "\n").trim_end().to_string();
+    normal(sent) == normal(kept)
+}
+
 /// How many of `items` (in id order) are old enough to report: those up to the first one
 /// created after `cutoff_ms`. A transaction without a date counts as settled.
 pub fn settled_len(items: &[Transaction], cutoff_ms: u64) -> usize {
@@ -418,6 +438,27 @@ mod tests {
         assert_eq!(files[1].url, "http://rt/REST/2.0/attachment/12");
         assert_eq!(files[1].name.as_deref(), Some("a.png"));
         assert_eq!(files[1].size_bytes, Some(2048));
+    }
+
+    #[test]
+    fn an_earlier_attempt_is_looked_for_among_the_users_messages_of_one_kind() {
+        assert_eq!(
+            messages_query(7, Visibility::Public, " root "),
+            "ObjectType = 'RT::Ticket' AND ObjectId = 7 AND Type = 'Correspond' AND \
+             Creator = 'root'"
+        );
+        assert_eq!(
+            messages_query(7, Visibility::Private, "o'brien"),
+            "ObjectType = 'RT::Ticket' AND ObjectId = 7 AND Type = 'Comment' AND \
+             Creator = 'o\\'brien'"
+        );
+        let sent = "Aiko Sato <telegram-5001@social.invalid> wrote:\n\nAny news?\n";
+        assert!(is_same_text(
+            sent,
+            "Aiko Sato <telegram-5001@social.invalid> wrote:\r\n\r\nAny news?"
+        ));
+        assert!(!is_same_text(sent, "Any news?"));
+        assert!(!is_same_text("Any news?", "Any news?!"));
     }
 
     #[test]

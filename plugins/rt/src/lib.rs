@@ -11,7 +11,9 @@
 //!   apply to the queue; a create retried with the same key finds the first ticket.
 //! - **Comments**: public ones are replies (`/correspond`), private ones comments (`/comment`).
 //!   One RT account cannot write as the customer, so a customer's message is filed by the
-//!   integration user under a line naming the customer.
+//!   integration user under a line naming the customer. RT has no idempotency key for them: a
+//!   retry after an attempt whose outcome is unknown first looks in the ticket's history for
+//!   the message that attempt may have posted.
 //! - **Changes** come from polling the `ticket-changes` stream: the queue's transactions after a
 //!   cursor (TransactionSQL), `Correspond` as public comments, `Comment` as private ones, status
 //!   and priority changes. The integration user's own transactions are echoes. RT has no
@@ -28,8 +30,8 @@ use std::collections::HashMap;
 
 use serde_json::json;
 use switchboard_plugin_sdk::helpdesk::{
-    ChangeAuthor, CommentAuthor, CommentRef, HelpdeskConnector, NewComment, NewTicket, PollPage,
-    Requester, RequesterRequest, TicketRef, TicketState, TicketStatus, TicketUpdate,
+    ChangeAuthor, CommentAuthor, CommentRef, HelpdeskConnector, LookBack, NewComment, NewTicket,
+    PollPage, Requester, RequesterRequest, TicketRef, TicketState, TicketStatus, TicketUpdate,
     WebhookOutcome,
 };
 use switchboard_plugin_sdk::http::{self, Response};
@@ -71,6 +73,17 @@ const MAX_AUTHOR_LOOKUPS: usize = 5;
 
 /// The transaction fields a poll reads; the creator is expanded to id, login and name.
 const TRANSACTION_FIELDS: &str = "Type,Created,Creator,ObjectId,Field,NewValue";
+
+/// Pages of the integration user's messages on a ticket that a retried comment reads, newest
+/// first, while looking for an earlier attempt's.
+const LOOK_BACK_PAGES: u32 = 4;
+
+/// Which transactions a page starts with.
+#[derive(Debug, Clone, Copy)]
+enum Order {
+    Oldest,
+    Newest,
+}
 
 /// The Request Tracker connector.
 pub struct Rt;
@@ -318,6 +331,82 @@ impl Site {
             .first()
             .and_then(|t| t.id.0.parse().ok())
             .unwrap_or(0))
+    }
+
+    /// One page (from 1) of the ticket transactions that TransactionSQL `query` selects, by
+    /// id in `order`, with the fields changes are made of; and RT's clock when it answered
+    /// (its `Date` header).
+    fn transactions(
+        &self,
+        query: &str,
+        order: Order,
+        page: u32,
+    ) -> Result<(Page<api::Transaction>, u64)> {
+        let response = check(
+            http::get(format!("{}/transactions", self.api))
+                .query("query", query)
+                .query("orderby", "id")
+                .query(
+                    "order",
+                    match order {
+                        Order::Oldest => "ASC",
+                        Order::Newest => "DESC",
+                    },
+                )
+                .query("page", page.to_string())
+                .query("per_page", TRANSACTIONS_PAGE_SIZE)
+                .query("fields", TRANSACTION_FIELDS)
+                .query("fields[Creator]", "id,Name,RealName")
+                .send()?,
+        )?;
+        let page = parse(&response, "transaction search")?;
+        let server_now = response
+            .header("date")
+            .and_then(time::parse_http_date_ms)
+            .unwrap_or_else(now_ms);
+        Ok((page, server_now))
+    }
+
+    /// The message an earlier attempt at this one may have posted on the ticket: a reply or
+    /// comment (as `visibility` says) by the integration user, with the same text, that
+    /// `earlier` may take; the oldest when several do. RT keeps no idempotency key on
+    /// messages, so the ticket's history is the only record of that attempt.
+    fn earlier_message(
+        &self,
+        ticket_id: u64,
+        visibility: Visibility,
+        text: &str,
+        earlier: LookBack<'_>,
+    ) -> Result<Option<String>> {
+        let query = changes::messages_query(ticket_id, visibility, &self.username);
+        let mut candidates = Vec::new();
+        for page in 1..=LOOK_BACK_PAGES {
+            let (found, _) = self.transactions(&query, Order::Newest, page)?;
+            let mut reached_older = false;
+            for txn in &found.items {
+                let Some(created) = txn.created_ms() else {
+                    continue;
+                };
+                if created < earlier.since_ms() {
+                    reached_older = true;
+                } else if earlier.may_be(&txn.id.0, created) {
+                    candidates.push(txn.id.0.clone());
+                }
+            }
+            if reached_older || found.next_page.is_none() {
+                break;
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let messages = self.messages(&candidates)?;
+        // Newest first: the last match is the oldest.
+        Ok(candidates.into_iter().rfind(|id| {
+            messages
+                .get(id)
+                .is_some_and(|message| changes::is_same_text(text, &message.body))
+        }))
     }
 
     /// The messages of comment transactions: each one's text and files, by transaction id.
@@ -632,6 +721,16 @@ impl HelpdeskConnector for Rt {
             CommentAuthor::Requester(id) => api::attributed(&site.known_user("author", id)?, &text),
             CommentAuthor::Integration => text,
         };
+        if let Some(earlier) = LookBack::of(comment.unconfirmed.as_ref()) {
+            if let Some(id) = site.earlier_message(ticket_id, comment.visibility, &text, earlier)? {
+                log_info!(
+                    "an earlier attempt had posted this message",
+                    ticket_id = ticket_id,
+                    transaction_id = id
+                );
+                return Ok(CommentRef { id });
+            }
+        }
         let id = site.post_message(ticket_id, comment.visibility, &text)?;
         Ok(CommentRef { id })
     }
@@ -707,22 +806,12 @@ impl HelpdeskConnector for Rt {
             Some(cursor) => paging::decode_cursor::<Cursor>(cursor)?.after,
             None => site.initial_cursor(ctx)?,
         };
-        let response = check(
-            http::get(format!("{}/transactions", site.api))
-                .query("query", changes::transactions_query(&site.queue, after))
-                .query("orderby", "id")
-                .query("order", "ASC")
-                .query("per_page", TRANSACTIONS_PAGE_SIZE)
-                .query("fields", TRANSACTION_FIELDS)
-                .query("fields[Creator]", "id,Name,RealName")
-                .send()?,
+        let (page, server_now) = site.transactions(
+            &changes::transactions_query(&site.queue, after),
+            Order::Oldest,
+            1,
         )?;
-        let page: Page<api::Transaction> = parse(&response, "transaction search")?;
-        // The cutoff is on RT's own clock: the answer's Date header.
-        let server_now = response
-            .header("date")
-            .and_then(time::parse_http_date_ms)
-            .unwrap_or_else(now_ms);
+        // The cutoff is on RT's own clock.
         let settled = &page.items
             [..changes::settled_len(&page.items, server_now.saturating_sub(changes::SETTLE_MS))];
 

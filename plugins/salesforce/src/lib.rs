@@ -12,7 +12,10 @@
 //!   the value: a conversation can have several cases over time. The first message is the
 //!   Description; Status, Priority and Origin go through the `*_map` settings.
 //! - **Comments** are CaseComments, `IsPublished` for public replies; bodies over 4,000 bytes
-//!   are split in several comments (the id of the first is returned).
+//!   are split in several comments (the id of the first is returned). CaseComments have no
+//!   idempotency key: a retry after an attempt that may have taken effect (`unconfirmed`)
+//!   first queries the case's recent comments by the integration user and posts only the parts
+//!   not found there (`retry.rs`).
 //! - **Changes** come from polling SOQL on `SystemModstamp` (CaseComments, then Cases), batch
 //!   by batch through `nextRecordsUrl`. Outbound Messages (SOAP, unsigned) and Change Data
 //!   Capture (a gRPC/CometD subscription) don't fit a webhook, so webhooks are not accepted.
@@ -27,13 +30,14 @@
 mod api;
 mod changes;
 mod mapping;
+mod retry;
 mod time;
 
 use serde_json::{json, Map, Value};
 use switchboard_plugin_sdk::helpdesk::{
-    CommentAuthor, CommentRef, HelpdeskConnector, NewComment, NewTicket, PollPage, Requester,
-    RequesterRequest, TicketChange, TicketPriority, TicketRef, TicketState, TicketStatus,
-    TicketUpdate, WebhookOutcome,
+    CommentAuthor, CommentRef, HelpdeskConnector, LookBack, NewComment, NewTicket, PollPage,
+    Requester, RequesterRequest, TicketChange, TicketPriority, TicketRef, TicketState,
+    TicketStatus, TicketUpdate, WebhookOutcome,
 };
 use switchboard_plugin_sdk::http::{self, Request, Response};
 use switchboard_plugin_sdk::prelude::*;
@@ -250,6 +254,21 @@ impl Org {
             .ok_or_else(|| ConnectorError::fatal("Salesforce userinfo has no user_id"))
     }
 
+    /// Every row of a query, batch by batch.
+    fn query_all(&self, soql: &str) -> Result<Vec<Value>> {
+        let request = http::get(self.url("/query"))
+            .query("q", soql)
+            .header("Sforce-Query-Options", QUERY_BATCH_SIZE);
+        let mut page: QueryPage = parse(&check(self.send(request)?)?, "query result")?;
+        let mut records = std::mem::take(&mut page.records);
+        while let (false, Some(next)) = (page.done, page.next_records_url.take()) {
+            let response = self.send(http::get(format!("{}{next}", self.instance)))?;
+            page = parse(&check(response)?, "query batch")?;
+            records.append(&mut page.records);
+        }
+        Ok(records)
+    }
+
     /// One batch of a query: the next batch of a running one, else a new one.
     fn query_batch(&self, mark: &mut Mark, soql: impl Fn(&str) -> String) -> Result<QueryPage> {
         if let Some(next) = mark.next.clone() {
@@ -342,21 +361,52 @@ impl HelpdeskConnector for Salesforce {
         }
         let text = body_with_attachments(&comment.body, &comment.attachments);
         let parts = split_bytes(&text, COMMENT_MAX_BYTES);
-        let mut first = None;
-        for part in &parts {
+        if parts.is_empty() {
+            return Err(ConnectorError::invalid("body", "the comment is empty"));
+        }
+        let public = comment.visibility == Visibility::Public;
+        // No idempotency key for CaseComments: after an attempt that may have taken effect,
+        // post only the parts it did not.
+        let mut ids = match LookBack::of(comment.unconfirmed.as_ref()) {
+            Some(earlier) => {
+                let user = record_id(
+                    settings::INTEGRATION_USER_ID,
+                    &org.integration_user(ctx)?,
+                    "005",
+                    "User",
+                )?;
+                let soql = retry::comments_since_query(&case_id, &user, earlier.since_ms());
+                let records = org.query_all(&soql)?;
+                let found = retry::posted_parts(&records, &parts, public, &earlier);
+                log_info!(
+                    "retrying a comment whose earlier attempt may have taken effect",
+                    parts = parts.len(),
+                    already_posted = found.iter().flatten().count()
+                );
+                found
+            }
+            None => vec![None; parts.len()],
+        };
+        for (part, id) in parts.iter().zip(ids.iter_mut()) {
+            if id.is_some() {
+                continue;
+            }
             let body = json!({
                 "ParentId": case_id,
                 "CommentBody": part,
-                "IsPublished": comment.visibility == Visibility::Public,
+                "IsPublished": public,
             });
             let response =
                 check(org.send(http::post(org.url("/sobjects/CaseComment")).json(&body))?)?;
             let saved: api::SaveResult = parse(&response, "CaseComment")?;
-            first.get_or_insert(saved.id);
+            *id = Some(saved.id);
         }
-        first
+        // The hub knows a comment by its first part.
+        ids.into_iter()
+            .next()
+            .flatten()
             .map(|id| CommentRef { id })
-            .ok_or_else(|| ConnectorError::invalid("body", "the comment is empty"))
+            .ok_or_else(|| ConnectorError::fatal("no CaseComment id for the first part"))
     }
 
     fn update_ticket(ctx: &Context, update: TicketUpdate) -> Result<TicketState> {
@@ -781,6 +831,7 @@ mod tests {
             priority: Some(TicketPriority::Urgent),
             status: None,
             channel: "telegram".into(),
+            unconfirmed: None,
         }
     }
 

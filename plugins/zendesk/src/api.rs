@@ -122,6 +122,37 @@ fn default_true() -> bool {
     true
 }
 
+impl Comment {
+    pub fn created_at_ms(&self) -> Option<u64> {
+        self.created_at.as_deref().and_then(parse_iso8601_ms)
+    }
+
+    pub fn is_by(&self, author_id: &str) -> bool {
+        self.author_id.as_ref().is_some_and(|a| a.0 == author_id)
+    }
+
+    /// Whether this comment carries `text` as sent. Zendesk may trim or reflow whitespace in
+    /// `body`, and `plain_body` is rendered from the HTML, so both are compared with runs of
+    /// whitespace made equal.
+    pub fn has_text(&self, text: &str) -> bool {
+        let wanted = squeeze_whitespace(text);
+        [&self.body, &self.plain_body]
+            .into_iter()
+            .flatten()
+            .any(|stored| squeeze_whitespace(stored) == wanted)
+    }
+
+    /// Creation order: Zendesk ids grow, so they settle comments made in the same second.
+    pub fn order_key(&self) -> (Option<u64>, Option<u64>) {
+        (self.created_at_ms(), self.id.0.parse::<u64>().ok())
+    }
+}
+
+/// `text` with every run of whitespace (non-breaking spaces included) as one space, trimmed.
+fn squeeze_whitespace(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct CommentAttachment {
     pub content_url: String,
@@ -525,6 +556,25 @@ mod tests {
         let without: TicketEnvelope =
             serde_json::from_str(r#"{"ticket":{"id":1,"status":"open"}}"#).expect("envelope");
         assert_eq!(without.created_comment_id(), None);
+    }
+
+    #[test]
+    fn comments_match_their_text_with_whitespace_reflowed() {
+        let comment: Comment = serde_json::from_str(
+            r#"{"id":1,"body":"Hi  there\n\nsee below ","plain_body":"Hi there\u00a0see below",
+                "author_id":20,"created_at":"2024-05-01T09:10:00Z"}"#,
+        )
+        .expect("comment");
+        assert!(comment.has_text("Hi there\n\nsee below"));
+        assert!(comment.has_text(" Hi there see below\n"));
+        assert!(!comment.has_text("Hi there, see below"));
+        assert!(!comment.has_text(""));
+        assert!(comment.public, "public unless said otherwise");
+        assert!(comment.is_by("20") && !comment.is_by("2"));
+        assert_eq!(comment.created_at_ms(), Some(1_714_554_600_000));
+        let plain_only: Comment =
+            serde_json::from_str(r#"{"id":2,"plain_body":"ok","public":false}"#).expect("comment");
+        assert!(plain_only.has_text("ok") && !plain_only.public);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - **Tickets** are created with the hub's idempotency key as `Idempotency-Key`, tagged
 //!   `switchboard` and with the channel, the first comment written by the requester.
 //! - **Comments** go in with `PUT /tickets/{id}`; the new comment's id is read from the audit.
+//!   Updates take no idempotency key, so a retry after an attempt whose outcome is unknown
+//!   first looks among the ticket's newest comments for the one that attempt may have added.
 //! - **Changes** come from the `ticket-events` stream (cursor-based incremental ticket export,
 //!   then each changed ticket's comments) and from Zendesk event webhooks
 //!   (`ticket.comment_added`, `ticket.status_changed`, `ticket.priority_changed`), signed with
@@ -25,8 +27,8 @@ mod time;
 use serde::Serialize;
 use serde_json::json;
 use switchboard_plugin_sdk::helpdesk::{
-    CommentAuthor, CommentRef, HelpdeskConnector, NewComment, NewTicket, PollPage, Requester,
-    RequesterRequest, TicketRef, TicketState, TicketUpdate, WebhookOutcome,
+    CommentAuthor, CommentRef, HelpdeskConnector, LookBack, NewComment, NewTicket, PollPage,
+    Requester, RequesterRequest, TicketRef, TicketState, TicketUpdate, WebhookOutcome,
 };
 use switchboard_plugin_sdk::http;
 use switchboard_plugin_sdk::prelude::*;
@@ -63,6 +65,9 @@ const EXPORT_PAGE_SIZE: &str = "100";
 
 /// Comments per page (Zendesk's maximum for cursor pagination).
 const COMMENTS_PAGE_SIZE: &str = "100";
+
+/// Comments per page when looking for a recent one, newest first: it is rarely far down.
+const RECENT_COMMENTS_PAGE_SIZE: &str = "20";
 
 /// A guard against a service that keeps answering `has_more` (10,000 comments).
 const MAX_COMMENT_PAGES: usize = 100;
@@ -157,9 +162,37 @@ impl HelpdeskConnector for Zendesk {
             // Omitted: the comment is written by the API token's owner.
             CommentAuthor::Integration => None,
         };
+        let author = || match author_id {
+            Some(id) => Ok(id.to_string()),
+            None => integration_user_id(ctx, &base),
+        };
+        let text = api::body_with_attachments(&comment.body, &comment.attachments);
+        let public = comment.visibility == Visibility::Public;
+
+        // A ticket update takes no idempotency key: when an earlier attempt may have added
+        // this comment, look for it before adding it again.
+        if let Some(earlier) = LookBack::of(comment.unconfirmed.as_ref()) {
+            let author = author()?;
+            let found = newest_comment(&base, ticket_id, earlier.since_ms(), |c| {
+                c.is_by(&author)
+                    && c.public == public
+                    && c.has_text(&text)
+                    && c.created_at_ms()
+                        .is_some_and(|at| earlier.may_be(&c.id.0, at))
+            })?;
+            if let Some(id) = found {
+                log_info!(
+                    "an earlier attempt had added the comment",
+                    ticket_id = ticket_id,
+                    comment_id = id
+                );
+                return Ok(CommentRef { id });
+            }
+        }
+
         let body = json!({"ticket": {"comment": CommentBody {
-            body: api::body_with_attachments(&comment.body, &comment.attachments),
-            public: comment.visibility == Visibility::Public,
+            body: text,
+            public,
             author_id,
         }}});
         let response = check(
@@ -172,11 +205,8 @@ impl HelpdeskConnector for Zendesk {
             return Ok(CommentRef { id });
         }
         // No audit in the answer: the newest comment by the same author is ours.
-        let author = match author_id {
-            Some(id) => id.to_string(),
-            None => integration_user_id(ctx, &base)?,
-        };
-        newest_comment_by(&base, ticket_id, &author)?
+        let author = author()?;
+        newest_comment(&base, ticket_id, 0, |c| c.is_by(&author))?
             .map(|id| CommentRef { id })
             .ok_or_else(|| {
                 ConnectorError::transient(format!(
@@ -462,29 +492,59 @@ fn all_comments(base: &str, ticket_id: &str) -> Result<(Vec<api::Comment>, Vec<a
     Ok((comments, users))
 }
 
-/// The id of the newest comment on a ticket written by `author_id`.
-fn newest_comment_by(base: &str, ticket_id: u64, author_id: &str) -> Result<Option<String>> {
-    let response = check(
-        http::get(format!("{base}/api/v2/tickets/{ticket_id}/comments"))
-            .query("sort", "-created_at")
-            .query("page[size]", "20")
-            .send()?,
-    )?;
-    let page: CommentsPage = parse(&response, "comments page")?;
-    Ok(newest_by_author(&page.comments, author_id))
+/// The id of the newest comment on a ticket that `wanted` accepts, among those created at or
+/// after `since_ms` (ms since the epoch; 0 for any). Never the ticket's first comment: that is
+/// its description, which came with the ticket, not with `add_comment`.
+fn newest_comment(
+    base: &str,
+    ticket_id: u64,
+    since_ms: u64,
+    wanted: impl Fn(&api::Comment) -> bool,
+) -> Result<Option<String>> {
+    let mut request = http::get(format!("{base}/api/v2/tickets/{ticket_id}/comments"))
+        .query("sort", "-created_at")
+        .query("page[size]", RECENT_COMMENTS_PAGE_SIZE);
+    let mut seen = Vec::new();
+    for _ in 0..MAX_COMMENT_PAGES {
+        let response = check(request.send()?)?;
+        let page: CommentsPage = parse(&response, "comments page")?;
+        // Newest first: past a match, or past `since_ms`, older pages hold nothing better.
+        let done = page
+            .comments
+            .iter()
+            .any(|c| wanted(c) || c.created_at_ms().is_some_and(|at| at < since_ms));
+        let next = page.next_url().map(str::to_string);
+        seen.extend(page.comments);
+        match next {
+            Some(next) if !done => request = http::get(next),
+            Some(_) => return Ok(newest_match(&seen, false, &wanted)),
+            None => return Ok(newest_match(&seen, true, &wanted)),
+        }
+    }
+    log_warn!(
+        "stopped reading comments after the page limit",
+        ticket_id = ticket_id,
+        pages = MAX_COMMENT_PAGES
+    );
+    Ok(newest_match(&seen, false, &wanted))
 }
 
-/// Picks the newest comment by `author_id`, whatever order the page is in.
-fn newest_by_author(comments: &[api::Comment], author_id: &str) -> Option<String> {
+/// Picks the newest comment `wanted` accepts, whatever order `comments` are in. When they are
+/// all of the ticket's (`all`), the oldest is the description and is left out.
+fn newest_match(
+    comments: &[api::Comment],
+    all: bool,
+    wanted: impl Fn(&api::Comment) -> bool,
+) -> Option<String> {
+    let description = all
+        .then(|| comments.iter().min_by_key(|c| c.order_key()))
+        .flatten()
+        .map(|c| &c.id);
     comments
         .iter()
-        .filter(|c| c.author_id.as_ref().is_some_and(|a| a.0 == author_id))
-        .max_by_key(|c| {
-            (
-                c.created_at.as_deref().and_then(time::parse_iso8601_ms),
-                c.id.0.parse::<u64>().ok(),
-            )
-        })
+        .filter(|c| Some(&c.id) != description)
+        .filter(|c| wanted(c))
+        .max_by_key(|c| c.order_key())
         .map(|c| c.id.0.clone())
 }
 
@@ -650,6 +710,7 @@ mod tests {
             priority: Some(TicketPriority::High),
             status: Some(TicketStatus::New),
             channel: "telegram".into(),
+            unconfirmed: None,
         }
     }
 
@@ -807,15 +868,32 @@ mod tests {
     }
 
     #[test]
-    fn newest_comment_by_author_regardless_of_order() {
+    fn newest_match_regardless_of_order_never_the_description() {
         let page: CommentsPage = serde_json::from_value(json!({"comments": [
-            {"id": 5, "author_id": 20, "created_at": "2024-05-01T09:00:00Z"},
             {"id": 7, "author_id": 20, "created_at": "2024-05-01T09:10:00Z"},
+            {"id": 5, "author_id": 20, "created_at": "2024-05-01T09:00:00Z"},
+            {"id": 8, "author_id": 20, "created_at": "2024-05-01T09:10:00Z"},
             {"id": 9, "author_id": 30, "created_at": "2024-05-01T09:20:00Z"}
         ]}))
         .expect("page");
-        assert_eq!(newest_by_author(&page.comments, "20").as_deref(), Some("7"));
-        assert_eq!(newest_by_author(&page.comments, "40"), None);
+        let by = |author: &'static str| move |c: &api::Comment| c.is_by(author);
+        // Same second: the higher id is the newer.
+        assert_eq!(
+            newest_match(&page.comments, true, by("20")).as_deref(),
+            Some("8")
+        );
+        assert_eq!(newest_match(&page.comments, true, by("40")), None);
+        let only_first = |c: &api::Comment| c.id.0 == "5";
+        assert_eq!(
+            newest_match(&page.comments, true, only_first),
+            None,
+            "the oldest of all the comments is the description"
+        );
+        assert_eq!(
+            newest_match(&page.comments, false, only_first).as_deref(),
+            Some("5"),
+            "older comments exist beyond a partial listing"
+        );
     }
 
     #[test]

@@ -771,3 +771,74 @@ fn render_row(store: &Store, record: &Record, query: &Query, version: &str) -> V
     }
     Value::Object(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::salesforce::store::Writer;
+    use crate::salesforce::Config;
+
+    /// 2024-05-01T09:14:57Z.
+    const T: i64 = 1_714_554_897_000;
+
+    fn writer(user_id: &str) -> Writer {
+        Writer {
+            user_id: user_id.into(),
+            client: None,
+            api_version: "60.0".into(),
+        }
+    }
+
+    fn insert(store: &mut Store, object: Object, body: Value, user: &str, at: i64) -> String {
+        let Value::Object(fields) = body else {
+            panic!("not an object: {body}")
+        };
+        store
+            .insert(object, &fields, &writer(user), at)
+            .expect("insert")
+    }
+
+    /// What a retried comment reads: one case's comments by one user since a second, in
+    /// creation order, compared at millisecond precision against the literal.
+    #[test]
+    fn case_comments_by_author_since_a_datetime() {
+        let mut store = Store::new(Config::default(), T);
+        let (hub, agent) = (
+            store.integration_user_id.clone(),
+            store.human_agent_id.clone(),
+        );
+        let case = insert(&mut store, Object::Case, json!({"Subject": "a"}), &hub, T);
+        let other = insert(&mut store, Object::Case, json!({"Subject": "b"}), &hub, T);
+        let comment = |store: &mut Store, parent: &str, user: &str, at: i64| {
+            let body = json!({"ParentId": parent, "CommentBody": "Hi", "IsPublished": true});
+            insert(store, Object::CaseComment, body, user, at)
+        };
+        comment(&mut store, &case, &hub, T - 1); // the second before
+        let same_second = comment(&mut store, &case, &hub, T + 999);
+        comment(&mut store, &case, &agent, T + 5_000);
+        comment(&mut store, &other, &hub, T + 5_000);
+        let later = comment(&mut store, &case, &hub, T + 3_000);
+        let first = comment(&mut store, &case, &hub, T);
+
+        for since in ["2024-05-01T09:14:57Z", "2024-05-01T18:14:57+09:00"] {
+            let soql = format!(
+                "SELECT Id, CommentBody, IsPublished, CreatedDate, CreatedById FROM CaseComment \
+                 WHERE ParentId = '{}' AND CreatedById = '{hub}' AND CreatedDate >= {since} \
+                 ORDER BY CreatedDate ASC, Id ASC",
+                &case[..15]
+            );
+            let query = parse(&soql, &store).expect("query");
+            let rows = run(&store, &query, false, "60.0");
+            let ids: Vec<&str> = rows.iter().filter_map(|r| r["Id"].as_str()).collect();
+            assert_eq!(ids, [first.as_str(), &same_second, &later], "{since}");
+            assert_eq!(rows[0]["CreatedDate"], "2024-05-01T09:14:57.000+0000");
+            assert_eq!(rows[0]["CreatedById"], json!(hub));
+            assert_eq!(rows[0]["IsPublished"], true);
+        }
+        // Fractions of a second are not SOQL.
+        let soql = "SELECT Id FROM CaseComment WHERE CreatedDate >= 2024-05-01T09:14:57.000Z";
+        assert!(parse(soql, &store).is_err());
+    }
+}

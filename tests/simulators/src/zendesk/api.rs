@@ -331,14 +331,18 @@ fn paginate(
     url: &str,
     keep: &[(&str, String)],
 ) -> Result<Value, ApiError> {
-    let cbp = ["page[size]", "page[after]", "page[before]"]
-        .iter()
-        .any(|k| q.contains_key(*k));
-    if cbp {
+    if is_cursor_paged(q) {
         cursor_page(items, q, key, url, keep)
     } else {
         offset_page(items, q, key, url, keep)
     }
+}
+
+/// True when the request asks for cursor pagination (any `page[...]` parameter).
+fn is_cursor_paged(q: &HashMap<String, String>) -> bool {
+    ["page[size]", "page[after]", "page[before]"]
+        .iter()
+        .any(|k| q.contains_key(*k))
 }
 
 fn bad_page(description: &str) -> ApiError {
@@ -633,8 +637,13 @@ async fn list_comments(
     let store = sim.store();
     let ticket = store.tickets.get(&id).ok_or_else(ApiError::not_found)?;
     let mut comments: Vec<_> = ticket.comments.iter().collect();
-    let descending = q.get("sort").is_some_and(|s| s == "-created_at")
-        || q.get("sort_order").is_some_and(|s| s == "desc");
+    // Ascending by default. Zendesk documents `sort` for cursor pagination and `sort_order`
+    // for offset pagination; each is ignored in the other mode.
+    let descending = if is_cursor_paged(&q) {
+        q.get("sort").is_some_and(|s| s == "-created_at")
+    } else {
+        q.get("sort_order").is_some_and(|s| s == "desc")
+    };
     if descending {
         comments.reverse();
     }
@@ -1367,4 +1376,111 @@ async fn control_advance_clock(State(sim): State<Simulator>, body: Bytes) -> Api
 async fn control_deliveries(State(sim): State<Simulator>) -> ApiResult {
     let deliveries = lock(&sim.inner.deliveries).clone();
     ok(json!({"deliveries": deliveries}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use super::*;
+
+    /// Serves a fresh account with one ticket, its description and `replies` agent replies.
+    async fn ticket_with_replies(replies: usize) -> (Simulator, String, u64) {
+        let sim = Simulator::new(Config::default().relaxed());
+        let (addr, _) = sim
+            .clone()
+            .serve(([127, 0, 0, 1], 0).into())
+            .await
+            .expect("serve");
+        let base = format!("http://{addr}");
+        let config = sim.config();
+        let created: Value = reqwest::Client::new()
+            .post(format!("{base}/api/v2/tickets"))
+            .basic_auth(
+                format!("{}/token", config.agent_email),
+                Some(&config.api_token),
+            )
+            .json(&json!({"ticket": {"subject": "s", "comment": {"body": "description"}}}))
+            .send()
+            .await
+            .expect("create")
+            .json()
+            .await
+            .expect("ticket");
+        let id = created["ticket"]["id"].as_u64().expect("ticket id");
+        for n in 0..replies {
+            sim.agent_reply(id, &format!("reply {n}"), true);
+        }
+        (sim, base, id)
+    }
+
+    /// The comment bodies of every page from `url` on, following the next links.
+    async fn bodies(sim: &Simulator, mut url: String) -> Vec<String> {
+        let config = sim.config();
+        let mut bodies = Vec::new();
+        for _ in 0..10 {
+            let page: Value = reqwest::Client::new()
+                .get(&url)
+                .basic_auth(
+                    format!("{}/token", config.agent_email),
+                    Some(&config.api_token),
+                )
+                .send()
+                .await
+                .expect("list")
+                .json()
+                .await
+                .expect("page");
+            bodies.extend(
+                page["comments"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c["body"].as_str().map(str::to_owned)),
+            );
+            let next = if page.get("meta").is_some() {
+                page["meta"]["has_more"]
+                    .as_bool()
+                    .unwrap_or(false)
+                    .then(|| page["links"]["next"].as_str())
+                    .flatten()
+            } else {
+                page["next_page"].as_str()
+            };
+            match next {
+                Some(next) => url = next.to_owned(),
+                None => return bodies,
+            }
+        }
+        panic!("pagination did not end");
+    }
+
+    #[tokio::test]
+    async fn comments_sort_newest_first_with_each_paginations_parameter() {
+        let (sim, base, id) = ticket_with_replies(3).await;
+        let url = |query: &str| format!("{base}/api/v2/tickets/{id}/comments?{query}");
+        let newest_first = ["reply 2", "reply 1", "reply 0", "description"];
+        let oldest_first = ["description", "reply 0", "reply 1", "reply 2"];
+        assert_eq!(
+            bodies(&sim, url("sort=-created_at&page[size]=2")).await,
+            newest_first,
+            "cursor pages keep the order in their next links"
+        );
+        assert_eq!(
+            bodies(&sim, url("sort=created_at&page[size]=3")).await,
+            oldest_first
+        );
+        assert_eq!(
+            bodies(&sim, url("sort_order=desc&per_page=3")).await,
+            newest_first
+        );
+        // Each pagination has its own sort parameter.
+        assert_eq!(
+            bodies(&sim, url("sort=-created_at&per_page=3")).await,
+            oldest_first
+        );
+        assert_eq!(
+            bodies(&sim, url("sort_order=desc&page[size]=3")).await,
+            oldest_first
+        );
+    }
 }
