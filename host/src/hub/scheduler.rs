@@ -7,6 +7,7 @@
 //! into the one run that finds the job overdue. A run polls page by page while the plugin
 //! says there is more (bounded), saving each page's events and cursor in one transaction.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -14,6 +15,9 @@ use tracing::Instrument as _;
 
 use super::engine::{store_events, Events, Source};
 use super::{now_ms, Hub, HubError, JobRunView};
+use crate::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::PollPage as HelpdeskPage;
+use crate::runtime::bindings::social::exports::switchboard::connector::social_connector::PollPage as SocialPage;
+use crate::runtime::{CallError, HelpdeskConnector, SocialConnector};
 use crate::schedule::Schedule;
 use crate::store::JobRow;
 
@@ -111,7 +115,14 @@ pub(crate) async fn run_now(hub: &Hub, job_id: &str) -> Result<JobRunView, HubEr
             "job `{job_id}` is already running"
         )));
     };
-    execute(hub, &job, &owner, run_id).await;
+    // In a task of its own: an admin whose request goes away (a client timeout) must not
+    // cut the run off between pages, leaving its job marked running until the lease ends.
+    let run = {
+        let hub = hub.clone();
+        tokio::spawn(async move { execute(&hub, &job, &owner, run_id).await })
+    };
+    run.await
+        .map_err(|e| HubError::Internal(anyhow::anyhow!("the job run failed: {e}")))?;
     Ok(hub.inner.db.get_job_run(run_id).await?.into())
 }
 
@@ -152,6 +163,58 @@ async fn execute(hub: &Hub, job: &JobRow, owner: &str, run_id: i64) {
     .await
 }
 
+/// A bound plugin that polls, whichever world it implements.
+enum Poller {
+    Social(Arc<SocialConnector>),
+    Helpdesk(Arc<HelpdeskConnector>),
+}
+
+/// One page a [`Poller`] read.
+enum Page {
+    Social(SocialPage),
+    Helpdesk(HelpdeskPage),
+}
+
+impl Poller {
+    /// The plugin operation, for the call-time metric.
+    fn operation(&self) -> &'static str {
+        match self {
+            Poller::Social(_) => "poll",
+            Poller::Helpdesk(_) => "poll-changes",
+        }
+    }
+
+    async fn poll(&self, stream: &str, cursor: Option<&str>) -> Result<Page, CallError> {
+        Ok(match self {
+            Poller::Social(conn) => Page::Social(conn.poll(stream, cursor).await?),
+            Poller::Helpdesk(conn) => Page::Helpdesk(conn.poll_changes(stream, cursor).await?),
+        })
+    }
+}
+
+impl Page {
+    fn events(&self) -> Events<'_> {
+        match self {
+            Page::Social(page) => Events::Social(&page.events),
+            Page::Helpdesk(page) => Events::Helpdesk(&page.changes),
+        }
+    }
+
+    fn next_cursor(&self) -> Option<&str> {
+        match self {
+            Page::Social(page) => page.next_cursor.as_deref(),
+            Page::Helpdesk(page) => page.next_cursor.as_deref(),
+        }
+    }
+
+    fn has_more(&self) -> bool {
+        match self {
+            Page::Social(page) => page.has_more,
+            Page::Helpdesk(page) => page.has_more,
+        }
+    }
+}
+
 async fn poll_pages(
     hub: &Hub,
     job: &JobRow,
@@ -160,11 +223,10 @@ async fn poll_pages(
     stored: &mut i64,
 ) -> Result<(), HubError> {
     let bound = hub.bind(&job.installation_id).await?;
-    let social = bound.installation.kind == "social";
-    let (social_conn, helpdesk_conn) = if social {
-        (Some(hub.social_connector(&bound)?), None)
+    let poller = if bound.installation.kind == "social" {
+        Poller::Social(hub.social_connector(&bound)?)
     } else {
-        (None, Some(hub.helpdesk_connector(&bound)?))
+        Poller::Helpdesk(hub.helpdesk_connector(&bound)?)
     };
     for _ in 0..MAX_PAGES {
         let cursor = hub
@@ -173,51 +235,24 @@ async fn poll_pages(
             .get_cursor(&job.installation_id, &job.stream)
             .await?;
         let started = Instant::now();
-        let (new, next_cursor, has_more) = if let Some(conn) = &social_conn {
-            let page = conn.poll(&job.stream, cursor.as_deref()).await;
-            hub.inner
-                .metrics
-                .plugin_call(&job.installation_id, "poll", started.elapsed());
-            let page = page.map_err(|e| HubError::Internal(anyhow::anyhow!("poll failed: {e}")))?;
-            let position = page
-                .next_cursor
-                .as_deref()
-                .map(|c| (job.stream.as_str(), c));
-            let new = store_events(
-                hub,
-                &job.installation_id,
-                Source::Poll,
-                Events::Social(&page.events),
-                position,
-            )
-            .await?;
-            (new, page.next_cursor, page.has_more)
-        } else if let Some(conn) = &helpdesk_conn {
-            let page = conn.poll_changes(&job.stream, cursor.as_deref()).await;
-            hub.inner
-                .metrics
-                .plugin_call(&job.installation_id, "poll-changes", started.elapsed());
-            let page = page.map_err(|e| HubError::Internal(anyhow::anyhow!("poll failed: {e}")))?;
-            let position = page
-                .next_cursor
-                .as_deref()
-                .map(|c| (job.stream.as_str(), c));
-            let new = store_events(
-                hub,
-                &job.installation_id,
-                Source::Poll,
-                Events::Helpdesk(&page.changes),
-                position,
-            )
-            .await?;
-            (new, page.next_cursor, page.has_more)
-        } else {
-            return Ok(());
-        };
+        let page = poller.poll(&job.stream, cursor.as_deref()).await;
+        hub.inner
+            .metrics
+            .plugin_call(&job.installation_id, poller.operation(), started.elapsed());
+        let page = page.map_err(|e| HubError::Internal(anyhow::anyhow!("poll failed: {e}")))?;
+        let position = page.next_cursor().map(|c| (job.stream.as_str(), c));
+        let new = store_events(
+            hub,
+            &job.installation_id,
+            Source::Poll,
+            page.events(),
+            position,
+        )
+        .await?;
         *pages += 1;
         *stored += new as i64;
         // Without a new cursor another call would read the same page again.
-        if !has_more || next_cursor.is_none() {
+        if !page.has_more() || page.next_cursor().is_none() {
             return Ok(());
         }
         if !hub
