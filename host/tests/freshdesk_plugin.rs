@@ -10,14 +10,17 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    ChangeKind, CommentAuthor, NewComment, NewTicket, RequesterRequest, TicketChange,
-    TicketPriority, TicketStatus, UnconfirmedAttempt,
+    ChangeKind, CommentAuthor, NewTicket, RequesterRequest, TicketChange,
+    TicketPriority, TicketStatus,
 };
 use switchboard::runtime::bindings::types::{Attachment, ConnectorError, SocialIdentity, Visibility};
 use switchboard::runtime::{HelpdeskConnector, Installation, Plugin, Runtime};
 use switchboard_simulators::faults::{Fault, FaultSpec};
 use switchboard_simulators::freshdesk::{AutomationWebhook, Config, Simulator};
-use common::helpdesk::{comment, comment_changes, connector_error, requester_request, update};
+use common::helpdesk::{
+    comment, comment_changes, connector_error, now_ms, requester_request, retried, unconfirmed,
+    update,
+};
 
 const PLUGIN: &str = "plugins/freshdesk";
 const STREAM: &str = "ticket-changes";
@@ -513,30 +516,9 @@ async fn comments_notes_updates_and_reads_reach_the_ticket() {
     ));
 }
 
-/// An earlier attempt that started at `started_at` and whose outcome the hub never learned;
-/// `known_ids` are what the hub already maps to something else.
-fn unconfirmed(started_at: u64, known_ids: &[&str]) -> Option<UnconfirmedAttempt> {
-    Some(UnconfirmedAttempt {
-        started_at,
-        known_ids: known_ids.iter().map(|id| id.to_string()).collect(),
-    })
-}
-
 fn retried_ticket(mut ticket: NewTicket, started_at: u64, known_ids: &[&str]) -> NewTicket {
     ticket.unconfirmed = unconfirmed(started_at, known_ids);
     ticket
-}
-
-fn retried_comment(mut comment: NewComment, started_at: u64, known_ids: &[&str]) -> NewComment {
-    comment.unconfirmed = unconfirmed(started_at, known_ids);
-    comment
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .expect("clock after 1970")
 }
 
 #[tokio::test]
@@ -677,7 +659,7 @@ async fn a_retried_comment_that_was_added_answers_it() {
     for (c, first) in [customer, reply, note].into_iter().zip(&first) {
         let again = w
             .conn
-            .add_comment(&retried_comment(c.clone(), started, &[]))
+            .add_comment(&retried(c.clone(), started, &[]))
             .await
             .expect("retry");
         assert_eq!(&again.id, first, "{}", c.body);
@@ -687,7 +669,7 @@ async fn a_retried_comment_that_was_added_answers_it() {
     // With `integration_agent_id` set, the hub's own are found without asking agents/me.
     let conn = w.connector(&[("integration_agent_id", &w.sim.agent_id().to_string())]);
     let again = conn
-        .add_comment(&retried_comment(
+        .add_comment(&retried(
             comment(
                 &ticket,
                 CommentAuthor::Integration,
@@ -736,7 +718,7 @@ async fn a_retry_whose_attempt_changed_nothing_creates() {
 
     let added = w
         .conn
-        .add_comment(&retried_comment(
+        .add_comment(&retried(
             comment(
                 &created.id,
                 CommentAuthor::Requester(requester.id.clone()),
@@ -823,7 +805,7 @@ async fn known_old_or_different_records_are_not_taken() {
         .id;
     let again = w
         .conn
-        .add_comment(&retried_comment(
+        .add_comment(&retried(
             said("ok", Visibility::Public),
             started,
             &[&earlier],
@@ -837,16 +819,12 @@ async fn known_old_or_different_records_are_not_taken() {
     // Same text, another visibility, another author, or too old.
     let private = w
         .conn
-        .add_comment(&retried_comment(
-            said("ok", Visibility::Private),
-            started,
-            &[],
-        ))
+        .add_comment(&retried(said("ok", Visibility::Private), started, &[]))
         .await
         .expect("private");
     let by_hub = w
         .conn
-        .add_comment(&retried_comment(
+        .add_comment(&retried(
             comment(&first, CommentAuthor::Integration, "ok", Visibility::Public),
             started,
             &[],
@@ -855,7 +833,7 @@ async fn known_old_or_different_records_are_not_taken() {
         .expect("hub reply");
     let late = w
         .conn
-        .add_comment(&retried_comment(
+        .add_comment(&retried(
             said("ok", Visibility::Public),
             now_ms() + 120_000,
             &[],

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    ChangeKind, CommentAuthor, NewComment, NewTicket, PollPage, TicketChange,
-    TicketPriority, TicketStatus, UnconfirmedAttempt,
+    ChangeKind, CommentAuthor, NewTicket, PollPage, TicketChange,
+    TicketPriority, TicketStatus,
 };
 use switchboard::runtime::bindings::types::{
     Attachment, ConnectorError, Visibility, WebhookRequest,
@@ -19,7 +19,10 @@ use switchboard::runtime::bindings::types::{
 use switchboard::runtime::{HelpdeskConnector, Installation, Plugin, Runtime, StaticToken};
 use switchboard_simulators::faults::{Fault, FaultSpec};
 use switchboard_simulators::salesforce::{Config, ExternalIdField, Simulator};
-use common::helpdesk::{comment, comment_changes, connector_error, requester_request, update};
+use common::helpdesk::{
+    comment, comment_changes, connector_error, now_ms, requester_request, retried,
+    update,
+};
 
 const PLUGIN: &str = "plugins/salesforce";
 const STREAM: &str = "ticket-events";
@@ -175,23 +178,6 @@ fn new_ticket(key: &str, requester: &str, body: &str) -> NewTicket {
         channel: "telegram".into(),
         unconfirmed: None,
     }
-}
-
-/// `comment` as the hub retries it after an attempt that may have taken effect.
-fn unconfirmed(mut comment: NewComment, started_at: u64, known_ids: &[&str]) -> NewComment {
-    comment.unconfirmed = Some(UnconfirmedAttempt {
-        started_at,
-        known_ids: known_ids.iter().map(|id| id.to_string()).collect(),
-    });
-    comment
-}
-
-/// Now, in ms since the epoch: the hub's clock (the simulator's runs on the same one).
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as u64
 }
 
 /// The bodies of a case's CaseComments, oldest first.
@@ -574,7 +560,7 @@ async fn an_unconfirmed_retry_of_a_comment_that_was_added_answers_with_it() {
 
     let retry = w
         .conn
-        .add_comment(&unconfirmed(message.clone(), started_at, &[]))
+        .add_comment(&retried(message.clone(), started_at, &[]))
         .await
         .expect("retry");
     assert_eq!(retry.id, first.id);
@@ -582,7 +568,7 @@ async fn an_unconfirmed_retry_of_a_comment_that_was_added_answers_with_it() {
     // Again, as if the service's clock ran half a minute behind the hub's.
     let retry = w
         .conn
-        .add_comment(&unconfirmed(message, started_at + 30_000, &[]))
+        .add_comment(&retried(message, started_at + 30_000, &[]))
         .await
         .expect("second retry");
     assert_eq!(retry.id, first.id);
@@ -626,7 +612,7 @@ async fn an_unconfirmed_retry_of_a_comment_that_was_not_added_adds_it() {
     );
     let added = w
         .conn
-        .add_comment(&unconfirmed(message, later, &[]))
+        .add_comment(&retried(message, later, &[]))
         .await
         .expect("retry");
     let stored = w.sim.comments(&case);
@@ -657,7 +643,7 @@ async fn an_unconfirmed_retry_never_answers_with_a_comment_the_hub_knows() {
     let known = w.conn.add_comment(&message).await.expect("first ok");
     let second = w
         .conn
-        .add_comment(&unconfirmed(message, started_at, &[&known.id]))
+        .add_comment(&retried(message, started_at, &[&known.id]))
         .await
         .expect("second ok");
     assert_ne!(second.id, known.id);
@@ -684,7 +670,7 @@ async fn an_unconfirmed_long_comment_gets_only_its_missing_parts() {
     // An agent replied in between.
     w.sim.agent_reply(&case, &part("b"), true);
 
-    let message = unconfirmed(
+    let message = retried(
         comment(&case, CommentAuthor::Integration, &long, Visibility::Public),
         started_at,
         &[],

@@ -10,14 +10,16 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    ChangeKind, CommentAuthor, NewComment, NewTicket, TicketPriority, TicketStatus,
-    UnconfirmedAttempt,
+    ChangeKind, CommentAuthor, NewTicket, TicketPriority, TicketStatus,
 };
 use switchboard::runtime::bindings::types::{Attachment, ConnectorError, Visibility};
 use switchboard::runtime::{HelpdeskConnector, Installation, Plugin, Runtime};
 use switchboard_simulators::faults::{Fault, FaultSpec};
 use switchboard_simulators::zendesk::{sign_webhook, Config, Simulator};
-use common::helpdesk::{comment, comment_changes, connector_error, requester_request, update};
+use common::helpdesk::{
+    comment, comment_changes, connector_error, now_ms, requester_request, retried,
+    update,
+};
 
 const PLUGIN: &str = "plugins/zendesk";
 const STREAM: &str = "ticket-events";
@@ -447,23 +449,6 @@ async fn comments_notes_updates_and_reads_reach_the_ticket() {
         connector_error(w.conn.get_ticket("999999").await),
         ConnectorError::NotFound(_)
     ));
-}
-
-/// `comment` as the hub retries it after an attempt that started at `started_at` and whose
-/// outcome it never learned.
-fn retried(mut comment: NewComment, started_at: u64, known_ids: &[&str]) -> NewComment {
-    comment.unconfirmed = Some(UnconfirmedAttempt {
-        started_at,
-        known_ids: known_ids.iter().map(|id| id.to_string()).collect(),
-    });
-    comment
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .expect("clock after 1970")
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
     ChangeKind, CommentAuthor, NewComment, RequesterRequest, TicketChange, TicketUpdate,
+    UnconfirmedAttempt,
 };
 use switchboard::runtime::bindings::types::{ConnectorError, SocialIdentity, Visibility};
 use switchboard::runtime::CallError;
@@ -36,6 +37,29 @@ pub fn comment(
         attachments: vec![],
         unconfirmed: None,
     }
+}
+
+/// What the hub sends with a retry after an attempt that started at `started_at` (ms since
+/// the epoch) and whose outcome it never learned; `known_ids` are what it maps elsewhere.
+pub fn unconfirmed(started_at: u64, known_ids: &[&str]) -> Option<UnconfirmedAttempt> {
+    Some(UnconfirmedAttempt {
+        started_at,
+        known_ids: known_ids.iter().map(|id| id.to_string()).collect(),
+    })
+}
+
+/// `comment` as the hub retries it after such an attempt (see [`unconfirmed`]).
+pub fn retried(mut comment: NewComment, started_at: u64, known_ids: &[&str]) -> NewComment {
+    comment.unconfirmed = unconfirmed(started_at, known_ids);
+    comment
+}
+
+/// Now, in ms since the epoch: the hub's clock. The simulators and RT run on the same one.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .expect("clock after 1970")
 }
 
 /// An update of `ticket` that changes nothing yet.
