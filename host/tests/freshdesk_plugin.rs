@@ -18,7 +18,7 @@ use switchboard::runtime::{HelpdeskConnector, Installation, Plugin, Runtime};
 use switchboard_simulators::faults::{Fault, FaultSpec};
 use switchboard_simulators::freshdesk::{AutomationWebhook, Config, Simulator};
 use common::helpdesk::{
-    comment, comment_changes, connector_error, now_ms, requester_request, retried, unconfirmed,
+    comment, comment_changes, connector_error, now_ms, requester_request, retried, retried_ticket,
     update,
 };
 
@@ -514,11 +514,6 @@ async fn comments_notes_updates_and_reads_reach_the_ticket() {
         ),
         ConnectorError::NotFound(_)
     ));
-}
-
-fn retried_ticket(mut ticket: NewTicket, started_at: u64, known_ids: &[&str]) -> NewTicket {
-    ticket.unconfirmed = unconfirmed(started_at, known_ids);
-    ticket
 }
 
 #[tokio::test]

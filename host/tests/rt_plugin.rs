@@ -14,15 +14,17 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    ChangeKind, CommentAuthor, NewComment, NewTicket, TicketChange,
-    TicketPriority, TicketStatus, TicketUpdate, UnconfirmedAttempt,
+    ChangeKind, CommentAuthor, NewTicket, TicketChange,
+    TicketPriority, TicketStatus, TicketUpdate,
 };
 use switchboard::runtime::bindings::types::{
     Attachment, ConnectorError, Visibility, WebhookRequest,
 };
 use switchboard::runtime::{HelpdeskConnector, Installation, Plugin, Runtime};
 
-use common::helpdesk::{comment, connector_error, requester_request};
+use common::helpdesk::{
+    comment, connector_error, now_ms, requester_request, retried, retried_ticket,
+};
 use rt_support::Rt;
 
 const PLUGIN: &str = "plugins/rt";
@@ -558,23 +560,6 @@ async fn comments_are_replies_or_comments_and_name_the_customer() {
     assert!(matches!(unknown_author, ConnectorError::InvalidInput(f) if f.field == "author"));
 }
 
-/// `comment` retried after an attempt that started at `started_at` and whose outcome the hub
-/// never learned; `known_ids` are what the hub already maps to something else.
-fn retried(mut comment: NewComment, started_at: u64, known_ids: &[&str]) -> NewComment {
-    comment.unconfirmed = Some(UnconfirmedAttempt {
-        started_at,
-        known_ids: known_ids.iter().map(|id| id.to_string()).collect(),
-    });
-    comment
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .expect("clock after 1970")
-}
-
 impl World {
     /// The ids of the ticket's transactions of `kind` whose message is `text`, oldest first.
     async fn messages_with_text(&self, ticket: &str, kind: &str, text: &str) -> Vec<String> {
@@ -756,6 +741,201 @@ async fn a_message_the_hub_already_knows_is_not_the_earlier_attempts() {
             .await
             .len(),
         3
+    );
+}
+
+/// An idempotency custom field that applies to no queue: tickets go without a key.
+const NO_SUCH_FIELD: &str = "Switchboard No Such Field";
+
+impl World {
+    /// The ids of the tickets in the test's queue, oldest first.
+    async fn queue_tickets(&self) -> Vec<String> {
+        let search = self
+            .root(
+                reqwest::Method::GET,
+                &format!(
+                    "/tickets?orderby=id&per_page=100&query={}",
+                    urlencode(&format!("Queue = '{}'", self.queue))
+                ),
+                None,
+            )
+            .await;
+        search["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|t| t["id"].as_str().expect("ticket id").to_string())
+            .collect()
+    }
+
+    /// What the plugin's create sends for `ticket` when the first message is private, as root
+    /// (the integration user): the ticket without its comment, as an attempt that stopped
+    /// between the two left it. `key` goes in the idempotency field when given.
+    async fn ticket_without_its_comment(&self, ticket: &NewTicket, key: Option<&str>) -> String {
+        let mut fields = json!({"Switchboard External ID": ticket.external_id});
+        if let Some(key) = key {
+            fields["Switchboard Idempotency Key"] = json!(key);
+        }
+        let filed = self
+            .root(
+                reqwest::Method::POST,
+                "/ticket",
+                Some(json!({
+                    "Queue": self.queue,
+                    "Subject": ticket.subject,
+                    "Requestor": ticket.requester_id,
+                    "CustomFields": fields,
+                })),
+            )
+            .await;
+        let id = filed["id"].as_str().expect("ticket id").to_string();
+        assert!(self
+            .history(&id, &["Comment", "Correspond"])
+            .await
+            .is_empty());
+        id
+    }
+}
+
+#[tokio::test]
+async fn a_retried_private_create_posts_the_comment_the_first_attempt_lost() {
+    let rt = rt_or_skip!();
+    let w = world(rt).await;
+    let requester = w
+        .conn
+        .find_or_create_requester(&requester_request("5001", "Aiko Sato"))
+        .await
+        .expect("requester");
+    let mut private = new_ticket("telegram:5001:1", &requester.id, "Sent privately");
+    private.visibility = Visibility::Private;
+    let text = "Aiko Sato <telegram-5001@social.invalid> wrote:\n\nSent privately";
+
+    // The first attempt created the ticket, with its key, and stopped before the comment.
+    let started = now_ms();
+    let filed = w
+        .ticket_without_its_comment(&private, Some("telegram:5001:1"))
+        .await;
+    let retry = retried_ticket(private.clone(), started, &[]);
+    let found = w.conn.create_ticket(&retry).await.expect("retry");
+    assert_eq!((found.id.as_str(), found.created), (filed.as_str(), false));
+    let comments = w.messages_with_text(&filed, "Comment", text).await;
+    assert_eq!(comments.len(), 1, "the customer's message, once");
+    assert!(w.history(&filed, &["Correspond"]).await.is_empty());
+
+    // Retried once more, it finds the comment as well and adds nothing.
+    let again = w.conn.create_ticket(&retry).await.expect("second retry");
+    assert_eq!((again.id.as_str(), again.created), (filed.as_str(), false));
+    assert_eq!(
+        w.messages_with_text(&filed, "Comment", text).await,
+        comments
+    );
+    assert_eq!(w.history(&filed, &["Comment"]).await.len(), 1);
+
+    // Without an idempotency field, the look-back finds the ticket and completes it too.
+    let no_key = w.connector(Auth::Password, &[("idempotency_field", NO_SUCH_FIELD)]);
+    let mut second = new_ticket("telegram:5001:2", &requester.id, "Second note");
+    second.visibility = Visibility::Private;
+    second.subject = "Still waiting".into();
+    let text = "Aiko Sato <telegram-5001@social.invalid> wrote:\n\nSecond note";
+    let started = now_ms();
+    let filed_second = w.ticket_without_its_comment(&second, None).await;
+    let retry = retried_ticket(second, started, &[filed.as_str()]);
+    for attempt in ["retry", "second retry"] {
+        let found = no_key.create_ticket(&retry).await.expect(attempt);
+        assert_eq!(
+            (found.id.as_str(), found.created),
+            (filed_second.as_str(), false),
+            "{attempt}"
+        );
+        assert_eq!(
+            w.messages_with_text(&filed_second, "Comment", text)
+                .await
+                .len(),
+            1,
+            "{attempt}"
+        );
+    }
+    assert_eq!(w.queue_tickets().await, [filed, filed_second]);
+}
+
+#[tokio::test]
+async fn without_an_idempotency_field_a_retried_create_looks_for_the_earlier_ticket() {
+    let rt = rt_or_skip!();
+    let w = world(rt).await;
+    let conn = w.connector(Auth::Password, &[("idempotency_field", NO_SUCH_FIELD)]);
+    let requester = conn
+        .find_or_create_requester(&requester_request("5001", "Aiko Sato"))
+        .await
+        .expect("requester");
+    let ticket = new_ticket("telegram:5001:1", &requester.id, "My order is late");
+
+    // The first attempt filed the ticket, without a key; its answer was lost.
+    let started = now_ms();
+    let first = conn.create_ticket(&ticket).await.expect("first attempt");
+    assert!(first.created);
+    let stored = w
+        .root(reqwest::Method::GET, &format!("/ticket/{}", first.id), None)
+        .await;
+    assert!(
+        stored["CustomFields"]
+            .as_array()
+            .expect("custom fields")
+            .iter()
+            .all(|cf| cf["name"] != "Switchboard Idempotency Key" || cf["values"] == json!([])),
+        "no key: {stored}"
+    );
+    let found = conn
+        .create_ticket(&retried_ticket(ticket.clone(), started, &[]))
+        .await
+        .expect("retry");
+    assert_eq!(
+        (found.id.as_str(), found.created),
+        (first.id.as_str(), false)
+    );
+    assert_eq!(w.queue_tickets().await, [first.id.as_str()]);
+
+    // An attempt that filed nothing: the retry creates the ticket, and a retry of that finds it.
+    let mut refund = new_ticket("telegram:5001:2", &requester.id, "Where is my refund?");
+    refund.subject = "Refund".into();
+    let retry = retried_ticket(refund, now_ms(), &[first.id.as_str()]);
+    let refund = conn.create_ticket(&retry).await.expect("refund");
+    assert!(refund.created);
+    let again = conn.create_ticket(&retry).await.expect("refund again");
+    assert_eq!(
+        (again.id.as_str(), again.created),
+        (refund.id.as_str(), false)
+    );
+
+    // Same subject, another conversation: not it.
+    let mut elsewhere = ticket.clone();
+    elsewhere.external_id = "telegram:5002".into();
+    let elsewhere = conn
+        .create_ticket(&retried_ticket(elsewhere, started, &[]))
+        .await
+        .expect("another conversation");
+    assert!(elsewhere.created);
+
+    // A ticket the hub already maps to something else is not it.
+    let known = conn
+        .create_ticket(&retried_ticket(
+            ticket.clone(),
+            started,
+            &[first.id.as_str()],
+        ))
+        .await
+        .expect("known ticket");
+    assert!(known.created);
+    assert_ne!(known.id, first.id);
+
+    // Nor is one created before the attempt started (less a minute).
+    let later = conn
+        .create_ticket(&retried_ticket(ticket, now_ms() + 120_000, &[]))
+        .await
+        .expect("attempt started later");
+    assert!(later.created);
+    assert_eq!(
+        w.queue_tickets().await,
+        [first.id, refund.id, elsewhere.id, known.id, later.id]
     );
 }
 

@@ -2,8 +2,8 @@
 //! records as the hub fills them, and readers of what the plugins answer.
 
 use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    ChangeKind, CommentAuthor, NewComment, RequesterRequest, TicketChange, TicketUpdate,
-    UnconfirmedAttempt,
+    ChangeKind, CommentAuthor, NewComment, NewTicket, RequesterRequest, TicketChange,
+    TicketUpdate, UnconfirmedAttempt,
 };
 use switchboard::runtime::bindings::types::{ConnectorError, SocialIdentity, Visibility};
 use switchboard::runtime::CallError;
@@ -52,6 +52,12 @@ pub fn unconfirmed(started_at: u64, known_ids: &[&str]) -> Option<UnconfirmedAtt
 pub fn retried(mut comment: NewComment, started_at: u64, known_ids: &[&str]) -> NewComment {
     comment.unconfirmed = unconfirmed(started_at, known_ids);
     comment
+}
+
+/// `ticket` as the hub retries it after such an attempt.
+pub fn retried_ticket(mut ticket: NewTicket, started_at: u64, known_ids: &[&str]) -> NewTicket {
+    ticket.unconfirmed = unconfirmed(started_at, known_ids);
+    ticket
 }
 
 /// Now, in ms since the epoch: the hub's clock. The simulators and RT run on the same one.

@@ -121,6 +121,10 @@ pub struct Ticket {
     pub priority: Option<serde_json::Value>,
     #[serde(rename = "LastUpdated")]
     pub last_updated: Option<String>,
+    #[serde(rename = "Subject")]
+    pub subject: Option<String>,
+    #[serde(rename = "Created")]
+    pub created: Option<String>,
     #[serde(rename = "CustomFields", default)]
     pub custom_fields: Vec<CustomFieldValues>,
     #[serde(rename = "_hyperlinks", default)]
@@ -183,6 +187,30 @@ impl Ticket {
             .and_then(crate::time::parse_rt_datetime_ms)
             .unwrap_or(0)
     }
+
+    pub fn created_ms(&self) -> Option<u64> {
+        self.created
+            .as_deref()
+            .and_then(crate::time::parse_rt_datetime_ms)
+    }
+}
+
+/// The longest subject RT keeps, in bytes (`Tickets.Subject` is `varchar(200)`).
+const SUBJECT_MAX_BYTES: usize = 200;
+
+/// Whether a ticket's subject as RT keeps it (`kept`) is the subject the plugin `sent`. RT
+/// drops the line feeds from a new ticket's subject and cuts it to 200 bytes on a character
+/// boundary; white space at the ends is not compared.
+pub fn is_same_subject(sent: &str, kept: &str) -> bool {
+    let mut stored: String = sent.chars().filter(|&c| c != '\n').collect();
+    if stored.len() > SUBJECT_MAX_BYTES {
+        let mut end = SUBJECT_MAX_BYTES;
+        while !stored.is_char_boundary(end) {
+            end -= 1;
+        }
+        stored.truncate(end);
+    }
+    stored.trim() == kept.trim()
 }
 
 /// One page of a collection (`/transactions`, `/ticket/{id}/history`, ...).
@@ -591,7 +619,8 @@ mod tests {
     fn tickets_read_status_priority_and_custom_fields() {
         let ticket: Ticket = serde_json::from_value(serde_json::json!({
             "id": 7, "Status": "stalled", "Priority": "80",
-            "LastUpdated": "2026-11-25T00:37:04Z",
+            "LastUpdated": "2026-11-25T00:37:04Z", "Created": "2026-11-25T00:36:28Z",
+            "Subject": "Order late",
             "CustomFields": [
                 {"name": "Switchboard External ID", "values": ["telegram:5001"], "id": "2"},
                 {"name": "Photo", "values": [{"filename": "a.png"}]}
@@ -612,6 +641,23 @@ mod tests {
         assert!(ticket.has_custom_field("Switchboard Idempotency Key"));
         assert!(!ticket.has_custom_field("Other"));
         assert_eq!(ticket.updated_at_ms(), 1_795_567_024_000);
+        assert_eq!(ticket.created_ms(), Some(1_795_566_988_000));
+        assert_eq!(ticket.subject.as_deref(), Some("Order late"));
+    }
+
+    #[test]
+    fn subjects_compare_as_rt_keeps_them() {
+        assert!(is_same_subject("Order late", "Order late"));
+        assert!(is_same_subject(" Order late ", "Order late"));
+        assert!(is_same_subject("Order late\nsecond", "Order latesecond"));
+        assert!(!is_same_subject("Order late", "order late"));
+        assert!(!is_same_subject("Order late", "Order late again"));
+        // 280 bytes in, 199 kept: the 200th byte is inside an `é`.
+        let sent = format!("  Ünïcødé subject\r\nline two \t {}tail  ", "é".repeat(120));
+        let kept = format!("  Ünïcødé subject\rline two \t {}", "é".repeat(83));
+        assert_eq!(kept.len(), 199);
+        assert!(is_same_subject(&sent, &kept));
+        assert!(!is_same_subject(&sent, &kept[..kept.len() - 2]));
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! - **Tickets** go into one queue (`queue`), with the customer as Requestor and their first
 //!   message as the ticket's content. The hub's external id and idempotency key are kept in the
 //!   ticket custom fields `Switchboard External ID` and `Switchboard Idempotency Key` when those
-//!   apply to the queue; a create retried with the same key finds the first ticket.
+//!   apply to the queue; a create retried with the same key finds the first ticket. Without the
+//!   key, a retry after an attempt whose outcome is unknown looks among the requester's newest
+//!   tickets for the one that attempt may have filed. A private first message is a comment
+//!   after the create, so a retry that finds the ticket posts that comment if it is missing.
 //! - **Comments**: public ones are replies (`/correspond`), private ones comments (`/comment`).
 //!   One RT account cannot write as the customer, so a customer's message is filed by the
 //!   integration user under a line naming the customer. RT has no idempotency key for them: a
@@ -77,6 +80,11 @@ const TRANSACTION_FIELDS: &str = "Type,Created,Creator,ObjectId,Field,NewValue";
 /// Pages of the integration user's messages on a ticket that a retried comment reads, newest
 /// first, while looking for an earlier attempt's.
 const LOOK_BACK_PAGES: u32 = 4;
+
+/// Pages of a requester's newest tickets, and tickets per page, that a retried create without
+/// an idempotency key reads while looking for an earlier attempt's.
+const LOOK_BACK_TICKET_PAGES: u32 = 2;
+const LOOK_BACK_TICKETS_PER_PAGE: &str = "20";
 
 /// Which transactions a page starts with.
 #[derive(Debug, Clone, Copy)]
@@ -371,19 +379,31 @@ impl Site {
     /// comment (as `visibility` says) by the integration user, with the same text, that
     /// `earlier` may take; the oldest when several do. RT keeps no idempotency key on
     /// messages, so the ticket's history is the only record of that attempt.
+    ///
+    /// Without a look-back (`None`) any such message counts, read from the oldest on: that is
+    /// for the first message of a ticket a retried create found, which nothing but an attempt
+    /// at that create posts (a create's look-back names tickets, not messages).
     fn earlier_message(
         &self,
         ticket_id: u64,
         visibility: Visibility,
         text: &str,
-        earlier: LookBack<'_>,
+        earlier: Option<LookBack<'_>>,
     ) -> Result<Option<String>> {
         let query = changes::messages_query(ticket_id, visibility, &self.username);
+        let order = match earlier {
+            Some(_) => Order::Newest,
+            None => Order::Oldest,
+        };
         let mut candidates = Vec::new();
         for page in 1..=LOOK_BACK_PAGES {
-            let (found, _) = self.transactions(&query, Order::Newest, page)?;
+            let (found, _) = self.transactions(&query, order, page)?;
             let mut reached_older = false;
             for txn in &found.items {
+                let Some(earlier) = earlier else {
+                    candidates.push(txn.id.0.clone());
+                    continue;
+                };
                 let Some(created) = txn.created_ms() else {
                     continue;
                 };
@@ -401,12 +421,76 @@ impl Site {
             return Ok(None);
         }
         let messages = self.messages(&candidates)?;
-        // Newest first: the last match is the oldest.
-        Ok(candidates.into_iter().rfind(|id| {
+        if earlier.is_some() {
+            // Read newest first; the oldest match is the answer.
+            candidates.reverse();
+        }
+        Ok(candidates.into_iter().find(|id| {
             messages
                 .get(id)
                 .is_some_and(|message| changes::is_same_text(text, &message.body))
         }))
+    }
+
+    /// The ticket an earlier attempt at this create may have filed, when no idempotency key
+    /// could go with it: among the requester's newest tickets in the queue, the newest with
+    /// the same subject and external id (`None` when the external-id field does not apply)
+    /// that `earlier` may take.
+    fn earlier_ticket(
+        &self,
+        requester: &User,
+        subject: &str,
+        external_id: Option<(&str, &str)>,
+        earlier: LookBack<'_>,
+    ) -> Result<Option<String>> {
+        // TicketSQL reads date literals in the user's time zone: the time bound is checked on
+        // the dates RT returns (UTC) instead.
+        let query = format!(
+            "Queue = {} AND Requestor.id = {}",
+            api::sql_quote(&self.queue),
+            api::sql_quote(&requester.id.0)
+        );
+        for page in 1..=LOOK_BACK_TICKET_PAGES {
+            let response = check(
+                http::get(format!("{}/tickets", self.api))
+                    .query("query", query.as_str())
+                    .query("orderby", "id")
+                    .query("order", "DESC")
+                    .query("page", page.to_string())
+                    .query("per_page", LOOK_BACK_TICKETS_PER_PAGE)
+                    .query("fields", "Subject,Created,CustomFields")
+                    .send()?,
+            )?;
+            let found: Page<Ticket> = parse(&response, "ticket search")?;
+            for ticket in &found.items {
+                let Some(created) = ticket.created_ms() else {
+                    continue;
+                };
+                if created < earlier.since_ms() {
+                    // Newest first: the rest are older still.
+                    return Ok(None);
+                }
+                let same_subject = ticket
+                    .subject
+                    .as_deref()
+                    .is_some_and(|kept| api::is_same_subject(subject, kept));
+                let same_external_id = external_id.is_none_or(|(field, value)| {
+                    ticket.custom_field(field).as_deref() == Some(value).filter(|v| !v.is_empty())
+                });
+                if same_subject && same_external_id && earlier.may_be(&ticket.id.0, created) {
+                    return Ok(Some(ticket.id.0.clone()));
+                }
+            }
+            if found.next_page.is_none() {
+                return Ok(None);
+            }
+        }
+        log_warn!(
+            "stopped looking for an earlier attempt's ticket after the page limit",
+            requester_id = requester.id,
+            pages = LOOK_BACK_TICKET_PAGES
+        );
+        Ok(None)
     }
 
     /// The messages of comment transactions: each one's text and files, by transaction id.
@@ -638,17 +722,6 @@ impl HelpdeskConnector for Rt {
         let external_id_field = custom_field(&queue, &site.external_id_field);
         let idempotency_field = custom_field(&queue, &site.idempotency_field);
 
-        let key = ticket.idempotency_key.trim();
-        if idempotency_field.is_some() && !key.is_empty() {
-            if let Some(id) = site.ticket_with_key(key)? {
-                return Ok(TicketRef {
-                    url: Some(site.ticket_url(&id)),
-                    id,
-                    created: false,
-                });
-            }
-        }
-
         let text = api::body_with_attachments(&ticket.body, &ticket.attachments);
         if text.trim().is_empty() {
             return Err(ConnectorError::invalid(
@@ -661,14 +734,52 @@ impl HelpdeskConnector for Rt {
         } else {
             ticket.subject.clone()
         };
+        // A private first message becomes a comment after the create, so that RT neither
+        // shows it as correspondence nor mails it.
+        let first_comment =
+            (ticket.visibility == Visibility::Private).then(|| api::attributed(&requester, &text));
+
+        let key = ticket.idempotency_key.trim();
+        let earlier = match idempotency_field.filter(|_| !key.is_empty()) {
+            // The key is stored by the create itself, so any attempt's ticket holds it.
+            Some(_) => site.ticket_with_key(key)?,
+            None => match LookBack::of(ticket.unconfirmed.as_ref()) {
+                Some(earlier) => site.earlier_ticket(
+                    &requester,
+                    &subject,
+                    external_id_field.map(|field| (field, ticket.external_id.as_str())),
+                    earlier,
+                )?,
+                None => None,
+            },
+        };
+        if let Some(id) = earlier {
+            // The attempt that filed it may have stopped between the create and the comment.
+            if let Some(comment) = &first_comment {
+                let ticket_id = numeric_id("ticket-id", &id)?;
+                if site
+                    .earlier_message(ticket_id, Visibility::Private, comment, None)?
+                    .is_none()
+                {
+                    log_info!(
+                        "an earlier attempt had created the ticket but not its first comment",
+                        ticket_id = ticket_id
+                    );
+                    site.post_message(ticket_id, Visibility::Private, comment)?;
+                }
+            }
+            return Ok(TicketRef {
+                url: Some(site.ticket_url(&id)),
+                id,
+                created: false,
+            });
+        }
         let mut body = json!({
             "Queue": queue.name,
             "Subject": subject,
             "Requestor": requester.id.0,
         });
-        // A private first message becomes a comment after the create, so that RT neither
-        // shows it as correspondence nor mails it.
-        if ticket.visibility == Visibility::Public {
+        if first_comment.is_none() {
             body["Content"] = json!(text);
             body["ContentType"] = json!("text/plain");
         }
@@ -694,13 +805,8 @@ impl HelpdeskConnector for Rt {
                 .send()?,
         )?;
         let id = created_id(&response, "ticket")?;
-        if ticket.visibility == Visibility::Private {
-            let ticket_id = numeric_id("ticket-id", &id)?;
-            site.post_message(
-                ticket_id,
-                Visibility::Private,
-                &api::attributed(&requester, &text),
-            )?;
+        if let Some(comment) = &first_comment {
+            site.post_message(numeric_id("ticket-id", &id)?, Visibility::Private, comment)?;
         }
         Ok(TicketRef {
             url: Some(site.ticket_url(&id)),
@@ -722,7 +828,9 @@ impl HelpdeskConnector for Rt {
             CommentAuthor::Integration => text,
         };
         if let Some(earlier) = LookBack::of(comment.unconfirmed.as_ref()) {
-            if let Some(id) = site.earlier_message(ticket_id, comment.visibility, &text, earlier)? {
+            if let Some(id) =
+                site.earlier_message(ticket_id, comment.visibility, &text, Some(earlier))?
+            {
                 log_info!(
                     "an earlier attempt had posted this message",
                     ticket_id = ticket_id,
