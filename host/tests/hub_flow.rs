@@ -315,3 +315,31 @@ async fn workers_deliver_in_the_background() {
     );
     assert_eq!(w.tg.sent_messages(None).len(), 1);
 }
+
+/// A chat's webhooks stored out of order (the second message first, as concurrent deliveries
+/// can be) still reach the ticket in the customer's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_stored_out_of_order_are_filed_in_order() {
+    let w = world().await;
+    w.customer(CHAT, "Aiko", "First");
+    let first = w.telegram_webhook(hub_support::TG_SECRET);
+    w.customer(CHAT, "Aiko", "Second");
+    let second = w.telegram_webhook(hub_support::TG_SECRET);
+    w.customer(CHAT + 1, "Ben", "Other chat");
+    let other = w.telegram_webhook(hub_support::TG_SECRET);
+    for request in [second, other, first] {
+        w.hub.handle_webhook("tg", request).await.expect("webhook");
+    }
+    w.settle().await;
+    let tickets = w.tickets();
+    assert_eq!(tickets.len(), 2, "{tickets:#?}");
+    let bodies = |ticket: u64| -> Vec<String> {
+        w.zd.comments(ticket)
+            .iter()
+            .map(|c| c["body"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let mut all = [bodies(w.ticket_id(0)), bodies(w.ticket_id(1))];
+    all.sort();
+    assert_eq!(all, [vec!["First", "Second"], vec!["Other chat"]]);
+}

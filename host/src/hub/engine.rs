@@ -80,7 +80,7 @@ pub(crate) async fn store_events(
     let rows = to_rows(installation_id, source, &events, now)?;
     // A webhook's sender waits for this commit; a poll does not.
     let mut tx = match source {
-        Source::Webhook => hub.inner.db.begin_urgent().await?,
+        Source::Webhook => hub.inner.db.begin_intake().await?,
         Source::Poll => hub.inner.db.begin().await?,
     };
     let inserted = tx.insert_inbound_events(&rows).await?;
@@ -282,7 +282,7 @@ pub async fn process_pending(hub: &Hub) -> Result<usize, StoreError> {
 /// that are still being handled (see [`process_ready`]).
 const MAX_HOLD_MS: i64 = 2_000;
 
-/// How long an installation's webhook intake must be quiet before its events are processed.
+/// How long a thread's webhook intake must be quiet before its events are processed.
 /// Senders deliver concurrently, so an earlier message can be stored a few milliseconds after
 /// a later one, even after the later one's request finished; waiting for a short lull lets
 /// both be sorted by the service's own order. [`MAX_HOLD_MS`] still bounds the wait under a
@@ -293,34 +293,35 @@ const SETTLE_MS: i64 = 150;
 /// back, when to look again.
 ///
 /// Networks and helpdesks may deliver webhooks concurrently, so a customer's second message
-/// (or an agent's second reply) can be stored before the first. Events of an installation
-/// that has webhook requests in flight, started before the event was stored, therefore wait
-/// (up to [`MAX_HOLD_MS`]) until those are stored too; the ready events are then taken in the order the service made them, not the
-/// order they arrived in.
+/// (or an agent's second reply) can be stored before the first. An event therefore waits (up
+/// to [`MAX_HOLD_MS`]) while webhook requests of its installation that started before it was
+/// stored are still running, and while its thread's intake has not settled ([`SETTLE_MS`]);
+/// the ready events are then taken in the order the service made them, not the order they
+/// arrived in. Order matters only within a thread (a conversation, or a ticket), so a busy
+/// installation's other threads go on meanwhile.
 async fn process_ready(hub: &Hub) -> Result<(usize, Option<i64>), StoreError> {
     let now = now_ms();
     let events = hub.inner.db.pending_inbound_events(BATCH).await?;
+    let scopes: Vec<(&str, String)> = events
+        .iter()
+        .map(|e| (e.installation_id.as_str(), order_scope(e)))
+        .collect();
     let mut ready = Vec::with_capacity(events.len());
     // When the earliest held event may be ready.
     let mut held_until: Option<i64> = None;
-    let mut blocked: Vec<&str> = Vec::new();
-    // The newest webhook event of each installation: its intake is settled once that is
-    // older than SETTLE_MS.
-    let mut newest_webhook: Vec<(&str, i64)> = Vec::new();
-    for event in events.iter().filter(|e| e.source == "webhook") {
-        match newest_webhook
-            .iter_mut()
-            .find(|(i, _)| *i == event.installation_id)
-        {
-            Some((_, newest)) => *newest = (*newest).max(event.received_at),
-            None => newest_webhook.push((event.installation_id.as_str(), event.received_at)),
+    let mut blocked: Vec<&(&str, String)> = Vec::new();
+    // The newest webhook event of each thread: its intake is settled once that is older than
+    // SETTLE_MS.
+    let mut newest_webhook: HashMap<&(&str, String), i64> = HashMap::new();
+    for (event, scope) in events.iter().zip(&scopes) {
+        if event.source == "webhook" {
+            let newest = newest_webhook.entry(scope).or_insert(event.received_at);
+            *newest = (*newest).max(event.received_at);
         }
     }
-    for event in &events {
-        let installation = event.installation_id.as_str();
-        let settling = newest_webhook
-            .iter()
-            .any(|(i, newest)| *i == installation && *newest > now - SETTLE_MS);
+    for (event, scope) in events.iter().zip(&scopes) {
+        let newest = newest_webhook.get(scope).copied();
+        let settling = newest.is_some_and(|newest| newest > now - SETTLE_MS);
         // Only requests that started before this event was stored overlapped its delivery
         // and may carry an earlier message; later ones are not waited for, or a steady
         // stream of webhooks would hold every event for the whole MAX_HOLD_MS.
@@ -328,16 +329,13 @@ async fn process_ready(hub: &Hub) -> Result<(usize, Option<i64>), StoreError> {
             && event.received_at > now - MAX_HOLD_MS
             && (settling
                 || hub
-                    .oldest_webhook_in_flight(installation)
+                    .oldest_webhook_in_flight(&event.installation_id)
                     .is_some_and(|started| started <= event.received_at));
-        if waits || blocked.contains(&installation) {
-            // Everything after a held event of the same installation waits with it.
-            if !blocked.contains(&installation) {
-                blocked.push(installation);
-                let settled = newest_webhook
-                    .iter()
-                    .find(|(i, _)| *i == installation)
-                    .map_or(now, |(_, newest)| newest + SETTLE_MS);
+        if waits || blocked.contains(&scope) {
+            // Everything after a held event of the same thread waits with it.
+            if !blocked.contains(&scope) {
+                blocked.push(scope);
+                let settled = newest.map_or(now, |newest| newest + SETTLE_MS);
                 let until = settled.max(now + 10).min(event.received_at + MAX_HOLD_MS);
                 held_until = Some(held_until.map_or(until, |t| t.min(until)));
             }
@@ -369,6 +367,24 @@ fn order_by_service_time(events: &mut [&InboundEvent], kind: &str) {
     for (position, event) in positions.into_iter().zip(sorted) {
         events[position] = event;
     }
+}
+
+/// What an event must stay in order with: its thread (a conversation) for a customer's
+/// message, its ticket for a helpdesk change. Empty when the payload does not say, which
+/// puts such events in one scope of their installation.
+fn order_scope(event: &InboundEvent) -> String {
+    // Only the two fields, from the stored `SocialEvent` or `TicketChange`.
+    #[derive(serde::Deserialize)]
+    struct Scope {
+        thread_id: Option<String>,
+        ticket_id: Option<String>,
+    }
+    let scope = serde_json::from_str::<Scope>(&event.payload).ok();
+    let id = match event.kind.as_str() {
+        "social" => scope.and_then(|s| s.thread_id),
+        _ => scope.and_then(|s| s.ticket_id),
+    };
+    id.unwrap_or_default()
 }
 
 /// (service time, rank of the change kind, numbers in the id, arrival)
@@ -403,9 +419,11 @@ fn numbers(id: &str) -> Vec<u64> {
 
 /// Most events one transaction takes, and how long it goes on taking more. Sharing a
 /// transaction saves each event a commit and a turn at the write lock, which is what bounded
-/// the processor; the time cap keeps webhooks that wait for the lock from waiting long.
+/// the processor. A webhook waiting for the lock ends the transaction at once (see
+/// [`crate::store::Db::intake_waiting`]), so the time cap only bounds how long the outbox and
+/// scheduler wait.
 const TX_EVENTS: usize = 64;
-const TX_TIME: Duration = Duration::from_millis(2);
+const TX_TIME: Duration = Duration::from_millis(20);
 /// Events claimed per statement.
 const CLAIM_CHUNK: usize = 8;
 
@@ -432,7 +450,7 @@ async fn process_events(hub: &Hub, events: &[&InboundEvent]) -> Result<bool, Sto
                     queued |= process_event(&mut tx, &mut lookups, event).await?;
                 }
                 taken += 1;
-                if started.elapsed() >= TX_TIME {
+                if started.elapsed() >= TX_TIME || hub.inner.db.intake_waiting() {
                     // Claimed events this transaction has no time for go back to the intake.
                     tx.release_inbound_events(&ids[index + 1..]).await?;
                     break 'chunks;
@@ -1043,5 +1061,33 @@ mod tests {
         let subject = subject_of(&long, None);
         assert_eq!(subject.chars().count(), 80);
         assert!(subject.ends_with('…'));
+    }
+
+    #[test]
+    fn order_scope_is_the_thread_or_the_ticket() {
+        let event = |kind: &str, payload: &str| InboundEvent {
+            id: 1,
+            installation_id: "i".into(),
+            external_id: "e".into(),
+            kind: kind.into(),
+            source: "webhook".into(),
+            payload: payload.into(),
+            received_at: 0,
+            processed_at: None,
+            outcome: None,
+            conversation_id: None,
+        };
+        assert_eq!(
+            order_scope(&event(
+                "social",
+                r#"{"thread_id":"chat:7","ticket_id":"x"}"#
+            )),
+            "chat:7"
+        );
+        assert_eq!(
+            order_scope(&event("helpdesk", r#"{"change_id":"c","ticket_id":"42"}"#)),
+            "42"
+        );
+        assert_eq!(order_scope(&event("social", "not json")), "");
     }
 }

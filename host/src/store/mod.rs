@@ -11,6 +11,7 @@ mod plugins;
 mod sync;
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +60,9 @@ pub struct Db {
     /// that at most one background writer is ever queued on `writer` ahead of an urgent one:
     /// a webhook waits for the transaction in progress, not for a queue of them.
     background: Arc<tokio::sync::Mutex<()>>,
+    /// Webhook intakes waiting for their turn ([`Db::begin_intake`]): the inbound processor,
+    /// whose transactions take many events, ends its transaction early when one waits.
+    intakes_waiting: Arc<AtomicUsize>,
 }
 
 impl Db {
@@ -91,6 +95,7 @@ impl Db {
             writes,
             writer: Arc::new(tokio::sync::Mutex::new(())),
             background: Arc::new(tokio::sync::Mutex::new(())),
+            intakes_waiting: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -127,6 +132,26 @@ impl Db {
             inner: self.writes.begin_with("BEGIN IMMEDIATE").await?,
             _turn: turn,
         })
+    }
+
+    /// Like [`Db::begin_urgent`], for a webhook's durable insert: its sender is waiting, so
+    /// while it waits for its turn [`Db::intake_waiting`] tells long writers to finish up.
+    pub async fn begin_intake(&self) -> Result<Tx, StoreError> {
+        self.intakes_waiting.fetch_add(1, Ordering::SeqCst);
+        // Counted down however the wait ends, a dropped request included.
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _waiting = Waiting(&self.intakes_waiting);
+        self.begin_urgent().await
+    }
+
+    /// Whether a webhook's insert waits for the write lock (see [`Db::begin_intake`]).
+    pub fn intake_waiting(&self) -> bool {
+        self.intakes_waiting.load(Ordering::SeqCst) > 0
     }
 
     /// Checks that the database answers.
