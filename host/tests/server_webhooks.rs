@@ -68,6 +68,28 @@ async fn a_valid_update_is_stored_once_however_often_it_arrives() {
     assert_eq!(server.count("inbound_events").await, 1);
 }
 
+/// Many deliveries at once share the intake's transactions: each is answered 200 only once
+/// stored, and every update is stored exactly once, redeliveries included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_are_each_stored_once() {
+    let server = telegram_server().await;
+    let updates: Vec<String> = (0..40)
+        .map(|n| telegram_update(8000 + n, 6000 + n, "Ada", &format!("message {n}")).to_string())
+        .collect();
+    // Every update twice, all in flight together.
+    let replies = futures::future::join_all(
+        updates
+            .iter()
+            .chain(&updates)
+            .map(|update| post(&server, INSTALLATION, Some(TELEGRAM_SECRET), update.clone())),
+    )
+    .await;
+    for reply in &replies {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    assert_eq!(server.count("inbound_events").await, 40);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_or_missing_secret_is_401_and_nothing_is_stored() {
     let server = telegram_server().await;

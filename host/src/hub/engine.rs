@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use super::intake::IntakeWriter;
 use super::outbox::{AddCommentPayload, CreateTicketPayload, SendMessagePayload};
 use super::split::{split, LengthUnit};
 use super::{new_id, now_ms, Hub, HubError, LinkSettings, WebhookRequest, WebhookResponse};
@@ -78,16 +79,29 @@ pub(crate) async fn store_events(
 ) -> Result<u64, HubError> {
     let now = now_ms();
     let rows = to_rows(installation_id, source, &events, now)?;
-    // A webhook's sender waits for this commit; a poll does not.
-    let mut tx = match source {
-        Source::Webhook => hub.inner.db.begin_intake().await?,
-        Source::Poll => hub.inner.db.begin().await?,
+    let inserted = match (source, cursor) {
+        // A webhook's sender waits for the commit: it joins the intake's group commit.
+        (Source::Webhook, None) => {
+            let writer = hub
+                .inner
+                .intake
+                .get_or_init(|| async { IntakeWriter::start(hub.inner.db.clone()) })
+                .await;
+            writer
+                .store(rows)
+                .await
+                .map_err(|e| HubError::Internal(anyhow::anyhow!(e)))?
+        }
+        (_, cursor) => {
+            let mut tx = hub.inner.db.begin().await?;
+            let inserted = tx.insert_inbound_events(&rows).await?;
+            if let Some((stream, cursor)) = cursor {
+                tx.save_cursor(installation_id, stream, cursor, now).await?;
+            }
+            tx.commit().await?;
+            inserted
+        }
     };
-    let inserted = tx.insert_inbound_events(&rows).await?;
-    if let Some((stream, cursor)) = cursor {
-        tx.save_cursor(installation_id, stream, cursor, now).await?;
-    }
-    tx.commit().await?;
     if inserted > 0 {
         if matches!(events, Events::Social(_)) {
             hub.inner.metrics.message_in(installation_id, inserted);

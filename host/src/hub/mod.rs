@@ -10,6 +10,7 @@
 //! - the scheduler ([`scheduler`]): polls each installation's streams on cron schedules.
 
 pub mod engine;
+mod intake;
 pub mod metrics;
 mod oauth;
 pub mod outbox;
@@ -165,6 +166,8 @@ pub(crate) struct Inner {
     pub(crate) inbound: Notify,
     /// Wakes an outbox worker when rows were queued.
     pub(crate) outbox: Notify,
+    /// Stores webhooks' events, many per transaction; started on the first webhook.
+    pub(crate) intake: tokio::sync::OnceCell<intake::IntakeWriter>,
     /// Names this process in leases.
     pub(crate) host_id: String,
     /// Start-up recovery (stale leases and job markers), run once by the first worker.
@@ -270,6 +273,7 @@ impl Hub {
                 metrics: Metrics::new(),
                 inbound: Notify::new(),
                 outbox: Notify::new(),
+                intake: tokio::sync::OnceCell::new(),
                 host_id: format!("host-{}", new_id()),
                 recovered: OnceCell::new(),
                 webhooks_in_flight: Mutex::default(),
