@@ -293,6 +293,7 @@ impl Hub {
         set.spawn(engine::run_processor(self.clone(), shutdown.clone()));
         set.spawn(scheduler::run_scheduler(self.clone(), shutdown.clone()));
         set.spawn(outbox::run_dispatcher(self.clone(), shutdown.clone()));
+        set.spawn(run_checkpoints(self.inner.db.clone(), shutdown.clone()));
         set.spawn(metrics::run_gauges(self.clone(), shutdown));
         set
     }
@@ -1096,6 +1097,22 @@ pub(crate) enum Retry {
     After(Duration),
     Backoff,
     Never,
+}
+
+/// How often the write-ahead log is checkpointed (see [`Db::checkpoint`]).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Checkpoints the database's write-ahead log every [`CHECKPOINT_EVERY`] until `shutdown`.
+async fn run_checkpoints(db: Db, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+        }
+        if let Err(error) = db.checkpoint().await {
+            tracing::warn!(%error, "checkpointing the database failed");
+        }
+    }
 }
 
 /// Classifies a plugin call failure.

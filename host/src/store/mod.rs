@@ -76,7 +76,12 @@ impl Db {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // No checkpoints inside commits: one that copies the WAL back stalls that commit
+            // (a webhook's, as often as not) for milliseconds. `Db::checkpoint` runs them
+            // beside the writers instead; SQLite still checkpoints when the last connection
+            // closes.
+            .pragma("wal_autocheckpoint", "0");
         // SQLite drops a connection's page cache whenever another connection has written
         // since its last transaction. This process's writes take turns anyway (see `writer`),
         // so they all go through one connection, whose cache then stays warm; reads have a
@@ -152,6 +157,15 @@ impl Db {
     /// Whether a webhook's insert waits for the write lock (see [`Db::begin_intake`]).
     pub fn intake_waiting(&self) -> bool {
         self.intakes_waiting.load(Ordering::SeqCst) > 0
+    }
+
+    /// Copies the write-ahead log back into the database as far as no reader still needs it,
+    /// without blocking writers (a passive checkpoint). Call it regularly: see `Db::connect`.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Checks that the database answers.
