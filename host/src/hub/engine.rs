@@ -453,6 +453,8 @@ async fn process_events(hub: &Hub, events: &[&InboundEvent]) -> Result<bool, Sto
         let mut tx = hub.inner.db.begin_urgent().await?;
         let mut lookups = Lookups::default();
         let mut taken = 0;
+        // What each event came to, written in one statement before the commit.
+        let mut outcomes = Vec::new();
         // Claimed a few at a time: one statement for several events, and few to hand back
         // when the time is up.
         'chunks: for chunk in rest[..rest.len().min(TX_EVENTS)].chunks(CLAIM_CHUNK) {
@@ -461,7 +463,9 @@ async fn process_events(hub: &Hub, events: &[&InboundEvent]) -> Result<bool, Sto
             for (index, event) in chunk.iter().enumerate() {
                 // Events another processor claimed first are its to handle.
                 if claimed.contains(&event.id) {
-                    queued |= process_event(&mut tx, &mut lookups, event).await?;
+                    let outcome = process_event(&mut tx, &mut lookups, event).await?;
+                    queued |= outcome.queued;
+                    outcomes.push((event.id, outcome.label, outcome.conversation));
                 }
                 taken += 1;
                 if started.elapsed() >= TX_TIME || hub.inner.db.intake_waiting() {
@@ -471,6 +475,7 @@ async fn process_events(hub: &Hub, events: &[&InboundEvent]) -> Result<bool, Sto
                 }
             }
         }
+        tx.set_inbound_outcomes(&outcomes).await?;
         tx.commit().await?;
         rest = &rest[taken..];
     }
@@ -530,7 +535,7 @@ async fn process_event(
     tx: &mut Tx,
     lookups: &mut Lookups,
     event: &InboundEvent,
-) -> Result<bool, StoreError> {
+) -> Result<Outcome, StoreError> {
     let span = tracing::debug_span!(
         "inbound",
         installation = %event.installation_id,
@@ -543,23 +548,19 @@ async fn process_event(
             Ok(context) => context,
             Err(error) => {
                 tracing::warn!(%error, "event cannot be processed; it is skipped");
-                tx.set_inbound_outcome(event.id, &format!("error: {error}"), None)
-                    .await?;
-                return Ok(false);
+                return Ok(Outcome::skip(&format!("error: {error}")));
             }
         };
         let outcome = match context {
             Prepared::Social(ev) => social_event(tx, lookups, event, &ev, now).await?,
             Prepared::Helpdesk(change) => helpdesk_change(tx, lookups, event, &change, now).await?,
         };
-        tx.set_inbound_outcome(event.id, &outcome.label, outcome.conversation.as_deref())
-            .await?;
         if let Some(conversation) = &outcome.conversation {
             tracing::Span::current().record("conversation", conversation.as_str());
         }
         // Per message: debug, not info (formatting and writing it cost at this rate).
         tracing::debug!(outcome = %outcome.label, "event processed");
-        Ok(outcome.queued)
+        Ok(outcome)
     }
     .instrument(span)
     .await

@@ -166,18 +166,28 @@ impl Tx {
         Ok(())
     }
 
-    pub async fn set_inbound_outcome(
+    /// Records what processing did with claimed events: (event id, outcome, conversation).
+    pub async fn set_inbound_outcomes(
         &mut self,
-        id: i64,
-        outcome: &str,
-        conversation_id: Option<&str>,
+        outcomes: &[(i64, String, Option<String>)],
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE inbound_events SET outcome = ?, conversation_id = ? WHERE id = ?")
-            .bind(outcome)
-            .bind(conversation_id)
-            .bind(id)
-            .execute(&mut *self.inner)
-            .await?;
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        // One statement for the batch: a table of the outcomes, read back per row.
+        let mut query = sqlx::QueryBuilder::new("WITH o (id, outcome, conversation_id) AS (");
+        query.push_values(outcomes, |mut row, (id, outcome, conversation)| {
+            row.push_bind(*id)
+                .push_bind(outcome)
+                .push_bind(conversation);
+        });
+        query.push(
+            ") UPDATE inbound_events SET \
+             outcome = (SELECT o.outcome FROM o WHERE o.id = inbound_events.id), \
+             conversation_id = (SELECT o.conversation_id FROM o WHERE o.id = inbound_events.id) \
+             WHERE id IN (SELECT id FROM o)",
+        );
+        query.build().execute(&mut *self.inner).await?;
         Ok(())
     }
 
