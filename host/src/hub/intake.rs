@@ -62,6 +62,7 @@ async fn run(db: Db, mut requests: mpsc::UnboundedReceiver<Request>) {
                 }
             }
             Err(error) => {
+                // The whole batch rolled back: every sender gets a 500 and delivers again.
                 let message = format!("storing the events failed: {error}");
                 for request in batch.drain(..) {
                     let _ = request.done.send(Err(message.clone()));
