@@ -18,7 +18,7 @@ use switchboard_simulators::faults::{Fault, FaultSpec};
 use switchboard_simulators::zendesk::{sign_webhook, Config, Simulator};
 use common::helpdesk::{
     comment, comment_changes, connector_error, now_ms, requester_request, retried,
-    update,
+    retried_ticket, unconfirmed, update,
 };
 
 const PLUGIN: &str = "plugins/zendesk";
@@ -345,6 +345,93 @@ async fn tickets_are_created_once_per_idempotency_key() {
         "Sent from a private channel"
     );
     assert_eq!(w.sim.tickets().len(), 2);
+}
+
+#[tokio::test]
+async fn a_retried_ticket_that_was_filed_is_not_filed_again() {
+    let w = world(Config::default().relaxed()).await;
+    let requester = w
+        .conn
+        .find_or_create_requester(&requester_request("5001", "Aiko Sato"))
+        .await
+        .expect("requester");
+    let started = now_ms();
+    let ticket = new_ticket("telegram:5001:1", &requester.id, "My order is late");
+    let first = w.conn.create_ticket(&ticket).await.expect("first attempt");
+    assert!(first.created);
+
+    // Retried after Zendesk forgot the key (a new key stands in for an expired one).
+    let mut later = retried_ticket(ticket, started, &[]);
+    later.idempotency_key = "telegram:5001:1:expired".into();
+    let again = w.conn.create_ticket(&later).await.expect("retry");
+    assert_eq!(
+        (again.id.as_str(), again.created),
+        (first.id.as_str(), false),
+        "the earlier attempt's ticket"
+    );
+    assert_eq!(again.url, first.url);
+    assert_eq!(w.sim.tickets().len(), 1, "nothing filed twice");
+}
+
+#[tokio::test]
+async fn a_retried_ticket_that_was_never_filed_is_filed() {
+    let w = world(Config::default().relaxed()).await;
+    let requester = w
+        .conn
+        .find_or_create_requester(&requester_request("5001", "Aiko Sato"))
+        .await
+        .expect("requester");
+    // Nothing with this external id yet.
+    let started = now_ms();
+    let ticket = |key: &str| new_ticket(key, &requester.id, "My order is late");
+    let first = w
+        .conn
+        .create_ticket(&retried_ticket(ticket("telegram:5001:1"), started, &[]))
+        .await
+        .expect("create");
+    assert!(first.created);
+    assert_eq!(w.sim.tickets().len(), 1);
+
+    // The conversation's earlier ticket (solved, say) has the same external id, requester
+    // and subject, but the hub maps it already.
+    let second = w
+        .conn
+        .create_ticket(&retried_ticket(
+            ticket("telegram:5001:2"),
+            started,
+            &[&first.id],
+        ))
+        .await
+        .expect("create beside a known ticket");
+    assert!(second.created);
+    assert_ne!(second.id, first.id);
+    assert_eq!(w.sim.tickets().len(), 2);
+
+    // A different subject is a different ticket.
+    let mut other = ticket("telegram:5001:3");
+    other.subject = "Refund".into();
+    other.unconfirmed = unconfirmed(started, &[&first.id]);
+    let third = w
+        .conn
+        .create_ticket(&other)
+        .await
+        .expect("create another subject");
+    assert!(third.created);
+    assert_eq!(w.sim.tickets().len(), 3);
+
+    // Tickets from before the attempt (less the look-back's minute of slack) are not its.
+    let fourth = w
+        .conn
+        .create_ticket(&retried_ticket(
+            ticket("telegram:5001:4"),
+            now_ms() + 120_000,
+            &[],
+        ))
+        .await
+        .expect("create after older tickets");
+    assert!(fourth.created);
+    assert!(![&first.id, &second.id, &third.id].contains(&&fourth.id));
+    assert_eq!(w.sim.tickets().len(), 4);
 }
 
 #[tokio::test]

@@ -50,6 +50,8 @@ pub struct Ticket {
     /// `None` when the response leaves tags out; see [`is_hub_ticket`].
     pub tags: Option<Vec<String>>,
     pub requester_id: Option<ZendeskId>,
+    pub subject: Option<String>,
+    pub created_at: Option<String>,
 }
 
 /// `{"ticket": ...}`, with the audit a `PUT` produces.
@@ -200,15 +202,43 @@ pub struct PageLinks {
 impl CommentsPage {
     /// The URL of the next page, if there is one.
     pub fn next_url(&self) -> Option<&str> {
-        match &self.meta {
-            Some(meta) => meta
-                .has_more
-                .then(|| self.links.as_ref()?.next.as_deref())
-                .flatten(),
-            None => self.next_page.as_deref(),
-        }
-        .filter(|url| !url.is_empty())
+        next_url(&self.meta, &self.links, &self.next_page)
     }
+}
+
+/// One page of `GET /tickets` (here always filtered by `external_id`), cursor or offset
+/// paginated.
+#[derive(Debug, Deserialize)]
+pub struct TicketsPage {
+    #[serde(default)]
+    pub tickets: Vec<Ticket>,
+    pub meta: Option<PageMeta>,
+    pub links: Option<PageLinks>,
+    pub next_page: Option<String>,
+}
+
+impl TicketsPage {
+    /// The URL of the next page, if there is one.
+    pub fn next_url(&self) -> Option<&str> {
+        next_url(&self.meta, &self.links, &self.next_page)
+    }
+}
+
+/// A list's next page: `links.next` while `meta.has_more` (cursor pagination), else
+/// `next_page` (offset pagination).
+fn next_url<'a>(
+    meta: &Option<PageMeta>,
+    links: &'a Option<PageLinks>,
+    next_page: &'a Option<String>,
+) -> Option<&'a str> {
+    match meta {
+        Some(meta) => meta
+            .has_more
+            .then(|| links.as_ref()?.next.as_deref())
+            .flatten(),
+        None => next_page.as_deref(),
+    }
+    .filter(|url| !url.is_empty())
 }
 
 /// One page of the cursor-based incremental ticket export.
@@ -323,6 +353,22 @@ impl Ticket {
 
     pub fn updated_at_ms(&self) -> Option<u64> {
         self.updated_at.as_deref().and_then(parse_iso8601_ms)
+    }
+
+    pub fn created_at_ms(&self) -> Option<u64> {
+        self.created_at.as_deref().and_then(parse_iso8601_ms)
+    }
+
+    /// Whether this ticket has `subject`, as Zendesk may have trimmed or reflowed it.
+    pub fn has_subject(&self, subject: &str) -> bool {
+        self.subject
+            .as_deref()
+            .is_some_and(|s| squeeze_whitespace(s) == squeeze_whitespace(subject))
+    }
+
+    /// Creation order: Zendesk ids grow, so they settle tickets made in the same second.
+    pub fn order_key(&self) -> (Option<u64>, Option<u64>) {
+        (self.created_at_ms(), self.id.0.parse::<u64>().ok())
     }
 }
 
@@ -635,6 +681,8 @@ mod tests {
             updated_at: None,
             tags: tags.map(|t| t.iter().map(|s| s.to_string()).collect()),
             requester_id: None,
+            subject: None,
+            created_at: None,
         };
         assert!(is_hub_ticket(&ticket(Some(&["telegram", "switchboard"]))));
         assert!(!is_hub_ticket(&ticket(Some(&["billing"]))));

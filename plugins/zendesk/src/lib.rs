@@ -6,7 +6,9 @@
 //! - **Requesters** are end users keyed by `external_id` (`create_or_update` matches on it);
 //!   X and Facebook users also get the matching Zendesk identity.
 //! - **Tickets** are created with the hub's idempotency key as `Idempotency-Key`, tagged
-//!   `switchboard` and with the channel, the first comment written by the requester.
+//!   `switchboard` and with the channel, the first comment written by the requester. Zendesk
+//!   keeps the key for two hours only, so a retry after an attempt whose outcome is unknown
+//!   first lists the tickets with the same external id for the one that attempt may have filed.
 //! - **Comments** go in with `PUT /tickets/{id}`; the new comment's id is read from the audit.
 //!   Updates take no idempotency key, so a retry after an attempt whose outcome is unknown
 //!   first looks among the ticket's newest comments for the one that attempt may have added.
@@ -34,8 +36,8 @@ use switchboard_plugin_sdk::http;
 use switchboard_plugin_sdk::prelude::*;
 
 use crate::api::{
-    check, numeric_id, parse, CommentsPage, ExportCursor, ExportPage, TicketEnvelope, UserEnvelope,
-    HUB_TAG,
+    check, numeric_id, parse, CommentsPage, ExportCursor, ExportPage, TicketEnvelope, TicketsPage,
+    UserEnvelope, HUB_TAG,
 };
 use crate::changes::WebhookEvent;
 
@@ -71,6 +73,13 @@ const RECENT_COMMENTS_PAGE_SIZE: &str = "20";
 
 /// A guard against a service that keeps answering `has_more` (10,000 comments).
 const MAX_COMMENT_PAGES: usize = 100;
+
+/// Tickets per page when listing a conversation's tickets by external id (Zendesk's maximum
+/// for cursor pagination); a conversation rarely has more than a few.
+const TICKETS_PAGE_SIZE: &str = "100";
+
+/// The same guard for that listing.
+const MAX_TICKET_PAGES: usize = 100;
 
 const SIGNATURE_HEADER: &str = "x-zendesk-webhook-signature";
 const SIGNATURE_TIMESTAMP_HEADER: &str = "x-zendesk-webhook-signature-timestamp";
@@ -134,6 +143,15 @@ impl HelpdeskConnector for Zendesk {
     fn create_ticket(ctx: &Context, ticket: NewTicket) -> Result<TicketRef> {
         let base = base_url(ctx)?;
         let body = new_ticket_body(&ticket)?;
+        // Zendesk keeps an idempotency key for only two hours, and a retry can come much
+        // later (a dead letter retried the next day): when an earlier attempt may have filed
+        // the ticket, look for it first.
+        if let Some(earlier) = LookBack::of(ticket.unconfirmed.as_ref()) {
+            if let Some(id) = earlier_ticket(&base, &ticket, &body, earlier)? {
+                log_info!("an earlier attempt had filed the ticket", ticket_id = id);
+                return Ok(ticket_ref(ctx, &base, id, false));
+            }
+        }
         let response = check(
             http::post(format!("{base}/api/v2/tickets"))
                 .header("Idempotency-Key", ticket.idempotency_key.as_str())
@@ -146,12 +164,7 @@ impl HelpdeskConnector for Zendesk {
             .is_some_and(|lookup| lookup.eq_ignore_ascii_case("hit"));
         let created = response.status == 201 && !replayed;
         let envelope: TicketEnvelope = parse(&response, "ticket")?;
-        let id = envelope.ticket.id.0;
-        Ok(TicketRef {
-            url: Some(format!("{}/agent/tickets/{id}", agent_base_url(ctx, &base))),
-            id,
-            created,
-        })
+        Ok(ticket_ref(ctx, &base, envelope.ticket.id.0, created))
     }
 
     fn add_comment(ctx: &Context, comment: NewComment) -> Result<CommentRef> {
@@ -406,6 +419,84 @@ fn new_ticket_body(ticket: &NewTicket) -> Result<serde_json::Value> {
         fields["status"] = json!(api::status_to_zendesk(status));
     }
     Ok(json!({ "ticket": fields }))
+}
+
+/// What `create_ticket` answers for ticket `id`.
+fn ticket_ref(ctx: &Context, base: &str, id: String, created: bool) -> TicketRef {
+    TicketRef {
+        url: Some(format!("{}/agent/tickets/{id}", agent_base_url(ctx, base))),
+        id,
+        created,
+    }
+}
+
+/// The ticket an earlier attempt at this create may have filed: among the tickets with its
+/// external id, the newest by the same requester, with the same subject, that the look-back
+/// accepts (recent enough, and none of the conversation's earlier tickets). `body` is what the
+/// create would POST.
+fn earlier_ticket(
+    base: &str,
+    ticket: &NewTicket,
+    body: &serde_json::Value,
+    earlier: LookBack<'_>,
+) -> Result<Option<String>> {
+    if ticket.external_id.is_empty() {
+        // Nothing to list by; the idempotency key is all there is.
+        log_warn!("cannot look for an earlier attempt's ticket without an external id");
+        return Ok(None);
+    }
+    let requester = numeric_id("requester-id", &ticket.requester_id)?.to_string();
+    let subject = body["ticket"]["subject"].as_str().unwrap_or_default();
+    // List Tickets reads the database, unlike search: a ticket filed a moment ago is there.
+    let mut request = http::get(format!("{base}/api/v2/tickets"))
+        .query("external_id", &ticket.external_id)
+        .query("page[size]", TICKETS_PAGE_SIZE);
+    let mut candidates = Vec::new();
+    for _ in 0..MAX_TICKET_PAGES {
+        let response = check(request.send()?)?;
+        let page: TicketsPage = parse(&response, "tickets page")?;
+        let next = page.next_url().map(str::to_string);
+        candidates.extend(
+            page.tickets
+                .into_iter()
+                .filter(|t| is_earlier_ticket(t, &requester, subject, earlier)),
+        );
+        match next {
+            Some(next) => request = http::get(next),
+            None => return Ok(newest_ticket(candidates)),
+        }
+    }
+    log_warn!(
+        "stopped listing tickets by external id after the page limit",
+        external_id = ticket.external_id,
+        pages = MAX_TICKET_PAGES
+    );
+    Ok(newest_ticket(candidates))
+}
+
+/// Whether `ticket` can be what an earlier attempt filed for `requester` with `subject`.
+fn is_earlier_ticket(
+    ticket: &api::Ticket,
+    requester: &str,
+    subject: &str,
+    earlier: LookBack<'_>,
+) -> bool {
+    ticket
+        .requester_id
+        .as_ref()
+        .is_some_and(|r| r.0 == requester)
+        && ticket.has_subject(subject)
+        && ticket
+            .created_at_ms()
+            .is_some_and(|at| earlier.may_be(&ticket.id.0, at))
+}
+
+/// The id of the newest of `tickets`, whatever order they came in.
+fn newest_ticket(tickets: Vec<api::Ticket>) -> Option<String> {
+    tickets
+        .into_iter()
+        .max_by_key(|t| t.order_key())
+        .map(|t| t.id.0)
 }
 
 /// The Zendesk identity type and value for a social identity, where Zendesk has one.
@@ -695,7 +786,7 @@ fn manifest() -> Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_plugin_sdk::helpdesk::{TicketPriority, TicketStatus};
+    use switchboard_plugin_sdk::helpdesk::{TicketPriority, TicketStatus, UnconfirmedAttempt};
 
     fn new_ticket() -> NewTicket {
         NewTicket {
@@ -894,6 +985,41 @@ mod tests {
             Some("5"),
             "older comments exist beyond a partial listing"
         );
+    }
+
+    #[test]
+    fn an_earlier_ticket_is_the_newest_recent_unknown_match() {
+        // 2024-05-01T09:00:00Z
+        let started_at = 1_714_554_000_000;
+        let attempt = UnconfirmedAttempt {
+            started_at,
+            known_ids: vec!["3".into()],
+        };
+        let earlier = LookBack::of(Some(&attempt)).expect("unconfirmed");
+        let page: TicketsPage = serde_json::from_value(json!({"tickets": [
+            {"id": 1, "requester_id": 20, "subject": "Order late", "created_at": "2024-05-01T08:58:59Z"},
+            {"id": 3, "requester_id": 20, "subject": "Order late", "created_at": "2024-05-01T09:05:00Z"},
+            {"id": 5, "requester_id": 20, "subject": "Order  late ", "created_at": "2024-05-01T09:00:00Z"},
+            {"id": 4, "requester_id": 20, "subject": "Order late", "created_at": "2024-05-01T09:00:00Z"},
+            {"id": 6, "requester_id": 21, "subject": "Order late", "created_at": "2024-05-01T09:01:00Z"},
+            {"id": 7, "requester_id": 20, "subject": "Other", "created_at": "2024-05-01T09:01:00Z"},
+            {"id": 8, "requester_id": 20, "subject": "Order late"}
+        ]}))
+        .expect("page");
+        let found = |tickets: Vec<api::Ticket>| {
+            newest_ticket(
+                tickets
+                    .into_iter()
+                    .filter(|t| is_earlier_ticket(t, "20", "Order late", earlier))
+                    .collect(),
+            )
+        };
+        // 1 is older than the look-back, 3 is known, 6 and 7 differ, 8 has no time; of 4 and
+        // 5, created in the same second, the higher id is the newer.
+        assert_eq!(found(page.tickets.clone()).as_deref(), Some("5"));
+        let without_5 = page.tickets.into_iter().filter(|t| t.id.0 != "5").collect();
+        assert_eq!(found(without_5).as_deref(), Some("4"));
+        assert_eq!(found(Vec::new()), None);
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! Zendesk Support API simulator.
 //!
 //! Models the parts of the Ticketing API a helpdesk connector uses: API-token and OAuth bearer
-//! auth, tickets (with `Idempotency-Key`, safe updates, the per-ticket update limit and the
-//! closed-ticket rule), users (`create_or_update`, search by external id, identities), ticket
-//! comments and audits with cursor and offset pagination, the incremental cursor ticket export
-//! and `ticket_events`, account rate limiting, and webhooks that deliver signed
-//! event-subscription payloads.
+//! auth, tickets (with `Idempotency-Key`, listing by `external_id`, safe updates, the
+//! per-ticket update limit and the closed-ticket rule), users (`create_or_update`, search by
+//! external id, identities), ticket comments and audits with cursor and offset pagination,
+//! the incremental cursor ticket export and `ticket_events`, account rate limiting, and
+//! webhooks that deliver signed event-subscription payloads.
 //!
 //! Tests drive the agent's side through direct accessors ([`Simulator::agent_reply`],
 //! [`Simulator::set_status`]) or the unauthenticated control API under `/_control/`:

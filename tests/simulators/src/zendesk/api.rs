@@ -1455,6 +1455,70 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn tickets_listed_by_external_id_keep_the_filter_across_pages() {
+        let (sim, base, _) = ticket_with_replies(0).await;
+        let config = sim.config();
+        let client = reqwest::Client::new();
+        let auth = |r: reqwest::RequestBuilder| {
+            r.basic_auth(
+                format!("{}/token", config.agent_email),
+                Some(&config.api_token),
+            )
+        };
+        for external_id in ["tg:1", "tg:2", "tg:1", "tg:1"] {
+            let body = json!({"ticket": {"external_id": external_id, "comment": {"body": "b"}}});
+            let response = auth(client.post(format!("{base}/api/v2/tickets")))
+                .json(&body)
+                .send()
+                .await
+                .expect("create");
+            assert_eq!(response.status(), StatusCode::CREATED);
+        }
+        let get = |url: String| {
+            let request = auth(client.get(url));
+            async move {
+                request
+                    .send()
+                    .await
+                    .expect("list")
+                    .json::<Value>()
+                    .await
+                    .expect("page")
+            }
+        };
+        let ids = |page: &Value| -> Vec<u64> {
+            page["tickets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t["id"].as_u64())
+                .collect()
+        };
+        // The account's first ticket (from the helper) has no external id.
+        let first = get(format!(
+            "{base}/api/v2/tickets?external_id=tg:1&page[size]=2"
+        ))
+        .await;
+        assert_eq!(ids(&first), [2, 4]);
+        assert_eq!(first["meta"]["has_more"], true);
+        let next = first["links"]["next"].as_str().expect("next link");
+        let second = get(next.to_owned()).await;
+        assert_eq!(ids(&second), [5], "{next}");
+        assert_eq!(second["meta"]["has_more"], false);
+
+        let offset = get(format!(
+            "{base}/api/v2/tickets.json?external_id=tg:1&per_page=2"
+        ))
+        .await;
+        assert_eq!((ids(&offset), &offset["count"]), (vec![2, 4], &json!(3)));
+        let next = offset["next_page"].as_str().expect("next page");
+        assert_eq!(ids(&get(next.to_owned()).await), [5]);
+
+        let none = get(format!("{base}/api/v2/tickets?external_id=tg:9")).await;
+        assert_eq!((ids(&none), &none["count"]), (vec![], &json!(0)));
+    }
+
+    #[tokio::test]
     async fn comments_sort_newest_first_with_each_paginations_parameter() {
         let (sim, base, id) = ticket_with_replies(3).await;
         let url = |query: &str| format!("{base}/api/v2/tickets/{id}/comments?{query}");
