@@ -23,9 +23,15 @@
 //! base_backoff_ms = 500
 //! max_backoff_ms = 300000
 //! workers = 32                # rows delivered at once (different conversations)
+//! lease_ms = 120000           # a claimed row's reservation, renewed while it is delivered
 //!
 //! [scheduler]
 //! tick_ms = 1000
+//!
+//! [store]
+//! durable_commits = true      # synchronous=FULL: a commit survives a power cut
+//! wal_limit_mb = 64           # the write-ahead log is truncated past this size
+//! retention_days = 30         # processed events, delivered outbox rows, job runs (at least 7)
 //! ```
 
 use std::fmt;
@@ -38,6 +44,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use crate::hub::{HubConfig, OutboxConfig};
+use crate::store::StoreOptions;
 
 /// Where the data dir is when nothing says otherwise (relative to the working directory).
 pub const DEFAULT_DATA_DIR: &str = "switchboard-data";
@@ -46,6 +53,9 @@ pub const DEFAULT_CONFIG_FILE: &str = "switchboard.toml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// Processed events are the deduplication memory: WhatsApp retries a webhook for 7 days.
+pub const MIN_RETENTION_DAYS: u64 = 7;
+pub const DEFAULT_RETENTION_DAYS: u64 = 30;
 pub const SECRET_KEY_FILE: &str = "secret.key";
 
 /// Log output format.
@@ -122,6 +132,9 @@ pub struct Config {
     pub request_timeout: Duration,
     pub outbox: OutboxConfig,
     pub scheduler_tick: Duration,
+    pub store: StoreOptions,
+    /// How long processed events, delivered outbox rows and job runs are kept.
+    pub retention: Duration,
 }
 
 // Credentials never appear in Debug output (and so never in logs).
@@ -163,6 +176,8 @@ struct FileConfig {
     outbox: FileOutbox,
     #[serde(default)]
     scheduler: FileScheduler,
+    #[serde(default)]
+    store: FileStore,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -179,12 +194,21 @@ struct FileOutbox {
     base_backoff_ms: Option<u64>,
     max_backoff_ms: Option<u64>,
     workers: Option<usize>,
+    lease_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileScheduler {
     tick_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    durable_commits: Option<bool>,
+    wal_limit_mb: Option<u64>,
+    retention_days: Option<u64>,
 }
 
 /// One setting's candidate value and where it came from, for error messages.
@@ -389,6 +413,23 @@ impl Config {
                 Some(found) => positive(parse(found, "a number of workers")?, "outbox.workers")?,
                 None => defaults.workers,
             },
+            lease: match pick_num(
+                "SWITCHBOARD_OUTBOX_LEASE_MS",
+                file.outbox.lease_ms.map(|n| n.to_string()),
+                "outbox.lease_ms",
+            ) {
+                Some(found) => {
+                    let ms: u64 = parse(found, "milliseconds")?;
+                    if ms < 300 {
+                        return Err(value_error(
+                            "outbox.lease_ms",
+                            &format!("{ms} ms is too short: a lease is renewed every third of it, at least every 100 ms"),
+                        ));
+                    }
+                    Duration::from_millis(ms)
+                }
+                None => defaults.lease,
+            },
         };
         if outbox.base_backoff > outbox.max_backoff {
             return Err(value_error(
@@ -413,6 +454,45 @@ impl Config {
             None => Duration::from_secs(1),
         };
 
+        let store_defaults = StoreOptions::default();
+        let store = StoreOptions {
+            durable_commits: match pick_num(
+                "SWITCHBOARD_STORE_DURABLE_COMMITS",
+                file.store.durable_commits.map(|b| b.to_string()),
+                "store.durable_commits",
+            ) {
+                Some(found) => parse(found, "true or false")?,
+                None => store_defaults.durable_commits,
+            },
+            wal_limit_bytes: match pick_num(
+                "SWITCHBOARD_STORE_WAL_LIMIT_MB",
+                file.store.wal_limit_mb.map(|n| n.to_string()),
+                "store.wal_limit_mb",
+            ) {
+                Some(found) => {
+                    positive::<u64>(parse(found, "megabytes")?, "store.wal_limit_mb")? << 20
+                }
+                None => store_defaults.wal_limit_bytes,
+            },
+        };
+        let retention = match pick_num(
+            "SWITCHBOARD_STORE_RETENTION_DAYS",
+            file.store.retention_days.map(|n| n.to_string()),
+            "store.retention_days",
+        ) {
+            Some(found) => {
+                let days: u64 = parse(found, "days")?;
+                if days < MIN_RETENTION_DAYS {
+                    return Err(value_error(
+                        "store.retention_days",
+                        &format!("{days} days is too short: deduplication must remember an event for {MIN_RETENTION_DAYS} days, as long as WhatsApp retries a webhook"),
+                    ));
+                }
+                Duration::from_secs(days * 86_400)
+            }
+            None => Duration::from_secs(DEFAULT_RETENTION_DAYS * 86_400),
+        };
+
         Ok(Self {
             file: file_path,
             listen,
@@ -425,6 +505,8 @@ impl Config {
             request_timeout,
             outbox,
             scheduler_tick,
+            store,
+            retention,
         })
     }
 
@@ -490,6 +572,8 @@ impl Config {
             secret_key: self.secret_key()?,
             outbox: self.outbox.clone(),
             scheduler_tick: self.scheduler_tick,
+            store: self.store.clone(),
+            retention: self.retention,
         })
     }
 
@@ -588,6 +672,27 @@ fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
     }
 }
 
+/// Creates the data dir (and its parents) accessible to its owner only (mode 0700), or
+/// tightens an existing one: it holds the database, the secret key and the admin token.
+pub fn create_data_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        builder.mode(0o700);
+        builder.create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+            tracing::warn!(dir = %dir.display(), was = format!("{mode:o}"), "data dir was open to others; now 0700");
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    builder.create(dir)
+}
+
 /// Writes a credential readable by its owner only. The file is created with mode 0600 rather
 /// than chmod-ed after, so it is never readable by others, even briefly; `create_new` keeps two
 /// processes starting at once from overwriting each other's key.
@@ -598,7 +703,7 @@ fn write_private(path: &Path, contents: &str) -> Result<(), ConfigError> {
         source,
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        create_data_dir(dir).map_err(io)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

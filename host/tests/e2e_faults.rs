@@ -84,6 +84,29 @@ async fn rate_limit_retry_after_is_waited_out(helpdesk: Helpdesk) {
     );
 }
 
+/// A delivery that outlasts the outbox lease keeps its row: the lease is renewed while the
+/// call runs, so no second worker takes the row and files the same ticket meanwhile.
+async fn delivery_longer_than_the_lease_is_not_doubled(helpdesk: Helpdesk) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [FAST_RETRIES, &[("SWITCHBOARD_OUTBOX_LEASE_MS", "600")]].concat();
+    let (world, hub) = linked(helpdesk, dir.path(), &env).await;
+    // Four leases long, and within the plugin call's deadline (5 s).
+    world.fault(Fault::Delay { ms: 2_400 }, 1, Some(world.create_path()));
+    let text = "Where is my parcel?".to_string();
+    world.customer_says(3003, "Ines", &text);
+    wait_tickets(&world, 1).await;
+    wait_idle(&hub).await;
+    wait_until("no ticket creation in flight", world.timeout(), || async {
+        let in_flight = world
+            .desk_log
+            .in_flight_where(|m, p| World::is_create(helpdesk, m, p));
+        check(in_flight == 0, || format!("{in_flight} in flight"))
+    })
+    .await;
+    assert_eq!(create_statuses(&world).len(), 1, "one create request");
+    assert_one_ticket_each(&world, &[(3003, text)]).await;
+}
+
 /// Salesforce answers a spent API allocation with 403 REQUEST_LIMIT_EXCEEDED and no
 /// Retry-After: the hub neither gives up (no dead letter) nor hammers the org, and waits the
 /// plugin's minute before trying again. (The minute itself is not waited out here.)
@@ -336,6 +359,7 @@ helpdesk_tests!(zendesk => rate_limit_retry_after_is_waited_out,
     helpdesk_4xx_is_a_dead_letter_until_retried, telegram_flood_control_is_waited_out_in_order,
     blocked_recipient_is_a_dead_letter_until_retried);
 helpdesk_tests!(freshdesk => rate_limit_retry_after_is_waited_out,
+    delivery_longer_than_the_lease_is_not_doubled,
     account_rate_limit_delivers_everything_once, server_error_burst_is_retried_without_duplicates,
     helpdesk_4xx_is_a_dead_letter_until_retried);
 helpdesk_tests!(salesforce => request_limit_exceeded_backs_off,

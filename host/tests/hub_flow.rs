@@ -343,3 +343,402 @@ async fn webhooks_stored_out_of_order_are_filed_in_order() {
     all.sort();
     assert_eq!(all, [vec!["First", "Second"], vec!["Other chat"]]);
 }
+
+/// An event whose processing fails every time (here a database trigger refuses its
+/// conversation) is tried a few times, then set aside where the admin sees it; the events
+/// behind it go on, and once the cause is gone the admin hands it back and it is filed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_always_fails_is_quarantined_and_the_rest_go_on() {
+    use sqlx::Connection as _;
+    const POISONED: i64 = 6006;
+    let w = world().await;
+    let url = format!("sqlite://{}", w.dir.path().join("hub.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("open the hub's database");
+    sqlx::query(&format!(
+        "CREATE TRIGGER poison BEFORE INSERT ON conversations \
+         WHEN NEW.thread_id LIKE '%{POISONED}%' BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
+    ))
+    .execute(&mut db)
+    .await
+    .expect("create the trigger");
+
+    w.customer(POISONED, "Mallory", "This one cannot be stored");
+    w.customer(CHAT, "Aiko", "My order is late");
+    let run = w.hub.run_job_now(TG_JOB).await.expect("poll telegram");
+    assert_eq!(run.outcome, "ok", "{run:?}");
+    let mut failed_passes = 0;
+    while switchboard::hub::engine::process_pending(&w.hub)
+        .await
+        .is_err()
+    {
+        failed_passes += 1;
+        assert!(failed_passes < 10, "the failing event is never set aside");
+    }
+    assert_eq!(
+        failed_passes, 4,
+        "tried five times, the fifth sets it aside"
+    );
+    switchboard::hub::outbox::deliver_due(&w.hub)
+        .await
+        .expect("deliver");
+    assert_eq!(w.tickets().len(), 1, "the message behind it is filed");
+
+    let quarantined = w.hub.list_quarantined_events().await.expect("list");
+    assert_eq!(quarantined.len(), 1, "{quarantined:#?}");
+    let event = &quarantined[0];
+    assert_eq!(event.attempts, 5);
+    assert!(
+        event
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("poisoned row")),
+        "{event:?}"
+    );
+    assert_eq!(w.hub.health().await.inbound_quarantined, 1);
+
+    sqlx::query("DROP TRIGGER poison")
+        .execute(&mut db)
+        .await
+        .expect("drop the trigger");
+    w.hub
+        .retry_quarantined_event(event.id)
+        .await
+        .expect("hand it back");
+    w.settle().await;
+    assert_eq!(w.tickets().len(), 2, "filed once its cause is gone");
+    assert_eq!(w.hub.health().await.inbound_quarantined, 0);
+}
+
+/// A poll that the service refuses with 429 waits out its Retry-After, as deliveries do:
+/// the job's next run moves past it instead of coming at the next slot of its schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_poll_waits_as_the_service_asks() {
+    use switchboard_simulators::faults::{Fault, FaultSpec};
+    let w = world().await;
+    // Every second: without the wait, the next run would be at most a second away.
+    w.hub
+        .set_job_schedule(TG_JOB, "* * * * * *", None)
+        .await
+        .expect("schedule");
+    w.tg.faults().inject(FaultSpec {
+        fault: Fault::RateLimited {
+            retry_after_secs: 30,
+        },
+        count: 1,
+        path: Some("getUpdates".into()),
+    });
+    let asked = chrono::Utc::now();
+    let run = w.hub.run_job_now(TG_JOB).await.expect("run the job");
+    assert_eq!(run.outcome, "error", "{run:?}");
+    let job = w
+        .hub
+        .list_jobs()
+        .await
+        .expect("jobs")
+        .into_iter()
+        .find(|j| j.id == TG_JOB)
+        .expect("the telegram job");
+    let next = job.next_run_at.as_deref().expect("a next run");
+    let next = chrono::DateTime::parse_from_rfc3339(next).expect("an RFC 3339 time");
+    assert!(
+        next >= asked + chrono::Duration::seconds(30),
+        "next run at {next}, before the 30 s the service asked for (asked at {asked})"
+    );
+}
+
+// ----- query plans ----------------------------------------------------------------------------
+
+/// Tables that grow with the traffic: a statement that scans one gets slower with every
+/// message, which is how the hub's CPU per ticket once grew fivefold under a backlog.
+const GROWING_TABLES: &[&str] = &[
+    "inbound_events",
+    "outbox",
+    "messages",
+    "conversations",
+    "tickets",
+    "identities",
+    "contacts",
+    "requesters",
+    "own_ids",
+    "job_runs",
+];
+
+/// Partial indexes whose rows are work in flight or waiting for an admin, not history: a
+/// scan of one is bounded by the backlog, not by the size of the database.
+const BOUNDED_INDEXES: &[&str] = &[
+    "inbound_events_pending",
+    "inbound_events_unlinked",
+    "inbound_events_quarantined",
+    "outbox_pending",
+    "outbox_lane",
+    "outbox_dead",
+];
+
+/// Columns with few distinct values: a search on these alone reads a large share of the table
+/// (all identities of the network, all events of an installation).
+const FEW_VALUES: &[&str] = &[
+    "network",
+    "status",
+    "kind",
+    "source",
+    "outcome",
+    "direction",
+    "visibility",
+    "state",
+    "stream",
+    "installation_id",
+    "helpdesk_installation_id",
+    "social_installation_id",
+];
+
+/// Why a step of a plan reads a growing table in full, or nearly: a `SCAN` other than one of
+/// a bounded index or up to a LIMIT, or a `SEARCH` keyed only by columns with few values.
+fn reads_a_growing_table(
+    detail: &str,
+    aliases: &std::collections::HashMap<String, String>,
+    limited: bool,
+) -> bool {
+    let (scan, rest) = if let Some(rest) = detail.strip_prefix("SCAN ") {
+        (true, rest)
+    } else if let Some(rest) = detail.strip_prefix("SEARCH ") {
+        (false, rest)
+    } else {
+        return false;
+    };
+    let name = rest
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let table = aliases.get(&name).unwrap_or(&name);
+    if !GROWING_TABLES.contains(&table.as_str()) {
+        return false;
+    }
+    let index = rest
+        .split_once("INDEX ")
+        .map(|(_, after)| after.split_whitespace().next().unwrap_or_default());
+    if index.is_some_and(|i| BOUNDED_INDEXES.contains(&i)) {
+        return false;
+    }
+    if scan {
+        return !(limited && index.is_some());
+    }
+    // `SEARCH t USING INDEX i (a=? AND b>?)`: the columns it is keyed by.
+    let keys = rest
+        .split_once('(')
+        .and_then(|(_, after)| after.split_once(')'))
+        .map_or("", |(inside, _)| inside);
+    keys.split(" AND ").all(|key| {
+        let column = key
+            .split(|c: char| "=<>".contains(c) || c.is_whitespace())
+            .next()
+            .unwrap_or_default();
+        FEW_VALUES.contains(&column)
+    })
+}
+
+/// Every SQL statement sqlx ran in this test process, from its `sqlx::query` events.
+fn statements_seen() -> &'static std::sync::Mutex<std::collections::BTreeSet<String>> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    static SEEN: std::sync::OnceLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
+        std::sync::OnceLock::new();
+    SEEN.get_or_init(|| {
+        let subscriber = tracing_subscriber::registry().with(StatementLog);
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in this test binary");
+        std::sync::Mutex::default()
+    })
+}
+
+struct StatementLog;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StatementLog {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != "sqlx::query" {
+            return;
+        }
+        #[derive(Default)]
+        struct Fields {
+            summary: String,
+            statement: String,
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                match field.name() {
+                    "summary" => self.summary = value.to_string(),
+                    "db.statement" => self.statement = value.to_string(),
+                    _ => {}
+                }
+            }
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.record_str(field, &format!("{value:?}"));
+            }
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        // sqlx gives the whole statement only when its summary is shorter.
+        let sql = if fields.statement.trim().is_empty() {
+            fields.summary
+        } else {
+            fields.statement
+        };
+        statements_seen()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sql.trim().to_string());
+    }
+}
+
+/// The tables that the names in `sql`'s FROM, JOIN, UPDATE and INTO clauses stand for
+/// (`outbox o` makes `o` stand for `outbox`).
+fn table_aliases(sql: &str) -> std::collections::HashMap<String, String> {
+    const NOT_ALIASES: &[&str] = &[
+        "where",
+        "set",
+        "on",
+        "join",
+        "left",
+        "inner",
+        "cross",
+        "order",
+        "group",
+        "limit",
+        "values",
+        "select",
+        "using",
+        "and",
+        "or",
+        "returning",
+        "when",
+        "default",
+        "union",
+    ];
+    let words: Vec<String> = sql
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let mut aliases = std::collections::HashMap::new();
+    for (i, word) in words.iter().enumerate() {
+        if !matches!(word.as_str(), "from" | "join" | "update" | "into") {
+            continue;
+        }
+        let Some(table) = words.get(i + 1) else {
+            continue;
+        };
+        aliases.insert(table.clone(), table.clone());
+        let alias = match words.get(i + 2).map(String::as_str) {
+            Some("as") => words.get(i + 3),
+            Some(next) if !NOT_ALIASES.contains(&next) => words.get(i + 2),
+            _ => None,
+        };
+        if let Some(alias) = alias {
+            aliases.insert(alias.clone(), table.clone());
+        }
+    }
+    aliases
+}
+
+/// The hub's statements, as a busy day runs them, each checked with `EXPLAIN QUERY PLAN`: none
+/// may scan a growing table, except through an index of work in flight. The database has
+/// no statistics (the hub never runs ANALYZE), so SQLite plans by the schema alone and these
+/// plans are the ones it uses on a database of a million messages too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_statement_scans_a_growing_table() {
+    use sqlx::Connection as _;
+    statements_seen();
+    let w = world().await;
+    // A conversation both ways, a note, a solved ticket and the new one after it.
+    w.customer(CHAT, "Aiko", "My order is late");
+    w.inbound_cycle().await;
+    w.customer(CHAT, "Aiko", "Any news?");
+    w.inbound_cycle().await;
+    let ticket = w.ticket_id(0);
+    let agent = w.human_agent().await;
+    w.comment_as(ticket, agent, "On its way", true).await;
+    w.comment_as(ticket, agent, "internal: courier", false)
+        .await;
+    w.helpdesk_cycle().await;
+    w.zd_api(
+        reqwest::Method::PUT,
+        &format!("/api/v2/tickets/{ticket}"),
+        Some(serde_json::json!({"ticket": {"status": "solved"}})),
+    )
+    .await;
+    w.helpdesk_cycle().await;
+    w.customer(CHAT, "Aiko", "One more thing");
+    w.inbound_cycle().await;
+    // A dead letter, retried.
+    w.zd.faults()
+        .inject(switchboard_simulators::faults::FaultSpec {
+            fault: switchboard_simulators::faults::Fault::Status { status: 422 },
+            count: 1,
+            path: Some("/api/v2/tickets".into()),
+        });
+    w.customer(CHAT + 1, "Bruno", "Hello?");
+    w.inbound_cycle().await;
+    for dead in w.hub.list_dead_letters().await.expect("dead letters") {
+        w.hub.retry_dead_letter(dead.id).await.expect("retry");
+    }
+    w.settle().await;
+    // What the admin API reads, and the upkeep.
+    for conversation in w.hub.list_conversations().await.expect("conversations") {
+        w.hub
+            .get_conversation(&conversation.id)
+            .await
+            .expect("conversation");
+    }
+    w.hub.list_jobs().await.expect("jobs");
+    w.hub.health().await;
+    w.hub.list_quarantined_events().await.expect("quarantined");
+    w.hub.db().prune(i64::MAX).await.expect("prune");
+    w.hub.db().checkpoint().await.expect("checkpoint");
+
+    let statements = statements_seen()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let url = format!("sqlite://{}?mode=ro", w.dir.path().join("hub.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("open the hub's database");
+    let mut checked = 0;
+    let mut scans = Vec::new();
+    for sql in &statements {
+        let verb = sql
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        if !matches!(
+            verb.as_str(),
+            "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "WITH"
+        ) {
+            continue;
+        }
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(&mut db)
+                .await
+                .unwrap_or_else(|e| panic!("EXPLAIN QUERY PLAN {sql}: {e}"));
+        checked += 1;
+        let aliases = table_aliases(sql);
+        // An index read in its own order up to a LIMIT stops after that many rows.
+        let limited = sql.to_ascii_uppercase().contains(" LIMIT ")
+            && !plan.iter().any(|(_, _, _, d)| d.contains("TEMP B-TREE"));
+        for (_, _, _, detail) in plan {
+            if reads_a_growing_table(&detail, &aliases, limited) {
+                scans.push(format!("{detail}\n    in: {sql}"));
+            }
+        }
+    }
+    assert!(checked >= 40, "only {checked} statements were seen");
+    assert!(
+        scans.is_empty(),
+        "{} statement(s) read a growing table in full:\n{}",
+        scans.len(),
+        scans.join("\n")
+    );
+}

@@ -4,15 +4,13 @@
 //! `--json` prints what the API would answer; otherwise a table for lists and `key: value`
 //! lines for single records.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::settings::SettingsArgs;
 use super::Context;
 use crate::hub::{Hub, HubError, LinkSettings, NewInstallation, NewLink};
 
@@ -43,12 +41,8 @@ enum InstallationCommand {
         /// The plugin to run (its active version).
         #[arg(long, value_name = "PLUGIN_ID")]
         plugin: String,
-        /// A setting as KEY=VALUE; repeatable.
-        #[arg(long = "setting", short = 's', value_name = "KEY=VALUE")]
-        settings: Vec<String>,
-        /// A JSON file with an object of string settings (flags win over it).
-        #[arg(long, value_name = "FILE")]
-        settings_file: Option<PathBuf>,
+        #[command(flatten)]
+        settings: SettingsArgs,
         /// Create it disabled: no polling, webhooks refused, until `installation enable`.
         #[arg(long)]
         disabled: bool,
@@ -93,10 +87,9 @@ pub async fn installation(ctx: &Context, args: InstallationArgs) -> anyhow::Resu
             id,
             plugin,
             settings,
-            settings_file,
             disabled,
         } => {
-            let settings = parse_settings(settings_file, &settings)?;
+            let settings = settings.read()?;
             let new = NewInstallation {
                 id,
                 plugin_id: plugin,
@@ -163,35 +156,6 @@ pub async fn installation(ctx: &Context, args: InstallationArgs) -> anyhow::Resu
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Settings from a JSON file, then `KEY=VALUE` flags over them.
-fn parse_settings(
-    file: Option<PathBuf>,
-    pairs: &[String],
-) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut settings = BTreeMap::new();
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let parsed: BTreeMap<String, String> = serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{}: expected a JSON object of string settings",
-                path.display()
-            )
-        })?;
-        settings.extend(parsed);
-    }
-    for pair in pairs {
-        let (key, value) = pair
-            .split_once('=')
-            .with_context(|| format!("--setting `{pair}`: expected KEY=VALUE"))?;
-        if key.is_empty() {
-            anyhow::bail!("--setting `{pair}`: the key is empty");
-        }
-        settings.insert(key.to_string(), value.to_string());
-    }
-    Ok(settings)
 }
 
 // ----- links -----------------------------------------------------------------------------------
@@ -618,20 +582,6 @@ fn truncate(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn settings_from_flags_override_the_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("settings.json");
-        std::fs::write(&file, r#"{"a": "1", "b": "2"}"#).expect("write");
-        let settings =
-            parse_settings(Some(file), &["b=3".into(), "c=x=y".into()]).expect("settings");
-        assert_eq!(settings["a"], "1");
-        assert_eq!(settings["b"], "3");
-        assert_eq!(settings["c"], "x=y", "only the first `=` splits");
-        assert!(parse_settings(None, &["novalue".into()]).is_err());
-        assert!(parse_settings(None, &["=v".into()]).is_err());
-    }
 
     #[test]
     fn tables_align_known_columns_and_fall_back_to_scalars() {

@@ -253,7 +253,8 @@ impl WorkDir {
             .unwrap_or(0);
         let path =
             std::env::temp_dir().join(format!("switchboard-demo-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        crate::config::create_data_dir(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
         Ok(Self { path })
     }
 }

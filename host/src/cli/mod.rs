@@ -5,6 +5,7 @@ mod admin;
 pub mod demo;
 mod plugin;
 mod serve;
+mod settings;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -123,7 +124,7 @@ impl Context {
 
     pub(crate) async fn db(&self) -> anyhow::Result<Db> {
         let config = self.config()?;
-        std::fs::create_dir_all(&config.data_dir)?;
+        crate::config::create_data_dir(&config.data_dir)?;
         Ok(Db::connect(&config.database_url).await?)
     }
 
@@ -137,7 +138,7 @@ impl Context {
     /// The hub on the configured database, without its workers: what the admin commands use.
     pub(crate) async fn hub(&self) -> anyhow::Result<Hub> {
         let config = self.config()?;
-        std::fs::create_dir_all(&config.data_dir)?;
+        crate::config::create_data_dir(&config.data_dir)?;
         Hub::open(config.hub_config()?).await
     }
 }

@@ -9,6 +9,7 @@ use anyhow::{bail, Context as _};
 use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 
+use super::settings::SettingsArgs;
 use super::Context;
 use crate::manifest::{PluginKind, PluginManifest};
 use crate::plugin_build::{build_plugin, BuildOptions};
@@ -62,12 +63,8 @@ pub enum PluginCommand {
     Exec {
         plugin: String,
         operation: String,
-        /// A setting as key=value; repeatable.
-        #[arg(long = "setting", short = 's', value_name = "KEY=VALUE")]
-        settings: Vec<String>,
-        /// A JSON file with an object of settings.
-        #[arg(long)]
-        settings_file: Option<PathBuf>,
+        #[command(flatten)]
+        settings: SettingsArgs,
         /// JSON input of the operation, or @FILE.
         #[arg(long)]
         input: Option<String>,
@@ -149,7 +146,6 @@ pub async fn run(ctx: &Context, command: PluginCommand) -> anyhow::Result<ExitCo
             plugin,
             operation,
             settings,
-            settings_file,
             input,
             stream,
             cursor,
@@ -158,25 +154,7 @@ pub async fn run(ctx: &Context, command: PluginCommand) -> anyhow::Result<ExitCo
             oauth_token,
             oauth_extras,
         } => {
-            let mut values = BTreeMap::new();
-            if let Some(path) = settings_file {
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                let parsed: BTreeMap<String, String> =
-                    serde_json::from_str(&text).with_context(|| {
-                        format!(
-                            "{}: expected a JSON object of string settings",
-                            path.display()
-                        )
-                    })?;
-                values.extend(parsed);
-            }
-            for pair in settings {
-                let (key, value) = pair
-                    .split_once('=')
-                    .with_context(|| format!("--setting `{pair}`: expected KEY=VALUE"))?;
-                values.insert(key.to_string(), value.to_string());
-            }
+            let values = settings.read()?;
             let runtime = ctx.runtime()?;
             let (loaded, approved_hosts) = resolve_plugin(ctx, &runtime, &plugin).await?;
             let mut installation = Installation {

@@ -37,7 +37,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(path) => tracing::info!(file = %path.display(), "configuration loaded"),
         None => tracing::info!("no config file; using the environment and defaults"),
     }
-    std::fs::create_dir_all(&config.data_dir)
+    crate::config::create_data_dir(&config.data_dir)
         .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
 
     let (admin_token, source) = config.admin_token()?;

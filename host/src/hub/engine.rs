@@ -26,8 +26,8 @@ use crate::runtime::bindings::social::exports::switchboard::connector::social_co
 use crate::runtime::bindings::types::{ConnectorError, Visibility};
 use crate::runtime::CallError;
 use crate::store::{
-    ConversationRow, IdentityInput, InboundEvent, LinkRow, MessageRow, NewInboundEvent, NewOutbox,
-    StoreError, TicketRow, Tx,
+    ConversationRow, EventOutcome, IdentityInput, InboundEvent, LinkRow, MessageRow,
+    NewInboundEvent, NewOutbox, StoreError, TicketRow, Tx,
 };
 
 /// Events read per sweep of the intake.
@@ -324,18 +324,26 @@ async fn process_ready(hub: &Hub) -> Result<(usize, Option<i64>), StoreError> {
     // When the earliest held event may be ready.
     let mut held_until: Option<i64> = None;
     let mut blocked: Vec<&(&str, String)> = Vec::new();
-    // The newest webhook event of each thread: its intake is settled once that is older than
-    // SETTLE_MS.
-    let mut newest_webhook: HashMap<&(&str, String), i64> = HashMap::new();
+    // The newest webhook event of each thread, and how many it has waiting: a burst's intake
+    // is settled once its newest event is older than SETTLE_MS.
+    let mut newest_webhook: HashMap<&(&str, String), (i64, usize)> = HashMap::new();
     for (event, scope) in events.iter().zip(&scopes) {
         if event.source == "webhook" {
-            let newest = newest_webhook.entry(scope).or_insert(event.received_at);
+            let (newest, count) = newest_webhook
+                .entry(scope)
+                .or_insert((event.received_at, 0));
             *newest = (*newest).max(event.received_at);
+            *count += 1;
         }
     }
     for (event, scope) in events.iter().zip(&scopes) {
-        let newest = newest_webhook.get(scope).copied();
-        let settling = newest.is_some_and(|newest| newest > now - SETTLE_MS);
+        let (newest, waiting) = match newest_webhook.get(scope) {
+            Some(&(newest, count)) => (Some(newest), count),
+            None => (None, 0),
+        };
+        // A lone message of its thread has nothing to be sorted with: it goes at once, so a
+        // quiet conversation pays nothing for the ordering of busy ones.
+        let settling = waiting > 1 && newest.is_some_and(|newest| newest > now - SETTLE_MS);
         // Only requests that started before this event was stored overlapped its delivery
         // and may carry an earlier message; later ones are not waited for, or a steady
         // stream of webhooks would hold every event for the whole MAX_HOLD_MS.
@@ -447,8 +455,11 @@ const CLAIM_CHUNK: usize = 8;
 /// queued.
 async fn process_events(hub: &Hub, events: &[&InboundEvent]) -> Result<bool, StoreError> {
     let mut queued = false;
-    let mut rest = events;
-    while !rest.is_empty() {
+    let mut pending = events.to_vec();
+    // Events before this index are committed.
+    let mut done = 0;
+    'transactions: while done < pending.len() {
+        let rest = &pending[done..];
         let started = Instant::now();
         let mut tx = hub.inner.db.begin_urgent().await?;
         let mut lookups = Lookups::default();
@@ -463,9 +474,25 @@ async fn process_events(hub: &Hub, events: &[&InboundEvent]) -> Result<bool, Sto
             for (index, event) in chunk.iter().enumerate() {
                 // Events another processor claimed first are its to handle.
                 if claimed.contains(&event.id) {
-                    let outcome = process_event(&mut tx, &mut lookups, event).await?;
+                    let outcome = match process_event(&mut tx, &mut lookups, event).await {
+                        Ok(outcome) => outcome,
+                        Err(error) => {
+                            // Rolls back this transaction's events; they are handed back.
+                            drop(tx);
+                            let failed = event.id;
+                            poisoned(hub, event, error).await?;
+                            // Set aside: the transaction's other events go again without it.
+                            pending.retain(|e| e.id != failed);
+                            continue 'transactions;
+                        }
+                    };
                     queued |= outcome.queued;
-                    outcomes.push((event.id, outcome.label, outcome.conversation));
+                    outcomes.push(EventOutcome {
+                        id: event.id,
+                        label: outcome.label,
+                        conversation: outcome.conversation,
+                        held_for: outcome.held_for,
+                    });
                 }
                 taken += 1;
                 if started.elapsed() >= TX_TIME || hub.inner.db.intake_waiting() {
@@ -477,9 +504,39 @@ async fn process_events(hub: &Hub, events: &[&InboundEvent]) -> Result<bool, Sto
         }
         tx.set_inbound_outcomes(&outcomes).await?;
         tx.commit().await?;
-        rest = &rest[taken..];
+        done += taken;
     }
     Ok(queued)
+}
+
+/// Tries an event gets before it is set aside (quarantined). A few, since a passing database
+/// fault fails whole transactions too; an admin can hand a quarantined event back.
+const EVENT_ATTEMPTS: i64 = 5;
+
+/// Counts a failed try at `event`. Returns the error while the event has tries left, so the
+/// pass ends and is run again (the events behind it wait, in order); once it has none, it is
+/// quarantined and the pass goes on without it.
+async fn poisoned(hub: &Hub, event: &InboundEvent, error: StoreError) -> Result<(), StoreError> {
+    let span = tracing::error_span!(
+        "inbound",
+        installation = %event.installation_id,
+        event = %event.external_id,
+        conversation = tracing::field::Empty,
+    );
+    let message = error.to_string();
+    let quarantined = hub
+        .inner
+        .db
+        .record_inbound_failure(event.id, &message, EVENT_ATTEMPTS, now_ms())
+        .await?;
+    let _entered = span.enter();
+    if quarantined {
+        tracing::error!(error = %message, attempts = EVENT_ATTEMPTS, "event failed every try; quarantined (admin API: /api/v1/quarantined-events)");
+        Ok(())
+    } else {
+        tracing::warn!(error = %message, "processing the event failed; it is tried again");
+        Err(error)
+    }
 }
 
 /// Configuration read while processing, kept for the length of one transaction: the events
@@ -571,6 +628,8 @@ struct Outcome {
     label: String,
     conversation: Option<String>,
     queued: bool,
+    /// The helpdesk ticket id the event waits for (see [`Outcome::held_for_ticket`]).
+    held_for: Option<String>,
 }
 
 impl Outcome {
@@ -579,6 +638,7 @@ impl Outcome {
             label: label.to_string(),
             conversation: None,
             queued: false,
+            held_for: None,
         }
     }
 
@@ -587,9 +647,22 @@ impl Outcome {
             label: label.into(),
             conversation: Some(conversation.to_string()),
             queued,
+            held_for: None,
+        }
+    }
+
+    /// A change about a ticket the hub has not recorded: it waits until the hub records the
+    /// helpdesk's ticket id `ticket`, which hands it back to the processor.
+    fn held_for_ticket(ticket: &str) -> Self {
+        Self {
+            held_for: Some(ticket.to_string()),
+            ..Self::skip(UNKNOWN_TICKET)
         }
     }
 }
+
+/// The outcome of a change held for its ticket (see [`Outcome::held_for_ticket`]).
+const UNKNOWN_TICKET: &str = "unknown-ticket";
 
 enum Prepared {
     Social(SocialEvent),
@@ -800,7 +873,12 @@ async fn helpdesk_change(
         .ticket_by_external_id(helpdesk, &change.ticket_id)
         .await?
     else {
-        return Ok(Outcome::skip("unknown-ticket"));
+        // Either a ticket the hub did not make, or one whose create the hub has not recorded
+        // yet (its answer was lost in a crash and the retry is still waiting). Dropping the
+        // change would lose an agent's reply for good, since the change id is deduplicated;
+        // it waits for the ticket instead.
+        tracing::debug!(ticket = %change.ticket_id, "change about a ticket the hub has not recorded; held for it");
+        return Ok(Outcome::held_for_ticket(&change.ticket_id));
     };
     let Some(conversation) = tx.get_conversation_tx(&ticket.conversation_id).await? else {
         return Ok(Outcome::skip("unknown-conversation"));
@@ -1091,6 +1169,8 @@ mod tests {
             processed_at: None,
             outcome: None,
             conversation_id: None,
+            attempts: 0,
+            last_error: None,
         };
         assert_eq!(
             order_scope(&event(

@@ -34,7 +34,9 @@ use crate::runtime::{
 };
 use crate::schedule::Schedule;
 use crate::secrets::{SecretBox, SecretError};
-use crate::store::{Db, InstallOutcome, InstallationRow, LinkRow, NewJob, NewPlugin, StoreError};
+use crate::store::{
+    Db, InstallOutcome, InstallationRow, LinkRow, NewJob, NewPlugin, StoreError, StoreOptions,
+};
 
 pub use self::metrics::Metrics;
 pub use self::oauth::{OAuthCallback, CALLBACK_PATH as OAUTH_CALLBACK_PATH};
@@ -52,6 +54,9 @@ pub struct OutboxConfig {
     pub max_backoff: Duration,
     /// Rows delivered at once (of different conversations).
     pub workers: usize,
+    /// How long a claimed row stays reserved without a renewal. Deliveries renew it while
+    /// they run, so this only bounds how long the rows of a host that died wait.
+    pub lease: Duration,
 }
 
 impl Default for OutboxConfig {
@@ -61,6 +66,7 @@ impl Default for OutboxConfig {
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(300),
             workers: 32,
+            lease: Duration::from_secs(120),
         }
     }
 }
@@ -76,6 +82,10 @@ pub struct HubConfig {
     pub outbox: OutboxConfig,
     /// How often due jobs are checked.
     pub scheduler_tick: Duration,
+    pub store: StoreOptions,
+    /// How long processed events, delivered outbox rows and job runs are kept (see
+    /// [`Db::prune`]).
+    pub retention: Duration,
 }
 
 impl HubConfig {
@@ -91,6 +101,8 @@ impl HubConfig {
             secret_key,
             outbox: OutboxConfig::default(),
             scheduler_tick: Duration::from_secs(1),
+            store: StoreOptions::default(),
+            retention: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -250,7 +262,7 @@ impl Hub {
         config: HubConfig,
         runtime: Arc<Runtime>,
     ) -> anyhow::Result<Hub> {
-        let db = Db::connect(&config.database_url).await?;
+        let db = Db::connect_with(&config.database_url, config.store.clone()).await?;
         let secrets = SecretBox::new(&config.secret_key);
         let oauth_http = crate::oauth::http_client()?;
         Ok(Hub {
@@ -293,7 +305,11 @@ impl Hub {
         set.spawn(engine::run_processor(self.clone(), shutdown.clone()));
         set.spawn(scheduler::run_scheduler(self.clone(), shutdown.clone()));
         set.spawn(outbox::run_dispatcher(self.clone(), shutdown.clone()));
-        set.spawn(run_checkpoints(self.inner.db.clone(), shutdown.clone()));
+        set.spawn(run_maintenance(
+            self.inner.db.clone(),
+            self.inner.config.retention,
+            shutdown.clone(),
+        ));
         set.spawn(metrics::run_gauges(self.clone(), shutdown));
         set
     }
@@ -502,7 +518,6 @@ impl Hub {
     ) -> Result<InstallationView, HubError> {
         check_slug("installation id", &new.id)?;
         if let Some(ms) = new.deadline_ms {
-            // The outbox lease (120 s) must outlast any call, or a slow one would be doubled.
             if !(100..=60_000).contains(&ms) {
                 return Err(HubError::Invalid(format!(
                     "deadline_ms {ms} is out of range: a plugin call's deadline is 100 to 60000 ms"
@@ -942,19 +957,17 @@ impl Hub {
 
     /// The most recently active conversations (up to 1000), with their current ticket.
     pub async fn list_conversations(&self) -> Result<Vec<ConversationView>, HubError> {
+        let conversations = self.inner.db.list_conversations(1000).await?;
+        let ids: Vec<String> = conversations.iter().map(|c| c.id.clone()).collect();
         let mut current: HashMap<String, TicketView> = self
             .inner
             .db
-            .current_tickets()
+            .current_tickets_of(&ids)
             .await?
             .into_iter()
             .map(|t| (t.conversation_id.clone(), TicketView::from(t)))
             .collect();
-        Ok(self
-            .inner
-            .db
-            .list_conversations(1000)
-            .await?
+        Ok(conversations
             .into_iter()
             .map(|c| {
                 let ticket = current.remove(&c.id);
@@ -1014,6 +1027,27 @@ impl Hub {
         Ok(self.inner.db.discard_dead_letter(id).await?)
     }
 
+    // ----- quarantined events ----------------------------------------------------------------
+
+    /// Inbound events set aside after failing every try.
+    pub async fn list_quarantined_events(&self) -> Result<Vec<QuarantinedEventView>, HubError> {
+        Ok(self
+            .inner
+            .db
+            .list_quarantined_events()
+            .await?
+            .into_iter()
+            .map(QuarantinedEventView::from)
+            .collect())
+    }
+
+    /// Hands a quarantined event back to the processor (once its cause is fixed).
+    pub async fn retry_quarantined_event(&self, id: i64) -> Result<(), HubError> {
+        self.inner.db.retry_quarantined_event(id).await?;
+        self.inner.inbound.notify_one();
+        Ok(())
+    }
+
     // ----- webhooks --------------------------------------------------------------------------
 
     /// Verifies a webhook through the installation's plugin, stores the events it carries
@@ -1038,10 +1072,17 @@ impl Hub {
             .count_pending_inbound_events()
             .await
             .unwrap_or_default();
+        let quarantined = self
+            .inner
+            .db
+            .count_quarantined_events()
+            .await
+            .unwrap_or_default();
         Health {
             ok: database,
             database,
             inbound_pending: inbound.max(0) as u64,
+            inbound_quarantined: quarantined.max(0) as u64,
             outbox_pending: stats.pending.max(0) as u64,
             dead_letters: stats.dead.max(0) as u64,
         }
@@ -1101,17 +1142,48 @@ pub(crate) enum Retry {
 
 /// How often the write-ahead log is checkpointed (see [`Db::checkpoint`]).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// How often rows past the retention are pruned (see [`Db::prune`]); also once at start.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
-/// Checkpoints the database's write-ahead log every [`CHECKPOINT_EVERY`] until `shutdown`.
-async fn run_checkpoints(db: Db, shutdown: CancellationToken) {
+/// Keeps the database's size bounded until `shutdown`: checkpoints the write-ahead log every
+/// [`CHECKPOINT_EVERY`] (truncating it past its limit) and prunes what is older than
+/// `retention` every [`PRUNE_EVERY`]. On shutdown the log is truncated, so none is left
+/// beside the database.
+async fn run_maintenance(db: Db, retention: Duration, shutdown: CancellationToken) {
+    let mut next_prune = tokio::time::Instant::now();
     loop {
+        if tokio::time::Instant::now() >= next_prune {
+            next_prune += PRUNE_EVERY;
+            let before = now_ms() - retention.as_millis() as i64;
+            match db.prune(before).await {
+                Ok(pruned) if pruned.total() > 0 => tracing::info!(
+                    events = pruned.events,
+                    outbox_rows = pruned.outbox_rows,
+                    job_runs = pruned.job_runs,
+                    retention_days = retention.as_secs() / 86_400,
+                    "pruned rows past the retention"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "pruning old rows failed"),
+            }
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
         }
-        if let Err(error) = db.checkpoint().await {
-            tracing::warn!(%error, "checkpointing the database failed");
+        match db.checkpoint().await {
+            Ok(done) if done.truncated => {
+                tracing::info!(
+                    wal_bytes = done.wal_bytes,
+                    "write-ahead log over its limit; truncated"
+                )
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "checkpointing the database failed"),
         }
+    }
+    if let Err(error) = db.truncate_wal().await {
+        tracing::warn!(%error, "could not truncate the write-ahead log at shutdown");
     }
 }
 

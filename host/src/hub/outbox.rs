@@ -24,9 +24,11 @@ use crate::runtime::bindings::types::{Attachment, ConnectorError, SocialIdentity
 use crate::runtime::{CallError, HelpdeskConnector};
 use crate::store::{ConversationRow, OutboxRow, StoreError, TicketRow};
 
-/// How long a claimed row is reserved for its worker; past it, another worker may take it.
-/// Longer than any plugin call (deadline plus HTTP timeouts) so a slow call is not doubled.
-const LEASE: Duration = Duration::from_secs(120);
+/// How often a delivery in progress renews its row's lease, as a share of the lease: a
+/// delivery can take several calls of up to a minute each, so no fixed lease outlasts every
+/// one, and a row reclaimed mid-flight would be delivered twice. The lease itself then only
+/// bounds how long the rows of a host that died wait for another.
+const RENEWALS_PER_LEASE: u32 = 3;
 /// Longest sleep of an idle worker: rows may come from another host, or become due.
 const IDLE: Duration = Duration::from_millis(500);
 /// Shortest sleep of a worker that found nothing to claim.
@@ -111,6 +113,7 @@ pub(crate) async fn run_dispatcher(hub: Hub, shutdown: CancellationToken) {
     hub.recover().await;
     let owner = format!("{}/outbox", hub.inner.host_id);
     let slots = hub.inner.config.outbox.workers.max(1);
+    let lease = hub.inner.config.outbox.lease;
     let mut deliveries = JoinSet::new();
     loop {
         while deliveries.try_join_next().is_some() {}
@@ -123,7 +126,7 @@ pub(crate) async fn run_dispatcher(hub: Hub, shutdown: CancellationToken) {
             match hub
                 .inner
                 .db
-                .claim_outbox(&owner, now, now + LEASE.as_millis() as i64, free)
+                .claim_outbox(&owner, now, now + lease.as_millis() as i64, free)
                 .await
             {
                 Ok(rows) if !rows.is_empty() => {
@@ -167,13 +170,14 @@ pub(crate) async fn run_dispatcher(hub: Hub, shutdown: CancellationToken) {
 /// For tests and tools that drive the hub without background workers.
 pub async fn deliver_due(hub: &Hub) -> Result<usize, StoreError> {
     let owner = format!("{}/inline", hub.inner.host_id);
+    let lease = hub.inner.config.outbox.lease;
     let mut handled = 0;
     loop {
         let now = now_ms();
         let rows = hub
             .inner
             .db
-            .claim_outbox(&owner, now, now + LEASE.as_millis() as i64, 1)
+            .claim_outbox(&owner, now, now + lease.as_millis() as i64, 1)
             .await?;
         let Some(row) = rows.into_iter().next() else {
             return Ok(handled);
@@ -194,11 +198,17 @@ async fn deliver(hub: &Hub, row: OutboxRow) {
         attempt = row.attempts,
     );
     async {
-        let result = match row.kind.as_str() {
-            "create-ticket" => create_ticket(hub, &row).await.map(|()| true),
-            "add-comment" => add_comment(hub, &row).await,
-            "send-message" => send_message(hub, &row).await.map(|()| true),
-            other => Err(DeliveryError::Permanent(format!("unknown outbox kind `{other}`"))),
+        let attempt = async {
+            match row.kind.as_str() {
+                "create-ticket" => create_ticket(hub, &row).await.map(|()| true),
+                "add-comment" => add_comment(hub, &row).await,
+                "send-message" => send_message(hub, &row).await.map(|()| true),
+                other => Err(DeliveryError::Permanent(format!("unknown outbox kind `{other}`"))),
+            }
+        };
+        let result = tokio::select! {
+            result = attempt => result,
+            never = renew_lease(hub, &row) => match never {},
         };
         let error = match result {
             Ok(delivered) => {
@@ -256,6 +266,30 @@ async fn deliver(hub: &Hub, row: OutboxRow) {
     }
     .instrument(span)
     .await
+}
+
+/// Keeps `row`'s lease alive while its delivery runs; never returns (the delivery ends it by
+/// finishing first).
+async fn renew_lease(hub: &Hub, row: &OutboxRow) -> std::convert::Infallible {
+    let lease = hub.inner.config.outbox.lease;
+    let mut every = tokio::time::interval(lease / RENEWALS_PER_LEASE);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate; the lease was just taken.
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let Some(owner) = row.lease_owner.as_deref() else {
+            return std::future::pending().await;
+        };
+        let until = now_ms() + lease.as_millis() as i64;
+        match hub.inner.db.renew_outbox_lease(row.id, owner, until).await {
+            Ok(true) => {}
+            // Reclaimed or finished meanwhile (a host paused past its lease); the delivery
+            // goes on, as it would have without renewals.
+            Ok(false) => tracing::warn!("the row's lease was lost during the delivery"),
+            Err(error) => tracing::warn!(%error, "could not renew the row's lease"),
+        }
+    }
 }
 
 /// Exponential backoff with full jitter: a random wait up to `base * 2^(attempt-1)`, capped.
@@ -386,13 +420,22 @@ async fn create_ticket(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> 
         tracing::debug!(ticket = %created.id, created = created.created, "ticket filed");
         let now = now_ms();
         let mut tx = hub.inner.db.begin().await?;
-        tx.set_ticket_created(ticket_id, &created.id, created.url.as_deref(), now)
+        let requeued = tx
+            .set_ticket_created(ticket_id, &created.id, created.url.as_deref(), now)
             .await?;
         if let Some(message) = &row.message_id {
             tx.set_message_delivered(message, None, None, now).await?;
         }
         tx.complete_outbox(row.id, now).await?;
         tx.commit().await?;
+        if requeued > 0 {
+            tracing::info!(
+                ticket = %created.id,
+                changes = requeued,
+                "changes that arrived before the ticket was recorded go to the processor"
+            );
+            hub.inner.inbound.notify_one();
+        }
     } else {
         // Created by an earlier attempt whose completion was recorded only halfway.
         let mut tx = hub.inner.db.begin().await?;

@@ -137,9 +137,21 @@ async fn execute(hub: &Hub, job: &JobRow, owner: &str, run_id: i64) {
             Ok(()) => ("ok", None),
             Err(error) => ("error", Some(error.to_string())),
         };
-        match &error {
-            None => tracing::debug!(pages, stored, "job run finished"),
-            Some(error) => tracing::warn!(pages, stored, %error, "job run failed"),
+        // A rate-limited poll waits as long as the service asked, like a delivery does,
+        // instead of running again at its next slot and being refused again.
+        let not_before = match &result {
+            Err(PollError::Call(call)) => match super::retry_of(call) {
+                super::Retry::After(wait) => Some(now_ms() + wait.as_millis() as i64),
+                _ => None,
+            },
+            _ => None,
+        };
+        match (&error, not_before) {
+            (None, _) => tracing::debug!(pages, stored, "job run finished"),
+            (Some(error), Some(at)) => {
+                tracing::warn!(pages, stored, %error, next_run_not_before = %super::iso(at), "job run rate limited")
+            }
+            (Some(error), None) => tracing::warn!(pages, stored, %error, "job run failed"),
         }
         if let Err(e) = hub
             .inner
@@ -153,6 +165,7 @@ async fn execute(hub: &Hub, job: &JobRow, owner: &str, run_id: i64) {
                 pages,
                 stored,
                 error.as_deref(),
+                not_before,
             )
             .await
         {
@@ -215,13 +228,29 @@ impl Page {
     }
 }
 
+/// Why a run stopped early.
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    /// The plugin's poll failed.
+    #[error("poll failed: {0}")]
+    Call(CallError),
+    #[error(transparent)]
+    Hub(#[from] HubError),
+}
+
+impl From<crate::store::StoreError> for PollError {
+    fn from(error: crate::store::StoreError) -> Self {
+        PollError::Hub(error.into())
+    }
+}
+
 async fn poll_pages(
     hub: &Hub,
     job: &JobRow,
     owner: &str,
     pages: &mut i64,
     stored: &mut i64,
-) -> Result<(), HubError> {
+) -> Result<(), PollError> {
     let bound = hub.bind(&job.installation_id).await?;
     let poller = if bound.installation.kind == "social" {
         Poller::Social(hub.social_connector(&bound)?)
@@ -239,7 +268,7 @@ async fn poll_pages(
         hub.inner
             .metrics
             .plugin_call(&job.installation_id, poller.operation(), started.elapsed());
-        let page = page.map_err(|e| HubError::Internal(anyhow::anyhow!("poll failed: {e}")))?;
+        let page = page.map_err(PollError::Call)?;
         let position = page.next_cursor().map(|c| (job.stream.as_str(), c));
         let new = store_events(
             hub,
@@ -263,7 +292,8 @@ async fn poll_pages(
         {
             return Err(HubError::Conflict(
                 "the job's lease was taken over by another runner".into(),
-            ));
+            )
+            .into());
         }
     }
     Ok(())

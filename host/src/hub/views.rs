@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::iso;
-use crate::store::{ConversationRow, JobRow, JobRunRow, LinkRow, MessageRow, OutboxRow, TicketRow};
+use crate::store::{
+    ConversationRow, InboundEvent, JobRow, JobRunRow, LinkRow, MessageRow, OutboxRow, TicketRow,
+};
 
 /// An installation to create. Its `Debug` shows setting keys only: values may be secrets.
 #[derive(Clone, Deserialize)]
@@ -321,12 +323,42 @@ impl From<OutboxRow> for DeadLetterView {
     }
 }
 
+/// An inbound event set aside after failing every try at processing it.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantinedEventView {
+    pub id: i64,
+    pub installation_id: String,
+    /// The network's message id, or the helpdesk's change id.
+    pub external_id: String,
+    /// social or helpdesk.
+    pub kind: String,
+    pub received_at: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
+impl From<InboundEvent> for QuarantinedEventView {
+    fn from(event: InboundEvent) -> Self {
+        Self {
+            id: event.id,
+            installation_id: event.installation_id,
+            external_id: event.external_id,
+            kind: event.kind,
+            received_at: iso(event.received_at),
+            attempts: event.attempts,
+            last_error: event.last_error,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
     pub ok: bool,
     pub database: bool,
     /// Stored events not yet turned into conversations, tickets and outbox rows.
     pub inbound_pending: u64,
+    /// Stored events set aside after failing every try (`/api/v1/quarantined-events`).
+    pub inbound_quarantined: u64,
     /// Side effects not yet delivered.
     pub outbox_pending: u64,
     pub dead_letters: u64,

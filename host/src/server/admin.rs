@@ -72,6 +72,11 @@ pub(super) fn routes() -> Router<AppState> {
             axum::routing::delete(discard_dead_letter),
         )
         .route("/dead-letters/{id}/retry", post(retry_dead_letter))
+        .route("/quarantined-events", get(list_quarantined_events))
+        .route(
+            "/quarantined-events/{id}/retry",
+            post(retry_quarantined_event),
+        )
         .route("/health", get(health))
 }
 
@@ -447,6 +452,23 @@ async fn discard_dead_letter(
 // ----- health ----------------------------------------------------------------------------------
 
 /// The full health report; 503 when the hub is not healthy, so probes need not parse it.
+async fn list_quarantined_events(State(state): State<AppState>) -> ApiResult<Response> {
+    Ok(Json(state.hub.list_quarantined_events().await?).into_response())
+}
+
+/// Hands a quarantined event back to the processor; 202: processing follows.
+async fn retry_quarantined_event(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Response> {
+    state.hub.retry_quarantined_event(id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "id": id, "state": "pending" })),
+    )
+        .into_response())
+}
+
 async fn health(State(state): State<AppState>) -> Response {
     let health = state.hub.health().await;
     let status = if health.ok {

@@ -83,7 +83,8 @@ impl Db {
     /// The latest run of every job that has one.
     pub async fn last_job_runs(&self) -> Result<Vec<JobRunRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT r.* FROM job_runs r WHERE r.id = (SELECT MAX(l.id) FROM job_runs l WHERE l.job_id = r.job_id)",
+            "SELECT r.* FROM jobs j JOIN job_runs r \
+             ON r.id = (SELECT MAX(l.id) FROM job_runs l WHERE l.job_id = j.id)",
         )
         .fetch_all(&self.pool)
         .await?)
@@ -193,6 +194,9 @@ impl Db {
 
     /// Records the end of a run and clears the running marker (if still ours).
     #[allow(clippy::too_many_arguments)]
+    /// Records a run's end and frees its job. `not_before`: the service asked to wait, so the
+    /// next run is not before then (a later slot stays; a job without one stays stopped).
+    #[allow(clippy::too_many_arguments)]
     pub async fn finish_job_run(
         &self,
         job_id: &str,
@@ -203,6 +207,7 @@ impl Db {
         pages: i64,
         events_stored: i64,
         error: Option<&str>,
+        not_before: Option<i64>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         sqlx::query(
@@ -217,8 +222,10 @@ impl Db {
         .execute(&mut *tx.inner)
         .await?;
         sqlx::query(
-            "UPDATE jobs SET running_since = NULL, lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
+            "UPDATE jobs SET running_since = NULL, lease_owner = NULL, lease_until = NULL, \
+             next_run_at = MAX(next_run_at, COALESCE(?, next_run_at)) WHERE id = ? AND lease_owner = ?",
         )
+        .bind(not_before)
         .bind(job_id)
         .bind(owner)
         .execute(&mut *tx.inner)

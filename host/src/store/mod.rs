@@ -3,11 +3,13 @@
 //!
 //! Functions here only read and write rows: no HTTP, no plugin calls.
 
+mod files;
 mod installations;
 mod jobs;
 mod oauth;
 mod outbox;
 mod plugins;
+mod retention;
 mod sync;
 
 use std::str::FromStr;
@@ -23,8 +25,10 @@ pub use jobs::{JobRow, JobRunRow, NewJob};
 pub use oauth::{OAuthGrantRow, OAuthStateRow, OAuthTokensUpdate};
 pub use outbox::{NewOutbox, OutboxRow, OutboxStats};
 pub use plugins::{InstallOutcome, NewPlugin, PluginRecord};
+pub use retention::Pruned;
 pub use sync::{
-    ConversationRow, IdentityInput, InboundEvent, MessageRow, NewInboundEvent, TicketRow,
+    ConversationRow, EventOutcome, IdentityInput, InboundEvent, MessageRow, NewInboundEvent,
+    TicketRow,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +45,38 @@ pub enum StoreError {
     NotFound(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// How the database is kept on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Whether a commit waits until the write-ahead log is on disk (`synchronous=FULL`). With
+    /// `false` (`NORMAL`), a power cut can lose the last commits, a webhook the hub already
+    /// answered 200 among them; a crash of the process alone cannot.
+    pub durable_commits: bool,
+    /// The write-ahead log is truncated once it grows past this many bytes; it then stays
+    /// about this size at most between checkpoints.
+    pub wal_limit_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            durable_commits: true,
+            wal_limit_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What a checkpoint did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    /// Bytes in the write-ahead log before the checkpoint.
+    pub wal_bytes: u64,
+    /// Whether the log was over its limit and was truncated.
+    pub truncated: bool,
 }
 
 /// A handle to the database; cheap to clone.
@@ -63,18 +99,33 @@ pub struct Db {
     /// Webhook intakes waiting for their turn ([`Db::begin_intake`]): the inbound processor,
     /// whose transactions take many events, ends its transaction early when one waits.
     intakes_waiting: Arc<AtomicUsize>,
+    options: StoreOptions,
 }
 
 impl Db {
-    /// Opens (creating if needed) the database at `url` and applies pending migrations.
+    /// Opens (creating if needed) the database at `url` with the default [`StoreOptions`]
+    /// and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// Opens (creating if needed) the database at `url` and applies pending migrations. A
+    /// database file is made readable by its owner only: it holds every customer message.
+    pub async fn connect_with(url: &str, store: StoreOptions) -> Result<Self, StoreError> {
         if !url.starts_with("sqlite:") {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         }
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)?;
+        if let Some(path) = database_file(&options) {
+            files::make_private(&path)?;
+        }
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
+            // Once the log has been copied back in full, the next writer truncates it to this
+            // size instead of reusing all of it.
+            .pragma("journal_size_limit", store.wal_limit_bytes.to_string())
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             // No checkpoints inside commits: one that copies the WAL back stalls that commit
@@ -86,9 +137,15 @@ impl Db {
         // since its last transaction. This process's writes take turns anyway (see `writer`),
         // so they all go through one connection, whose cache then stays warm; reads have a
         // small pool of their own.
+        // Only the writer's setting decides what a commit waits for.
+        let synchronous = if store.durable_commits {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        };
         let writes = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().synchronous(synchronous))
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&writes).await?;
         let pool = SqlitePoolOptions::new()
@@ -101,6 +158,7 @@ impl Db {
             writer: Arc::new(tokio::sync::Mutex::new(())),
             background: Arc::new(tokio::sync::Mutex::new(())),
             intakes_waiting: Arc::new(AtomicUsize::new(0)),
+            options: store,
         })
     }
 
@@ -161,9 +219,40 @@ impl Db {
 
     /// Copies the write-ahead log back into the database as far as no reader still needs it,
     /// without blocking writers (a passive checkpoint). Call it regularly: see `Db::connect`.
-    pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&self.pool)
+    ///
+    /// Under a steady load some reader always needs the log's tail, so a passive checkpoint
+    /// never lets the log start over, and it grew to gigabytes. Past
+    /// [`StoreOptions::wal_limit_bytes`] the checkpoint therefore waits for the readers in
+    /// its turn as a writer, copies everything and truncates the log.
+    pub async fn checkpoint(&self) -> Result<Checkpoint, StoreError> {
+        let (_busy, frames, _copied): (i64, i64, i64) =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&self.pool)
+                .await?;
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&self.pool)
+            .await?;
+        let wal_bytes = (frames.max(0) as u64).saturating_mul(page_size.max(0) as u64);
+        if wal_bytes <= self.options.wal_limit_bytes {
+            return Ok(Checkpoint {
+                wal_bytes,
+                truncated: false,
+            });
+        }
+        self.truncate_wal().await?;
+        Ok(Checkpoint {
+            wal_bytes,
+            truncated: true,
+        })
+    }
+
+    /// Copies the whole write-ahead log back and truncates it, waiting for readers (up to the
+    /// busy timeout) and keeping this process's writers out meanwhile. Also for a clean
+    /// shutdown, so no log is left beside the database.
+    pub async fn truncate_wal(&self) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writes)
             .await?;
         Ok(())
     }
@@ -195,6 +284,14 @@ impl Tx {
         self.inner.commit().await?;
         Ok(())
     }
+}
+
+/// The file a SQLite URL names, when it is a file (not `:memory:`).
+fn database_file(options: &SqliteConnectOptions) -> Option<std::path::PathBuf> {
+    let path = options.get_filename();
+    let name = path.to_string_lossy();
+    (!name.is_empty() && name != ":memory:" && !name.starts_with("file:"))
+        .then(|| path.to_path_buf())
 }
 
 fn json_corrupt(what: &str, error: serde_json::Error) -> StoreError {

@@ -29,6 +29,20 @@ pub struct InboundEvent {
     pub processed_at: Option<i64>,
     pub outcome: Option<String>,
     pub conversation_id: Option<String>,
+    /// Failed tries at processing it (see [`Db::record_inbound_failure`]).
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
+/// What processing one claimed event came to.
+#[derive(Debug, Clone)]
+pub struct EventOutcome {
+    pub id: i64,
+    /// What processing did: `new-ticket …`, `echo`, `unlinked`, `unknown-ticket`, ...
+    pub label: String,
+    pub conversation: Option<String>,
+    /// The helpdesk ticket id a change waits for, until the hub records that ticket.
+    pub held_for: Option<String>,
 }
 
 /// A person as a network knows them, to find or create their contact.
@@ -166,25 +180,28 @@ impl Tx {
         Ok(())
     }
 
-    /// Records what processing did with claimed events: (event id, outcome, conversation).
+    /// Records what processing did with claimed events.
     pub async fn set_inbound_outcomes(
         &mut self,
-        outcomes: &[(i64, String, Option<String>)],
+        outcomes: &[EventOutcome],
     ) -> Result<(), StoreError> {
         if outcomes.is_empty() {
             return Ok(());
         }
         // One statement for the batch: a table of the outcomes, read back per row.
-        let mut query = sqlx::QueryBuilder::new("WITH o (id, outcome, conversation_id) AS (");
-        query.push_values(outcomes, |mut row, (id, outcome, conversation)| {
-            row.push_bind(*id)
-                .push_bind(outcome)
-                .push_bind(conversation);
+        let mut query =
+            sqlx::QueryBuilder::new("WITH o (id, outcome, conversation_id, held_for) AS (");
+        query.push_values(outcomes, |mut row, outcome| {
+            row.push_bind(outcome.id)
+                .push_bind(&outcome.label)
+                .push_bind(&outcome.conversation)
+                .push_bind(&outcome.held_for);
         });
         query.push(
             ") UPDATE inbound_events SET \
              outcome = (SELECT o.outcome FROM o WHERE o.id = inbound_events.id), \
-             conversation_id = (SELECT o.conversation_id FROM o WHERE o.id = inbound_events.id) \
+             conversation_id = (SELECT o.conversation_id FROM o WHERE o.id = inbound_events.id), \
+             held_for = (SELECT o.held_for FROM o WHERE o.id = inbound_events.id) \
              WHERE id IN (SELECT id FROM o)",
         );
         query.build().execute(&mut *self.inner).await?;
@@ -474,6 +491,69 @@ impl Db {
         .await?)
     }
 
+    /// Counts a failed try at processing event `id` with its error; after `max_attempts`
+    /// tries the event is set aside as `quarantined` (processed, so nothing waits behind it).
+    /// Returns whether it was quarantined now.
+    pub async fn record_inbound_failure(
+        &self,
+        id: i64,
+        error: &str,
+        max_attempts: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
+        let outcome: Option<Option<String>> = sqlx::query_scalar(
+            "UPDATE inbound_events SET attempts = attempts + 1, last_error = ?, \
+             processed_at = CASE WHEN attempts + 1 >= ? THEN ? ELSE NULL END, \
+             outcome = CASE WHEN attempts + 1 >= ? THEN 'quarantined' ELSE NULL END \
+             WHERE id = ? AND processed_at IS NULL RETURNING outcome",
+        )
+        .bind(bounded_error(error))
+        .bind(max_attempts)
+        .bind(now)
+        .bind(max_attempts)
+        .bind(id)
+        .fetch_optional(&self.writes)
+        .await?;
+        Ok(outcome.flatten().is_some())
+    }
+
+    /// Events set aside after failing every try, oldest first.
+    pub async fn list_quarantined_events(&self) -> Result<Vec<InboundEvent>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM inbound_events WHERE outcome = 'quarantined' ORDER BY id LIMIT 1000",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn count_quarantined_events(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM inbound_events WHERE outcome = 'quarantined'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Hands a quarantined event back to the processor with its tries reset.
+    pub async fn retry_quarantined_event(&self, id: i64) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
+        let updated = sqlx::query(
+            "UPDATE inbound_events SET processed_at = NULL, outcome = NULL, attempts = 0 \
+             WHERE id = ? AND outcome = 'quarantined'",
+        )
+        .bind(id)
+        .execute(&self.writes)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!(
+                "inbound event {id} is not quarantined"
+            )));
+        }
+        Ok(())
+    }
+
     pub async fn count_pending_inbound_events(&self) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM inbound_events WHERE processed_at IS NULL")
@@ -493,7 +573,7 @@ impl Db {
     /// Conversations, most recently active first.
     pub async fn list_conversations(&self, limit: i64) -> Result<Vec<ConversationRow>, StoreError> {
         Ok(
-            sqlx::query_as("SELECT * FROM conversations ORDER BY updated_at DESC, id LIMIT ?")
+            sqlx::query_as("SELECT * FROM conversations ORDER BY updated_at DESC, id DESC LIMIT ?")
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?,
@@ -512,11 +592,23 @@ impl Db {
         .await?)
     }
 
-    /// Every conversation's current ticket.
-    pub async fn current_tickets(&self) -> Result<Vec<TicketRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM tickets WHERE is_current")
-            .fetch_all(&self.pool)
-            .await?)
+    /// The current tickets of these conversations.
+    pub async fn current_tickets_of(
+        &self,
+        conversation_ids: &[String],
+    ) -> Result<Vec<TicketRow>, StoreError> {
+        if conversation_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = sqlx::QueryBuilder::new(
+            "SELECT * FROM tickets WHERE is_current AND conversation_id IN (",
+        );
+        let mut list = query.separated(", ");
+        for id in conversation_ids {
+            list.push_bind(id);
+        }
+        query.push(")");
+        Ok(query.build_query_as().fetch_all(&self.pool).await?)
     }
 
     pub async fn conversation_messages(
@@ -618,5 +710,15 @@ impl Db {
         .execute(&self.writes)
         .await?;
         Ok(())
+    }
+}
+
+/// An error as stored: at most this many characters, so one cannot fill the disk.
+const STORED_ERROR_CHARS: usize = 2_000;
+
+fn bounded_error(error: &str) -> String {
+    match error.char_indices().nth(STORED_ERROR_CHARS) {
+        Some((cut, _)) => format!("{}… (truncated)", &error[..cut]),
+        None => error.to_string(),
     }
 }

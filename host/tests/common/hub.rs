@@ -756,7 +756,8 @@ impl Default for Hold {
 }
 
 impl Hold {
-    /// From now on, answers to requests for which `matches(method, path)` holds are held.
+    /// From now on, answers to requests for which `matches(method, path)` holds are held
+    /// (`path` with its query, if any).
     pub fn arm(&self, matches: impl Fn(&str, &str) -> bool + Send + Sync + 'static) {
         self.lock().matcher = Some(Arc::new(matches));
     }
@@ -790,7 +791,11 @@ impl Hold {
                     (state.matcher.clone(), state.generation)
                 };
                 let method = request.method().to_string();
-                let path = request.uri().path().to_string();
+                // With the query: some helpdesks read different things from one path.
+                let path = request
+                    .uri()
+                    .path_and_query()
+                    .map_or_else(|| request.uri().path().to_string(), |p| p.to_string());
                 if !matcher.is_some_and(|m| m(&method, &path)) {
                     return next.run(request).await;
                 }
@@ -1193,6 +1198,24 @@ impl World {
         }
     }
 
+    /// Whether a request to the helpdesk is a retried ticket creation of the hub's: the look
+    /// for a ticket an earlier attempt may have filed, or the create itself.
+    pub fn is_create_retry(helpdesk: Helpdesk, method: &str, path: &str) -> bool {
+        let (path_only, query) = path.split_once('?').unwrap_or((path, ""));
+        Self::is_create(helpdesk, method, path_only)
+            || method == "GET"
+                && match helpdesk {
+                    Helpdesk::Zendesk => path_only == "/api/v2/tickets",
+                    Helpdesk::Freshdesk => {
+                        path_only == "/api/v2/tickets" && query.contains("requester_id=")
+                    }
+                    // The Case upsert is the look-back itself.
+                    Helpdesk::Salesforce => false,
+                    // The poll reads its tickets' fields from the same search.
+                    Helpdesk::Rt => path_only == "/REST/2.0/tickets" && !query.contains("fields="),
+                }
+    }
+
     /// Whether a request to the helpdesk adds a customer's comment to a ticket.
     pub fn is_comment(helpdesk: Helpdesk, method: &str, path: &str) -> bool {
         match helpdesk {
@@ -1486,6 +1509,20 @@ pub async fn row_counts(database: &Path) -> std::collections::BTreeMap<String, i
         counts.insert(table, count);
     }
     counts
+}
+
+/// The one number `sql` (a `SELECT COUNT(*) ...`) reads from the hub's database, opened read-only
+/// beside the running hub.
+pub async fn count_in_database(database: &Path, sql: &str) -> i64 {
+    use sqlx::Connection as _;
+    let url = format!("sqlite://{}?mode=ro", database.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("open {url}: {e}"));
+    sqlx::query_scalar(sql)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// A Telegram `message` update from the customer `chat_id` in their private chat, shaped like
