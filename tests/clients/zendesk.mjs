@@ -30,6 +30,10 @@ async function main() {
   // list follows links.next / next_page while there are more pages
   const listed = await client.tickets.list();
   for (const id of ids) check(listed.some((t) => t.id === id), `tickets.list misses ${id}`);
+  // Cursor pagination one ticket a page: getAll follows links.next while meta.has_more.
+  const paged = await client.tickets.getAll(['tickets', { 'page[size]': 1 }]);
+  check(paged.length === listed.length && ids.every((id) => paged.some((t) => t.id === id)),
+    `cursor-paged list: ${paged.length} tickets, ${listed.length} unpaged`);
   const exported = await client.tickets.incremental(0);
   for (const id of ids) check(exported.some((t) => t.id === id), `tickets.incremental misses ${id}: ${JSON.stringify(exported).slice(0, 500)}`);
   const found = await client.users.search({ external_id: `tg-${stamp}` });
