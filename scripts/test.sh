@@ -21,4 +21,5 @@ if [[ "${SWITCHBOARD_SKIP_RT:-}" != 1 ]]; then
     scripts/rt.sh install
 fi
 
+scripts/clients.sh  # the official clients that tests/simulators/tests/official_clients.rs runs
 cargo test --workspace

@@ -8,7 +8,9 @@
 //!   an agent ([`Simulator::agent_id`]); `GET /api/v2/agents/me` names them. A request marked
 //!   `X-Forwarded-Proto: http` gets 403 `ssl_required` (Freshdesk is HTTPS only; the simulator
 //!   itself serves plain HTTP).
-//! - **Requests**: JSON only (415 `invalid_content_type` otherwise, 406 for an `Accept` that
+//! - **Requests**: JSON, or `multipart/form-data` on ticket create, reply and note, where
+//!   files come as `attachments[]` parts (20 MB in all) and the other fields as text parts
+//!   (415 `invalid_content_type` for anything else, 406 for an `Accept` that
 //!   excludes JSON); unknown attributes are 400 `invalid_field`; validation errors come as
 //!   `{"description":"Validation failed","errors":[{"field","message","code"}]}`, uniqueness
 //!   clashes as 409 `duplicate_value` with `additional_info.user_id`; an unknown id is a 404
@@ -60,6 +62,7 @@
 
 mod api;
 mod error;
+mod form;
 mod model;
 mod search;
 mod util;
@@ -387,11 +390,12 @@ impl Simulator {
             Ok(id) => id,
             Err(e) => panic!("add_social_contact: {}", e.summary()),
         };
-        if let Some(contact) = store.contacts.get_mut(&id) {
+        if let Some(mut contact) = store.contacts.get(&id).cloned() {
             contact.facebook_id = facebook_id.map(str::to_owned);
             if twitter_id.is_none() {
                 contact.unique_external_id = None;
             }
+            store.put_contact(contact);
         }
         id
     }

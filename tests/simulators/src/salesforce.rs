@@ -6,7 +6,8 @@
 //!   access/refresh token"), `urn:ietf:params:oauth:grant-type:jwt-bearer` (RS256, checked
 //!   against [`Config::jwt_certificate_pem`], `iss` = consumer key, `sub` = username, `aud` =
 //!   login URL, `exp` at most 3 minutes ahead) and `client_credentials`; `revoke`; `userinfo`.
-//!   Token answers carry `access_token`, `instance_url`, `id`, `token_type`, `issued_at`,
+//!   Token answers carry `access_token`, `instance_url`, `id` (the identity URL, served here as
+//!   `GET /id/{org}/{user}`), `token_type`, `issued_at`,
 //!   `signature` (HMAC-SHA256 of `id` + `issued_at` with the consumer secret), `scope`, and a
 //!   `refresh_token` for the code flow with the `refresh_token` scope. **Simplification:**
 //!   `GET /services/oauth2/authorize` shows no login page; it approves as the integration user
@@ -98,7 +99,8 @@ pub const DEFAULT_EXTERNAL_ID_FIELD: &str = "Switchboard_External_Id__c";
 pub struct Config {
     /// The 18-character org id (`00D...`).
     pub org_id: String,
-    /// Used in identity URLs and accepted as JWT audience.
+    /// The login host the connected app is registered with, accepted as JWT audience.
+    /// Identity URLs (`id` of token answers) point at the simulator itself instead.
     pub login_url: String,
     /// `instance_url` of token answers; `None`: the URL the request came to.
     pub instance_url: Option<String>,
@@ -415,6 +417,16 @@ impl Simulator {
 
     fn now_ms(&self) -> i64 {
         self.inner.clock.now_ms()
+    }
+
+    /// This simulator's own base URL as the client reached it (identity URLs point here).
+    fn own_url(&self, headers: &HeaderMap) -> String {
+        match headers.get(HOST) {
+            Some(_) => base_url(headers),
+            None => lock(&self.inner.served_at)
+                .clone()
+                .unwrap_or_else(|| "http://localhost".into()),
+        }
     }
 
     /// `instance_url` for token answers.

@@ -1085,3 +1085,127 @@ async fn automation_webhooks_post_unsigned_json_with_custom_headers() {
     assert_eq!(reply["ticket_latest_public_comment"], "We are on it");
     assert_eq!(reply["ticket_status"], "Open");
 }
+
+/// A `multipart/form-data` body: text parts, then `attachments[]` files.
+fn multipart(boundary: &str, fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    for (file_name, content) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"attachments[]\"; filename=\"{file_name}\"\r\nContent-Type: text/plain\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// Ticket create, reply and note take multipart bodies with `attachments[]` the way Freshdesk
+/// (and freshdesk-api) send them: the other fields as text parts, typed as in JSON.
+#[tokio::test]
+async fn multipart_bodies_with_attachments_on_ticket_reply_and_note() {
+    let h = Harness::default().await;
+    let boundary = "----switchboard-test-boundary";
+    let send = |path: String, body: Vec<u8>| {
+        h.authed(h.http.post(h.url(&path)))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+    };
+    let body = multipart(
+        boundary,
+        &[
+            ("subject", "Broken order"),
+            ("description", "It arrived broken"),
+            ("email", "ana@example.com"),
+            ("status", "2"),
+            ("priority", "1"),
+            ("tags[]", "telegram"),
+            ("tags[]", "vip"),
+        ],
+        &[("photo.txt", b"not really a photo")],
+    );
+    let response = send("/api/v2/tickets".into(), body).await.expect("send");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let ticket = json_of(response).await;
+    assert_eq!(ticket["subject"], json!("Broken order"));
+    assert_eq!(ticket["status"], json!(2));
+    assert_eq!(ticket["tags"], json!(["telegram", "vip"]));
+    assert_eq!(ticket["attachments"][0]["name"], json!("photo.txt"));
+    assert_eq!(ticket["attachments"][0]["size"], json!(18));
+    let id = ticket["id"].as_u64().expect("id");
+    let url = ticket["attachments"][0]["attachment_url"]
+        .as_str()
+        .expect("attachment_url")
+        .to_owned();
+    let content = h
+        .http
+        .get(&url)
+        .send()
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(&content[..], b"not really a photo");
+
+    let body = multipart(
+        boundary,
+        &[("body", "Here is the label")],
+        &[("label.txt", b"label")],
+    );
+    let response = send(format!("/api/v2/tickets/{id}/reply"), body)
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let reply = json_of(response).await;
+    assert_eq!(reply["attachments"][0]["name"], json!("label.txt"));
+
+    let body = multipart(
+        boundary,
+        &[("body", "internal"), ("private", "true")],
+        &[("a.txt", b"a"), ("b.txt", b"bb")],
+    );
+    let response = send(format!("/api/v2/tickets/{id}/notes"), body)
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let note = json_of(response).await;
+    assert_eq!(note["private"], json!(true));
+    assert_eq!(note["attachments"].as_array().map(Vec::len), Some(2));
+
+    // Validation still applies to form fields, and 20 MB is the most all files may add up to.
+    let body = multipart(boundary, &[("body", "x"), ("nonsense", "1")], &[]);
+    let response = send(format!("/api/v2/tickets/{id}/notes"), body)
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let big = vec![b'x'; 10 * 1024 * 1024 + 1];
+    let body = multipart(
+        boundary,
+        &[("body", "x")],
+        &[("1.bin", &big), ("2.bin", &big)],
+    );
+    let response = send(format!("/api/v2/tickets/{id}/notes"), body)
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let errors = json_of(response).await;
+    assert_eq!(
+        errors["errors"][0]["field"],
+        json!("attachments"),
+        "{errors}"
+    );
+}

@@ -298,10 +298,27 @@ async fn authorization_code_flow_checks_pkce_and_redirect() {
     assert_eq!(body["scope"], "api refresh_token");
     let user = h.sim.integration_user_id();
     let id = body["id"].as_str().expect("id");
+    // The identity URL points back at the simulator, which serves it.
+    assert_eq!(id, format!("{}/id/{}/{user}", h.base, config.org_id));
+    let access = body["access_token"].as_str().expect("access_token");
+    let identity = h
+        .http
+        .get(format!("{id}?format=json&oauth_token={access}"))
+        .send()
+        .await
+        .expect("identity");
+    let (status, _, identity) = parts(identity).await;
+    assert_eq!(status, StatusCode::OK, "{identity}");
     assert_eq!(
-        id,
-        format!("https://login.salesforce.com/id/{}/{user}", config.org_id)
+        (
+            &identity["id"],
+            &identity["user_id"],
+            &identity["organization_id"]
+        ),
+        (&json!(id), &json!(user), &json!(config.org_id))
     );
+    let (status, _, _) = parts(h.http.get(id).send().await.expect("identity")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no token, no identity");
     let issued_at = body["issued_at"].as_str().expect("issued_at");
     assert!(issued_at.parse::<u64>().expect("ms") > 1_600_000_000_000);
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("mac");
@@ -1520,4 +1537,133 @@ async fn chunked_request_bodies_are_accepted() {
         "{response}"
     );
     assert_eq!(h.sim.contacts()[0]["LastName"], "Chunked Person");
+}
+
+/// sObject Collections, as jsforce sends every array create, update, upsert and delete: one
+/// result per record in order, 200 even when some fail, and `allOrNone` rolling back.
+#[tokio::test]
+async fn composite_sobjects_create_update_upsert_and_delete_per_record() {
+    let h = Harness::default().await;
+    let path = format!("{V}/composite/sobjects");
+    let (status, _, results) = h
+        .post(
+            &path,
+            json!({"allOrNone": false, "records": [
+                {"attributes": {"type": "Case"}, "Subject": "first"},
+                {"attributes": {"type": "Case"}, "Status": "No such status"},
+                {"attributes": {"type": "Contact"}, "LastName": "Okafor"},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{results}");
+    let results = results.as_array().expect("array").clone();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0]["success"], json!(true));
+    let case = results[0]["id"].as_str().expect("id").to_owned();
+    assert!(case.starts_with("500"));
+    assert_eq!(results[1]["success"], json!(false));
+    assert_eq!(
+        results[1]["errors"][0]["statusCode"],
+        json!("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),
+        "{}",
+        results[1]
+    );
+    assert_eq!(results[2]["success"], json!(true));
+    assert!(results[2]["id"]
+        .as_str()
+        .is_some_and(|i| i.starts_with("003")));
+
+    // All or none: one bad record, nothing written, every other record rolled back.
+    let before = h.sim.tickets().len();
+    let (status, _, results) = h
+        .post(
+            &path,
+            json!({"allOrNone": true, "records": [
+                {"attributes": {"type": "Case"}, "Subject": "kept?"},
+                {"attributes": {"type": "Case"}, "Nope__c": 1},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(results[0]["success"], json!(false));
+    assert_eq!(
+        results[0]["errors"][0]["statusCode"],
+        json!("ALL_OR_NONE_OPERATION_ROLLED_BACK")
+    );
+    assert_eq!(
+        results[1]["errors"][0]["statusCode"],
+        json!("INVALID_FIELD")
+    );
+    assert_eq!(h.sim.tickets().len(), before, "rolled back");
+
+    // Update by id, and an Id is refused on create.
+    let (_, _, results) = h
+        .patch(
+            &path,
+            json!({"records": [{"attributes": {"type": "Case"}, "id": case, "Subject": "renamed"}]}),
+        )
+        .await;
+    assert_eq!(
+        results[0],
+        json!({"id": case, "success": true, "errors": []})
+    );
+    let (_, _, record) = h.get(&format!("{V}/sobjects/Case/{case}")).await;
+    assert_eq!(record["Subject"], json!("renamed"));
+    let (_, _, results) = h
+        .post(
+            &path,
+            json!({"records": [{"attributes": {"type": "Case"}, "Id": case}]}),
+        )
+        .await;
+    assert_eq!(
+        results[0]["errors"][0]["statusCode"],
+        json!("INVALID_FIELD")
+    );
+
+    // Upsert by the external id: created, then updated.
+    let upsert = format!("{V}/composite/sobjects/Case/{EXT}");
+    let body =
+        json!({"records": [{"attributes": {"type": "Case"}, EXT: "conv-1", "Subject": "by ext"}]});
+    let (status, _, results) = h.patch(&upsert, body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{results}");
+    assert_eq!(
+        (&results[0]["success"], &results[0]["created"]),
+        (&json!(true), &json!(true))
+    );
+    let (_, _, results) = h.patch(&upsert, body).await;
+    assert_eq!(results[0]["created"], json!(false));
+
+    // Retrieve several, then delete with ids= (an unknown id fails alone).
+    let (_, _, records) = h
+        .post(
+            &format!("{V}/composite/sobjects/Case"),
+            json!({"ids": [case, "500000000000000AAA"], "fields": ["Subject"]}),
+        )
+        .await;
+    assert_eq!(records[0]["Subject"], json!("renamed"));
+    assert_eq!(records[1], Value::Null);
+    let response = h
+        .call(
+            reqwest::Method::DELETE,
+            &format!("{path}?ids={case},001000000000000AAA"),
+            None,
+        )
+        .await;
+    let (status, _, results) = parts(response).await;
+    assert_eq!(status, StatusCode::OK, "{results}");
+    assert_eq!(
+        results[0],
+        json!({"id": case, "success": true, "errors": []})
+    );
+    assert_eq!(results[1]["success"], json!(false));
+    let (status, _, _) = h.get(&format!("{V}/sobjects/Case/{case}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // More than 200 records is a request error.
+    let many: Vec<Value> = (0..201)
+        .map(|i| json!({"attributes": {"type": "Case"}, "Subject": format!("n{i}")}))
+        .collect();
+    let (status, _, body) = h.post(&path, json!({"records": many})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body[0]["errorCode"], json!("EXCEEDED_ID_LIMIT"));
 }

@@ -749,3 +749,41 @@ async fn control_api_plays_the_customer_over_http() {
         json!("こんばんは")
     );
 }
+
+/// Every `ChatMember` in a `my_chat_member` update carries the fields the Bot API marks
+/// required for its variant: a `kicked` member (`ChatMemberBanned`) always has `until_date`
+/// (0: for good), also as the *old* member of an unblock, or python-telegram-bot cannot parse
+/// the batch and a polling bot stops receiving messages.
+#[tokio::test]
+async fn member_updates_carry_every_required_field_on_block_and_unblock() {
+    let h = Harness::new().await;
+    h.customer_writes("hello");
+    h.sim.block(CHAT).expect("known chat");
+    h.sim.unblock(CHAT).expect("known chat");
+    let (status, body) = h.call("getUpdates", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let members: Vec<&Value> = body["result"]
+        .as_array()
+        .expect("updates")
+        .iter()
+        .filter_map(|u| u.get("my_chat_member"))
+        .collect();
+    assert_eq!(members.len(), 2, "a block and an unblock: {body}");
+    for (update, (old, new)) in members
+        .iter()
+        .zip([("member", "kicked"), ("kicked", "member")])
+    {
+        for key in ["chat", "from", "date", "old_chat_member", "new_chat_member"] {
+            assert!(update.get(key).is_some(), "{key} missing in {update}");
+        }
+        for (side, expected) in [("old_chat_member", old), ("new_chat_member", new)] {
+            let member = &update[side];
+            assert_eq!(member["status"], json!(expected), "{side} of {update}");
+            assert_eq!(member["user"]["is_bot"], json!(true), "{side} of {update}");
+            assert!(member["user"]["id"].is_i64() && member["user"]["first_name"].is_string());
+            if expected == "kicked" {
+                assert_eq!(member["until_date"], json!(0), "{side} of {update}");
+            }
+        }
+    }
+}

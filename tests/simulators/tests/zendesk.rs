@@ -1139,3 +1139,201 @@ async fn chunked_request_bodies_are_accepted() {
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
     assert_eq!(h.sim.tickets()[0]["description"], "chunked");
 }
+
+/// The time-based ticket export node-zendesk's `tickets.incremental` reads: both spellings,
+/// `count`/`end_time`/`next_page`/`end_of_stream`, pages of `per_page` (default 1,000) that
+/// end on a whole second, and the same start-time and rate rules as the cursor export.
+#[tokio::test]
+async fn time_based_ticket_export_pages_by_end_time() {
+    let h = Harness::start(Config {
+        export_page_size: 2,
+        ..Config::default().relaxed()
+    })
+    .await;
+    h.sim.freeze_clock();
+    let first = h.ticket("one").await;
+    let second = h.ticket("two").await;
+    h.sim.advance_clock(Duration::from_secs(5));
+    let third = h.ticket("three").await;
+    h.sim.advance_clock(Duration::from_secs(5));
+
+    let (status, _, page) =
+        json_of(h.get("/api/v2/incremental/tickets.json?start_time=0").await).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let ids = |page: &Value| -> Vec<u64> {
+        page["tickets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["id"].as_u64())
+            .collect()
+    };
+    assert_eq!(ids(&page), vec![first, second]);
+    assert_eq!(page["count"], json!(2));
+    assert_eq!(page["end_of_stream"], json!(false));
+    let end_time = page["end_time"].as_i64().expect("end_time");
+    assert_eq!(
+        Some(end_time),
+        page["tickets"][1]["generated_timestamp"].as_i64()
+    );
+    let next = page["next_page"].as_str().expect("next_page").to_owned();
+    assert!(
+        next.starts_with(&h.base)
+            && next.contains("/api/v2/incremental/tickets.json?")
+            && next.contains(&format!("start_time={}", end_time + 1)),
+        "{next}"
+    );
+    let (_, _, page) = json_of(h.authed(h.http.get(&next)).send().await.expect("send")).await;
+    assert_eq!(ids(&page), vec![third]);
+    assert_eq!(page["end_of_stream"], json!(true));
+
+    // Without `.json`, from the last page's end_time: that second again, as Zendesk does.
+    let path = format!(
+        "/api/v2/incremental/tickets?start_time={}",
+        page["end_time"]
+    );
+    let (status, _, page) = json_of(h.get(&path).await).await;
+    assert_eq!((status, ids(&page)), (StatusCode::OK, vec![third]));
+
+    let (status, _, body) = json_of(h.get("/api/v2/incremental/tickets.json").await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _, _) = json_of(
+        h.get("/api/v2/incremental/tickets.json?start_time=0&per_page=1001")
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The real window and the shared 10-a-minute limit apply here too.
+    let strict = Harness::start(Config::default()).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (status, _, body) = json_of(
+        strict
+            .get(&format!(
+                "/api/v2/incremental/tickets.json?start_time={now}"
+            ))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body["description"],
+        json!("Too recent start_time. Use a start_time older than 1 minute")
+    );
+    let old = format!("/api/v2/incremental/tickets.json?start_time={}", now - 3600);
+    for _ in 1..10 {
+        assert_eq!(strict.get(&old).await.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        strict.get(&old).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+/// A path Zendesk does not have answers its JSON 404, which clients parse.
+#[tokio::test]
+async fn unknown_endpoints_answer_zendesk_s_json_404() {
+    let h = Harness::relaxed().await;
+    for path in [
+        "/api/v2/no_such_thing.json",
+        "/api/v2/tickets/1/nothing",
+        "/nowhere",
+    ] {
+        let (status, headers, body) = json_of(h.get(path).await).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(
+            headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/json")),
+            "{path}: {headers:?}"
+        );
+        assert_eq!(
+            body,
+            json!({"error": "InvalidEndpoint", "description": "Not found"}),
+            "{path}"
+        );
+    }
+}
+
+/// The user and ticket indexes stay in step with every change: external ids moved or
+/// cleared, addresses added as identities, tickets re-keyed by external id.
+#[tokio::test]
+async fn lookups_follow_changed_external_ids_and_identities() {
+    let harness = Harness::relaxed().await;
+    let h = &harness;
+    let upsert = |body: Value| h.post("/api/v2/users/create_or_update", json!({"user": body}));
+    let (_, _, created) = json_of(
+        upsert(json!({"name": "Ana", "email": "Ana@Example.com", "external_id": "tg-1"})).await,
+    )
+    .await;
+    let ana = created["user"]["id"].as_u64().expect("id");
+    // Matched by address (any case), the external id moves to tg-2.
+    let (_, _, moved) =
+        json_of(upsert(json!({"email": "ana@example.COM", "external_id": "tg-2"})).await).await;
+    assert_eq!(moved["user"]["id"].as_u64(), Some(ana));
+    let search = |e: &'static str| async move {
+        let (_, _, body) = json_of(
+            h.get(&format!("/api/v2/users/search.json?external_id={e}"))
+                .await,
+        )
+        .await;
+        body["users"].as_array().map(|u| {
+            u.iter()
+                .filter_map(|u| u["id"].as_u64())
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(search("tg-1").await, Some(vec![]));
+    assert_eq!(search("TG-2").await, Some(vec![ana]));
+    // The old external id is free again: a new user takes it.
+    let (status, _, other) =
+        json_of(upsert(json!({"name": "Ben", "external_id": "tg-1"})).await).await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+    assert_ne!(other["user"]["id"].as_u64(), Some(ana));
+    // An identity added later is found by create_or_update.
+    let identity = h
+        .post(
+            &format!("/api/v2/users/{ana}/identities.json"),
+            json!({"identity": {"type": "email", "value": "ana.two@example.com"}}),
+        )
+        .await;
+    assert_eq!(identity.status(), StatusCode::CREATED);
+    let (_, _, again) = json_of(upsert(json!({"email": "ANA.TWO@example.com"})).await).await;
+    assert_eq!(again["user"]["id"].as_u64(), Some(ana));
+
+    // Tickets listed by external id follow an update of it.
+    let ticket = h.ticket("keyed").await;
+    let set = h
+        .put(
+            &format!("/api/v2/tickets/{ticket}.json"),
+            json!({"ticket": {"external_id": "conv-9"}}),
+        )
+        .await;
+    assert_eq!(set.status(), StatusCode::OK);
+    let listed = |e: &'static str| async move {
+        let (_, _, body) = json_of(
+            h.get(&format!("/api/v2/tickets.json?external_id={e}"))
+                .await,
+        )
+        .await;
+        body["tickets"].as_array().map(|t| {
+            t.iter()
+                .filter_map(|t| t["id"].as_u64())
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(listed("conv-9").await, Some(vec![ticket]));
+    let reset = h
+        .put(
+            &format!("/api/v2/tickets/{ticket}.json"),
+            json!({"ticket": {"external_id": "conv-10"}}),
+        )
+        .await;
+    assert_eq!(reset.status(), StatusCode::OK);
+    assert_eq!(listed("conv-9").await, Some(vec![]));
+    assert_eq!(listed("conv-10").await, Some(vec![ticket]));
+}

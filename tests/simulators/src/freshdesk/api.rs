@@ -16,6 +16,7 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, Errors};
+use super::form::{self, Form, MAX_ATTACHMENTS_BYTES};
 use super::model::{Store, Ticket, PRIORITIES, STATUSES};
 use super::util::{http_date, parse_datetime, with_query};
 use super::webhooks::AutomationWebhook;
@@ -49,10 +50,19 @@ pub(crate) fn router(sim: Simulator) -> Router {
             get(show_contact).put(update_contact),
         )
         .route("/api/v2/search/contacts", get(search_contacts))
-        .route("/api/v2/tickets", get(list_tickets).post(create_ticket))
+        .route(
+            "/api/v2/tickets",
+            get(list_tickets).post(create_ticket).layer(upload_limit()),
+        )
         .route("/api/v2/tickets/{id}", get(show_ticket).put(update_ticket))
-        .route("/api/v2/tickets/{id}/reply", post(create_reply))
-        .route("/api/v2/tickets/{id}/notes", post(create_note))
+        .route(
+            "/api/v2/tickets/{id}/reply",
+            post(create_reply).layer(upload_limit()),
+        )
+        .route(
+            "/api/v2/tickets/{id}/notes",
+            post(create_note).layer(upload_limit()),
+        )
         .route(
             "/api/v2/tickets/{id}/conversations",
             get(list_conversations),
@@ -77,6 +87,7 @@ pub(crate) fn router(sim: Simulator) -> Router {
             get(control_automations).post(control_add_automation),
         )
         .route("/_control/webhook_deliveries", get(control_deliveries))
+        .route("/_control/attachments/{id}", get(control_attachment))
         .merge(faults::control_routes(|s: &Simulator| s.faults()));
 
     api.merge(control).with_state(sim)
@@ -273,8 +284,8 @@ fn check_endpoint_limit(sim: &Simulator, kind: &'static str) -> Result<(), ApiEr
 
 // ----- request helpers -----------------------------------------------------------------------
 
-/// Parses a JSON object body; Freshdesk only takes `application/json` (and multipart, which
-/// the simulator does not model).
+/// Parses a JSON object body: `application/json` only (multipart bodies, which Freshdesk takes
+/// where files can be attached, go through [`body_with_uploads`]).
 fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, ApiError> {
     let content_type = header(headers, CONTENT_TYPE.as_str()).unwrap_or_default();
     let mime = content_type.split(';').next().unwrap_or_default().trim();
@@ -294,6 +305,30 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, Ap
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(ApiError::invalid_json()),
     }
+}
+
+/// Room for 20 MB of attachments plus the other parts; past it, axum's 413.
+fn upload_limit() -> axum::extract::DefaultBodyLimit {
+    axum::extract::DefaultBodyLimit::max(MAX_ATTACHMENTS_BYTES + 1024 * 1024)
+}
+
+/// The body of a request that may carry attachments: JSON, or `multipart/form-data` with
+/// `attachments[]` file parts (what clients send when there are files).
+async fn body_with_uploads(headers: &HeaderMap, body: Bytes) -> Result<Form, ApiError> {
+    let content_type = header(headers, CONTENT_TYPE.as_str()).unwrap_or_default();
+    let mime = content_type.split(';').next().unwrap_or_default().trim();
+    if mime.eq_ignore_ascii_case("multipart/form-data") {
+        return form::parse(content_type, body).await;
+    }
+    Ok(Form {
+        fields: json_body(headers, &body)?,
+        uploads: Vec::new(),
+    })
+}
+
+/// `{base}/_control/attachments/{id}`, an attachment's `attachment_url`.
+fn attachment_url(base: &str) -> impl Fn(u64) -> String + '_ {
+    move |id| format!("{base}/_control/attachments/{id}")
 }
 
 /// A numeric id from the path; anything else is a 404, as an unknown id is.
@@ -687,11 +722,15 @@ async fn search_contacts(State(sim): State<Simulator>, Query(q): Params) -> ApiR
 // ----- tickets -------------------------------------------------------------------------------
 
 async fn create_ticket(State(sim): State<Simulator>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let input = json_body(&headers, &body)?;
+    let Form {
+        fields: input,
+        uploads,
+    } = body_with_uploads(&headers, body).await?;
     let base = base_url(&sim, &headers);
     sim.mutate(|store, now| {
         let actor = store.api_agent_id;
         let id = store.create_ticket(actor, &input, now)?;
+        store.attach(id, None, uploads, attachment_url(&base), now)?;
         let ticket = store.tickets.get(&id).ok_or_else(ApiError::not_found)?;
         Ok(created(
             store.ticket_json(ticket, false),
@@ -886,10 +925,15 @@ async fn create_reply(
     body: Bytes,
 ) -> ApiResult {
     let ticket_id = parse_id(&id)?;
-    let input = json_body(&headers, &body)?;
+    let Form {
+        fields: input,
+        uploads,
+    } = body_with_uploads(&headers, body).await?;
+    let base = base_url(&sim, &headers);
     sim.mutate(|store, now| {
         let actor = store.api_agent_id;
         let id = store.add_reply(actor, ticket_id, &input, now)?;
+        store.attach(ticket_id, Some(id), uploads, attachment_url(&base), now)?;
         let conversation = store
             .conversation(ticket_id, id)
             .ok_or_else(ApiError::not_found)?;
@@ -904,10 +948,15 @@ async fn create_note(
     body: Bytes,
 ) -> ApiResult {
     let ticket_id = parse_id(&id)?;
-    let input = json_body(&headers, &body)?;
+    let Form {
+        fields: input,
+        uploads,
+    } = body_with_uploads(&headers, body).await?;
+    let base = base_url(&sim, &headers);
     sim.mutate(|store, now| {
         let actor = store.api_agent_id;
         let id = store.add_note(actor, ticket_id, &input, now)?;
+        store.attach(ticket_id, Some(id), uploads, attachment_url(&base), now)?;
         let conversation = store
             .conversation(ticket_id, id)
             .ok_or_else(ApiError::not_found)?;
@@ -1216,4 +1265,16 @@ async fn control_automations(State(sim): State<Simulator>) -> ApiResult {
 
 async fn control_deliveries(State(sim): State<Simulator>) -> ApiResult {
     ok(json!({"deliveries": sim.webhook_deliveries()}))
+}
+
+/// `GET /_control/attachments/{id}`: the uploaded file as it was sent.
+async fn control_attachment(State(sim): State<Simulator>, Path(id): Path<String>) -> ApiResult {
+    let id = parse_id(&id)?;
+    let store = sim.store();
+    let file = store.attachment(id).ok_or_else(ApiError::not_found)?;
+    let mut response = file.content.clone().into_response();
+    if let Ok(v) = HeaderValue::from_str(&file.content_type) {
+        response.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    Ok(response)
 }

@@ -4,7 +4,7 @@
 //! Everything here is synchronous and runs under the simulator's one lock; the HTTP layer
 //! parses requests, calls in, and renders the result.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{json, Map, Value};
 
@@ -92,6 +92,35 @@ pub(crate) struct Conversation {
     pub bcc_emails: Vec<String>,
     pub notify_emails: Vec<String>,
     pub created_at: i64,
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file attached through a multipart request. The content is kept so the control API can
+/// hand it back.
+#[derive(Debug, Clone)]
+pub(crate) struct Attachment {
+    pub id: u64,
+    pub name: String,
+    pub content_type: String,
+    pub content: axum::body::Bytes,
+    /// Where the control API serves the content (`/_control/attachments/{id}`).
+    pub url: String,
+    pub created_at: i64,
+}
+
+impl Attachment {
+    pub(crate) fn json(&self) -> Value {
+        let at = iso8601(self.created_at);
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "content_type": self.content_type,
+            "size": self.content.len(),
+            "attachment_url": self.url,
+            "created_at": at,
+            "updated_at": at,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +145,7 @@ pub(crate) struct Ticket {
     pub resolved_at: Option<i64>,
     pub closed_at: Option<i64>,
     pub conversations: Vec<Conversation>,
+    pub attachments: Vec<Attachment>,
 }
 
 /// Who made a change, as automation rules see it.
@@ -146,8 +176,13 @@ pub(crate) struct Store {
     next_user_id: u64,
     next_ticket_id: u64,
     next_conversation_id: u64,
+    next_attachment_id: u64,
     pub agents: BTreeMap<u64, Agent>,
     pub contacts: BTreeMap<u64, Contact>,
+    /// `(field, value)` → the contacts holding it, so lookups and uniqueness checks cost no
+    /// scan of every contact. Values of the case-insensitive fields (email, twitter_id,
+    /// unique_external_id: MySQL's default collation in Freshdesk) are lowercased; `other_email` holds the secondary addresses.
+    contact_keys: HashMap<(&'static str, String), BTreeSet<u64>>,
     pub tickets: BTreeMap<u64, Ticket>,
     /// Events waiting to be handed to the automation webhooks.
     pub outbox: Vec<Notice>,
@@ -432,11 +467,6 @@ pub(crate) fn valid_email(email: &str) -> bool {
         && !email.contains(char::is_whitespace)
 }
 
-fn same(a: Option<&String>, b: &str) -> bool {
-    // MySQL's default collation: unique values compare case-insensitively.
-    a.is_some_and(|a| a.eq_ignore_ascii_case(b))
-}
-
 // ----- the account ---------------------------------------------------------------------------
 
 impl Store {
@@ -447,8 +477,10 @@ impl Store {
             next_user_id: FIRST_USER_ID,
             next_ticket_id: 1,
             next_conversation_id: FIRST_CONVERSATION_ID,
+            next_attachment_id: 0,
             agents: BTreeMap::new(),
             contacts: BTreeMap::new(),
+            contact_keys: HashMap::new(),
             tickets: BTreeMap::new(),
             outbox: Vec::new(),
             config,
@@ -536,21 +568,69 @@ impl Store {
 
     // ----- contacts ----------------------------------------------------------------------
 
+    /// The index keys of a contact.
+    fn contact_index_keys(c: &Contact) -> Vec<(&'static str, String)> {
+        let mut keys = Vec::new();
+        let mut add = |field: &'static str, value: &Option<String>, fold: bool| {
+            if let Some(v) = value {
+                keys.push((field, if fold { v.to_lowercase() } else { v.clone() }));
+            }
+        };
+        add("email", &c.email, true);
+        add("twitter_id", &c.twitter_id, true);
+        add("unique_external_id", &c.unique_external_id, true);
+        add("phone", &c.phone, false);
+        add("mobile", &c.mobile, false);
+        add("facebook_id", &c.facebook_id, false);
+        for other in &c.other_emails {
+            keys.push(("other_email", other.to_lowercase()));
+        }
+        keys
+    }
+
+    /// Stores a new or changed contact and moves its index entries.
+    pub(crate) fn put_contact(&mut self, contact: Contact) {
+        let id = contact.id;
+        let keys = Self::contact_index_keys(&contact);
+        if let Some(old) = self.contacts.insert(id, contact) {
+            for key in Self::contact_index_keys(&old) {
+                if let Some(ids) = self.contact_keys.get_mut(&key) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.contact_keys.remove(&key);
+                    }
+                }
+            }
+        }
+        for key in keys {
+            self.contact_keys.entry(key).or_default().insert(id);
+        }
+    }
+
+    /// The contacts holding `value` in `field` (already folded as the index keeps it).
+    fn contacts_with(&self, field: &'static str, value: String) -> impl Iterator<Item = u64> + '_ {
+        self.contact_keys
+            .get(&(field, value))
+            .into_iter()
+            .flatten()
+            .copied()
+    }
+
     /// The user (contact or agent) holding a unique value, other than `except`.
     fn holder(&self, field: &str, value: &str, except: Option<u64>) -> Option<u64> {
-        let contact = self.contacts.values().find(|c| {
-            Some(c.id) != except
-                && match field {
-                    "email" => {
-                        same(c.email.as_ref(), value)
-                            || c.other_emails.iter().any(|o| o.eq_ignore_ascii_case(value))
-                    }
-                    "twitter_id" => same(c.twitter_id.as_ref(), value),
-                    "unique_external_id" => same(c.unique_external_id.as_ref(), value),
-                    _ => false,
-                }
-        });
-        contact.map(|c| c.id).or_else(|| {
+        let folded = value.to_lowercase();
+        let mut holders: Vec<u64> = match field {
+            "email" => self
+                .contacts_with("email", folded.clone())
+                .chain(self.contacts_with("other_email", folded))
+                .collect(),
+            "twitter_id" => self.contacts_with("twitter_id", folded).collect(),
+            "unique_external_id" => self.contacts_with("unique_external_id", folded).collect(),
+            _ => Vec::new(),
+        };
+        holders.sort_unstable();
+        let contact = holders.into_iter().find(|id| Some(*id) != except);
+        contact.or_else(|| {
             (field == "email")
                 .then(|| {
                     self.agents
@@ -562,19 +642,19 @@ impl Store {
         })
     }
 
+    /// The first contact (by id) whose `field` is `value`: case-insensitively for the unique
+    /// fields, exactly for phone numbers and Facebook ids.
     pub(crate) fn contact_by(&self, field: &str, value: &str) -> Option<u64> {
-        self.contacts
-            .values()
-            .find(|c| match field {
-                "email" => same(c.email.as_ref(), value),
-                "phone" => c.phone.as_deref() == Some(value),
-                "mobile" => c.mobile.as_deref() == Some(value),
-                "twitter_id" => same(c.twitter_id.as_ref(), value),
-                "unique_external_id" => same(c.unique_external_id.as_ref(), value),
-                "facebook_id" => c.facebook_id.as_deref() == Some(value),
-                _ => false,
-            })
-            .map(|c| c.id)
+        let mut found = match field {
+            "email" => self.contacts_with("email", value.to_lowercase()),
+            "twitter_id" => self.contacts_with("twitter_id", value.to_lowercase()),
+            "unique_external_id" => self.contacts_with("unique_external_id", value.to_lowercase()),
+            "phone" => self.contacts_with("phone", value.to_owned()),
+            "mobile" => self.contacts_with("mobile", value.to_owned()),
+            "facebook_id" => self.contacts_with("facebook_id", value.to_owned()),
+            _ => return None,
+        };
+        found.next()
     }
 
     /// `POST /api/v2/contacts` and `PUT /api/v2/contacts/{id}` (`existing`).
@@ -720,7 +800,7 @@ impl Store {
         }
         contact.updated_at = now;
         let id = contact.id;
-        self.contacts.insert(id, contact);
+        self.put_contact(contact);
         Ok(id)
     }
 
@@ -744,7 +824,7 @@ impl Store {
             "twitter_id" => contact.twitter_id = value,
             _ => contact.unique_external_id = value,
         }
-        self.contacts.insert(id, contact);
+        self.put_contact(contact);
         id
     }
 
@@ -820,6 +900,7 @@ impl Store {
             first_responded_at: None,
             resolved_at: None,
             closed_at: None,
+            attachments: Vec::new(),
             conversations: Vec::new(),
         };
         if let Some(custom) = fields.custom_fields {
@@ -1205,6 +1286,7 @@ impl Store {
             bcc_emails,
             notify_emails: Vec::new(),
             created_at: now,
+            attachments: Vec::new(),
         });
         ticket.updated_at = now;
         ticket.first_responded_at.get_or_insert(now);
@@ -1276,6 +1358,7 @@ impl Store {
             bcc_emails: Vec::new(),
             notify_emails,
             created_at: now,
+            attachments: Vec::new(),
         });
         ticket.updated_at = now;
         // A customer writing again reopens a ticket that waits on them or was resolved.
@@ -1410,7 +1493,7 @@ impl Store {
         if !listing {
             v["description"] = json!(t.description);
             v["description_text"] = json!(text_of(&t.description));
-            v["attachments"] = json!([]);
+            v["attachments"] = attachments_json(&t.attachments);
         }
         v
     }
@@ -1485,7 +1568,7 @@ impl Store {
             "from_email": c.from_email,
             "cc_emails": c.cc_emails,
             "bcc_emails": c.bcc_emails,
-            "attachments": [],
+            "attachments": attachments_json(&c.attachments),
             "created_at": at,
             "updated_at": at,
             "last_edited_at": null,
@@ -1513,7 +1596,7 @@ impl Store {
             "bcc_emails": c.bcc_emails,
             "ticket_id": c.ticket_id,
             "replied_to": replied_to,
-            "attachments": [],
+            "attachments": attachments_json(&c.attachments),
             "created_at": at,
             "updated_at": at,
         })
@@ -1532,9 +1615,61 @@ impl Store {
             "support_email": null,
             "ticket_id": c.ticket_id,
             "notified_to": c.notify_emails,
-            "attachments": [],
+            "attachments": attachments_json(&c.attachments),
             "created_at": at,
             "updated_at": at,
+        })
+    }
+
+    /// Files uploads on a ticket (`conversation: None`) or one of its conversations, with
+    /// `url(id)` as each one's `attachment_url`.
+    pub(crate) fn attach(
+        &mut self,
+        ticket_id: u64,
+        conversation: Option<u64>,
+        uploads: Vec<super::form::Upload>,
+        url: impl Fn(u64) -> String,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        let mut files = Vec::with_capacity(uploads.len());
+        for upload in uploads {
+            self.next_attachment_id += 1;
+            let id = self.next_attachment_id;
+            files.push(Attachment {
+                id,
+                name: upload.name,
+                content_type: upload.content_type,
+                content: upload.content,
+                url: url(id),
+                created_at: now,
+            });
+        }
+        let ticket = self
+            .tickets
+            .get_mut(&ticket_id)
+            .ok_or_else(ApiError::not_found)?;
+        let target = match conversation {
+            None => &mut ticket.attachments,
+            Some(id) => {
+                &mut ticket
+                    .conversations
+                    .iter_mut()
+                    .find(|c| c.id == id)
+                    .ok_or_else(ApiError::not_found)?
+                    .attachments
+            }
+        };
+        target.extend(files);
+        Ok(())
+    }
+
+    /// An attachment by id, wherever it hangs.
+    pub(crate) fn attachment(&self, id: u64) -> Option<&Attachment> {
+        self.tickets.values().find_map(|t| {
+            t.attachments
+                .iter()
+                .chain(t.conversations.iter().flat_map(|c| c.attachments.iter()))
+                .find(|a| a.id == id)
         })
     }
 
@@ -1601,4 +1736,8 @@ fn missing_params() -> ApiError {
         "missing_params",
         "Your update call does not have any parameter. Atleast one parameter is required.",
     )
+}
+
+fn attachments_json(attachments: &[Attachment]) -> Value {
+    Value::Array(attachments.iter().map(Attachment::json).collect())
 }

@@ -9,7 +9,7 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{get, patch, post, MethodRouter};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Map, Value};
 
@@ -19,6 +19,8 @@ use super::store::{Locator, Store, Upsert, Writer};
 use super::time::{parse_iso_lenient, sf_datetime};
 use super::{oauth, soql, Simulator};
 use crate::faults::{self, Budget, Fault};
+
+mod composite;
 
 type ApiResult = Result<Response, ApiError>;
 type Params = Query<HashMap<String, String>>;
@@ -113,6 +115,26 @@ pub(crate) fn router(sim: Simulator) -> Router {
                 "GET,HEAD,PATCH,DELETE",
             ),
         )
+        .route(
+            &format!("{data}/composite/sobjects"),
+            methods(
+                post(composite::create)
+                    .patch(composite::update)
+                    .delete(composite::delete),
+                "POST,PATCH,DELETE",
+            ),
+        )
+        .route(
+            &format!("{data}/composite/sobjects/{{object}}"),
+            methods(
+                get(composite::retrieve).post(composite::retrieve),
+                "GET,HEAD,POST",
+            ),
+        )
+        .route(
+            &format!("{data}/composite/sobjects/{{object}}/{{field}}"),
+            methods(patch(composite::upsert), "PATCH"),
+        )
         .route(&format!("{data}/query"), methods(get(query), "GET,HEAD"))
         .route(&format!("{data}/query/"), methods(get(query), "GET,HEAD"))
         .route(
@@ -147,6 +169,10 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .route(
             "/services/oauth2/userinfo",
             get(oauth::userinfo).post(oauth::userinfo),
+        )
+        .route(
+            "/id/{org}/{user}",
+            get(oauth::identity).post(oauth::identity),
         )
         .route_layer(middleware::from_fn_with_state(sim.clone(), oauth_gate));
 
@@ -400,9 +426,20 @@ async fn versions() -> Response {
     Json(list).into_response()
 }
 
-async fn resources(Extension(ctx): Extension<Ctx>) -> ApiResult {
+async fn resources(
+    State(sim): State<Simulator>,
+    Extension(ctx): Extension<Ctx>,
+    headers: HeaderMap,
+) -> ApiResult {
     let base = format!("/services/data/v{}", ctx.version);
+    let identity = format!(
+        "{}/id/{}/{}",
+        sim.own_url(&headers).trim_end_matches('/'),
+        sim.store().config.org_id,
+        ctx.user_id
+    );
     ok(json!({
+        "identity": identity,
         "limits": format!("{base}/limits"),
         "query": format!("{base}/query"),
         "queryAll": format!("{base}/queryAll"),

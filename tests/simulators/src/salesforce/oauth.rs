@@ -1,13 +1,13 @@
 //! OAuth 2.0 for the simulated org: the authorize redirect, the token endpoint (authorization
 //! code with PKCE, refresh token with optional rotation, JWT bearer, client credentials),
-//! revocation and userinfo, and the access tokens the REST API checks.
+//! revocation, userinfo and the identity URL, and the access tokens the REST API checks.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::error::OAuthError;
-use super::store::Store;
+use super::store::{Record, Store};
 use super::{base_url, Simulator};
 
 /// How long an authorization code can be exchanged (Salesforce: 15 minutes).
@@ -193,10 +193,17 @@ fn signature(secret: &str, id: &str, issued_at: &str) -> String {
     STANDARD.encode(mac.finalize().into_bytes())
 }
 
+/// Where a token answer points the client: the REST instance, and this simulator itself (for
+/// the identity URL).
+pub(crate) struct Urls {
+    pub instance: String,
+    pub own: String,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn token_response(
     store: &mut Store,
-    instance_url: &str,
+    urls: &Urls,
     user_id: &str,
     scopes: &[String],
     refresh: Option<String>,
@@ -208,16 +215,15 @@ fn token_response(
     let access = store
         .oauth
         .issue_access(&org, user_id, now_ms, lifetime, refresh.clone());
-    let id = format!(
-        "{}/id/{org}/{user_id}",
-        store.config.login_url.trim_end_matches('/')
-    );
+    // The identity URL is served here (`/id/{org}/{user}`), so it points back at the
+    // simulator, not at the real login host.
+    let id = format!("{}/id/{org}/{user_id}", urls.own.trim_end_matches('/'));
     let issued_at = now_ms.to_string();
     let mut body = json!({
         "access_token": access,
         "signature": signature(&store.config.consumer_secret, &id, &issued_at),
         "scope": scopes.join(" "),
-        "instance_url": instance_url,
+        "instance_url": urls.instance,
         "id": id,
         "token_type": "Bearer",
         "issued_at": issued_at,
@@ -250,24 +256,17 @@ pub(crate) async fn token(
     body: Bytes,
 ) -> Response {
     let params = form(&headers, &body);
-    let instance_url = sim.instance_url(&headers);
+    let urls = Urls {
+        instance: sim.instance_url(&headers),
+        own: sim.own_url(&headers),
+    };
     let now_ms = sim.now_ms();
     let mut store = sim.store();
     let result = match params.get("grant_type").map(String::as_str) {
-        Some("authorization_code") => {
-            authorization_code(&mut store, &params, &instance_url, now_ms)
-        }
-        Some("refresh_token") => refresh_token(&mut store, &params, &instance_url, now_ms),
-        Some(JWT_BEARER) => jwt_bearer(
-            &mut store,
-            &params,
-            &instance_url,
-            &base_url(&headers),
-            now_ms,
-        ),
-        Some("client_credentials") => {
-            client_credentials(&mut store, &params, &instance_url, now_ms)
-        }
+        Some("authorization_code") => authorization_code(&mut store, &params, &urls, now_ms),
+        Some("refresh_token") => refresh_token(&mut store, &params, &urls, now_ms),
+        Some(JWT_BEARER) => jwt_bearer(&mut store, &params, &urls, &base_url(&headers), now_ms),
+        Some("client_credentials") => client_credentials(&mut store, &params, &urls, now_ms),
         _ => Err(OAuthError::new(
             "unsupported_grant_type",
             "grant type not supported",
@@ -282,7 +281,7 @@ pub(crate) async fn token(
 fn authorization_code(
     store: &mut Store,
     params: &HashMap<String, String>,
-    instance_url: &str,
+    urls: &Urls,
     now_ms: i64,
 ) -> Result<Value, OAuthError> {
     client(store, params, true)?;
@@ -323,7 +322,7 @@ fn authorization_code(
     });
     Ok(token_response(
         store,
-        instance_url,
+        urls,
         &grant.user_id,
         &grant.scopes,
         refresh,
@@ -335,7 +334,7 @@ fn authorization_code(
 fn refresh_token(
     store: &mut Store,
     params: &HashMap<String, String>,
-    instance_url: &str,
+    urls: &Urls,
     now_ms: i64,
 ) -> Result<Value, OAuthError> {
     client(store, params, true)?;
@@ -352,7 +351,7 @@ fn refresh_token(
         let rotated = store.oauth.issue_refresh(&user_id, &client_id, &scopes);
         return Ok(token_response(
             store,
-            instance_url,
+            urls,
             &user_id,
             &scopes,
             Some(rotated),
@@ -362,7 +361,7 @@ fn refresh_token(
     }
     Ok(token_response(
         store,
-        instance_url,
+        urls,
         &user_id,
         &scopes,
         Some(presented),
@@ -382,7 +381,7 @@ struct Assertion {
 fn jwt_bearer(
     store: &mut Store,
     params: &HashMap<String, String>,
-    instance_url: &str,
+    urls: &Urls,
     request_base: &str,
     now_ms: i64,
 ) -> Result<Value, OAuthError> {
@@ -439,20 +438,14 @@ fn jwt_bearer(
         .ok_or_else(|| OAuthError::invalid_grant("user hasn't approved this consumer"))?;
     let scopes = vec!["api".to_string()];
     Ok(token_response(
-        store,
-        instance_url,
-        &user_id,
-        &scopes,
-        None,
-        false,
-        now_ms,
+        store, urls, &user_id, &scopes, None, false, now_ms,
     ))
 }
 
 fn client_credentials(
     store: &mut Store,
     params: &HashMap<String, String>,
-    instance_url: &str,
+    urls: &Urls,
     now_ms: i64,
 ) -> Result<Value, OAuthError> {
     client(store, params, false)?;
@@ -469,13 +462,7 @@ fn client_credentials(
     let user_id = store.integration_user_id.clone();
     let scopes = vec!["api".to_string()];
     Ok(token_response(
-        store,
-        instance_url,
-        &user_id,
-        &scopes,
-        None,
-        false,
-        now_ms,
+        store, urls, &user_id, &scopes, None, false, now_ms,
     ))
 }
 
@@ -595,26 +582,45 @@ pub(crate) async fn revoke(
     StatusCode::OK.into_response()
 }
 
-/// `GET /services/oauth2/userinfo` with the bearer token.
-pub(crate) async fn userinfo(State(sim): State<Simulator>, headers: HeaderMap) -> Response {
-    let now_ms = sim.now_ms();
-    let store = sim.store();
+/// The user a bearer token (header, or `oauth_token` in the query as the identity URL also
+/// takes it) stands for.
+fn token_user<'a>(
+    store: &'a Store,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    now_ms: i64,
+) -> Option<&'a Record> {
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let user = token
-        .and_then(|t| store.oauth.check(t, now_ms))
-        .and_then(|t| store.records.get(&t.user_id));
-    let Some(user) = user else {
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("OAuth "))
+        })
+        .or(query.get("oauth_token").map(String::as_str))
+        .map(str::trim)?;
+    store
+        .oauth
+        .check(token, now_ms)
+        .and_then(|t| store.records.get(&t.user_id))
+}
+
+/// `GET /services/oauth2/userinfo` with the bearer token.
+pub(crate) async fn userinfo(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let now_ms = sim.now_ms();
+    let own = sim.own_url(&headers);
+    let store = sim.store();
+    let Some(user) = token_user(&store, &headers, &query, now_ms) else {
         // What Salesforce answers here, unlike the REST API's 401.
         return (StatusCode::FORBIDDEN, "Bad_OAuth_Token").into_response();
     };
     let org = &store.config.org_id;
-    let login = store.config.login_url.trim_end_matches('/');
     Json(json!({
-        "sub": format!("{login}/id/{org}/{}", user.id),
+        "sub": format!("{}/id/{org}/{}", own.trim_end_matches('/'), user.id),
         "user_id": user.id,
         "organization_id": org,
         "preferred_username": user.value("Username"),
@@ -622,6 +628,73 @@ pub(crate) async fn userinfo(State(sim): State<Simulator>, headers: HeaderMap) -
         "email": user.value("Email"),
         "user_type": "STANDARD",
         "active": true,
+    }))
+    .into_response()
+}
+
+/// `GET /id/{org}/{user}`: the identity URL of a token answer's `id`, for the token's own user
+/// (`?format=json` is the only format served). Another user's or org's URL answers 403, as a
+/// token that does not match does.
+pub(crate) async fn identity(
+    State(sim): State<Simulator>,
+    Path((org, user_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let now_ms = sim.now_ms();
+    let own = sim.own_url(&headers);
+    // Before taking the store's lock, which `instance_url` takes too.
+    let instance = sim.instance_url(&headers);
+    let store = sim.store();
+    let Some(user) = token_user(&store, &headers, &query, now_ms) else {
+        return (StatusCode::FORBIDDEN, "Bad_OAuth_Token").into_response();
+    };
+    let same = |a: &str, b: &str| {
+        crate::salesforce::ids::normalize(a)
+            .is_some_and(|a| Some(a) == crate::salesforce::ids::normalize(b))
+    };
+    if !same(&org, &store.config.org_id) || !same(&user_id, &user.id) {
+        return (StatusCode::FORBIDDEN, "Bad_Id").into_response();
+    }
+    if query
+        .get("format")
+        .is_some_and(|f| !f.eq_ignore_ascii_case("json"))
+    {
+        return (StatusCode::NOT_ACCEPTABLE, "only format=json is simulated").into_response();
+    }
+    let own = own.trim_end_matches('/');
+    let org = &store.config.org_id;
+    let data = format!(
+        "{}/services/data/v{{version}}",
+        instance.trim_end_matches('/')
+    );
+    Json(json!({
+        "id": format!("{own}/id/{org}/{}", user.id),
+        "asserted_user": true,
+        "user_id": user.id,
+        "organization_id": org,
+        "username": user.value("Username"),
+        "nick_name": user.value("Username").as_str().and_then(|u| u.split('@').next()),
+        "display_name": user.value("Name"),
+        "email": user.value("Email"),
+        "email_verified": true,
+        "first_name": user.value("FirstName"),
+        "last_name": user.value("LastName"),
+        "timezone": "GMT",
+        "active": user.value("IsActive"),
+        "user_type": "STANDARD",
+        "language": "en_US",
+        "locale": "en_US",
+        "utcOffset": 0,
+        "urls": {
+            "rest": format!("{data}/"),
+            "sobjects": format!("{data}/sobjects/"),
+            "query": format!("{data}/query/"),
+            "search": format!("{data}/search/"),
+            "recent": format!("{data}/recent/"),
+            "profile": format!("{instance}/{}", user.id),
+        },
+        "is_app_installed": true,
     }))
     .into_response()
 }

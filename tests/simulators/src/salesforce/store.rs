@@ -66,10 +66,27 @@ pub(crate) struct Locator {
     pub last_used_ms: i64,
 }
 
+/// The state [`Store::roll_back_writes`] restores (the change-event log only grows, so its
+/// length is enough).
+pub(crate) struct WriteSnapshot {
+    records: HashMap<String, Record>,
+    external_ids: HashMap<ExternalKey, BTreeMap<u64, String>>,
+    seq: u64,
+    counters: HashMap<&'static str, u64>,
+    case_number: u64,
+    events: usize,
+}
+
+/// `(object, lowercased field name, lowercased value)` of an external id.
+type ExternalKey = (Object, String, String);
+
 pub(crate) struct Store {
     pub config: Config,
     pub schema: Schema,
     pub records: HashMap<String, Record>,
+    /// External id values → the records holding them (deleted ones too), by creation order,
+    /// so an upsert or uniqueness check costs no scan of every record.
+    external_ids: HashMap<ExternalKey, BTreeMap<u64, String>>,
     seq: u64,
     counters: HashMap<&'static str, u64>,
     case_number: u64,
@@ -88,6 +105,7 @@ impl Store {
         let mut store = Self {
             schema,
             records: HashMap::new(),
+            external_ids: HashMap::new(),
             seq: 0,
             counters: HashMap::new(),
             case_number: 1000,
@@ -170,6 +188,34 @@ impl Store {
         let counter = self.counters.entry("01g").or_insert(0);
         *counter += 1;
         ids::make("01g", *counter)
+    }
+
+    /// A copy of everything a record write changes, for an all-or-none batch to roll back to.
+    pub(crate) fn snapshot_writes(&self) -> WriteSnapshot {
+        WriteSnapshot {
+            records: self.records.clone(),
+            external_ids: self.external_ids.clone(),
+            seq: self.seq,
+            counters: self.counters.clone(),
+            case_number: self.case_number,
+            events: self.events.len(),
+        }
+    }
+
+    /// Undoes every record write since `snapshot` was taken.
+    pub(crate) fn roll_back_writes(&mut self, snapshot: WriteSnapshot) {
+        self.records = snapshot.records;
+        self.external_ids = snapshot.external_ids;
+        self.seq = snapshot.seq;
+        self.counters = snapshot.counters;
+        self.case_number = snapshot.case_number;
+        self.events.truncate(snapshot.events);
+    }
+
+    /// The object a live or deleted record id belongs to.
+    pub(crate) fn object_of_id(&self, raw_id: &str) -> Option<Object> {
+        let id = ids::normalize(raw_id)?;
+        self.records.get(&id).map(|r| r.object)
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -389,12 +435,20 @@ impl Store {
             })
     }
 
-    /// Live records whose external id `field` equals `value` (case-insensitively).
+    /// Live records whose external id `field` equals `value` (case-insensitively), oldest
+    /// first.
     pub(crate) fn by_external_id(&self, object: Object, field: &str, value: &str) -> Vec<String> {
-        self.list(object, false)
+        let key = (
+            object,
+            field.to_ascii_lowercase(),
+            value.to_ascii_lowercase(),
+        );
+        self.external_ids
+            .get(&key)
             .into_iter()
-            .filter(|r| r.text(field).is_some_and(|v| v.eq_ignore_ascii_case(value)))
-            .map(|r| r.id.clone())
+            .flat_map(BTreeMap::values)
+            .filter(|id| self.records.get(*id).is_some_and(|r| !r.deleted))
+            .cloned()
             .collect()
     }
 
@@ -690,6 +744,43 @@ impl Store {
         now_ms: i64,
     ) -> Vec<String> {
         let closed_statuses = self.config.closed_statuses.clone();
+        if let Some(record) = self.records.get(id) {
+            // Move the external id index entries of the fields that change.
+            let (object, seq) = (record.object, record.seq);
+            let moves: Vec<(String, Option<String>, Option<String>)> = changes
+                .iter()
+                .filter(|(name, _)| {
+                    self.schema
+                        .field(object, name)
+                        .is_some_and(|f| f.external_id)
+                })
+                .map(|(name, value)| {
+                    let lower = |v: Option<&str>| v.map(str::to_ascii_lowercase);
+                    (
+                        name.to_ascii_lowercase(),
+                        lower(record.text(name)),
+                        lower(value.as_str()),
+                    )
+                })
+                .collect();
+            for (field, old, new) in moves {
+                if let Some(old) = old {
+                    let key = (object, field.clone(), old);
+                    if let Some(ids) = self.external_ids.get_mut(&key) {
+                        ids.remove(&seq);
+                        if ids.is_empty() {
+                            self.external_ids.remove(&key);
+                        }
+                    }
+                }
+                if let Some(new) = new {
+                    self.external_ids
+                        .entry((object, field, new))
+                        .or_default()
+                        .insert(seq, id.to_owned());
+                }
+            }
+        }
         let Some(record) = self.records.get_mut(id) else {
             return Vec::new();
         };

@@ -279,16 +279,12 @@ impl State {
             ("kicked", "member")
         };
         let bot = bot_json(config);
-        let mut new_member = json!({"user": bot, "status": new});
-        if blocked {
-            new_member["until_date"] = json!(0);
-        }
         let payload = json!({
             "chat": chat.to_json(),
             "from": user_json(&chat.customer),
             "date": now_ms / 1000,
-            "old_chat_member": {"user": bot, "status": old},
-            "new_chat_member": new_member,
+            "old_chat_member": chat_member_json(&bot, old),
+            "new_chat_member": chat_member_json(&bot, new),
         });
         self.push_update(now_ms, chat_id, "my_chat_member", payload);
         Ok(())
@@ -328,6 +324,18 @@ impl State {
 }
 
 /// The `User` object of a customer.
+/// A `ChatMember` of the bot in a private chat, with every field the Bot API marks required
+/// for its variant: `ChatMemberMember` needs only `status` and `user`, while
+/// `ChatMemberBanned` (`kicked`) always carries `until_date`, 0 meaning banned for good
+/// (clients such as python-telegram-bot refuse the whole update batch without it).
+pub fn chat_member_json(user: &Value, status: &str) -> Value {
+    let mut member = json!({"status": status, "user": user});
+    if status == "kicked" {
+        member["until_date"] = json!(0);
+    }
+    member
+}
+
 pub fn user_json(customer: &Customer) -> Value {
     let mut user = json!({"id": customer.id, "is_bot": false, "first_name": customer.first_name});
     insert_opt(&mut user, "last_name", customer.last_name.clone());

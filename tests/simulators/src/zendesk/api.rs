@@ -123,6 +123,11 @@ pub(crate) fn router(sim: Simulator) -> Router {
     );
     api = both(
         api,
+        "/api/v2/incremental/tickets",
+        get(export_tickets_by_time),
+    );
+    api = both(
+        api,
         "/api/v2/incremental/ticket_events",
         get(export_ticket_events),
     );
@@ -143,7 +148,18 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .route("/_control/webhook_deliveries", get(control_deliveries))
         .merge(faults::control_routes(|s: &Simulator| s.faults()));
 
-    api.merge(control).with_state(sim)
+    api.merge(control)
+        .fallback(unknown_endpoint)
+        .with_state(sim)
+}
+
+/// Any other path: Zendesk's JSON 404 for an endpoint it does not have (clients parse the
+/// body of every error, so an empty one breaks them).
+async fn unknown_endpoint() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        json!({"error": "InvalidEndpoint", "description": "Not found"}),
+    )
 }
 
 // ----- gate: budget, faults, auth ------------------------------------------------------------
@@ -540,12 +556,18 @@ async fn list_tickets(
     let base = base_url(&sim, &headers);
     let store = sim.store();
     let external_id = q.get("external_id");
-    let items = store
-        .tickets
-        .values()
-        .filter(|t| external_id.is_none_or(|e| t.external_id.as_ref() == Some(e)))
-        .map(|t| (t.id, store.ticket_json(t, &base)))
-        .collect();
+    let items = match external_id {
+        Some(e) => store
+            .tickets_with_external_id(e)
+            .into_iter()
+            .map(|t| (t.id, store.ticket_json(t, &base)))
+            .collect(),
+        None => store
+            .tickets
+            .values()
+            .map(|t| (t.id, store.ticket_json(t, &base)))
+            .collect(),
+    };
     let keep: Vec<(&str, String)> = external_id
         .map(|e| ("external_id", e.clone()))
         .into_iter()
@@ -748,13 +770,9 @@ async fn search_users(
     let store = sim.store();
     let (users, keep): (Vec<&User>, _) = if let Some(e) = q.get("external_id") {
         let users = store
-            .users
-            .values()
-            .filter(|u| {
-                u.external_id
-                    .as_deref()
-                    .is_some_and(|x| x.eq_ignore_ascii_case(e))
-            })
+            .user_by_external_id(e)
+            .and_then(|id| store.users.get(&id))
+            .into_iter()
             .collect();
         (users, vec![("external_id", e.clone())])
     } else if let Some(query) = q.get("query") {
@@ -1110,7 +1128,6 @@ async fn export_tickets(
     let cutoff = now - window as i64;
     let visible: Vec<_> = store
         .tickets_by_seq()
-        .into_iter()
         .filter(|t| window == 0 || t.updated_at <= cutoff)
         .collect();
     let (page, more) = match position {
@@ -1156,6 +1173,60 @@ async fn export_tickets(
         "after_cursor": after_cursor,
         "before_url": before_cursor.as_deref().map(url),
         "before_cursor": before_cursor,
+        "end_of_stream": end_of_stream,
+    }))
+}
+
+/// The time-based ticket export: tickets whose latest change is at or after `start_time`,
+/// oldest first, up to `per_page` (1,000) but always ending on a whole second, with
+/// `end_time` (the last ticket's change time) as the next page's `start_time`. Like Zendesk's,
+/// the next page repeats that last second, so clients see duplicates; a page that is all one
+/// second moves on past it instead of looping.
+async fn export_tickets_by_time(
+    State(sim): State<Simulator>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> ApiResult {
+    let base = base_url(&sim, &headers);
+    let now_ms = sim.now_ms();
+    let now = now_ms.div_euclid(1000);
+    let mut store = sim.store();
+    let per_page = export_preamble(&mut store, &p, &q, now_ms)?;
+    let window = store.config.export_window_secs;
+    let start = start_time(&q, window, now)?;
+    let cutoff = now - window as i64;
+    // Change order is time order, so this is sorted by `updated_at`.
+    let candidates: Vec<_> = store
+        .tickets_by_seq()
+        .filter(|t| t.updated_at >= start && (window == 0 || t.updated_at <= cutoff))
+        .collect();
+    let mut take = per_page.min(candidates.len());
+    if let Some(last) = take.checked_sub(1).map(|i| candidates[i].updated_at) {
+        while take < candidates.len() && candidates[take].updated_at == last {
+            take += 1;
+        }
+    }
+    let page = &candidates[..take];
+    let end_of_stream = take == candidates.len();
+    let end_time = page.last().map_or(start, |t| t.updated_at);
+    let next_start = if page.first().is_some_and(|t| t.updated_at == end_time) && !end_of_stream {
+        end_time + 1
+    } else {
+        end_time
+    };
+    let mut params = vec![("start_time", next_start.to_string())];
+    for key in ["include", "per_page"] {
+        if let Some(value) = q.get(key) {
+            params.push((key, value.clone()));
+        }
+    }
+    let tickets: Vec<Value> = page.iter().map(|t| store.ticket_json(t, &base)).collect();
+    ok(json!({
+        "tickets": tickets,
+        "next_page": with_query(&format!("{base}/api/v2/incremental/tickets.json"), &params),
+        "count": tickets.len(),
+        "end_time": end_time,
         "end_of_stream": end_of_stream,
     }))
 }

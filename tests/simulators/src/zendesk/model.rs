@@ -3,7 +3,7 @@
 //! Everything here is synchronous and runs under the simulator's one lock; the HTTP layer
 //! parses requests, calls in, and renders the result.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde_json::{json, Map, Value};
 
@@ -203,7 +203,17 @@ pub(crate) struct Store {
     pub next_webhook_id: u64,
     change_seq: u64,
     pub users: BTreeMap<u64, User>,
+    /// Indexes over `users`, so lookups cost no scan however many users the account holds
+    /// (benchmarks drain 100k tickets through it). Keys are ASCII-lowercased, as Zendesk
+    /// matches both case-insensitively: `(identity type, value)` → owner, and external id →
+    /// user (external ids are unique per account).
+    identity_owners: HashMap<(String, String), u64>,
+    external_id_owners: HashMap<String, u64>,
     pub tickets: BTreeMap<u64, Ticket>,
+    /// Indexes over `tickets`: external id → tickets (not unique in Zendesk), and the
+    /// change sequence → ticket, the order of the incremental exports.
+    tickets_by_external_id: HashMap<String, BTreeSet<u64>>,
+    ticket_by_seq: BTreeMap<u64, u64>,
     /// Every audit in creation order (ids and timestamps both ascend).
     pub audits: Vec<Audit>,
     pub idempotency: HashMap<String, IdempotentResponse>,
@@ -379,7 +389,11 @@ impl Store {
             next_webhook_id: 1,
             change_seq: 0,
             users: BTreeMap::new(),
+            identity_owners: HashMap::new(),
+            external_id_owners: HashMap::new(),
             tickets: BTreeMap::new(),
+            tickets_by_external_id: HashMap::new(),
+            ticket_by_seq: BTreeMap::new(),
             audits: Vec::new(),
             idempotency: HashMap::new(),
             update_log: HashMap::new(),
@@ -422,6 +436,10 @@ impl Store {
     ) -> u64 {
         let id = self.next_user_id;
         self.next_user_id += 1;
+        if let Some(external_id) = &external_id {
+            self.external_id_owners
+                .insert(external_id.to_ascii_lowercase(), id);
+        }
         let mut user = User {
             id,
             name,
@@ -450,6 +468,8 @@ impl Store {
         }
         let id = self.next_identity_id;
         self.next_identity_id += 1;
+        self.identity_owners
+            .insert((kind.to_owned(), value.to_ascii_lowercase()), user.id);
         let primary = !user.identities.iter().any(|i| i.kind == kind);
         user.identities.push(Identity {
             id,
@@ -461,40 +481,37 @@ impl Store {
         id
     }
 
+    /// The user with this address (case-insensitive). A user's primary `email` is always one
+    /// of its email identities, so the identity index answers for both.
     pub(crate) fn user_by_email(&self, email: &str) -> Option<u64> {
-        self.users
-            .values()
-            .find(|u| {
-                u.email
-                    .as_deref()
-                    .is_some_and(|e| e.eq_ignore_ascii_case(email))
-                    || u.identities
-                        .iter()
-                        .any(|i| i.kind == "email" && i.value.eq_ignore_ascii_case(email))
-            })
-            .map(|u| u.id)
+        self.identity_owner("email", email)
     }
 
     pub(crate) fn user_by_external_id(&self, external_id: &str) -> Option<u64> {
-        self.users
-            .values()
-            .find(|u| {
-                u.external_id
-                    .as_deref()
-                    .is_some_and(|e| e.eq_ignore_ascii_case(external_id))
-            })
-            .map(|u| u.id)
+        self.external_id_owners
+            .get(&external_id.to_ascii_lowercase())
+            .copied()
     }
 
     fn identity_owner(&self, kind: &str, value: &str) -> Option<u64> {
-        self.users
-            .values()
-            .find(|u| {
-                u.identities
-                    .iter()
-                    .any(|i| i.kind == kind && i.value.eq_ignore_ascii_case(value))
-            })
-            .map(|u| u.id)
+        self.identity_owners
+            .get(&(kind.to_owned(), value.to_ascii_lowercase()))
+            .copied()
+    }
+
+    /// Changes a user's external id and keeps the index in step.
+    fn set_user_external_id(&mut self, user: &mut User, external_id: Option<String>) {
+        if let Some(old) = user.external_id.take() {
+            let key = old.to_ascii_lowercase();
+            if self.external_id_owners.get(&key) == Some(&user.id) {
+                self.external_id_owners.remove(&key);
+            }
+        }
+        if let Some(new) = &external_id {
+            self.external_id_owners
+                .insert(new.to_ascii_lowercase(), user.id);
+        }
+        user.external_id = external_id;
     }
 
     /// `POST /users/create_or_update`: matches on external_id, then email (both
@@ -586,7 +603,7 @@ impl Store {
                 user.name = name;
             }
             if let Some(external_id) = external_id {
-                user.external_id = external_id;
+                self.set_user_external_id(&mut user, external_id);
             }
             if let Some(role) = role {
                 user.role = role;
@@ -849,7 +866,7 @@ impl Store {
                 });
             }
         }
-        self.tickets.insert(id, ticket);
+        self.put_ticket(ticket);
         self.audits.push(Audit {
             id: audit_id,
             ticket_id: id,
@@ -1111,7 +1128,7 @@ impl Store {
             .last()
             .filter(|c| Some(c.id) == comment_added)
             .map_or(actor, |c| c.author_id);
-        self.tickets.insert(ticket_id, ticket);
+        self.put_ticket(ticket);
         self.audits.push(Audit {
             id: audit_id,
             ticket_id,
@@ -1444,10 +1461,44 @@ impl Store {
     }
 
     /// Tickets in change order (for the cursor export).
-    pub(crate) fn tickets_by_seq(&self) -> Vec<&Ticket> {
-        let mut all: Vec<&Ticket> = self.tickets.values().collect();
-        all.sort_by_key(|t| t.seq);
-        all
+    /// Every ticket in change order (the order of the incremental exports).
+    pub(crate) fn tickets_by_seq(&self) -> impl Iterator<Item = &Ticket> {
+        self.ticket_by_seq
+            .values()
+            .filter_map(|id| self.tickets.get(id))
+    }
+
+    /// The tickets whose external id is `external_id`, by id.
+    pub(crate) fn tickets_with_external_id(&self, external_id: &str) -> Vec<&Ticket> {
+        self.tickets_by_external_id
+            .get(external_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.tickets.get(id))
+            .collect()
+    }
+
+    /// Stores a new or changed ticket and moves its index entries.
+    fn put_ticket(&mut self, ticket: Ticket) {
+        let (id, seq, external_id) = (ticket.id, ticket.seq, ticket.external_id.clone());
+        if let Some(old) = self.tickets.insert(id, ticket) {
+            self.ticket_by_seq.remove(&old.seq);
+            if let Some(old_external) = old.external_id {
+                if let Some(ids) = self.tickets_by_external_id.get_mut(&old_external) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.tickets_by_external_id.remove(&old_external);
+                    }
+                }
+            }
+        }
+        self.ticket_by_seq.insert(seq, id);
+        if let Some(external_id) = external_id {
+            self.tickets_by_external_id
+                .entry(external_id)
+                .or_default()
+                .insert(id);
+        }
     }
 }
 
