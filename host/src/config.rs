@@ -26,6 +26,11 @@
 //!
 //! [scheduler]
 //! tick_ms = 1000
+//!
+//! [runtime]
+//! # Let plugins and OAuth2 token requests reach loopback, private and link-local addresses and
+//! # plain http (SWITCHBOARD_ALLOW_PRIVATE_NETWORK). Tests and local simulators only.
+//! allow_private_network = false
 //! ```
 
 use std::fmt;
@@ -38,6 +43,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use crate::hub::{HubConfig, OutboxConfig};
+use crate::runtime::NetworkAccess;
 
 /// Where the data dir is when nothing says otherwise (relative to the working directory).
 pub const DEFAULT_DATA_DIR: &str = "switchboard-data";
@@ -122,6 +128,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub outbox: OutboxConfig,
     pub scheduler_tick: Duration,
+    /// `[runtime] allow_private_network`.
+    pub network: NetworkAccess,
 }
 
 // Credentials never appear in Debug output (and so never in logs).
@@ -142,6 +150,7 @@ impl fmt::Debug for Config {
             .field("request_timeout", &self.request_timeout)
             .field("outbox", &self.outbox)
             .field("scheduler_tick", &self.scheduler_tick)
+            .field("network", &self.network)
             .finish()
     }
 }
@@ -163,6 +172,14 @@ struct FileConfig {
     outbox: FileOutbox,
     #[serde(default)]
     scheduler: FileScheduler,
+    #[serde(default)]
+    runtime: FileRuntime,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRuntime {
+    allow_private_network: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -413,6 +430,15 @@ impl Config {
             None => Duration::from_secs(1),
         };
 
+        let allow_private_network = match pick_num(
+            "SWITCHBOARD_ALLOW_PRIVATE_NETWORK",
+            file.runtime.allow_private_network.map(|b| b.to_string()),
+            "runtime.allow_private_network",
+        ) {
+            Some(found) => parse_bool(found)?,
+            None => false,
+        };
+
         Ok(Self {
             file: file_path,
             listen,
@@ -425,6 +451,9 @@ impl Config {
             request_timeout,
             outbox,
             scheduler_tick,
+            network: NetworkAccess {
+                allow_private_network,
+            },
         })
     }
 
@@ -490,6 +519,7 @@ impl Config {
             secret_key: self.secret_key()?,
             outbox: self.outbox.clone(),
             scheduler_tick: self.scheduler_tick,
+            network: self.network,
         })
     }
 
@@ -531,6 +561,17 @@ fn parse<T: FromStr>(found: Found<String>, expected: &str) -> Result<T, ConfigEr
             &format!("`{}` is not {expected}", found.value),
         )
     })
+}
+
+fn parse_bool(found: Found<String>) -> Result<bool, ConfigError> {
+    match found.value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(value_error(
+            &found.source,
+            &format!("`{}` is not true or false", found.value),
+        )),
+    }
 }
 
 fn positive<T: PartialEq + Default>(value: T, what: &str) -> Result<T, ConfigError> {
@@ -644,6 +685,30 @@ mod tests {
         let path = dir.join("switchboard.toml");
         std::fs::write(&path, text).expect("write config");
         path
+    }
+
+    #[test]
+    fn private_network_is_refused_unless_the_file_or_env_allows_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let overrides = Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Overrides::default()
+        };
+        let config = Config::resolve(&overrides, &env_of(&[])).expect("config");
+        assert!(!config.network.allow_private_network, "production default");
+        assert!(!config.hub_config().expect("hub").network.allow_private_network);
+        write_config(dir.path(), "[runtime]\nallow_private_network = true\n");
+        let config = Config::resolve(&overrides, &env_of(&[])).expect("config");
+        assert!(config.network.allow_private_network);
+        let env = env_of(&[("SWITCHBOARD_ALLOW_PRIVATE_NETWORK", "false")]);
+        let config = Config::resolve(&overrides, &env).expect("config");
+        assert!(!config.network.allow_private_network, "env beats file");
+        let env = env_of(&[("SWITCHBOARD_ALLOW_PRIVATE_NETWORK", "maybe")]);
+        let error = Config::resolve(&overrides, &env).expect_err("not a bool");
+        assert!(
+            error.to_string().contains("SWITCHBOARD_ALLOW_PRIVATE_NETWORK"),
+            "{error}"
+        );
     }
 
     #[test]

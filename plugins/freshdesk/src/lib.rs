@@ -981,6 +981,9 @@ fn manifest() -> Manifest {
                 host_pattern: base_url_host,
                 placement: basic,
             },
+            // Webhook deliveries are checked here against this secret; the API credentials
+            // stay with the host.
+            secret_for_plugin(settings::WEBHOOK_SECRET),
         ],
         streams: vec![StreamSpec {
             name: STREAM.to_string(),
@@ -1206,7 +1209,14 @@ mod tests {
                 "{base_url}".to_string()
             ]
         );
-        assert!(manifest.credentials.iter().all(|rule| rule.placement
+        assert!(manifest
+            .credentials
+            .contains(&secret_for_plugin("webhook_secret")));
+        assert!(manifest
+            .credentials
+            .iter()
+            .filter(|rule| rule.host_pattern != "plugin")
+            .all(|rule| rule.placement
             == CredentialPlacement::Basic(BasicCredential {
                 username: "{api_key}".into(),
                 password: "X".into(),

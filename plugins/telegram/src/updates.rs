@@ -157,6 +157,27 @@ impl BotIdentity {
     }
 }
 
+/// Whether any of these raw updates carries a message sent by a bot: only then is the bot's
+/// own id needed (to tell its echoes from other bots).
+pub fn has_bot_sender(updates: &[serde_json::Value]) -> bool {
+    const KINDS: [&str; 4] = [
+        "message",
+        "edited_message",
+        "business_message",
+        "edited_business_message",
+    ];
+    updates.iter().any(|update| {
+        KINDS.iter().any(|kind| {
+            update
+                .get(kind)
+                .and_then(|m| m.get("from"))
+                .and_then(|from| from.get("is_bot"))
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false)
+        })
+    })
+}
+
 /// The hub's message id for a Telegram message: message ids are only unique within a chat.
 pub fn message_key(chat_id: i64, message_id: i64) -> String {
     format!("{chat_id}:{message_id}")
