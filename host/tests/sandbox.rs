@@ -12,7 +12,8 @@ const MISBEHAVE: &str = "tests/plugins/misbehave";
 fn installation(deadline: Duration) -> Installation {
     Installation {
         id: "sandbox-test".into(),
-        approved_hosts: vec!["https://allowed.example.com".into()],
+        // `{target}` is approved too; with no `target` setting it expands to nothing.
+        approved_hosts: vec!["https://allowed.example.com".into(), "{target}".into()],
         limits: Some(CallLimits {
             deadline,
             memory_bytes: 32 << 20,

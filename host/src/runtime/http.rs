@@ -66,14 +66,22 @@ impl OriginPattern {
         if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
             return Err(fail("only scheme, host and port are allowed"));
         }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-                let port = port
+        // An IPv6 host is bracketed and holds colons itself: the port follows the `]`.
+        let port_at = match authority.strip_prefix('[') {
+            Some(_) => authority
+                .find(']')
+                .map(|end| end + 1)
+                .filter(|&end| authority[end..].starts_with(':')),
+            None => authority.rfind(':'),
+        };
+        let (host, port) = match port_at {
+            Some(at) => {
+                let port = authority[at + 1..]
                     .parse::<u16>()
                     .map_err(|_| fail("port must be a number"))?;
-                (host, port)
+                (&authority[..at], port)
             }
-            _ => (authority, default_port),
+            None => (authority, default_port),
         };
         let (wildcard, host) = match host.strip_prefix("*.") {
             Some(rest) => (true, rest),
@@ -758,6 +766,11 @@ mod tests {
         let p = OriginPattern::parse("http://127.0.0.1:8081/").expect("parse");
         assert!(p.matches(&Url::parse("http://127.0.0.1:8081/x").expect("url")));
         assert!(!p.matches(&Url::parse("http://127.0.0.1:8082/x").expect("url")));
+        let p = OriginPattern::parse("https://[fd00::1]").expect("IPv6 without a port");
+        assert!(p.matches(&Url::parse("https://[fd00::1]/x").expect("url")));
+        let p = OriginPattern::parse("http://[::1]:8081").expect("IPv6 with a port");
+        assert!(p.matches(&Url::parse("http://[::1]:8081/x").expect("url")));
+        assert!(OriginPattern::parse("https://[::1]:x").is_err());
         assert!(OriginPattern::parse("ftp://x").is_err());
         assert!(OriginPattern::parse("https://a.com/path").is_err());
         assert!(OriginPattern::parse("https://a.*.com").is_err());
