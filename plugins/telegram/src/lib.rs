@@ -28,8 +28,6 @@ use switchboard_plugin_sdk::social::{
 };
 
 use crate::api::{SentMessageResult, MAX_TEXT_UTF16, UPDATES_LIMIT};
-use serde::Deserialize as _;
-
 use crate::updates::{BotIdentity, Update};
 
 /// Setting keys.
@@ -59,13 +57,10 @@ impl SocialConnector for Telegram {
 
     fn handle_webhook(ctx: &Context, request: WebhookRequest) -> Result<WebhookOutcome> {
         verify_secret_token(ctx.setting(settings::WEBHOOK_SECRET), &request)?;
-        let raw: serde_json::Value = serde_json::from_slice(&request.body).map_err(|err| {
+        let update: Update = serde_json::from_slice(&request.body).map_err(|err| {
             ConnectorError::invalid("body", format!("not a Telegram update: {err}"))
         })?;
-        let bot = bot_identity(ctx, updates::has_bot_sender(std::slice::from_ref(&raw)))?;
-        let update = Update::deserialize(&raw).map_err(|err| {
-            ConnectorError::invalid("body", format!("not a Telegram update: {err}"))
-        })?;
+        let bot = bot_identity(ctx, update.from_a_bot())?;
         let events: Vec<_> = updates::event_from_update(&update, bot)
             .into_iter()
             .collect();
