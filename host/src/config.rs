@@ -696,7 +696,13 @@ mod tests {
         };
         let config = Config::resolve(&overrides, &env_of(&[])).expect("config");
         assert!(!config.network.allow_private_network, "production default");
-        assert!(!config.hub_config().expect("hub").network.allow_private_network);
+        assert!(
+            !config
+                .hub_config()
+                .expect("hub")
+                .network
+                .allow_private_network
+        );
         write_config(dir.path(), "[runtime]\nallow_private_network = true\n");
         let config = Config::resolve(&overrides, &env_of(&[])).expect("config");
         assert!(config.network.allow_private_network);
@@ -706,7 +712,9 @@ mod tests {
         let env = env_of(&[("SWITCHBOARD_ALLOW_PRIVATE_NETWORK", "maybe")]);
         let error = Config::resolve(&overrides, &env).expect_err("not a bool");
         assert!(
-            error.to_string().contains("SWITCHBOARD_ALLOW_PRIVATE_NETWORK"),
+            error
+                .to_string()
+                .contains("SWITCHBOARD_ALLOW_PRIVATE_NETWORK"),
             "{error}"
         );
     }

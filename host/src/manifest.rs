@@ -666,15 +666,24 @@ mod tests {
         let m = manifest(vec![for_plugin("webhook_secret")]);
         assert!(m.validate(PluginKind::Helpdesk).is_ok());
         assert!(m.plugin_sees("login_url"));
-        assert!(m.plugin_sees("oauth.instance_url"), "token-response fields are not secret");
+        assert!(
+            m.plugin_sees("oauth.instance_url"),
+            "token-response fields are not secret"
+        );
         assert!(m.plugin_sees("webhook_secret"));
         assert!(!m.plugin_sees("api_key"));
         assert!(!m.plugin_sees("oauth_client_secret"));
 
         // Asking for the OAuth2 client secret: refused at load, and withheld anyway.
         let m = manifest(vec![for_plugin("oauth_client_secret")]);
-        let problems = m.validate(PluginKind::Helpdesk).expect_err("refused").problems;
-        assert!(problems.iter().any(|p| p.contains("never given")), "{problems:?}");
+        let problems = m
+            .validate(PluginKind::Helpdesk)
+            .expect_err("refused")
+            .problems;
+        assert!(
+            problems.iter().any(|p| p.contains("never given")),
+            "{problems:?}"
+        );
         assert!(!m.plugin_sees("oauth_client_secret"));
         assert!(!m.plugin_sees("oauth_jwt_private_key"));
 
@@ -691,7 +700,10 @@ mod tests {
 
     #[test]
     fn oauth_endpoints_are_requested_origins() {
-        assert_eq!(origin_template("{login_url}/services/oauth2/token"), "{login_url}");
+        assert_eq!(
+            origin_template("{login_url}/services/oauth2/token"),
+            "{login_url}"
+        );
         assert_eq!(
             origin_template("https://{sub}.zendesk.com/oauth/tokens?x=1"),
             "https://{sub}.zendesk.com"
@@ -700,7 +712,11 @@ mod tests {
         let m = manifest(vec![]);
         assert_eq!(
             m.requested_origins(),
-            ["https://api.acme.com", "{login_url}", "https://auth.acme.com"]
+            [
+                "https://api.acme.com",
+                "{login_url}",
+                "https://auth.acme.com"
+            ]
         );
     }
 
@@ -709,7 +725,10 @@ mod tests {
         let approved = manifest(vec![]);
         assert_eq!(differences(&approved, &approved.clone()), None);
         let mut described = approved.clone();
-        described.capabilities.http_hosts.push("https://evil.example".into());
+        described
+            .capabilities
+            .http_hosts
+            .push("https://evil.example".into());
         described.description = "changed".into();
         assert_eq!(
             differences(&approved, &described).as_deref(),

@@ -399,7 +399,11 @@ async fn an_unapproved_token_url_is_refused_by_name_before_any_request() {
     // Only the API host is approved: the OAuth2 endpoints' origin `{login_url}` is not.
     server
         .hub
-        .approve_plugin(&plugin.plugin_id, &plugin.version, vec!["{api_base}".into()])
+        .approve_plugin(
+            &plugin.plugin_id,
+            &plugin.version,
+            vec!["{api_base}".into()],
+        )
         .await
         .expect("approve");
     mock_installation(&server, &mock, "crm", &[]).await;

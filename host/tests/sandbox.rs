@@ -123,7 +123,10 @@ async fn unapproved_host_is_denied_even_if_requested() {
 // ----- secrets and addresses ---------------------------------------------------------------------
 
 /// An API on loopback that answers `GET /echo` with the `x-api-key` it got, and counts hits.
-async fn key_echo() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+async fn key_echo() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     let hits = Arc::new(AtomicUsize::new(0));
@@ -221,12 +224,17 @@ async fn private_addresses_and_plain_http_are_refused_before_connecting_unless_a
     let port = addr.port();
     // (origin, what the refusal must name). Nothing here is ever connected to: the refusal
     // comes from the URL or the name's resolution. Only loopback is used below when allowed.
+    // Loopback comes first so that a host without the check fails the test there, before it
+    // could send anything to an address off this machine.
     let refused = [
         (format!("https://127.0.0.1:{port}"), "127.0.0.1"),
         ("https://10.0.0.1".to_string(), "10.0.0.1"),
         ("https://169.254.169.254".to_string(), "169.254.169.254"),
         (format!("https://[::1]:{port}"), "::1"),
-        (format!("https://[::ffff:7f00:1]:{port}"), "::ffff:127.0.0.1"),
+        (
+            format!("https://[::ffff:7f00:1]:{port}"),
+            "::ffff:127.0.0.1",
+        ),
         ("https://[fd00::1]".to_string(), "fd00::1"),
         ("https://[fe80::1]".to_string(), "fe80::1"),
         ("https://0.0.0.0".to_string(), "0.0.0.0"),
@@ -258,7 +266,10 @@ async fn private_addresses_and_plain_http_are_refused_before_connecting_unless_a
     // With the deployment's permission, loopback (by address and by name) works.
     let allowed = common::runtime_with_network(dir.path(), true);
     let plugin = common::load(&allowed, &common::component(MISBEHAVE)).await;
-    for origin in [format!("http://127.0.0.1:{port}"), format!("http://localhost:{port}")] {
+    for origin in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+    ] {
         let conn = allowed
             .social(&plugin, &target_installation(&origin, &[]))
             .expect("bind");
@@ -267,7 +278,9 @@ async fn private_addresses_and_plain_http_are_refused_before_connecting_unless_a
             .await
             .unwrap_or_else(|e| panic!("{origin} allowed: {e}"));
         assert!(
-            page.next_cursor.unwrap_or_default().starts_with("status 200"),
+            page.next_cursor
+                .unwrap_or_default()
+                .starts_with("status 200"),
             "{origin}"
         );
     }

@@ -159,11 +159,11 @@ pub fn secret_for_plugin(key: &str) -> CredentialRule {
 pub mod prelude {
     pub use crate::{
         http, log_debug, log_error, log_info, log_trace, log_warn, now_ms, paging,
-        secret_for_plugin, signature, text, webhook, Attachment, BasicCredential, CallContext, ConnectorError, Context,
-        CredentialPlacement, CredentialRule, InvalidField, LengthUnit, Manifest, NamedTemplate,
-        Oauth2Flow, Oauth2Spec, PluginKind, PolicyViolation, RateLimit, ReplyWindow, Result,
-        SettingSpec, SocialIdentity, StreamSpec, TextLimit, TimestampMs, Visibility,
-        WebhookRequest, WebhookResponse,
+        secret_for_plugin, signature, text, webhook, Attachment, BasicCredential, CallContext,
+        ConnectorError, Context, CredentialPlacement, CredentialRule, InvalidField, LengthUnit,
+        Manifest, NamedTemplate, Oauth2Flow, Oauth2Spec, PluginKind, PolicyViolation, RateLimit,
+        ReplyWindow, Result, SettingSpec, SocialIdentity, StreamSpec, TextLimit, TimestampMs,
+        Visibility, WebhookRequest, WebhookResponse,
     };
 
     #[cfg(feature = "helpdesk")]

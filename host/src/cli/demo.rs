@@ -441,9 +441,7 @@ async fn start_hub(
     let mut config = HubConfig::new(database_url, dir, secret_key);
     // The demo's simulators listen on loopback over plain http.
     config.network.allow_private_network = true;
-    let hub = Hub::open(config)
-        .await
-        .context("opening the hub")?;
+    let hub = Hub::open(config).await.context("opening the hub")?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;

@@ -325,8 +325,7 @@ fn capability_lines(manifest: &PluginManifest) -> Vec<String> {
     }
     if let Some(spec) = &manifest.oauth2 {
         lines.push(
-            "It runs OAuth2 through the host, which sends the client secret and tokens to:"
-                .into(),
+            "It runs OAuth2 through the host, which sends the client secret and tokens to:".into(),
         );
         lines.push(format!("  token URL      {}", spec.token_url));
         if !spec.authorize_url.trim().is_empty() {
@@ -605,10 +604,16 @@ mod tests {
             ),
             "{shown}"
         );
-        assert!(shown.contains("token URL      {login_url}/token"), "{shown}");
+        assert!(
+            shown.contains("token URL      {login_url}/token"),
+            "{shown}"
+        );
         assert!(shown.contains("approved too: {login_url}"), "{shown}");
         assert!(shown.contains("secret settings (to check webhook signatures): webhook_secret"));
         // No Rust debug output: `Basic { username: .. }`.
-        assert!(!shown.contains("Basic {") && !shown.contains("username:"), "{shown}");
+        assert!(
+            !shown.contains("Basic {") && !shown.contains("username:"),
+            "{shown}"
+        );
     }
 }

@@ -57,9 +57,16 @@ impl Hub {
             .filter_map(|s| Some((s.key.clone(), s.default.clone()?)))
             .collect();
         let network = self.inner.runtime.config().network;
-        ClientConfig::new(installation_id, spec, settings, &defaults, approved, network)
-            .map(Some)
-            .map_err(|e| HubError::Invalid(format!("installation `{installation_id}`: {e}")))
+        ClientConfig::new(
+            installation_id,
+            spec,
+            settings,
+            &defaults,
+            approved,
+            network,
+        )
+        .map(Some)
+        .map_err(|e| HubError::Invalid(format!("installation `{installation_id}`: {e}")))
     }
 
     /// The token source bound into the installation's plugin calls, when its plugin declares

@@ -346,7 +346,9 @@ fn classify(
         RequestTokenError::Request(e) => {
             if let oauth2::HttpClientError::Reqwest(e) = &e {
                 if let Some(refused) = crate::runtime::http::network_refusal(e.as_ref()) {
-                    return FlowError::Unavailable(format!("{what}: the token endpoint: {refused}"));
+                    return FlowError::Unavailable(format!(
+                        "{what}: the token endpoint: {refused}"
+                    ));
                 }
             }
             let detail = match &e {

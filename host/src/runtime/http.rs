@@ -696,9 +696,8 @@ impl reqwest::dns::Resolve for PinnedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addresses: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if let Some((address, kind)) = addresses
                 .iter()
                 .find_map(|a| restricted_kind(a.ip()).map(|kind| (a.ip(), kind)))
@@ -707,7 +706,8 @@ impl reqwest::dns::Resolve for PinnedResolver {
                     host: quoted(&host, &[]),
                     address,
                     kind,
-                }) as Box<dyn std::error::Error + Send + Sync>);
+                })
+                    as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
         })
@@ -866,9 +866,21 @@ mod tests {
         ] {
             assert!(kind(ip).is_some(), "{ip} must be refused");
         }
-        assert_eq!(kind("169.254.169.254").as_deref(), Some("link-local (cloud metadata)"));
-        assert_eq!(kind("::ffff:127.0.0.1").as_deref(), Some("IPv4-mapped loopback"));
-        for ip in ["8.8.8.8", "172.32.0.1", "192.169.0.1", "2606:4700::1111", "::ffff:1.1.1.1"] {
+        assert_eq!(
+            kind("169.254.169.254").as_deref(),
+            Some("link-local (cloud metadata)")
+        );
+        assert_eq!(
+            kind("::ffff:127.0.0.1").as_deref(),
+            Some("IPv4-mapped loopback")
+        );
+        for ip in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "192.169.0.1",
+            "2606:4700::1111",
+            "::ffff:1.1.1.1",
+        ] {
             assert_eq!(kind(ip), None, "{ip} is public");
         }
     }
@@ -877,7 +889,10 @@ mod tests {
     fn urls_are_checked_before_any_connection() {
         let strict = NetworkAccess::default();
         let check = |url: &str| strict.check_url(&Url::parse(url).expect("url"));
-        assert!(check("https://api.example.com/x").is_ok(), "names go to the resolver");
+        assert!(
+            check("https://api.example.com/x").is_ok(),
+            "names go to the resolver"
+        );
         let refused = check("https://169.254.169.254/latest/meta-data").expect_err("metadata");
         let message = refused.to_string();
         assert!(
@@ -907,7 +922,10 @@ mod tests {
         };
         let refused = network_refusal(error.as_ref()).expect("a NetworkRefused");
         let message = refused.to_string();
-        assert!(message.contains("localhost") && message.contains("loopback"), "{message}");
+        assert!(
+            message.contains("localhost") && message.contains("loopback"),
+            "{message}"
+        );
     }
 
     #[tokio::test]
@@ -925,7 +943,10 @@ mod tests {
         let HttpError::Denied(message) = err else {
             panic!("expected denied, got {err:?}")
         };
-        assert!(message.contains("localhost") && message.contains("127.0.0.1"), "{message}");
+        assert!(
+            message.contains("localhost") && message.contains("127.0.0.1"),
+            "{message}"
+        );
         assert_eq!(hits.load(Ordering::SeqCst), 0);
     }
 
@@ -946,7 +967,11 @@ mod tests {
         );
         let out = p.authorize(&request(&long)).expect("allowed");
         assert!(out.display_url.len() < 400, "{}", out.display_url.len());
-        assert!(!out.display_url.contains("hook-secret"), "{}", out.display_url);
+        assert!(
+            !out.display_url.contains("hook-secret"),
+            "{}",
+            out.display_url
+        );
         assert!(out.display_url.contains("[redacted]"));
         let denied = p
             .authorize(&request(&format!("https://{}.example/", "a".repeat(5_000))))
@@ -1041,7 +1066,10 @@ mod tests {
         let (base, hits) = api().await;
         let source = Arc::new(StaticToken::new("stale").then(&["good"]));
         let p = oauth_policy(&base, Some(source.clone()));
-        let sender = HttpSender::new(NetworkAccess { allow_private_network: true }).expect("sender");
+        let sender = HttpSender::new(NetworkAccess {
+            allow_private_network: true,
+        })
+        .expect("sender");
         let response = sender
             .send(&p, post(format!("{base}/echo")), Duration::from_secs(5))
             .await
@@ -1070,11 +1098,13 @@ mod tests {
     async fn a_token_credential_without_a_source_is_refused_before_sending() {
         let (base, hits) = api().await;
         let p = oauth_policy(&base, None);
-        let err = HttpSender::new(NetworkAccess { allow_private_network: true })
-            .expect("sender")
-            .send(&p, post(format!("{base}/echo")), Duration::from_secs(5))
-            .await
-            .expect_err("refused");
+        let err = HttpSender::new(NetworkAccess {
+            allow_private_network: true,
+        })
+        .expect("sender")
+        .send(&p, post(format!("{base}/echo")), Duration::from_secs(5))
+        .await
+        .expect_err("refused");
         let HttpError::Denied(message) = err else {
             panic!("expected denied, got {err:?}")
         };

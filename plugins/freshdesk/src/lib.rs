@@ -1217,10 +1217,10 @@ mod tests {
             .iter()
             .filter(|rule| rule.host_pattern != "plugin")
             .all(|rule| rule.placement
-            == CredentialPlacement::Basic(BasicCredential {
-                username: "{api_key}".into(),
-                password: "X".into(),
-            })));
+                == CredentialPlacement::Basic(BasicCredential {
+                    username: "{api_key}".into(),
+                    password: "X".into(),
+                })));
         assert_eq!(manifest.streams[0].name, "ticket-changes");
         assert!(manifest.accepts_webhooks);
         let key = manifest

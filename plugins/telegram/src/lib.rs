@@ -60,7 +60,7 @@ impl SocialConnector for Telegram {
         let update: Update = serde_json::from_slice(&request.body).map_err(|err| {
             ConnectorError::invalid("body", format!("not a Telegram update: {err}"))
         })?;
-        let bot = bot_identity(ctx, update.from_a_bot())?;
+        let bot = bot_identity(ctx, update.sent_by_a_bot())?;
         let events: Vec<_> = updates::event_from_update(&update, bot)
             .into_iter()
             .collect();

@@ -33,7 +33,7 @@ pub struct Update {
 
 impl Update {
     /// Whether its message was sent by a bot (see [`has_bot_sender`]).
-    pub fn from_a_bot(&self) -> bool {
+    pub fn sent_by_a_bot(&self) -> bool {
         [
             &self.message,
             &self.edited_message,
@@ -482,8 +482,8 @@ mod tests {
         assert!(!has_bot_sender(std::slice::from_ref(&human)));
         assert!(has_bot_sender(&[human.clone(), bot.clone()]));
         let typed = |v: &serde_json::Value| Update::deserialize(v).expect("update");
-        assert!(!typed(&human).from_a_bot());
-        assert!(typed(&bot).from_a_bot());
+        assert!(!typed(&human).sent_by_a_bot());
+        assert!(typed(&bot).sent_by_a_bot());
     }
 
     #[test]

@@ -1074,10 +1074,10 @@ mod tests {
             .iter()
             .filter(|rule| rule.host_pattern != "plugin")
             .all(|rule| rule.placement
-            == CredentialPlacement::Basic(BasicCredential {
-                username: "{email}/token".into(),
-                password: "{api_token}".into(),
-            })));
+                == CredentialPlacement::Basic(BasicCredential {
+                    username: "{email}/token".into(),
+                    password: "{api_token}".into(),
+                })));
         assert_eq!(manifest.streams[0].name, "ticket-events");
         assert_eq!(manifest.streams[0].default_schedule, "*/30 * * * * *");
         assert!(manifest.accepts_webhooks);
