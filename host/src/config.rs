@@ -32,6 +32,11 @@
 //! durable_commits = true      # synchronous=FULL: a commit survives a power cut
 //! wal_limit_mb = 64           # the write-ahead log is truncated past this size
 //! retention_days = 30         # processed events, delivered outbox rows, job runs (at least 7)
+//!
+//! [runtime]
+//! # Let plugins and OAuth2 token requests reach loopback, private and link-local addresses and
+//! # plain http (SWITCHBOARD_ALLOW_PRIVATE_NETWORK). Tests and local simulators only.
+//! allow_private_network = false
 //! ```
 
 use std::fmt;
@@ -45,6 +50,7 @@ use serde::Deserialize;
 
 use crate::hub::{HubConfig, OutboxConfig};
 use crate::store::StoreOptions;
+use crate::runtime::NetworkAccess;
 
 /// Where the data dir is when nothing says otherwise (relative to the working directory).
 pub const DEFAULT_DATA_DIR: &str = "switchboard-data";
@@ -135,6 +141,8 @@ pub struct Config {
     pub store: StoreOptions,
     /// How long processed events, delivered outbox rows and job runs are kept.
     pub retention: Duration,
+    /// `[runtime] allow_private_network`.
+    pub network: NetworkAccess,
 }
 
 // Credentials never appear in Debug output (and so never in logs).
@@ -155,6 +163,7 @@ impl fmt::Debug for Config {
             .field("request_timeout", &self.request_timeout)
             .field("outbox", &self.outbox)
             .field("scheduler_tick", &self.scheduler_tick)
+            .field("network", &self.network)
             .finish()
     }
 }
@@ -178,6 +187,14 @@ struct FileConfig {
     scheduler: FileScheduler,
     #[serde(default)]
     store: FileStore,
+    #[serde(default)]
+    runtime: FileRuntime,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRuntime {
+    allow_private_network: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -461,7 +478,7 @@ impl Config {
                 file.store.durable_commits.map(|b| b.to_string()),
                 "store.durable_commits",
             ) {
-                Some(found) => parse(found, "true or false")?,
+                Some(found) => parse_bool(found)?,
                 None => store_defaults.durable_commits,
             },
             wal_limit_bytes: match pick_num(
@@ -492,6 +509,14 @@ impl Config {
             }
             None => Duration::from_secs(DEFAULT_RETENTION_DAYS * 86_400),
         };
+        let allow_private_network = match pick_num(
+            "SWITCHBOARD_ALLOW_PRIVATE_NETWORK",
+            file.runtime.allow_private_network.map(|b| b.to_string()),
+            "runtime.allow_private_network",
+        ) {
+            Some(found) => parse_bool(found)?,
+            None => false,
+        };
 
         Ok(Self {
             file: file_path,
@@ -507,6 +532,9 @@ impl Config {
             scheduler_tick,
             store,
             retention,
+            network: NetworkAccess {
+                allow_private_network,
+            },
         })
     }
 
@@ -574,6 +602,7 @@ impl Config {
             scheduler_tick: self.scheduler_tick,
             store: self.store.clone(),
             retention: self.retention,
+            network: self.network,
         })
     }
 
@@ -615,6 +644,17 @@ fn parse<T: FromStr>(found: Found<String>, expected: &str) -> Result<T, ConfigEr
             &format!("`{}` is not {expected}", found.value),
         )
     })
+}
+
+fn parse_bool(found: Found<String>) -> Result<bool, ConfigError> {
+    match found.value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(value_error(
+            &found.source,
+            &format!("`{}` is not true or false", found.value),
+        )),
+    }
 }
 
 fn positive<T: PartialEq + Default>(value: T, what: &str) -> Result<T, ConfigError> {
@@ -749,6 +789,38 @@ mod tests {
         let path = dir.join("switchboard.toml");
         std::fs::write(&path, text).expect("write config");
         path
+    }
+
+    #[test]
+    fn private_network_is_refused_unless_the_file_or_env_allows_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let overrides = Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Overrides::default()
+        };
+        let config = Config::resolve(&overrides, &env_of(&[])).expect("config");
+        assert!(!config.network.allow_private_network, "production default");
+        assert!(
+            !config
+                .hub_config()
+                .expect("hub")
+                .network
+                .allow_private_network
+        );
+        write_config(dir.path(), "[runtime]\nallow_private_network = true\n");
+        let config = Config::resolve(&overrides, &env_of(&[])).expect("config");
+        assert!(config.network.allow_private_network);
+        let env = env_of(&[("SWITCHBOARD_ALLOW_PRIVATE_NETWORK", "false")]);
+        let config = Config::resolve(&overrides, &env).expect("config");
+        assert!(!config.network.allow_private_network, "env beats file");
+        let env = env_of(&[("SWITCHBOARD_ALLOW_PRIVATE_NETWORK", "maybe")]);
+        let error = Config::resolve(&overrides, &env).expect_err("not a bool");
+        assert!(
+            error
+                .to_string()
+                .contains("SWITCHBOARD_ALLOW_PRIVATE_NETWORK"),
+            "{error}"
+        );
     }
 
     #[test]

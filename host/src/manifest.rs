@@ -47,11 +47,25 @@ pub enum CredentialPlacement {
     PathPrefix { prefix: String },
 }
 
+/// Where the host adds a credential: to requests to `host_pattern`, or, when `host_pattern` is
+/// [`PLUGIN_ITSELF`], into the plugin's own call context (see there).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CredentialRule {
     pub host_pattern: String,
     pub placement: CredentialPlacement,
 }
+
+/// The `host-pattern` of a credential rule that gives a secret setting to the plugin itself.
+///
+/// Secret settings reach a plugin's call context only when it asks for them this way, because
+/// contract 0.2's `setting-spec` has no field for it and a new contract version would make
+/// every built plugin obsolete. A credential rule is the natural carrier: it is what says
+/// where a secret goes, and admins review credential rules at install. The rule reads
+/// `credential-rule { host-pattern: "plugin", placement: header({ name: "KEY", value: "{KEY}" }) }`:
+/// the plugin receives the setting `KEY` under its own name. It exists for the secrets a
+/// plugin must compare itself, such as a webhook signing secret. The OAuth2 client secret
+/// and JWT private key are never given to a plugin, whatever the manifest says.
+pub const PLUGIN_ITSELF: &str = "plugin";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {
@@ -228,6 +242,64 @@ impl PluginManifest {
         self.settings.iter().find(|s| s.key == key)
     }
 
+    /// The secret settings the manifest asks to see itself ([`PLUGIN_ITSELF`] rules), OAuth2
+    /// secrets excluded.
+    pub fn plugin_visible_secrets(&self) -> Vec<&str> {
+        self.capabilities
+            .credentials
+            .iter()
+            .filter(|rule| rule.host_pattern == PLUGIN_ITSELF)
+            .filter_map(|rule| match &rule.placement {
+                CredentialPlacement::Header { name, value } if *value == format!("{{{name}}}") => {
+                    Some(name.as_str())
+                }
+                _ => None,
+            })
+            .filter(|key| !oauth_settings::NEVER_TO_PLUGIN.contains(key))
+            .collect()
+    }
+
+    /// Whether the setting (or token-response field) `key` goes into the plugin's call
+    /// context: everything but secrets, and the secrets it asked for.
+    pub fn plugin_sees(&self, key: &str) -> bool {
+        if oauth_settings::NEVER_TO_PLUGIN.contains(&key) {
+            return false;
+        }
+        match self.setting(key) {
+            Some(spec) if spec.secret => self.plugin_visible_secrets().contains(&key),
+            _ => true,
+        }
+    }
+
+    /// The origins of the OAuth2 endpoints, as templates (`{login_url}`), token URL first.
+    /// Client secrets and refresh tokens are sent to them, so an admin approves them like
+    /// `http_hosts`.
+    pub fn oauth_origins(&self) -> Vec<String> {
+        let Some(spec) = &self.oauth2 else {
+            return Vec::new();
+        };
+        let mut origins = vec![origin_template(&spec.token_url)];
+        if !spec.authorize_url.trim().is_empty() {
+            let authorize = origin_template(&spec.authorize_url);
+            if !origins.contains(&authorize) {
+                origins.push(authorize);
+            }
+        }
+        origins
+    }
+
+    /// Everything an admin approves at install: `http_hosts`, then the OAuth2 origins that
+    /// are not among them.
+    pub fn requested_origins(&self) -> Vec<String> {
+        let mut origins = self.capabilities.http_hosts.clone();
+        for origin in self.oauth_origins() {
+            if !origins.contains(&origin) {
+                origins.push(origin);
+            }
+        }
+        origins
+    }
+
     /// Checks everything the host relies on. `world` is the kind the component's exports say.
     pub fn validate(&self, world: PluginKind) -> Result<(), ManifestError> {
         let mut problems = Vec::new();
@@ -284,6 +356,10 @@ impl PluginManifest {
             }
         }
         for rule in &self.capabilities.credentials {
+            if rule.host_pattern == PLUGIN_ITSELF {
+                self.validate_plugin_rule(rule, &mut problems);
+                continue;
+            }
             if !self.capabilities.http_hosts.contains(&rule.host_pattern) {
                 problems.push(format!(
                     "credential rule for `{}` must name one of the requested http hosts",
@@ -331,9 +407,37 @@ pub mod oauth_settings {
     pub const JWT_USERNAME: &str = "oauth_jwt_username";
     /// Optional `aud` of JWT bearer assertions; the token URL's origin without it.
     pub const JWT_AUDIENCE: &str = "oauth_jwt_audience";
+    /// The settings that never reach a plugin's call context, whatever its manifest says.
+    pub const NEVER_TO_PLUGIN: [&str; 2] = [CLIENT_SECRET, JWT_PRIVATE_KEY];
 }
 
 impl PluginManifest {
+    /// A [`PLUGIN_ITSELF`] rule must name one declared secret setting, as `header(KEY, "{KEY}")`.
+    fn validate_plugin_rule(&self, rule: &CredentialRule, problems: &mut Vec<String>) {
+        let CredentialPlacement::Header { name, value } = &rule.placement else {
+            problems.push(format!(
+                "credential rule for `{PLUGIN_ITSELF}` must be a header placement naming the \
+                 secret setting the plugin sees, as header(KEY, \"{{KEY}}\")"
+            ));
+            return;
+        };
+        if *value != format!("{{{name}}}") {
+            problems.push(format!(
+                "credential rule for `{PLUGIN_ITSELF}`: the value `{value}` must be `{{{name}}}`"
+            ));
+        } else if oauth_settings::NEVER_TO_PLUGIN.contains(&name.as_str()) {
+            problems.push(format!(
+                "credential rule for `{PLUGIN_ITSELF}`: `{name}` is never given to a plugin; \
+                 the host runs OAuth2 itself"
+            ));
+        } else if !self.setting(name).is_some_and(|s| s.secret) {
+            problems.push(format!(
+                "credential rule for `{PLUGIN_ITSELF}` names `{name}`, which is not a declared \
+                 secret setting (non-secret settings reach the plugin anyway)"
+            ));
+        }
+    }
+
     fn validate_oauth2(&self, spec: &OAuth2Spec, problems: &mut Vec<String>) {
         use oauth_settings::*;
         const FLOWS: [&str; 4] = [
@@ -379,6 +483,12 @@ impl PluginManifest {
             urls.push(("authorize-url", &spec.authorize_url));
         }
         for (what, template) in urls {
+            let origin = origin_template(template);
+            if placeholders(&origin).is_ok_and(|p| p.is_empty()) {
+                if let Err(e) = OriginPattern::parse(&origin) {
+                    problems.push(format!("oauth2 {what}: {e}"));
+                }
+            }
             match placeholders(template) {
                 Ok(names) => {
                     for name in names.iter().filter(|n| self.setting(n).is_none()) {
@@ -424,6 +534,48 @@ pub enum TemplateError {
     Empty,
 }
 
+/// What differs between the manifest an admin approved and the one a component describes
+/// now, as a list of field names (`capabilities.http_hosts, version`); `None` when equal.
+pub fn differences(approved: &PluginManifest, described: &PluginManifest) -> Option<String> {
+    if approved == described {
+        return None;
+    }
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (
+        serde_json::to_value(approved),
+        serde_json::to_value(described),
+    ) else {
+        return Some("the whole manifest".into());
+    };
+    let mut fields = BTreeSet::new();
+    for key in a.keys().chain(b.keys()) {
+        match (a.get(key), b.get(key)) {
+            (Some(serde_json::Value::Object(x)), Some(serde_json::Value::Object(y))) => {
+                for sub in x.keys().chain(y.keys()) {
+                    if x.get(sub) != y.get(sub) {
+                        fields.insert(format!("{key}.{sub}"));
+                    }
+                }
+            }
+            (x, y) if x != y => {
+                fields.insert(key.clone());
+            }
+            _ => {}
+        }
+    }
+    Some(fields.into_iter().collect::<Vec<_>>().join(", "))
+}
+
+/// The origin part of a URL template: `scheme://authority` when it starts with a scheme,
+/// else everything before the path (`{login_url}/services/oauth2/token` gives `{login_url}`).
+pub fn origin_template(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(at) => url.split_at(at + 3),
+        None => ("", url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    format!("{scheme}{}", &rest[..end])
+}
+
 /// The setting names a template refers to, in order.
 pub fn placeholders(template: &str) -> Result<Vec<String>, TemplateError> {
     let mut names = Vec::new();
@@ -459,6 +611,130 @@ pub fn expand(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn manifest(credentials: Vec<CredentialRule>) -> PluginManifest {
+        let setting = |key: &str, secret: bool| SettingSpec {
+            key: key.into(),
+            label: key.into(),
+            description: String::new(),
+            secret,
+            required: false,
+            default: None,
+        };
+        PluginManifest {
+            id: "acme".into(),
+            name: "Acme".into(),
+            version: "1.0.0".into(),
+            kind: PluginKind::Helpdesk,
+            description: String::new(),
+            settings: vec![
+                setting("login_url", false),
+                setting("oauth_client_id", false),
+                setting("oauth_client_secret", true),
+                setting("api_key", true),
+                setting("webhook_secret", true),
+            ],
+            capabilities: Capabilities {
+                http_hosts: vec!["https://api.acme.com".into()],
+                credentials,
+            },
+            streams: vec![],
+            accepts_webhooks: true,
+            text_limits: vec![],
+            reply_windows: vec![],
+            oauth2: Some(OAuth2Spec {
+                authorize_url: "https://auth.acme.com/authorize".into(),
+                token_url: "{login_url}/oauth/token".into(),
+                scopes: vec![],
+                flows: vec!["authorization-code-pkce".into()],
+            }),
+        }
+    }
+
+    fn for_plugin(key: &str) -> CredentialRule {
+        CredentialRule {
+            host_pattern: PLUGIN_ITSELF.into(),
+            placement: CredentialPlacement::Header {
+                name: key.into(),
+                value: format!("{{{key}}}"),
+            },
+        }
+    }
+
+    #[test]
+    fn secrets_reach_the_plugin_only_when_asked_and_never_oauth_ones() {
+        let m = manifest(vec![for_plugin("webhook_secret")]);
+        assert!(m.validate(PluginKind::Helpdesk).is_ok());
+        assert!(m.plugin_sees("login_url"));
+        assert!(
+            m.plugin_sees("oauth.instance_url"),
+            "token-response fields are not secret"
+        );
+        assert!(m.plugin_sees("webhook_secret"));
+        assert!(!m.plugin_sees("api_key"));
+        assert!(!m.plugin_sees("oauth_client_secret"));
+
+        // Asking for the OAuth2 client secret: refused at load, and withheld anyway.
+        let m = manifest(vec![for_plugin("oauth_client_secret")]);
+        let problems = m
+            .validate(PluginKind::Helpdesk)
+            .expect_err("refused")
+            .problems;
+        assert!(
+            problems.iter().any(|p| p.contains("never given")),
+            "{problems:?}"
+        );
+        assert!(!m.plugin_sees("oauth_client_secret"));
+        assert!(!m.plugin_sees("oauth_jwt_private_key"));
+
+        let mut odd = for_plugin("api_key");
+        odd.placement = CredentialPlacement::Header {
+            name: "api_key".into(),
+            value: "{webhook_secret}".into(),
+        };
+        assert!(manifest(vec![odd]).validate(PluginKind::Helpdesk).is_err());
+        assert!(manifest(vec![for_plugin("login_url")])
+            .validate(PluginKind::Helpdesk)
+            .is_err());
+    }
+
+    #[test]
+    fn oauth_endpoints_are_requested_origins() {
+        assert_eq!(
+            origin_template("{login_url}/services/oauth2/token"),
+            "{login_url}"
+        );
+        assert_eq!(
+            origin_template("https://{sub}.zendesk.com/oauth/tokens?x=1"),
+            "https://{sub}.zendesk.com"
+        );
+        assert_eq!(origin_template("{token_endpoint}"), "{token_endpoint}");
+        let m = manifest(vec![]);
+        assert_eq!(
+            m.requested_origins(),
+            [
+                "https://api.acme.com",
+                "{login_url}",
+                "https://auth.acme.com"
+            ]
+        );
+    }
+
+    #[test]
+    fn differences_name_the_fields() {
+        let approved = manifest(vec![]);
+        assert_eq!(differences(&approved, &approved.clone()), None);
+        let mut described = approved.clone();
+        described
+            .capabilities
+            .http_hosts
+            .push("https://evil.example".into());
+        described.description = "changed".into();
+        assert_eq!(
+            differences(&approved, &described).as_deref(),
+            Some("capabilities.http_hosts, description")
+        );
+    }
 
     #[test]
     fn templates_expand_or_skip() {

@@ -273,3 +273,35 @@ async fn a_running_job_is_not_started_again_and_missed_slots_run_once() {
     shutdown.cancel();
     while workers.join_next().await.is_some() {}
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_whose_manifest_differs_from_the_approved_one_is_refused_until_reapproved() {
+    let w = world().await;
+    assert!(w.hub.test_installation(TG).await.expect("test").ok);
+    // What an admin approved differs from what the component describes now (as a component
+    // with a clock-dependent `describe` would make it): here the stored copy is edited.
+    let pool = raw_db(&w).await;
+    sqlx::query(
+        "UPDATE plugins SET manifest_json = json_set(manifest_json, '$.capabilities.http_hosts', \
+         json_array('https://api.telegram.org')) WHERE plugin_id = 'telegram'",
+    )
+    .execute(&pool)
+    .await
+    .expect("edit the approved manifest");
+    let error = w.hub.test_installation(TG).await.expect_err("refused");
+    let message = error.to_string();
+    assert!(
+        matches!(error, HubError::Invalid(_))
+            && message.contains("telegram")
+            && message.contains("capabilities.http_hosts")
+            && message.contains("approve it again"),
+        "{message}"
+    );
+
+    // Approving the component again stores what it describes, and it runs.
+    w.hub
+        .install_plugin(&common::component_once("plugins/telegram"), true)
+        .await
+        .expect("approve again");
+    assert!(w.hub.test_installation(TG).await.expect("test").ok);
+}

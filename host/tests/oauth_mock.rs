@@ -381,3 +381,66 @@ async fn an_expired_state_is_refused_and_cannot_be_used_later() {
     assert_eq!(mock.count("authorization_code"), 0, "no code was exchanged");
     assert_eq!(server.view("crm").await["oauth"]["connected"], false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unapproved_token_url_is_refused_by_name_before_any_request() {
+    let server = HubServer::start().await;
+    let mock = Mock::start().await;
+    let plugin = server
+        .hub
+        .get_plugin("test.oauth-helpdesk")
+        .await
+        .expect("plugin");
+    assert!(
+        plugin.approved_hosts.contains(&"{login_url}".to_string()),
+        "--approve approves the OAuth2 endpoints' origin: {:?}",
+        plugin.approved_hosts
+    );
+    // Only the API host is approved: the OAuth2 endpoints' origin `{login_url}` is not.
+    server
+        .hub
+        .approve_plugin(
+            &plugin.plugin_id,
+            &plugin.version,
+            vec!["{api_base}".into()],
+        )
+        .await
+        .expect("approve");
+    mock_installation(&server, &mock, "crm", &[]).await;
+    let (status, body) = server
+        .api(Method::POST, "/installations/crm/oauth/connect")
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let message = body.to_string();
+    assert!(
+        message.contains(&mock.base) && message.contains("not approved"),
+        "names the origin: {message}"
+    );
+    assert!(!message.contains(CLIENT_SECRET), "{message}");
+    let error = server
+        .hub
+        .oauth_start("crm", &server.callback_url())
+        .await
+        .expect_err("the browser flow is refused too");
+    assert!(error.to_string().contains(&mock.base), "{error}");
+    assert_eq!(
+        mock.state.grants.lock().expect("lock").len(),
+        0,
+        "no token request was made"
+    );
+
+    // Approved again, the same installation connects.
+    server
+        .hub
+        .approve_plugin(
+            &plugin.plugin_id,
+            &plugin.version,
+            plugin.manifest.requested_origins(),
+        )
+        .await
+        .expect("approve");
+    let (status, body) = server
+        .api(Method::POST, "/installations/crm/oauth/connect")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

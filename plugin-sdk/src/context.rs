@@ -7,9 +7,10 @@ use crate::{CallContext, ConnectorError, Result};
 /// What every operation receives: which installation the call is for, and its settings.
 ///
 /// Settings are the values the admin filled in for the [`SettingSpec`](crate::SettingSpec)s of
-/// the plugin's manifest, secret ones included (a plugin may need a secret to check a webhook
-/// signature). Never log a secret; the host redacts them from plugin logs as a second line of
-/// defence.
+/// the plugin's manifest. Secret ones are left out, except those the manifest asks to see with
+/// [`secret_for_plugin`](crate::secret_for_plugin) (to check a webhook signature): the host
+/// puts the others into requests itself. Never log a secret; the host redacts them from plugin
+/// logs as a second line of defence.
 ///
 /// An empty value counts as absent: admin forms submit empty strings for fields left blank.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,6 +64,11 @@ impl Context {
     /// The value of setting `key`, or `default` when it is absent or empty.
     pub fn setting_or<'a>(&'a self, key: &str, default: &'a str) -> &'a str {
         self.setting(key).unwrap_or(default)
+    }
+
+    /// Every setting the call received, in key order (empty values included).
+    pub fn settings(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
 

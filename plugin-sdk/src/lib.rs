@@ -121,6 +121,35 @@ pub fn now_ms() -> u64 {
     }
 }
 
+/// The `host-pattern` of a credential rule that gives a secret setting to the plugin itself
+/// (see [`secret_for_plugin`]).
+pub const PLUGIN_ITSELF: &str = "plugin";
+
+/// A credential rule that lets the plugin itself see the secret setting `key` in its
+/// [`Context`]; put it in the manifest's `credentials`.
+///
+/// The host gives a plugin no secret setting unless it asks this way: secrets go to the
+/// credentials the host adds to requests, and to OAuth2, which the host runs. Ask only for a
+/// secret the plugin must compare itself, such as a webhook signing secret. Admins see the
+/// request at install. The OAuth2 client secret and JWT private key are never given to a
+/// plugin (the manifest check refuses such a rule).
+///
+/// ```
+/// # use switchboard_plugin_sdk::{secret_for_plugin, CredentialPlacement};
+/// let rule = secret_for_plugin("webhook_secret");
+/// assert_eq!(rule.host_pattern, "plugin");
+/// assert!(matches!(rule.placement, CredentialPlacement::Header(h) if h.value == "{webhook_secret}"));
+/// ```
+pub fn secret_for_plugin(key: &str) -> CredentialRule {
+    CredentialRule {
+        host_pattern: PLUGIN_ITSELF.to_string(),
+        placement: CredentialPlacement::Header(NamedTemplate {
+            name: key.to_string(),
+            value: format!("{{{key}}}"),
+        }),
+    }
+}
+
 /// Everything a connector usually needs: `use switchboard_plugin_sdk::prelude::*;`.
 ///
 /// It brings in the shared types, [`Result`], [`Context`], the helper modules (`http`, `paging`,
@@ -129,12 +158,12 @@ pub fn now_ms() -> u64 {
 /// and `helpdesk`; import them from there, by name or with a glob.
 pub mod prelude {
     pub use crate::{
-        http, log_debug, log_error, log_info, log_trace, log_warn, now_ms, paging, signature, text,
-        webhook, Attachment, BasicCredential, CallContext, ConnectorError, Context,
-        CredentialPlacement, CredentialRule, InvalidField, LengthUnit, Manifest, NamedTemplate,
-        Oauth2Flow, Oauth2Spec, PluginKind, PolicyViolation, RateLimit, ReplyWindow, Result,
-        SettingSpec, SocialIdentity, StreamSpec, TextLimit, TimestampMs, Visibility,
-        WebhookRequest, WebhookResponse,
+        http, log_debug, log_error, log_info, log_trace, log_warn, now_ms, paging,
+        secret_for_plugin, signature, text, webhook, Attachment, BasicCredential, CallContext,
+        ConnectorError, Context, CredentialPlacement, CredentialRule, InvalidField, LengthUnit,
+        Manifest, NamedTemplate, Oauth2Flow, Oauth2Spec, PluginKind, PolicyViolation, RateLimit,
+        ReplyWindow, Result, SettingSpec, SocialIdentity, StreamSpec, TextLimit, TimestampMs,
+        Visibility, WebhookRequest, WebhookResponse,
     };
 
     #[cfg(feature = "helpdesk")]

@@ -439,9 +439,10 @@ async fn start_hub(
     let admin_token = hex::encode(token);
 
     let database_url = format!("sqlite://{}", dir.join("hub.db").display());
-    let hub = Hub::open(HubConfig::new(database_url, dir, secret_key))
-        .await
-        .context("opening the hub")?;
+    let mut config = HubConfig::new(database_url, dir, secret_key);
+    // The demo's simulators listen on loopback over plain http.
+    config.network.allow_private_network = true;
+    let hub = Hub::open(config).await.context("opening the hub")?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;

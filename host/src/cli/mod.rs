@@ -130,9 +130,9 @@ impl Context {
 
     pub(crate) fn runtime(&self) -> anyhow::Result<Runtime> {
         let config = self.config()?;
-        Runtime::new(RuntimeConfig::new(
-            config.data_dir.join("cache").join("components"),
-        ))
+        let mut runtime = RuntimeConfig::new(config.data_dir.join("cache").join("components"));
+        runtime.network = config.network;
+        Runtime::new(runtime)
     }
 
     /// The hub on the configured database, without its workers: what the admin commands use.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::settings::SettingsArgs;
 use super::Context;
-use crate::manifest::{PluginKind, PluginManifest};
+use crate::manifest::{CredentialPlacement, PluginKind, PluginManifest, PLUGIN_ITSELF};
 use crate::plugin_build::{build_plugin, BuildOptions};
 use crate::runtime::bindings::{self, types::WebhookRequest};
 use crate::runtime::{CallError, Installation, Plugin, Runtime};
@@ -22,6 +22,11 @@ use crate::store::{InstallOutcome, NewPlugin};
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// Build a plugin crate into a wasm component; prints the component's path last.
+    ///
+    /// This runs the crate's own build code with your privileges: its `build.rs`, its
+    /// dependencies' proc macros and build scripts, and its `.cargo/config.toml`. It may also
+    /// run `apt-get install` for a missing wasm tool, as root when run as root. Build only
+    /// crates you trust, or build in a throwaway container.
     Build {
         crate_dir: PathBuf,
         /// Cargo target dir for the wasm build (shared by plugins so std is built once).
@@ -241,18 +246,8 @@ async fn install(ctx: &Context, file: &Path, approve: bool) -> anyhow::Result<()
         bindings::CONTRACT
     );
     println!("sha256 {}", plugin.sha256());
-    println!("It requests outbound HTTP to:");
-    if manifest.capabilities.http_hosts.is_empty() {
-        println!("  (nothing)");
-    }
-    for host in &manifest.capabilities.http_hosts {
-        println!("  {host}");
-    }
-    for rule in &manifest.capabilities.credentials {
-        println!(
-            "  and the host adds credentials for {} ({:?})",
-            rule.host_pattern, rule.placement
-        );
+    for line in capability_lines(manifest) {
+        println!("{line}");
     }
     if !approve {
         if !std::io::stdin().is_terminal() {
@@ -266,17 +261,22 @@ async fn install(ctx: &Context, file: &Path, approve: bool) -> anyhow::Result<()
             bail!("not installed: capabilities were not approved");
         }
     }
-    let outcome = ctx
-        .db()
-        .await?
+    let approved = manifest.requested_origins();
+    let db = ctx.db().await?;
+    let outcome = db
         .install_plugin(NewPlugin {
             manifest,
             contract: bindings::CONTRACT,
             sha256: plugin.sha256(),
-            approved_hosts: &manifest.capabilities.http_hosts,
+            approved_hosts: &approved,
             wasm: &wasm,
         })
         .await?;
+    if outcome == InstallOutcome::AlreadyInstalled {
+        // What was just shown and approved replaces the earlier approval.
+        db.reapprove_plugin(manifest, plugin.sha256(), &approved)
+            .await?;
+    }
     match outcome {
         InstallOutcome::InstalledActive => println!("installed {} {} (active)", manifest.id, manifest.version),
         InstallOutcome::InstalledInactive => println!(
@@ -284,9 +284,65 @@ async fn install(ctx: &Context, file: &Path, approve: bool) -> anyhow::Result<()
             id = manifest.id,
             v = manifest.version
         ),
-        InstallOutcome::AlreadyInstalled => println!("{} {} is already installed", manifest.id, manifest.version),
+        InstallOutcome::AlreadyInstalled => println!(
+            "{} {} is already installed; its manifest and hosts are approved again",
+            manifest.id, manifest.version
+        ),
     }
     Ok(())
+}
+
+/// What a plugin asks for, in plain words, for the admin to approve at install.
+fn capability_lines(manifest: &PluginManifest) -> Vec<String> {
+    let mut lines = vec!["It requests outbound HTTP to:".to_string()];
+    if manifest.capabilities.http_hosts.is_empty() {
+        lines.push("  (nothing)".into());
+    }
+    for host in &manifest.capabilities.http_hosts {
+        lines.push(format!("  {host}"));
+    }
+    if let Some(spec) = &manifest.oauth2 {
+        lines.push(
+            "It runs OAuth2 through the host, which sends the client secret and tokens to:".into(),
+        );
+        lines.push(format!("  token URL      {}", spec.token_url));
+        if !spec.authorize_url.trim().is_empty() {
+            lines.push(format!(
+                "  authorize URL  {} (the admin's browser goes there)",
+                spec.authorize_url
+            ));
+        }
+        lines.push(format!(
+            "  so these origins are approved too: {}",
+            manifest.oauth_origins().join(", ")
+        ));
+    }
+    let rules = &manifest.capabilities.credentials;
+    if !rules.is_empty() {
+        lines.push("The host adds credentials from the installation's settings:".into());
+    }
+    for rule in rules.iter().filter(|r| r.host_pattern != PLUGIN_ITSELF) {
+        let what = match &rule.placement {
+            CredentialPlacement::Basic { username, password } => {
+                format!("HTTP Basic auth, user {username}, password {password}")
+            }
+            CredentialPlacement::Bearer { token } => format!("a bearer token {token}"),
+            CredentialPlacement::Header { name, value } => format!("the header {name}: {value}"),
+            CredentialPlacement::Query { name, value } => {
+                format!("the query parameter {name}={value}")
+            }
+            CredentialPlacement::PathPrefix { prefix } => format!("the path prefix {prefix}"),
+        };
+        lines.push(format!("  to requests to {}: {what}", rule.host_pattern));
+    }
+    let visible = manifest.plugin_visible_secrets();
+    if !visible.is_empty() {
+        lines.push(format!(
+            "The plugin itself sees these secret settings (to check webhook signatures): {}",
+            visible.join(", ")
+        ));
+    }
+    lines
 }
 
 /// A `.wasm` path is loaded from disk with its requested hosts approved for the run; anything
@@ -299,7 +355,7 @@ async fn resolve_plugin(
     let path = Path::new(spec);
     if path.extension().is_some_and(|e| e == "wasm") || path.is_file() {
         let plugin = load_file(runtime, path).await?;
-        let hosts = plugin.manifest().capabilities.http_hosts.clone();
+        let hosts = plugin.manifest().requested_origins();
         return Ok((plugin, hosts));
     }
     let (id, version) = match spec.split_once('@') {
@@ -311,6 +367,14 @@ async fn resolve_plugin(
         .load(&wasm)
         .await
         .with_context(|| format!("installed plugin {id} failed to load"))?;
+    if let Some(changed) = crate::manifest::differences(&record.manifest, plugin.manifest()) {
+        bail!(
+            "installed plugin {id} {} is refused: its component now describes a manifest that \
+             differs from the one an admin approved ({changed}); approve it again with \
+             `switchboard plugin install --approve`",
+            record.version
+        );
+    }
     Ok((plugin, record.approved_hosts))
 }
 
@@ -457,4 +521,77 @@ fn to_json<T: Serialize>(
         Ok(value) => Ok(serde_json::to_value(value)?),
         Err(error) => Err(error),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Capabilities, CredentialRule, OAuth2Spec, SettingSpec};
+
+    #[test]
+    fn install_shows_capabilities_in_plain_words() {
+        let secret = |key: &str| SettingSpec {
+            key: key.into(),
+            label: key.into(),
+            description: String::new(),
+            secret: true,
+            required: false,
+            default: None,
+        };
+        let manifest = PluginManifest {
+            id: "acme".into(),
+            name: "Acme".into(),
+            version: "1.0.0".into(),
+            kind: PluginKind::Helpdesk,
+            description: String::new(),
+            settings: vec![secret("api_key"), secret("webhook_secret")],
+            capabilities: Capabilities {
+                http_hosts: vec!["https://{domain}.acme.com".into()],
+                credentials: vec![
+                    CredentialRule {
+                        host_pattern: "https://{domain}.acme.com".into(),
+                        placement: CredentialPlacement::Basic {
+                            username: "{api_key}".into(),
+                            password: "X".into(),
+                        },
+                    },
+                    CredentialRule {
+                        host_pattern: PLUGIN_ITSELF.into(),
+                        placement: CredentialPlacement::Header {
+                            name: "webhook_secret".into(),
+                            value: "{webhook_secret}".into(),
+                        },
+                    },
+                ],
+            },
+            streams: vec![],
+            accepts_webhooks: true,
+            text_limits: vec![],
+            reply_windows: vec![],
+            oauth2: Some(OAuth2Spec {
+                authorize_url: "{login_url}/authorize".into(),
+                token_url: "{login_url}/token".into(),
+                scopes: vec![],
+                flows: vec!["authorization-code-pkce".into()],
+            }),
+        };
+        let shown = capability_lines(&manifest).join("\n");
+        assert!(
+            shown.contains(
+                "to requests to https://{domain}.acme.com: HTTP Basic auth, user {api_key}, password X"
+            ),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("token URL      {login_url}/token"),
+            "{shown}"
+        );
+        assert!(shown.contains("approved too: {login_url}"), "{shown}");
+        assert!(shown.contains("secret settings (to check webhook signatures): webhook_secret"));
+        // No Rust debug output: `Basic { username: .. }`.
+        assert!(
+            !shown.contains("Basic {") && !shown.contains("username:"),
+            "{shown}"
+        );
+    }
 }

@@ -86,6 +86,8 @@ pub struct HubConfig {
     /// How long processed events, delivered outbox rows and job runs are kept (see
     /// [`Db::prune`]).
     pub retention: Duration,
+    /// Which addresses plugins and OAuth2 token requests may reach.
+    pub network: crate::runtime::NetworkAccess,
 }
 
 impl HubConfig {
@@ -103,6 +105,7 @@ impl HubConfig {
             scheduler_tick: Duration::from_secs(1),
             store: StoreOptions::default(),
             retention: Duration::from_secs(30 * 86_400),
+            network: Default::default(),
         }
     }
 }
@@ -115,6 +118,7 @@ impl std::fmt::Debug for HubConfig {
             .field("secret_key", &"********")
             .field("outbox", &self.outbox)
             .field("scheduler_tick", &self.scheduler_tick)
+            .field("network", &self.network)
             .finish()
     }
 }
@@ -251,20 +255,22 @@ impl Bindings {
 impl Hub {
     /// Opens the database (applying migrations) and creates the plugin runtime.
     pub async fn open(config: HubConfig) -> anyhow::Result<Hub> {
-        let runtime = Runtime::new(RuntimeConfig::new(
-            config.data_dir.join("cache").join("components"),
-        ))?;
+        let mut runtime_config =
+            RuntimeConfig::new(config.data_dir.join("cache").join("components"));
+        runtime_config.network = config.network;
+        let runtime = Runtime::new(runtime_config)?;
         Self::open_with_runtime(config, Arc::new(runtime)).await
     }
 
     /// Like [`Hub::open`], with a runtime made by the caller (tests share compile caches).
+    /// The runtime's network rule applies to OAuth2 token requests too.
     pub async fn open_with_runtime(
         config: HubConfig,
         runtime: Arc<Runtime>,
     ) -> anyhow::Result<Hub> {
         let db = Db::connect_with(&config.database_url, config.store.clone()).await?;
         let secrets = SecretBox::new(&config.secret_key);
-        let oauth_http = crate::oauth::http_client()?;
+        let oauth_http = crate::oauth::http_client(runtime.config().network)?;
         Ok(Hub {
             inner: Arc::new_cyclic(|hub| Inner {
                 oauth: crate::oauth::Registry::new(
@@ -382,7 +388,7 @@ impl Hub {
             .map_err(|e| HubError::Invalid(e.to_string()))?;
         let manifest = plugin.manifest();
         let approved = if approve_all {
-            manifest.capabilities.http_hosts.clone()
+            manifest.requested_origins()
         } else {
             Vec::new()
         };
@@ -398,9 +404,10 @@ impl Hub {
             })
             .await?;
         if outcome == InstallOutcome::AlreadyInstalled && approve_all {
+            // Approving again also approves the manifest the component describes now.
             self.inner
                 .db
-                .set_approved_hosts(&manifest.id, &manifest.version, &approved)
+                .reapprove_plugin(manifest, plugin.sha256(), &approved)
                 .await?;
         }
         self.forget_bindings();
@@ -434,7 +441,7 @@ impl Hub {
             .db
             .plugin_record(plugin_id, Some(version))
             .await?;
-        let requested = &record.manifest.capabilities.http_hosts;
+        let requested = &record.manifest.requested_origins();
         if let Some(unknown) = hosts.iter().find(|h| !requested.contains(h)) {
             return Err(HubError::Invalid(format!(
                 "`{unknown}` is not among the hosts {plugin_id} {version} requests: {}",
@@ -480,7 +487,10 @@ impl Hub {
         }
     }
 
-    /// The loaded plugin for a stored record, from the cache or the database.
+    /// The loaded plugin for a stored record, from the cache or the database. It must
+    /// describe exactly the manifest stored with the record, which is the one an admin
+    /// approved: a component that now describes another (a clock-dependent `describe`, say)
+    /// must not run with what nobody reviewed.
     async fn loaded_plugin(&self, record: &PluginRecord) -> Result<Plugin, HubError> {
         let cached = self
             .inner
@@ -488,22 +498,34 @@ impl Hub {
             .lock()
             .ok()
             .and_then(|p| p.get(&record.sha256).cloned());
-        if let Some(plugin) = cached {
-            return Ok(plugin);
+        let plugin = match cached {
+            Some(plugin) => plugin,
+            None => {
+                let (_, wasm) = self
+                    .inner
+                    .db
+                    .load_plugin(&record.plugin_id, Some(&record.version))
+                    .await?;
+                let (plugin, _) = self.inner.runtime.load(&wasm).await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "installed plugin {} {} failed to load: {e}",
+                        record.plugin_id,
+                        record.version
+                    )
+                })?;
+                self.cache_plugin(plugin.clone());
+                plugin
+            }
+        };
+        if let Some(changed) = crate::manifest::differences(&record.manifest, plugin.manifest()) {
+            return Err(HubError::Invalid(format!(
+                "installed plugin {} {} is refused: its component describes a manifest that \
+                 differs from the one an admin approved ({changed}); review it with `switchboard \
+                 plugin inspect` and approve it again with `switchboard plugin install --approve` \
+                 (or POST /api/v1/plugins?approve=all)",
+                record.plugin_id, record.version
+            )));
         }
-        let (_, wasm) = self
-            .inner
-            .db
-            .load_plugin(&record.plugin_id, Some(&record.version))
-            .await?;
-        let (plugin, _) = self.inner.runtime.load(&wasm).await.map_err(|e| {
-            anyhow::anyhow!(
-                "installed plugin {} {} failed to load: {e}",
-                record.plugin_id,
-                record.version
-            )
-        })?;
-        self.cache_plugin(plugin.clone());
         Ok(plugin)
     }
 
@@ -770,7 +792,12 @@ impl Hub {
             }),
         };
         let token_source = self
-            .oauth_token_source(&installation.id, plugin.manifest(), &settings)
+            .oauth_token_source(
+                &installation.id,
+                plugin.manifest(),
+                &settings,
+                &record.approved_hosts,
+            )
             .await?;
         let runtime_installation = Installation {
             id: installation.id.clone(),

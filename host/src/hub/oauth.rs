@@ -40,12 +40,13 @@ fn flow_error(error: FlowError) -> HubError {
 
 impl Hub {
     /// The OAuth2 client of an installation from its plugin's spec and decrypted settings;
-    /// `None` when the plugin declares no OAuth2.
+    /// `None` when the plugin declares no OAuth2. Its endpoints must be among `approved`.
     pub(crate) fn oauth_client(
         &self,
         installation_id: &str,
         manifest: &PluginManifest,
         settings: &BTreeMap<String, String>,
+        approved: &[String],
     ) -> Result<Option<ClientConfig>, HubError> {
         let Some(spec) = &manifest.oauth2 else {
             return Ok(None);
@@ -55,9 +56,17 @@ impl Hub {
             .iter()
             .filter_map(|s| Some((s.key.clone(), s.default.clone()?)))
             .collect();
-        ClientConfig::new(installation_id, spec, settings, &defaults)
-            .map(Some)
-            .map_err(|e| HubError::Invalid(format!("installation `{installation_id}`: {e}")))
+        let network = self.inner.runtime.config().network;
+        ClientConfig::new(
+            installation_id,
+            spec,
+            settings,
+            &defaults,
+            approved,
+            network,
+        )
+        .map(Some)
+        .map_err(|e| HubError::Invalid(format!("installation `{installation_id}`: {e}")))
     }
 
     /// The token source bound into the installation's plugin calls, when its plugin declares
@@ -67,8 +76,9 @@ impl Hub {
         installation_id: &str,
         manifest: &PluginManifest,
         settings: &BTreeMap<String, String>,
+        approved: &[String],
     ) -> Result<Option<Arc<dyn TokenSource>>, HubError> {
-        let Some(config) = self.oauth_client(installation_id, manifest, settings)? else {
+        let Some(config) = self.oauth_client(installation_id, manifest, settings, approved)? else {
             return Ok(None);
         };
         let source = self
@@ -105,6 +115,7 @@ impl Hub {
             installation_id,
             bound.manifest(),
             &bound.runtime_installation.settings,
+            &bound.runtime_installation.approved_hosts,
         )?
         .ok_or_else(|| {
             HubError::Invalid(format!(

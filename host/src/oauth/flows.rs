@@ -301,6 +301,9 @@ pub async fn jwt_bearer(
 }
 
 fn unreachable_error(url: &Url, error: &reqwest::Error) -> FlowError {
+    if let Some(refused) = crate::runtime::http::network_refusal(error) {
+        return FlowError::Unavailable(format!("token endpoint: {refused}"));
+    }
     let what = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
@@ -341,6 +344,13 @@ fn classify(
     match error {
         RequestTokenError::ServerResponse(response) => classify_error_response(&response, what),
         RequestTokenError::Request(e) => {
+            if let oauth2::HttpClientError::Reqwest(e) = &e {
+                if let Some(refused) = crate::runtime::http::network_refusal(e.as_ref()) {
+                    return FlowError::Unavailable(format!(
+                        "{what}: the token endpoint: {refused}"
+                    ));
+                }
+            }
             let detail = match &e {
                 oauth2::HttpClientError::Reqwest(e) if e.is_timeout() => "timed out",
                 oauth2::HttpClientError::Reqwest(e) if e.is_connect() => "could not connect",

@@ -16,8 +16,8 @@ use std::time::Duration;
 use url::Url;
 
 use self::flows::{FlowError, Tokens};
-use crate::manifest::{expand, oauth_settings, OAuth2Spec};
-use crate::runtime::{TokenError, TokenSource};
+use crate::manifest::{expand, oauth_settings, origin_template, OAuth2Spec};
+use crate::runtime::{NetworkAccess, TokenError, TokenSource};
 use crate::secrets::SecretBox;
 use crate::store::{Db, OAuthGrantRow, OAuthTokensUpdate};
 
@@ -89,12 +89,16 @@ impl fmt::Debug for ClientConfig {
 
 impl ClientConfig {
     /// The client of an installation from its plugin's spec and its settings (secrets
-    /// decrypted, defaults not yet applied: `defaults` fills them).
+    /// decrypted, defaults not yet applied: `defaults` fills them). The endpoints' origins
+    /// must be among the `approved` origin templates of the plugin version, and reachable
+    /// under `network`.
     pub fn new(
         installation_id: &str,
         spec: &OAuth2Spec,
         settings: &BTreeMap<String, String>,
         defaults: &BTreeMap<String, String>,
+        approved: &[String],
+        network: NetworkAccess,
     ) -> Result<Self, String> {
         let mut values = defaults.clone();
         values.extend(
@@ -111,8 +115,20 @@ impl ClientConfig {
                 })?;
             let parsed = Url::parse(&expanded)
                 .map_err(|e| format!("oauth2 {what} `{expanded}` is not a URL: {e}"))?;
+            let origin = origin_template(template);
+            if !approved.contains(&origin) {
+                return Err(format!(
+                    "the oauth2 {what}'s origin {} (`{origin}` in the manifest) is not approved; \
+                     an admin must approve it with the plugin's other hosts (`switchboard plugin \
+                     install --approve`, or the approve API) before the OAuth2 flows use it",
+                    parsed.origin().ascii_serialization()
+                ));
+            }
             check_endpoint(&parsed)
                 .map_err(|reason| format!("oauth2 {what} `{expanded}`: {reason}"))?;
+            network
+                .check_url(&parsed)
+                .map_err(|refused| format!("oauth2 {what}: {refused}"))?;
             Ok(parsed)
         };
         let token_url = url("token-url", &spec.token_url)?;
@@ -171,9 +187,11 @@ fn check_endpoint(url: &Url) -> Result<(), String> {
 }
 
 /// The HTTP client for token endpoints: no redirects (a redirect could carry a secret
-/// elsewhere), bounded time.
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+/// elsewhere), bounded time, and the same address checks as plugin requests (names are
+/// resolved once and the checked address is the one connected to).
+pub fn http_client(network: NetworkAccess) -> anyhow::Result<reqwest::Client> {
+    Ok(network
+        .client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
         .timeout(TOKEN_TIMEOUT)
@@ -643,6 +661,11 @@ mod tests {
         }
     }
 
+    /// What `plugin install --approve` approves for [`spec`]: the endpoints' origin.
+    fn approved() -> Vec<String> {
+        vec!["{login_url}".to_string()]
+    }
+
     fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
@@ -657,6 +680,8 @@ mod tests {
             &spec(),
             &settings(&[("oauth_client_id", "cid"), ("oauth_client_secret", "shh")]),
             &settings(&[("login_url", "https://login.salesforce.com")]),
+            &approved(),
+            NetworkAccess::default(),
         )
         .expect("config");
         assert_eq!(
@@ -675,6 +700,8 @@ mod tests {
                 ("login_url", "http://evil.example"),
             ]),
             &BTreeMap::new(),
+            &approved(),
+            NetworkAccess::default(),
         )
         .expect_err("plain http off loopback");
         assert!(plain.contains("https"), "{plain}");
@@ -683,9 +710,57 @@ mod tests {
             &spec(),
             &settings(&[("login_url", "http://127.0.0.1:9")]),
             &BTreeMap::new(),
+            &approved(),
+            NetworkAccess {
+                allow_private_network: true,
+            },
         )
         .expect_err("no client id");
         assert!(missing.contains("oauth_client_id"), "{missing}");
+
+        // A loopback token endpoint without the deployment's permission: refused, naming the
+        // host, the address and the setting.
+        let loopback = ClientConfig::new(
+            "sf",
+            &spec(),
+            &settings(&[
+                ("oauth_client_id", "cid"),
+                ("login_url", "http://127.0.0.1:9"),
+            ]),
+            &BTreeMap::new(),
+            &approved(),
+            NetworkAccess::default(),
+        )
+        .expect_err("loopback refused");
+        assert!(
+            loopback.contains("127.0.0.1") && loopback.contains("allow_private_network"),
+            "{loopback}"
+        );
+    }
+
+    #[test]
+    fn an_unapproved_token_or_authorize_origin_is_refused_by_name() {
+        let values = settings(&[
+            ("oauth_client_id", "cid"),
+            ("oauth_client_secret", "shh"),
+            ("login_url", "https://login.attacker.example"),
+        ]);
+        for approved in [vec![], vec!["{api_base}".to_string()]] {
+            let error = ClientConfig::new(
+                "sf",
+                &spec(),
+                &values,
+                &BTreeMap::new(),
+                &approved,
+                NetworkAccess::default(),
+            )
+            .expect_err("not approved");
+            assert!(
+                error.contains("https://login.attacker.example") && error.contains("not approved"),
+                "{error}"
+            );
+            assert!(!error.contains("shh"), "{error}");
+        }
     }
 
     #[test]
@@ -724,6 +799,8 @@ mod tests {
                 ("login_url", "https://login.salesforce.com"),
             ]),
             &BTreeMap::new(),
+            &approved(),
+            NetworkAccess::default(),
         )
         .expect("config");
         config.jwt_private_key = Some(key.into());

@@ -3,9 +3,12 @@
 //! Every request a plugin makes is checked against the origins the plugin requested in its
 //! manifest and the admin approved; credentials the host holds are added here, so plugins never
 //! need to handle tokens; redirects are not followed (a redirect could leave the grant); bodies
-//! are capped.
+//! are capped. Before connecting, the address a request would reach is checked
+//! ([`NetworkAccess`]): loopback, private and link-local addresses, and plain `http`, are
+//! refused unless the deployment allows them, and the checked address is the one connected to.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,14 +66,22 @@ impl OriginPattern {
         if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
             return Err(fail("only scheme, host and port are allowed"));
         }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-                let port = port
+        // An IPv6 host is bracketed and holds colons itself: the port follows the `]`.
+        let port_at = match authority.strip_prefix('[') {
+            Some(_) => authority
+                .find(']')
+                .map(|end| end + 1)
+                .filter(|&end| authority[end..].starts_with(':')),
+            None => authority.rfind(':'),
+        };
+        let (host, port) = match port_at {
+            Some(at) => {
+                let port = authority[at + 1..]
                     .parse::<u16>()
                     .map_err(|_| fail("port must be a number"))?;
-                (host, port)
+                (&authority[..at], port)
             }
-            _ => (authority, default_port),
+            None => (authority, default_port),
         };
         let (wildcard, host) = match host.strip_prefix("*.") {
             Some(rest) => (true, rest),
@@ -162,6 +173,8 @@ pub struct HttpPolicy {
     pub max_response_bytes: usize,
     /// Where `{oauth.access-token}` in credentials comes from.
     pub token_source: Option<Arc<dyn TokenSource>>,
+    /// The installation's secret values, masked wherever a URL the plugin wrote is quoted.
+    pub secrets: Arc<[String]>,
 }
 
 // Token sources hold secrets: show only that there is one.
@@ -189,11 +202,17 @@ impl Credential {
 pub struct Authorized {
     pub url: Url,
     pub headers: Vec<(String, String)>,
-    /// The URL as the plugin wrote it, safe to log (credentials are added after).
+    /// The URL as the plugin wrote it, safe to log: credentials are added after, secrets are
+    /// masked and the length is capped ([`quoted`]).
     pub display_url: String,
 }
 
 impl HttpPolicy {
+    /// `text` (from the plugin) made fit for a log line or an error: see [`quoted`].
+    pub fn quoted(&self, text: &str) -> String {
+        quoted(text, &self.secrets)
+    }
+
     /// Checks a plugin's request and adds credentials that need no OAuth2 token.
     pub fn authorize(&self, request: &Request) -> Result<Authorized, HttpError> {
         self.authorize_with_token(request, None)
@@ -216,12 +235,12 @@ impl HttpPolicy {
         token: Option<&str>,
     ) -> Result<Authorized, HttpError> {
         let mut url = Url::parse(&request.url).map_err(|e| {
-            HttpError::InvalidRequest(format!("invalid URL `{}`: {e}", request.url))
+            HttpError::InvalidRequest(format!("invalid URL `{}`: {e}", self.quoted(&request.url)))
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(HttpError::InvalidRequest(format!(
                 "unsupported scheme in `{}`",
-                request.url
+                self.quoted(&request.url)
             )));
         }
         if !url.username().is_empty() || url.password().is_some() {
@@ -232,10 +251,10 @@ impl HttpPolicy {
         if reqwest::Method::from_bytes(request.method.as_bytes()).is_err() {
             return Err(HttpError::InvalidRequest(format!(
                 "invalid method `{}`",
-                request.method
+                self.quoted(&request.method)
             )));
         }
-        let origin = url.origin().ascii_serialization();
+        let origin = self.quoted(&url.origin().ascii_serialization());
         if !self.allowed.iter().any(|p| p.matches(&url)) {
             let hint = if self.unapproved.is_empty() {
                 format!("request the capability `{origin}` in the plugin's manifest (`http-hosts`) and have an admin approve it")
@@ -250,7 +269,7 @@ impl HttpPolicy {
                 self.plugin_id
             )));
         }
-        let display_url = request.url.clone();
+        let display_url = self.quoted(&request.url);
         let mut headers = Vec::with_capacity(request.headers.len() + 1);
         for (name, value) in &request.headers {
             let name = name.to_ascii_lowercase();
@@ -261,6 +280,7 @@ impl HttpPolicy {
             }
             headers.push((name, value.clone()));
         }
+        let mut host_added: Vec<String> = Vec::new();
         for (pattern, credential) in &self.credentials {
             if !pattern.matches(&url) {
                 continue;
@@ -281,6 +301,16 @@ impl HttpPolicy {
             };
             match credential {
                 Credential::Header { name, value } => {
+                    if host_added.contains(name) {
+                        // Settings are given only to credentials, so the plugin cannot tell
+                        // which are set: say it here.
+                        return Err(HttpError::InvalidRequest(format!(
+                            "two of the manifest's credential rules for {origin} set the header \
+                             `{name}`, because the installation's settings fill both; set only \
+                             one of the settings they use"
+                        )));
+                    }
+                    host_added.push(name.clone());
                     if headers.iter().any(|(n, _)| n == name) {
                         return Err(HttpError::InvalidRequest(format!(
                             "header `{name}` is added by the host for {origin}; the plugin must not set it"
@@ -335,17 +365,19 @@ fn token_error(error: TokenError) -> HttpError {
 #[derive(Debug, Clone)]
 pub struct HttpSender {
     client: reqwest::Client,
+    network: NetworkAccess,
 }
 
 impl HttpSender {
-    pub fn new() -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
+    pub fn new(network: NetworkAccess) -> anyhow::Result<Self> {
+        let client = network
+            .client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(32)
             .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { client })
+        Ok(Self { client, network })
     }
 
     /// Sends a plugin's request within `remaining`. A request that carried the OAuth2 token and
@@ -418,8 +450,15 @@ impl HttpSender {
             timeout = timeout.min(Duration::from_millis(u64::from(ms)));
         }
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
-            HttpError::InvalidRequest(format!("invalid method `{}`", request.method))
+            HttpError::InvalidRequest(format!(
+                "invalid method `{}`",
+                policy.quoted(&request.method)
+            ))
         })?;
+        // Refused before connecting: nothing reaches a restricted address, not even a SYN.
+        self.network
+            .check_url(&authorized.url)
+            .map_err(|refused| HttpError::Denied(refused.to_string()))?;
         let mut builder = self.client.request(method, authorized.url).timeout(timeout);
         for (name, value) in &authorized.headers {
             builder = builder.header(name, value);
@@ -470,6 +509,9 @@ impl HttpSender {
 }
 
 fn transport_error(error: reqwest::Error, url: &str, timeout: Duration) -> HttpError {
+    if let Some(refused) = network_refusal(&error) {
+        return HttpError::Denied(refused.to_string());
+    }
     if error.is_timeout() {
         HttpError::Timeout(format!(
             "no response from {url} within {} ms",
@@ -484,6 +526,204 @@ fn transport_error(error: reqwest::Error, url: &str, timeout: Duration) -> HttpE
         };
         HttpError::Transport(format!("{kind} for {url}"))
     }
+}
+
+/// Longest piece of a plugin-supplied URL, host or method quoted in a log line or an error.
+pub const MAX_QUOTED_BYTES: usize = 256;
+
+/// A plugin-supplied string made fit for a log line or an error: secrets masked, cut to
+/// [`MAX_QUOTED_BYTES`] (on a character boundary) with the original length said.
+pub fn quoted(text: &str, secrets: &[String]) -> String {
+    let mut text = std::borrow::Cow::Borrowed(text);
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        if text.contains(secret.as_str()) {
+            text = std::borrow::Cow::Owned(text.replace(secret.as_str(), "[redacted]"));
+        }
+    }
+    if text.len() <= MAX_QUOTED_BYTES {
+        return text.into_owned();
+    }
+    let mut end = MAX_QUOTED_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &text[..end], text.len())
+}
+
+// ----- which addresses outbound requests may reach ----------------------------------------------
+
+/// The deployment's rule for the addresses outbound requests (plugins', and the OAuth2 token
+/// endpoints') may reach. By default only public addresses over https: a plugin, or a setting
+/// an installation was given, must not reach the hub's own machine, its network, or a cloud
+/// metadata service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetworkAccess {
+    /// Allow loopback, private, link-local and unspecified addresses, and plain `http`
+    /// (`[runtime] allow_private_network`, for tests, the demo and simulators on loopback).
+    pub allow_private_network: bool,
+}
+
+/// How to allow what [`NetworkAccess`] refuses; quoted in every refusal.
+const ALLOW_HINT: &str = "set `[runtime] allow_private_network = true` in the config file (or \
+                          SWITCHBOARD_ALLOW_PRIVATE_NETWORK=true) to allow it, for tests and \
+                          local simulators only";
+
+/// A request [`NetworkAccess`] refused, before any connection was made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkRefused {
+    #[error(
+        "refused to connect to {host}: it resolves to {address}, a {kind} address; {hint}",
+        hint = ALLOW_HINT
+    )]
+    Address {
+        host: String,
+        address: IpAddr,
+        kind: String,
+    },
+    #[error(
+        "refused plain http to {host}: only https is allowed; {hint}",
+        hint = ALLOW_HINT
+    )]
+    PlainHttp { host: String },
+}
+
+/// What kind of non-public address `ip` is, or `None` for a public one.
+pub fn restricted_kind(ip: IpAddr) -> Option<String> {
+    match ip {
+        IpAddr::V4(v4) => restricted_v4(v4).map(str::to_string),
+        IpAddr::V6(v6) => {
+            // An IPv4 address in IPv6 clothes (`::ffff:a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`)
+            // reaches the IPv4 address: judge that one.
+            let nat64 = v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+            let embedded = v6.to_ipv4_mapped().or_else(|| {
+                nat64.then(|| {
+                    let o = v6.octets();
+                    Ipv4Addr::new(o[12], o[13], o[14], o[15])
+                })
+            });
+            match embedded {
+                Some(v4) => restricted_v4(v4).map(|kind| format!("IPv4-mapped {kind}")),
+                None => restricted_v6(v6).map(str::to_string),
+            }
+        }
+    }
+}
+
+fn restricted_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, ..] = ip.octets();
+    if ip.is_loopback() {
+        Some("loopback")
+    } else if ip.is_private() {
+        Some("private")
+    } else if ip == Ipv4Addr::new(169, 254, 169, 254) {
+        Some("link-local (cloud metadata)")
+    } else if ip.is_link_local() {
+        Some("link-local")
+    } else if a == 0 || ip.is_broadcast() {
+        Some("unspecified")
+    } else if a == 100 && (64..128).contains(&b) {
+        // 100.64.0.0/10: internal to a provider's network (and some clouds' metadata).
+        Some("shared (carrier-grade NAT)")
+    } else {
+        None
+    }
+}
+
+fn restricted_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    let first = ip.segments()[0];
+    if ip.is_loopback() {
+        Some("loopback")
+    } else if ip.is_unspecified() {
+        Some("unspecified")
+    } else if first & 0xfe00 == 0xfc00 {
+        Some("unique-local (private)")
+    } else if first & 0xffc0 == 0xfe80 {
+        Some("link-local")
+    } else if first & 0xffc0 == 0xfec0 {
+        Some("site-local (private)")
+    } else {
+        None
+    }
+}
+
+impl NetworkAccess {
+    /// Checks what can be checked from the URL alone: the scheme, and a host written as an IP
+    /// address (those are never resolved, so [`PinnedResolver`] does not see them).
+    pub fn check_url(&self, url: &Url) -> Result<(), NetworkRefused> {
+        if self.allow_private_network {
+            return Ok(());
+        }
+        let host = quoted(url.host_str().unwrap_or_default(), &[]);
+        if url.scheme() != "https" {
+            return Err(NetworkRefused::PlainHttp { host });
+        }
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
+            Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
+            _ => return Ok(()),
+        };
+        match restricted_kind(ip) {
+            Some(kind) => Err(NetworkRefused::Address {
+                host,
+                address: ip,
+                kind,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A client builder that connects only where this rule allows: names are resolved once
+    /// per connection by [`PinnedResolver`], which refuses restricted addresses and hands the
+    /// connector only the addresses it checked, so a DNS answer that changes between the check
+    /// and the connection (rebinding) cannot move it. Proxies from the environment are not
+    /// used: through a proxy the address would be the proxy's to choose.
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        let builder = reqwest::Client::builder().no_proxy();
+        if self.allow_private_network {
+            builder
+        } else {
+            builder.dns_resolver(Arc::new(PinnedResolver))
+        }
+    }
+}
+
+/// Resolves a host name with the system resolver and returns its addresses only when none
+/// is restricted; the connection is then made to exactly these addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct PinnedResolver;
+
+impl reqwest::dns::Resolve for PinnedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addresses: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some((address, kind)) = addresses
+                .iter()
+                .find_map(|a| restricted_kind(a.ip()).map(|kind| (a.ip(), kind)))
+            {
+                return Err(Box::new(NetworkRefused::Address {
+                    host: quoted(&host, &[]),
+                    address,
+                    kind,
+                })
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The [`NetworkRefused`] behind a client error, if that is why it failed.
+pub fn network_refusal(error: &(dyn std::error::Error + 'static)) -> Option<NetworkRefused> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(refused) = error.downcast_ref::<NetworkRefused>() {
+            return Some(refused.clone());
+        }
+        current = error.source();
+    }
+    None
 }
 
 #[cfg(test)]
@@ -512,6 +752,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             max_response_bytes: 1024,
             token_source: None,
+            secrets: Arc::from(Vec::new()),
         }
     }
 
@@ -525,6 +766,11 @@ mod tests {
         let p = OriginPattern::parse("http://127.0.0.1:8081/").expect("parse");
         assert!(p.matches(&Url::parse("http://127.0.0.1:8081/x").expect("url")));
         assert!(!p.matches(&Url::parse("http://127.0.0.1:8082/x").expect("url")));
+        let p = OriginPattern::parse("https://[fd00::1]").expect("IPv6 without a port");
+        assert!(p.matches(&Url::parse("https://[fd00::1]/x").expect("url")));
+        let p = OriginPattern::parse("http://[::1]:8081").expect("IPv6 with a port");
+        assert!(p.matches(&Url::parse("http://[::1]:8081/x").expect("url")));
+        assert!(OriginPattern::parse("https://[::1]:x").is_err());
         assert!(OriginPattern::parse("ftp://x").is_err());
         assert!(OriginPattern::parse("https://a.com/path").is_err());
         assert!(OriginPattern::parse("https://a.*.com").is_err());
@@ -594,6 +840,168 @@ mod tests {
     }
 
     #[test]
+    fn restricted_addresses_are_recognised_in_every_form() {
+        let kind = |ip: &str| restricted_kind(ip.parse().expect("ip"));
+        for ip in [
+            "127.0.0.1",
+            "127.9.9.9",
+            "10.0.0.1",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "169.254.0.1",
+            "0.0.0.0",
+            "100.100.100.200",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "febf::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+        ] {
+            assert!(kind(ip).is_some(), "{ip} must be refused");
+        }
+        assert_eq!(
+            kind("169.254.169.254").as_deref(),
+            Some("link-local (cloud metadata)")
+        );
+        assert_eq!(
+            kind("::ffff:127.0.0.1").as_deref(),
+            Some("IPv4-mapped loopback")
+        );
+        for ip in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "192.169.0.1",
+            "2606:4700::1111",
+            "::ffff:1.1.1.1",
+        ] {
+            assert_eq!(kind(ip), None, "{ip} is public");
+        }
+    }
+
+    #[test]
+    fn urls_are_checked_before_any_connection() {
+        let strict = NetworkAccess::default();
+        let check = |url: &str| strict.check_url(&Url::parse(url).expect("url"));
+        assert!(
+            check("https://api.example.com/x").is_ok(),
+            "names go to the resolver"
+        );
+        let refused = check("https://169.254.169.254/latest/meta-data").expect_err("metadata");
+        let message = refused.to_string();
+        assert!(
+            message.contains("169.254.169.254") && message.contains("allow_private_network"),
+            "{message}"
+        );
+        assert!(matches!(
+            check("http://api.example.com/"),
+            Err(NetworkRefused::PlainHttp { .. })
+        ));
+        assert!(check("https://[::ffff:a00:1]/").is_err());
+        let open = NetworkAccess {
+            allow_private_network: true,
+        };
+        assert!(open
+            .check_url(&Url::parse("http://127.0.0.1:1/").expect("url"))
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_resolver_refuses_a_name_that_resolves_to_loopback() {
+        use reqwest::dns::Resolve as _;
+        let name: reqwest::dns::Name = "localhost".parse().expect("name");
+        let error = match PinnedResolver.resolve(name).await {
+            Ok(_) => panic!("localhost must be refused"),
+            Err(error) => error,
+        };
+        let refused = network_refusal(error.as_ref()).expect("a NetworkRefused");
+        let message = refused.to_string();
+        assert!(
+            message.contains("localhost") && message.contains("loopback"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_name_never_gets_a_connection() {
+        use std::sync::atomic::Ordering;
+        let (base, hits) = api().await;
+        let port = base.rsplit(':').next().expect("port");
+        let url = format!("https://localhost:{port}/echo");
+        let p = policy(&[&format!("https://localhost:{port}")], vec![]);
+        let sender = HttpSender::new(NetworkAccess::default()).expect("sender");
+        let err = sender
+            .send(&p, post(url), Duration::from_secs(5))
+            .await
+            .expect_err("refused");
+        let HttpError::Denied(message) = err else {
+            panic!("expected denied, got {err:?}")
+        };
+        assert!(
+            message.contains("localhost") && message.contains("127.0.0.1"),
+            "{message}"
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn urls_from_the_plugin_are_cut_and_masked_where_quoted() {
+        let mut p = policy(&["https://api.telegram.org"], vec![]);
+        p.secrets = Arc::from(vec!["hook-secret".to_string()]);
+        let huge = format!("not a url {}", "x".repeat(100_000));
+        let HttpError::InvalidRequest(message) = p.authorize(&request(&huge)).expect_err("bad")
+        else {
+            panic!("expected invalid request")
+        };
+        assert!(message.len() < 1_000, "{} bytes", message.len());
+        assert!(message.contains("(100010 bytes)"), "says how long it was");
+        let long = format!(
+            "https://api.telegram.org/x?s=hook-secret&pad={}",
+            "é".repeat(10_000)
+        );
+        let out = p.authorize(&request(&long)).expect("allowed");
+        assert!(out.display_url.len() < 400, "{}", out.display_url.len());
+        assert!(
+            !out.display_url.contains("hook-secret"),
+            "{}",
+            out.display_url
+        );
+        assert!(out.display_url.contains("[redacted]"));
+        let denied = p
+            .authorize(&request(&format!("https://{}.example/", "a".repeat(5_000))))
+            .expect_err("denied");
+        assert!(format!("{denied:?}").len() < 2_000);
+    }
+
+    #[test]
+    fn two_credentials_for_one_header_say_so() {
+        let rt = OriginPattern::parse("https://rt.example.com").expect("parse");
+        let p = policy(
+            &["https://rt.example.com"],
+            vec![
+                (rt.clone(), Credential::basic("u", "pw")),
+                (
+                    rt,
+                    Credential::Header {
+                        name: "authorization".into(),
+                        value: "token t".into(),
+                    },
+                ),
+            ],
+        );
+        let err = p
+            .authorize(&request("https://rt.example.com/REST/2.0/queues"))
+            .expect_err("refused");
+        assert!(format!("{err:?}").contains("set only one"), "{err:?}");
+    }
+
+    #[test]
     fn credential_debug_never_shows_the_secret() {
         let shown = format!("{:?}", Credential::bearer("supersecret"));
         assert!(!shown.contains("supersecret"));
@@ -658,7 +1066,10 @@ mod tests {
         let (base, hits) = api().await;
         let source = Arc::new(StaticToken::new("stale").then(&["good"]));
         let p = oauth_policy(&base, Some(source.clone()));
-        let sender = HttpSender::new().expect("sender");
+        let sender = HttpSender::new(NetworkAccess {
+            allow_private_network: true,
+        })
+        .expect("sender");
         let response = sender
             .send(&p, post(format!("{base}/echo")), Duration::from_secs(5))
             .await
@@ -687,11 +1098,13 @@ mod tests {
     async fn a_token_credential_without_a_source_is_refused_before_sending() {
         let (base, hits) = api().await;
         let p = oauth_policy(&base, None);
-        let err = HttpSender::new()
-            .expect("sender")
-            .send(&p, post(format!("{base}/echo")), Duration::from_secs(5))
-            .await
-            .expect_err("refused");
+        let err = HttpSender::new(NetworkAccess {
+            allow_private_network: true,
+        })
+        .expect("sender")
+        .send(&p, post(format!("{base}/echo")), Duration::from_secs(5))
+        .await
+        .expect_err("refused");
         let HttpError::Denied(message) = err else {
             panic!("expected denied, got {err:?}")
         };

@@ -29,6 +29,7 @@ use self::cache::ComponentCache;
 pub use self::connector::{HelpdeskConnector, SocialConnector};
 use self::engine::EngineLimits;
 use self::http::{Credential, HttpPolicy, HttpSender, OriginPattern};
+pub use self::http::{NetworkAccess, NetworkRefused};
 use self::log::{LogLimits, LogSink};
 pub use self::oauth::{StaticToken, TokenError, TokenSource};
 use self::oauth::{ACCESS_TOKEN_MARKER, ACCESS_TOKEN_PLACEHOLDER};
@@ -64,6 +65,8 @@ pub struct RuntimeConfig {
     pub http_timeout: Duration,
     pub max_response_bytes: usize,
     pub log: LogLimits,
+    /// Which addresses outbound requests may reach (`[runtime] allow_private_network`).
+    pub network: NetworkAccess,
 }
 
 impl RuntimeConfig {
@@ -75,6 +78,7 @@ impl RuntimeConfig {
             http_timeout: Duration::from_secs(30),
             max_response_bytes: 8 << 20,
             log: LogLimits::default(),
+            network: NetworkAccess::default(),
         }
     }
 }
@@ -228,7 +232,7 @@ impl Runtime {
             engine,
             linker,
             cache,
-            sender: HttpSender::new()?,
+            sender: HttpSender::new(config.network)?,
             config,
             pooling,
         })
@@ -514,6 +518,7 @@ impl Runtime {
             timeout: self.config.http_timeout,
             max_response_bytes: self.config.max_response_bytes,
             token_source: installation.token_source.clone(),
+            secrets: Arc::clone(&secrets),
         };
         let mut limits = installation.limits.unwrap_or(self.config.default_limits);
         limits.memory_bytes = limits.memory_bytes.min(self.config.engine.max_memory_bytes);
@@ -524,8 +529,11 @@ impl Runtime {
             log_limits: self.config.log,
             context: bindings::types::CallContext {
                 installation_id: installation.id.clone(),
+                // Secrets go to credentials and OAuth2 only, unless the manifest says the
+                // plugin itself needs one (to check webhook signatures).
                 settings: values
                     .into_iter()
+                    .filter(|(key, _)| manifest.plugin_sees(key))
                     .map(|(key, value)| bindings::types::Setting { key, value })
                     .collect(),
             },

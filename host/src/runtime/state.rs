@@ -69,7 +69,10 @@ impl http::Host for PluginState {
         let started = Instant::now();
         let remaining = self.remaining();
         let policy = Arc::clone(&self.http_policy);
-        let display_url = request.url.clone();
+        // The plugin wrote this URL: it may be huge or carry a secret, and this line is outside
+        // the plugin's log budget.
+        let display_url = policy.quoted(&request.url);
+        let method = policy.quoted(&method);
         let result = self.http.send(&policy, request, remaining).await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &result {

@@ -215,6 +215,39 @@ impl Db {
         Ok(())
     }
 
+    /// Approves again an installed build (same id, version and digest): stores the manifest
+    /// it describes now and the origins approved with it, replacing both.
+    pub async fn reapprove_plugin(
+        &self,
+        manifest: &PluginManifest,
+        sha256: &str,
+        approved_hosts: &[String],
+    ) -> Result<(), StoreError> {
+        let manifest_json =
+            serde_json::to_string(manifest).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let approved = serde_json::to_string(approved_hosts)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let updated = sqlx::query(
+            "UPDATE plugins SET manifest_json = ?, approved_hosts = ? \
+             WHERE plugin_id = ? AND version = ? AND sha256 = ?",
+        )
+        .bind(manifest_json)
+        .bind(approved)
+        .bind(&manifest.id)
+        .bind(&manifest.version)
+        .bind(sha256)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!(
+                "plugin {} {} with digest {sha256} is not installed",
+                manifest.id, manifest.version
+            )));
+        }
+        Ok(())
+    }
+
     /// Removes one version, or every version when `version` is `None`. Returns how many went.
     pub async fn remove_plugin(
         &self,

@@ -398,6 +398,8 @@ impl HubProcess {
             .arg(self.addr.to_string())
             .env("SWITCHBOARD_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("SWITCHBOARD_SECRET_KEY", SECRET_KEY_B64)
+            // The simulators listen on loopback over plain http.
+            .env("SWITCHBOARD_ALLOW_PRIVATE_NETWORK", "true")
             .env(
                 "RUST_LOG",
                 std::env::var("SWITCHBOARD_E2E_LOG")

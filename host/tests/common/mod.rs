@@ -43,8 +43,16 @@ pub fn component(crate_dir: &str) -> Vec<u8> {
     std::fs::read(&built.component_path).expect("read built component")
 }
 
+/// A runtime whose plugins may reach loopback over plain http, where the simulators are.
 pub fn runtime(dir: &Path) -> Runtime {
-    Runtime::new(RuntimeConfig::new(dir.join("cache"))).expect("runtime")
+    runtime_with_network(dir, true)
+}
+
+/// A runtime with the deployment's `allow_private_network` as given.
+pub fn runtime_with_network(dir: &Path, allow_private_network: bool) -> Runtime {
+    let mut config = RuntimeConfig::new(dir.join("cache"));
+    config.network.allow_private_network = allow_private_network;
+    Runtime::new(config).expect("runtime")
 }
 
 pub async fn load(runtime: &Runtime, wasm: &[u8]) -> Plugin {

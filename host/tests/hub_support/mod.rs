@@ -37,6 +37,7 @@ pub fn fast_config(dir: &std::path::Path) -> HubConfig {
     config.outbox.max_backoff = Duration::from_millis(200);
     config.outbox.max_attempts = 5;
     config.scheduler_tick = Duration::from_millis(100);
+    config.network.allow_private_network = true;
     config
 }
 

@@ -195,6 +195,7 @@ pub fn config(dir: &std::path::Path) -> HubConfig {
     config.outbox.max_backoff = Duration::from_millis(200);
     config.outbox.max_attempts = 3;
     config.scheduler_tick = Duration::from_millis(100);
+    config.network.allow_private_network = true;
     config
 }
 

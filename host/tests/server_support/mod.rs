@@ -64,6 +64,11 @@ impl TestServer {
                 "SWITCHBOARD_OUTBOX_MAX_BACKOFF_MS".to_string(),
                 "1000".to_string(),
             ),
+            // The simulators listen on loopback over plain http.
+            (
+                "SWITCHBOARD_ALLOW_PRIVATE_NETWORK".to_string(),
+                "true".to_string(),
+            ),
         ]);
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let overrides = Overrides {

@@ -981,6 +981,9 @@ fn manifest() -> Manifest {
                 host_pattern: base_url_host,
                 placement: basic,
             },
+            // Webhook deliveries are checked here against this secret; the API credentials
+            // stay with the host.
+            secret_for_plugin(settings::WEBHOOK_SECRET),
         ],
         streams: vec![StreamSpec {
             name: STREAM.to_string(),
@@ -1206,11 +1209,18 @@ mod tests {
                 "{base_url}".to_string()
             ]
         );
-        assert!(manifest.credentials.iter().all(|rule| rule.placement
-            == CredentialPlacement::Basic(BasicCredential {
-                username: "{api_key}".into(),
-                password: "X".into(),
-            })));
+        assert!(manifest
+            .credentials
+            .contains(&secret_for_plugin("webhook_secret")));
+        assert!(manifest
+            .credentials
+            .iter()
+            .filter(|rule| rule.host_pattern != "plugin")
+            .all(|rule| rule.placement
+                == CredentialPlacement::Basic(BasicCredential {
+                    username: "{api_key}".into(),
+                    password: "X".into(),
+                })));
         assert_eq!(manifest.streams[0].name, "ticket-changes");
         assert!(manifest.accepts_webhooks);
         let key = manifest

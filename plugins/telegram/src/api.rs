@@ -10,6 +10,7 @@ use switchboard_plugin_sdk::http::{self, Request, Response};
 use switchboard_plugin_sdk::prelude::*;
 use switchboard_plugin_sdk::social::OutboundMessage;
 
+pub(crate) use crate::updates::User;
 use crate::updates::{message_key, BUSINESS_HANDLE_PREFIX};
 
 /// Longest text `sendMessage` accepts, in UTF-16 code units.
@@ -119,6 +120,11 @@ fn api_error(
         500..=599 => ConnectorError::transient(message),
         _ => http::status_error(code, &response.headers, &response.body),
     }
+}
+
+/// The `getMe` request: who the bot is.
+pub fn get_me_request(api_base: &str) -> Request {
+    http::get(format!("{api_base}/getMe"))
 }
 
 /// The `getUpdates` request for the next page after `offset`.

@@ -60,7 +60,8 @@ impl SocialConnector for Telegram {
         let update: Update = serde_json::from_slice(&request.body).map_err(|err| {
             ConnectorError::invalid("body", format!("not a Telegram update: {err}"))
         })?;
-        let events: Vec<_> = updates::event_from_update(&update, bot_identity(ctx))
+        let bot = bot_identity(ctx, update.sent_by_a_bot())?;
+        let events: Vec<_> = updates::event_from_update(&update, bot)
             .into_iter()
             .collect();
         log_debug!(
@@ -84,7 +85,8 @@ impl SocialConnector for Telegram {
         let offset = cursor.as_deref().map(api::parse_offset).transpose()?;
         let response = api::get_updates_request(&api_base(ctx), offset).send()?;
         let raw_updates: Vec<serde_json::Value> = api::read_result(&response)?;
-        let page = updates::page_from_updates(&raw_updates, UPDATES_LIMIT, bot_identity(ctx));
+        let bot = bot_identity(ctx, updates::has_bot_sender(&raw_updates))?;
+        let page = updates::page_from_updates(&raw_updates, UPDATES_LIMIT, bot);
         log_debug!(
             "polled Telegram updates",
             updates = raw_updates.len(),
@@ -121,11 +123,18 @@ fn api_base(ctx: &Context) -> String {
         .to_string()
 }
 
-fn bot_identity(ctx: &Context) -> BotIdentity {
-    BotIdentity::from_settings(
-        ctx.setting(settings::BOT_ID),
-        ctx.setting(settings::BOT_TOKEN),
-    )
+/// The bot's own user id, to recognise its own messages: the `bot_id` setting, else asked of
+/// `getMe` when `needed` (a message from some bot is at hand). The bot token, whose first part
+/// is the id, is the host's to inject: a plugin never sees it.
+fn bot_identity(ctx: &Context, needed: bool) -> Result<BotIdentity> {
+    let identity = BotIdentity::from_settings(ctx.setting(settings::BOT_ID), None);
+    if identity.bot_id.is_some() || !needed {
+        return Ok(identity);
+    }
+    let me: api::User = api::read_result(&api::get_me_request(&api_base(ctx)).send()?)?;
+    Ok(BotIdentity {
+        bot_id: Some(me.id),
+    })
 }
 
 /// Checks the secret token Telegram sends with every webhook delivery.
@@ -207,15 +216,23 @@ fn manifest() -> Manifest {
             setting(
                 settings::BOT_ID,
                 "Bot user id",
-                "Optional. The bot's own user id, used to recognise its own messages; taken \
-                 from the bot token when empty.",
+                "Optional. The bot's own user id, used to recognise its own messages; asked \
+                 of getMe when empty and a bot's message arrives.",
             ),
         ],
         http_hosts: vec![api_base_pattern.clone()],
-        credentials: vec![CredentialRule {
-            host_pattern: api_base_pattern,
-            placement: CredentialPlacement::PathPrefix(format!("/bot{{{}}}", settings::BOT_TOKEN)),
-        }],
+        credentials: vec![
+            CredentialRule {
+                host_pattern: api_base_pattern,
+                placement: CredentialPlacement::PathPrefix(format!(
+                    "/bot{{{}}}",
+                    settings::BOT_TOKEN
+                )),
+            },
+            // The secret token of webhook deliveries is compared here; the bot token is not
+            // needed by the plugin and stays with the host.
+            secret_for_plugin(settings::WEBHOOK_SECRET),
+        ],
         streams: vec![StreamSpec {
             name: UPDATES_STREAM.to_string(),
             description: "New and edited messages from getUpdates. Only usable while no \
@@ -285,10 +302,19 @@ mod tests {
         assert_eq!(manifest.http_hosts, vec!["{api_base}".to_string()]);
         assert_eq!(
             manifest.credentials,
-            vec![CredentialRule {
-                host_pattern: "{api_base}".into(),
-                placement: CredentialPlacement::PathPrefix("/bot{bot_token}".into()),
-            }]
+            vec![
+                CredentialRule {
+                    host_pattern: "{api_base}".into(),
+                    placement: CredentialPlacement::PathPrefix("/bot{bot_token}".into()),
+                },
+                CredentialRule {
+                    host_pattern: "plugin".into(),
+                    placement: CredentialPlacement::Header(NamedTemplate {
+                        name: "webhook_secret".into(),
+                        value: "{webhook_secret}".into(),
+                    }),
+                },
+            ]
         );
         assert_eq!(manifest.streams[0].name, "updates");
         assert_eq!(manifest.streams[0].default_schedule, "*/10 * * * * *");

@@ -31,6 +31,21 @@ pub struct Update {
     pub edited_business_message: Option<Message>,
 }
 
+impl Update {
+    /// Whether its message was sent by a bot (see [`has_bot_sender`]).
+    pub fn sent_by_a_bot(&self) -> bool {
+        [
+            &self.message,
+            &self.edited_message,
+            &self.business_message,
+            &self.edited_business_message,
+        ]
+        .into_iter()
+        .flatten()
+        .any(|m| m.from.as_ref().is_some_and(|from| from.is_bot))
+    }
+}
+
 /// The parts of a Telegram `Message` the hub uses.
 #[derive(Debug, Deserialize)]
 pub struct Message {
@@ -155,6 +170,27 @@ impl BotIdentity {
             bot_id: from_setting.or(from_token),
         }
     }
+}
+
+/// Whether any of these raw updates carries a message sent by a bot: only then is the bot's
+/// own id needed (to tell its echoes from other bots).
+pub fn has_bot_sender(updates: &[serde_json::Value]) -> bool {
+    const KINDS: [&str; 4] = [
+        "message",
+        "edited_message",
+        "business_message",
+        "edited_business_message",
+    ];
+    updates.iter().any(|update| {
+        KINDS.iter().any(|kind| {
+            update
+                .get(kind)
+                .and_then(|m| m.get("from"))
+                .and_then(|from| from.get("is_bot"))
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false)
+        })
+    })
 }
 
 /// The hub's message id for a Telegram message: message ids are only unique within a chat.
@@ -433,6 +469,21 @@ mod tests {
         assert_eq!(event.text, "こんにちは");
         assert!(event.attachments.is_empty());
         assert_eq!(event.reply_handle, None);
+    }
+
+    #[test]
+    fn the_bot_id_is_needed_only_for_a_bot_sender() {
+        let human = json!({"update_id": 1, "message": {"message_id": 1, "date": 1,
+            "chat": {"id": 5, "type": "private"},
+            "from": {"id": 5, "is_bot": false, "first_name": "A"}, "text": "hi"}});
+        let bot = json!({"update_id": 2, "edited_message": {"message_id": 2, "date": 1,
+            "chat": {"id": 5, "type": "group"},
+            "from": {"id": 777, "is_bot": true, "first_name": "B"}, "text": "hi"}});
+        assert!(!has_bot_sender(std::slice::from_ref(&human)));
+        assert!(has_bot_sender(&[human.clone(), bot.clone()]));
+        let typed = |v: &serde_json::Value| Update::deserialize(v).expect("update");
+        assert!(!typed(&human).sent_by_a_bot());
+        assert!(typed(&bot).sent_by_a_bot());
     }
 
     #[test]

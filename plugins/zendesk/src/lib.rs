@@ -768,6 +768,9 @@ fn manifest() -> Manifest {
                 host_pattern: base_url_host,
                 placement: basic,
             },
+            // Webhook deliveries are checked here against this secret; the API credentials
+            // stay with the host.
+            secret_for_plugin(settings::WEBHOOK_SECRET),
         ],
         streams: vec![StreamSpec {
             name: TICKET_EVENTS_STREAM.to_string(),
@@ -1062,12 +1065,19 @@ mod tests {
                 "{base_url}".to_string()
             ]
         );
-        assert_eq!(manifest.credentials.len(), 2);
-        assert!(manifest.credentials.iter().all(|rule| rule.placement
-            == CredentialPlacement::Basic(BasicCredential {
-                username: "{email}/token".into(),
-                password: "{api_token}".into(),
-            })));
+        assert_eq!(manifest.credentials.len(), 3);
+        assert!(manifest
+            .credentials
+            .contains(&secret_for_plugin("webhook_secret")));
+        assert!(manifest
+            .credentials
+            .iter()
+            .filter(|rule| rule.host_pattern != "plugin")
+            .all(|rule| rule.placement
+                == CredentialPlacement::Basic(BasicCredential {
+                    username: "{email}/token".into(),
+                    password: "{api_token}".into(),
+                })));
         assert_eq!(manifest.streams[0].name, "ticket-events");
         assert_eq!(manifest.streams[0].default_schedule, "*/30 * * * * *");
         assert!(manifest.accepts_webhooks);

@@ -9,6 +9,8 @@
 //! | `forbidden-host` | GETs loopback and evil.example.com, outside its manifest's only host; returns the host's denial message as `Fatal` |
 //! | `trap`           | panics, which aborts into a wasm trap                               |
 //! | `log-flood`      | logs `LOG_FLOOD_LINES` lines: the host must rate-limit or cap them  |
+//! | `context`        | returns the call context's settings as `key=value` lines in `next_cursor` |
+//! | `fetch`          | GETs the URL given as the cursor; returns `status <code>` and the response body in `next_cursor`, or the host's error |
 //! | anything else    | returns an empty page                                               |
 //!
 //! `send` and `handle_webhook` behave: they answer minimally, so the plugin is otherwise a valid
@@ -25,6 +27,10 @@ pub const ALLOWED_HOST: &str = "https://allowed.example.com";
 /// How many lines `log-flood` writes.
 pub const LOG_FLOOD_LINES: u32 = 1_000_000;
 
+/// A second, setting-driven origin (`{target}`), for the host's address checks and credential
+/// injection; its credential is an `x-api-key` header from the secret setting `api_key`.
+pub const TARGET_HOST: &str = "{target}";
+
 /// Where `alloc` stops if nothing stopped it: 1 GiB, far past any sane plugin memory limit.
 const ALLOC_CEILING: usize = 1 << 30;
 
@@ -39,9 +45,27 @@ impl SocialConnector for Misbehave {
             kind: PluginKind::Social,
             description: "Misbehaves on purpose in poll(), by stream name; for sandbox tests."
                 .into(),
-            settings: vec![],
-            http_hosts: vec![ALLOWED_HOST.into()],
-            credentials: vec![],
+            settings: vec![
+                setting("target", false),
+                setting("plain", false),
+                // Injected into requests to `{target}` only; the plugin never sees it.
+                setting("api_key", true),
+                // Asked for with `secret_for_plugin`: the plugin sees it.
+                setting("webhook_secret", true),
+                // Declared like an OAuth2 client secret: never given to a plugin.
+                setting("oauth_client_secret", true),
+            ],
+            http_hosts: vec![ALLOWED_HOST.into(), TARGET_HOST.into()],
+            credentials: vec![
+                CredentialRule {
+                    host_pattern: TARGET_HOST.into(),
+                    placement: CredentialPlacement::Header(NamedTemplate {
+                        name: "x-api-key".into(),
+                        value: "{api_key}".into(),
+                    }),
+                },
+                secret_for_plugin("webhook_secret"),
+            ],
             streams: [
                 "ok",
                 "loop",
@@ -50,6 +74,8 @@ impl SocialConnector for Misbehave {
                 "trap",
                 "log-flood",
                 "clock",
+                "context",
+                "fetch",
             ]
             .into_iter()
             .map(|name| StreamSpec {
@@ -72,8 +98,28 @@ impl SocialConnector for Misbehave {
         })
     }
 
-    fn poll(_ctx: &Context, stream: &str, cursor: Option<String>) -> Result<PollPage> {
+    fn poll(ctx: &Context, stream: &str, cursor: Option<String>) -> Result<PollPage> {
         match stream {
+            "context" => Ok(PollPage {
+                next_cursor: Some(
+                    ctx.settings()
+                        .map(|(key, value)| format!("{key}={value}\n"))
+                        .collect(),
+                ),
+                ..empty_page()
+            }),
+            "fetch" => {
+                let url = cursor.unwrap_or_default();
+                let response = http::get(url).timeout_ms(2000).send()?;
+                Ok(PollPage {
+                    next_cursor: Some(format!(
+                        "status {}\n{}",
+                        response.status,
+                        String::from_utf8_lossy(&response.body)
+                    )),
+                    ..empty_page()
+                })
+            }
             // For the benchmark of import overhead: call the host clock `cursor` times.
             "clock" => {
                 let calls: u64 = cursor.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -100,6 +146,17 @@ impl SocialConnector for Misbehave {
         Ok(SentMessage {
             message_ids: vec![format!("sent-{}", message.idempotency_key)],
         })
+    }
+}
+
+fn setting(key: &str, secret: bool) -> SettingSpec {
+    SettingSpec {
+        key: key.into(),
+        label: key.into(),
+        description: format!("`{key}`, for the host's tests"),
+        secret,
+        required: false,
+        default_value: None,
     }
 }
 
@@ -154,8 +211,11 @@ mod tests {
     #[test]
     fn manifest_grants_only_one_host() {
         let manifest = Misbehave::describe();
-        assert_eq!(manifest.http_hosts, [ALLOWED_HOST]);
-        assert!(manifest.credentials.is_empty());
+        assert_eq!(manifest.http_hosts, [ALLOWED_HOST, TARGET_HOST]);
+        assert!(manifest
+            .credentials
+            .iter()
+            .all(|rule| rule.host_pattern != ALLOWED_HOST));
         assert!(manifest.streams.iter().any(|s| s.name == "forbidden-host"));
     }
 
