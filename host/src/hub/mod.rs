@@ -37,9 +37,11 @@ use crate::secrets::{SecretBox, SecretError};
 use crate::store::{Db, InstallOutcome, InstallationRow, LinkRow, NewJob, NewPlugin, StoreError};
 
 pub use self::metrics::Metrics;
-pub use self::oauth::{OAuthCallback, CALLBACK_PATH as OAUTH_CALLBACK_PATH};
+pub use self::oauth::{BrowserStart, OAuthCallback, CALLBACK_PATH as OAUTH_CALLBACK_PATH};
 pub use self::views::*;
+pub use crate::runtime::admission::AdmissionConfig;
 pub use crate::runtime::bindings::types::{WebhookRequest, WebhookResponse};
+use crate::runtime::engine::EngineLimits;
 pub use crate::store::PluginRecord;
 
 /// Settings of the outbox workers.
@@ -76,6 +78,10 @@ pub struct HubConfig {
     pub outbox: OutboxConfig,
     /// How often due jobs are checked.
     pub scheduler_tick: Duration,
+    /// Plugin instances alive at once (the engine's pool).
+    pub plugin_instances: u32,
+    /// How calls queue for the pool's instances.
+    pub admission: AdmissionConfig,
 }
 
 impl HubConfig {
@@ -91,6 +97,8 @@ impl HubConfig {
             secret_key,
             outbox: OutboxConfig::default(),
             scheduler_tick: Duration::from_secs(1),
+            plugin_instances: EngineLimits::default().max_instances,
+            admission: AdmissionConfig::default(),
         }
     }
 }
@@ -103,6 +111,8 @@ impl std::fmt::Debug for HubConfig {
             .field("secret_key", &"********")
             .field("outbox", &self.outbox)
             .field("scheduler_tick", &self.scheduler_tick)
+            .field("plugin_instances", &self.plugin_instances)
+            .field("admission", &self.admission)
             .finish()
     }
 }
@@ -122,6 +132,9 @@ pub enum HubError {
     /// 401
     #[error("{0}")]
     Unauthorized(String),
+    /// 503 with `Retry-After`: the call waited for a free plugin instance too long.
+    #[error("{0}")]
+    Busy(crate::runtime::admission::Busy),
     /// 500
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -239,9 +252,11 @@ impl Bindings {
 impl Hub {
     /// Opens the database (applying migrations) and creates the plugin runtime.
     pub async fn open(config: HubConfig) -> anyhow::Result<Hub> {
-        let runtime = Runtime::new(RuntimeConfig::new(
-            config.data_dir.join("cache").join("components"),
-        ))?;
+        let mut runtime_config =
+            RuntimeConfig::new(config.data_dir.join("cache").join("components"));
+        runtime_config.engine.max_instances = config.plugin_instances;
+        runtime_config.admission = config.admission.clone();
+        let runtime = Runtime::new(runtime_config)?;
         Self::open_with_runtime(config, Arc::new(runtime)).await
     }
 
@@ -1127,6 +1142,8 @@ pub(crate) fn retry_of(error: &CallError) -> Retry {
         CallError::Connector(ConnectorError::Transient(_)) => Retry::Backoff,
         CallError::Connector(_) => Retry::Never,
         CallError::Deadline(_) | CallError::MemoryCap(_) | CallError::Trap(_) => Retry::Backoff,
+        // The plugin never ran: no instance was free in time.
+        CallError::Busy(_) => Retry::Backoff,
         CallError::WrongWorld { .. } => Retry::Never,
     }
 }
