@@ -944,6 +944,88 @@ max_attempts = 3
     }
 
     #[test]
+    fn server_limits_and_plugin_admission_from_file_and_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_config(
+            dir.path(),
+            r#"
+[server]
+header_read_timeout_secs = 3
+body_read_timeout_secs = 4
+max_connections = 50
+shutdown_timeout_secs = 5
+metrics_token = "file-metrics-token-0123"
+[plugins]
+instances = 64
+calls_per_installation = 8
+reserved_for_background = 16
+queue_timeout_ms = 2500
+"#,
+        );
+        let overrides = Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Overrides::default()
+        };
+        let env = env_of(&[("SWITCHBOARD_MAX_CONNECTIONS", "70")]);
+        let config = Config::resolve(&overrides, &env).expect("config");
+        assert_eq!(
+            config.server,
+            ServerLimits {
+                header_read_timeout: Duration::from_secs(3),
+                body_read_timeout: Duration::from_secs(4),
+                max_connections: 70,
+                shutdown_timeout: Duration::from_secs(5),
+            }
+        );
+        assert_eq!(
+            config.metrics_token.as_deref(),
+            Some("file-metrics-token-0123")
+        );
+        assert!(!format!("{config:?}").contains("file-metrics-token"));
+        assert_eq!(config.plugin_instances, 64);
+        assert_eq!(
+            config.admission,
+            AdmissionConfig {
+                per_installation: 8,
+                reserved_for_background: 16,
+                queue_timeout: Duration::from_millis(2500),
+            }
+        );
+
+        // Defaults, and a reservation that would leave webhooks nothing.
+        let empty = tempfile::tempdir().expect("tempdir");
+        let overrides = Overrides {
+            data_dir: Some(empty.path().to_path_buf()),
+            ..Overrides::default()
+        };
+        let config = Config::resolve(&overrides, &env_of(&[])).expect("config");
+        assert_eq!(config.server, ServerLimits::default());
+        assert_eq!(config.plugin_instances, 256);
+        assert_eq!(config.admission, AdmissionConfig::default());
+        let error = Config::resolve(
+            &overrides,
+            &env_of(&[
+                ("SWITCHBOARD_PLUGIN_INSTANCES", "8"),
+                ("SWITCHBOARD_PLUGIN_RESERVED_INSTANCES", "8"),
+            ]),
+        )
+        .expect_err("nothing left for webhooks");
+        assert!(
+            error.to_string().contains("reserved_for_background"),
+            "{error}"
+        );
+        let error = Config::resolve(
+            &overrides,
+            &env_of(&[("SWITCHBOARD_HEADER_READ_TIMEOUT_SECS", "0")]),
+        )
+        .expect_err("zero timeout");
+        assert!(
+            error.to_string().contains("header_read_timeout_secs"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn bad_values_name_their_source() {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = Overrides {
