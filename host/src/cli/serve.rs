@@ -118,7 +118,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Raises the open-file soft limit to the hard limit (sockets are files: the default soft
-/// limit of 1024 is easily reached), logs both, and lowers `max_connections` when the limit
+/// limit of 1024 is easily reached), logs it, and lowers `max_connections` when the limit
 /// cannot hold that many connections besides what the hub itself needs.
 fn fit_to_open_file_limit(max_connections: usize) -> usize {
     let limit = match rlimit::increase_nofile_limit(u64::MAX) {
