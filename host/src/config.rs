@@ -17,6 +17,17 @@
 //! [server]
 //! webhook_body_limit = 1048576  # bytes
 //! request_timeout_secs = 30     # admin API
+//! header_read_timeout_secs = 10 # to send a request head; also the idle keep-alive limit
+//! body_read_timeout_secs = 30   # to send a webhook's body (408 after)
+//! max_connections = 1024        # further connections are closed at once
+//! shutdown_timeout_secs = 10    # for requests in flight and workers, then the process exits
+//! metrics_token = "..."         # or SWITCHBOARD_METRICS_TOKEN; /metrics takes it or the admin token
+//!
+//! [plugins]
+//! instances = 256               # plugin instances alive at once (the pool)
+//! calls_per_installation = 32   # calls one installation may run at once
+//! reserved_for_background = 32  # instances webhooks cannot take (outbox, scheduler)
+//! queue_timeout_ms = 10000      # wait for a free instance; then 503 + Retry-After
 //!
 //! [outbox]
 //! max_attempts = 8
@@ -48,9 +59,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use crate::hub::{HubConfig, OutboxConfig};
-use crate::store::StoreOptions;
+use crate::hub::{AdmissionConfig, HubConfig, OutboxConfig};
 use crate::runtime::NetworkAccess;
+use crate::store::StoreOptions;
 
 /// Where the data dir is when nothing says otherwise (relative to the working directory).
 pub const DEFAULT_DATA_DIR: &str = "switchboard-data";
@@ -58,6 +69,11 @@ pub const DEFAULT_DATA_DIR: &str = "switchboard-data";
 pub const DEFAULT_CONFIG_FILE: &str = "switchboard.toml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_PLUGIN_INSTANCES: u32 = 256;
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// Processed events are the deduplication memory: WhatsApp retries a webhook for 7 days.
 pub const MIN_RETENTION_DAYS: u64 = 7;
@@ -136,6 +152,10 @@ pub struct Config {
     pub webhook_body_limit: usize,
     /// Deadline of one admin API request.
     pub request_timeout: Duration,
+    /// Connection limits and timeouts of the HTTP server.
+    pub server: ServerLimits,
+    /// The token that may read `/metrics` (the admin token may too).
+    pub metrics_token: Option<String>,
     pub outbox: OutboxConfig,
     pub scheduler_tick: Duration,
     pub store: StoreOptions,
@@ -143,6 +163,30 @@ pub struct Config {
     pub retention: Duration,
     /// `[runtime] allow_private_network`.
     pub network: NetworkAccess,
+    /// Plugin instances alive at once.
+    pub plugin_instances: u32,
+    /// How plugin calls queue for instances.
+    pub admission: AdmissionConfig,
+}
+
+/// The `[server]` settings that protect the HTTP server from slow and idle clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
 }
 
 // Credentials never appear in Debug output (and so never in logs).
@@ -161,9 +205,16 @@ impl fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("webhook_body_limit", &self.webhook_body_limit)
             .field("request_timeout", &self.request_timeout)
+            .field("server", &self.server)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "********"),
+            )
             .field("outbox", &self.outbox)
             .field("scheduler_tick", &self.scheduler_tick)
             .field("network", &self.network)
+            .field("plugin_instances", &self.plugin_instances)
+            .field("admission", &self.admission)
             .finish()
     }
 }
@@ -189,6 +240,8 @@ struct FileConfig {
     store: FileStore,
     #[serde(default)]
     runtime: FileRuntime,
+    #[serde(default)]
+    plugins: FilePlugins,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,6 +255,20 @@ struct FileRuntime {
 struct FileServer {
     webhook_body_limit: Option<usize>,
     request_timeout_secs: Option<u64>,
+    header_read_timeout_secs: Option<u64>,
+    body_read_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
+    shutdown_timeout_secs: Option<u64>,
+    metrics_token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePlugins {
+    instances: Option<u32>,
+    calls_per_installation: Option<u32>,
+    reserved_for_background: Option<u32>,
+    queue_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -394,6 +461,114 @@ impl Config {
             None => Duration::from_secs(30),
         };
 
+        let seconds =
+            |var: &str, from_file: Option<u64>, key: &str, default: Duration| match pick_num(
+                var,
+                from_file.map(|n| n.to_string()),
+                key,
+            ) {
+                Some(found) => Ok(Duration::from_secs(positive(
+                    parse(found, "a number of seconds")?,
+                    key,
+                )?)),
+                None => Ok::<_, ConfigError>(default),
+            };
+        let server = ServerLimits {
+            header_read_timeout: seconds(
+                "SWITCHBOARD_HEADER_READ_TIMEOUT_SECS",
+                file.server.header_read_timeout_secs,
+                "server.header_read_timeout_secs",
+                DEFAULT_HEADER_READ_TIMEOUT,
+            )?,
+            body_read_timeout: seconds(
+                "SWITCHBOARD_BODY_READ_TIMEOUT_SECS",
+                file.server.body_read_timeout_secs,
+                "server.body_read_timeout_secs",
+                DEFAULT_BODY_READ_TIMEOUT,
+            )?,
+            max_connections: match pick_num(
+                "SWITCHBOARD_MAX_CONNECTIONS",
+                file.server.max_connections.map(|n| n.to_string()),
+                "server.max_connections",
+            ) {
+                Some(found) => positive(
+                    parse(found, "a number of connections")?,
+                    "server.max_connections",
+                )?,
+                None => DEFAULT_MAX_CONNECTIONS,
+            },
+            shutdown_timeout: seconds(
+                "SWITCHBOARD_SHUTDOWN_TIMEOUT_SECS",
+                file.server.shutdown_timeout_secs,
+                "server.shutdown_timeout_secs",
+                DEFAULT_SHUTDOWN_TIMEOUT,
+            )?,
+        };
+        let metrics_token = match pick(
+            None,
+            "",
+            "SWITCHBOARD_METRICS_TOKEN",
+            file.server.metrics_token,
+            "server.metrics_token",
+        ) {
+            Some(found) => Some(validate_token(found)?),
+            None => None,
+        };
+
+        let plugin_instances = match pick_num(
+            "SWITCHBOARD_PLUGIN_INSTANCES",
+            file.plugins.instances.map(|n| n.to_string()),
+            "plugins.instances",
+        ) {
+            Some(found) => positive(parse(found, "a number of instances")?, "plugins.instances")?,
+            None => DEFAULT_PLUGIN_INSTANCES,
+        };
+        let admission_defaults = AdmissionConfig::default();
+        let admission = AdmissionConfig {
+            per_installation: match pick_num(
+                "SWITCHBOARD_PLUGIN_CALLS_PER_INSTALLATION",
+                file.plugins.calls_per_installation.map(|n| n.to_string()),
+                "plugins.calls_per_installation",
+            ) {
+                Some(found) => positive(
+                    parse(found, "a number of calls")?,
+                    "plugins.calls_per_installation",
+                )?,
+                None => admission_defaults.per_installation,
+            },
+            reserved_for_background: match pick_num(
+                "SWITCHBOARD_PLUGIN_RESERVED_INSTANCES",
+                file.plugins.reserved_for_background.map(|n| n.to_string()),
+                "plugins.reserved_for_background",
+            ) {
+                Some(found) => parse(found, "a number of instances")?,
+                None => admission_defaults
+                    .reserved_for_background
+                    .min(plugin_instances / 2),
+            },
+            queue_timeout: match pick_num(
+                "SWITCHBOARD_PLUGIN_QUEUE_TIMEOUT_MS",
+                file.plugins.queue_timeout_ms.map(|n| n.to_string()),
+                "plugins.queue_timeout_ms",
+            ) {
+                Some(found) => Duration::from_millis(positive(
+                    parse(found, "milliseconds")?,
+                    "plugins.queue_timeout_ms",
+                )?),
+                None => admission_defaults.queue_timeout,
+            },
+        };
+        if admission.reserved_for_background >= plugin_instances {
+            return Err(value_error(
+                "plugins",
+                &format!(
+                    "reserved_for_background ({}) must be less than instances ({plugin_instances}): \
+                     webhooks need at least one instance",
+                    admission.reserved_for_background
+                ),
+            ));
+        }
+
         let defaults = OutboxConfig::default();
         let outbox = OutboxConfig {
             max_attempts: match pick_num(
@@ -528,6 +703,8 @@ impl Config {
             log_format,
             webhook_body_limit,
             request_timeout,
+            server,
+            metrics_token,
             outbox,
             scheduler_tick,
             store,
@@ -535,6 +712,8 @@ impl Config {
             network: NetworkAccess {
                 allow_private_network,
             },
+            plugin_instances,
+            admission,
         })
     }
 
@@ -603,6 +782,8 @@ impl Config {
             store: self.store.clone(),
             retention: self.retention,
             network: self.network,
+            plugin_instances: self.plugin_instances,
+            admission: self.admission.clone(),
         })
     }
 
@@ -937,6 +1118,88 @@ max_attempts = 3
             .expect_err("unknown nested key")
             .to_string();
         assert!(error.contains("retries"), "{error}");
+    }
+
+    #[test]
+    fn server_limits_and_plugin_admission_from_file_and_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_config(
+            dir.path(),
+            r#"
+[server]
+header_read_timeout_secs = 3
+body_read_timeout_secs = 4
+max_connections = 50
+shutdown_timeout_secs = 5
+metrics_token = "file-metrics-token-0123"
+[plugins]
+instances = 64
+calls_per_installation = 8
+reserved_for_background = 16
+queue_timeout_ms = 2500
+"#,
+        );
+        let overrides = Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Overrides::default()
+        };
+        let env = env_of(&[("SWITCHBOARD_MAX_CONNECTIONS", "70")]);
+        let config = Config::resolve(&overrides, &env).expect("config");
+        assert_eq!(
+            config.server,
+            ServerLimits {
+                header_read_timeout: Duration::from_secs(3),
+                body_read_timeout: Duration::from_secs(4),
+                max_connections: 70,
+                shutdown_timeout: Duration::from_secs(5),
+            }
+        );
+        assert_eq!(
+            config.metrics_token.as_deref(),
+            Some("file-metrics-token-0123")
+        );
+        assert!(!format!("{config:?}").contains("file-metrics-token"));
+        assert_eq!(config.plugin_instances, 64);
+        assert_eq!(
+            config.admission,
+            AdmissionConfig {
+                per_installation: 8,
+                reserved_for_background: 16,
+                queue_timeout: Duration::from_millis(2500),
+            }
+        );
+
+        // Defaults, and a reservation that would leave webhooks nothing.
+        let empty = tempfile::tempdir().expect("tempdir");
+        let overrides = Overrides {
+            data_dir: Some(empty.path().to_path_buf()),
+            ..Overrides::default()
+        };
+        let config = Config::resolve(&overrides, &env_of(&[])).expect("config");
+        assert_eq!(config.server, ServerLimits::default());
+        assert_eq!(config.plugin_instances, 256);
+        assert_eq!(config.admission, AdmissionConfig::default());
+        let error = Config::resolve(
+            &overrides,
+            &env_of(&[
+                ("SWITCHBOARD_PLUGIN_INSTANCES", "8"),
+                ("SWITCHBOARD_PLUGIN_RESERVED_INSTANCES", "8"),
+            ]),
+        )
+        .expect_err("nothing left for webhooks");
+        assert!(
+            error.to_string().contains("reserved_for_background"),
+            "{error}"
+        );
+        let error = Config::resolve(
+            &overrides,
+            &env_of(&[("SWITCHBOARD_HEADER_READ_TIMEOUT_SECS", "0")]),
+        )
+        .expect_err("zero timeout");
+        assert!(
+            error.to_string().contains("header_read_timeout_secs"),
+            "{error}"
+        );
     }
 
     #[test]

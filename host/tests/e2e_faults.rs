@@ -364,3 +364,265 @@ helpdesk_tests!(freshdesk => rate_limit_retry_after_is_waited_out,
     helpdesk_4xx_is_a_dead_letter_until_retried);
 helpdesk_tests!(salesforce => request_limit_exceeded_backs_off,
     server_error_burst_is_retried_without_duplicates, helpdesk_4xx_is_a_dead_letter_until_retried);
+
+// ----- overload: a hung helpdesk, slow clients ---------------------------------------------------
+
+/// The webhook secret of the extra Freshdesk installation the overload test floods.
+const HUNG_SECRET: &str = "hung-freshdesk-webhook-secret";
+/// The default number of calls one installation may run at once (`[plugins]
+/// calls_per_installation`).
+const CALLS_PER_INSTALLATION: usize = 32;
+
+/// Issue 8 §3: 300 webhooks to a Freshdesk installation whose API hangs used to fill the shared
+/// pool of 256 plugin instances, and every other installation's webhooks then failed with 500.
+/// Now the hung installation holds at most its own share, its excess waits in its queue and is
+/// refused with 503 + Retry-After, and Telegram's webhooks are answered all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_helpdesk_and_a_burst_do_not_fail_another_installations_webhooks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (world, hub) = linked(Helpdesk::Freshdesk, dir.path(), FAST_RETRIES).await;
+    let mut settings = world.desk.installation_settings();
+    settings["webhook_secret"] = HUNG_SECRET.into();
+    // A generous deadline: each hung call holds its instance for 20 s.
+    hub.api
+        .post(
+            "/installations",
+            serde_json::json!({"id": "freshdesk-hung", "plugin_id": "freshdesk",
+                "settings": settings, "deadline_ms": 20_000}),
+        )
+        .await;
+    hub.api
+        .set_job_paused("freshdesk-hung", Helpdesk::Freshdesk.stream(), true)
+        .await;
+    // The plugin reads the ticket a webhook names: those reads never get an answer.
+    world
+        .hold
+        .arm(|method, path| method == "GET" && path.starts_with("/api/v2/tickets/"));
+    let hung_reads = || world.desk_log.in_flight("GET", "/api/v2/tickets/");
+
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let burst: Vec<_> = (0..300)
+        .map(|n| {
+            let request = client
+                .post(format!("{}/webhooks/freshdesk-hung", hub.url))
+                .header("x-switchboard-secret", HUNG_SECRET)
+                .json(&serde_json::json!({"ticket_id": 900_000 + n}));
+            tokio::spawn(async move {
+                let response = request.send().await.expect("burst webhook");
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let status = response.status();
+                (
+                    status,
+                    retry_after,
+                    response.text().await.unwrap_or_default(),
+                )
+            })
+        })
+        .collect();
+
+    // The burst has taken all it can: the reads in flight stop growing.
+    let mut most = 0;
+    let started = std::time::Instant::now();
+    let mut stable_since = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(15) {
+        let now = hung_reads();
+        if now > most {
+            most = now;
+            stable_since = std::time::Instant::now();
+        } else if most > 0 && stable_since.elapsed() > Duration::from_secs(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(most > 0, "the burst never reached the helpdesk");
+    assert!(
+        most <= CALLS_PER_INSTALLATION,
+        "the hung installation ran {most} calls at once, over its limit of {CALLS_PER_INSTALLATION}"
+    );
+
+    // Meanwhile, another installation's webhooks are answered, and the hub is healthy.
+    for n in 0..10 {
+        let update = telegram_update(810_000 + n, 8100 + n, "Busy", &format!("still here {n}"));
+        let (status, body) = hub.post_telegram_update(&update).await;
+        assert_eq!(
+            status,
+            reqwest::StatusCode::OK,
+            "Telegram webhook {n}: {body}"
+        );
+    }
+    assert_eq!(hub.api.health().await["ok"], true);
+
+    // The excess of the burst waited in its installation's queue and was told to come back.
+    let mut refused = 0;
+    for answer in burst {
+        let (status, retry_after, body) = answer.await.expect("join");
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            refused += 1;
+            assert!(retry_after.is_some(), "503 without Retry-After: {body}");
+            assert!(
+                body.contains("freshdesk-hung") && body.contains("limit of 32"),
+                "the refusal names its cause: {body}"
+            );
+        } else {
+            // The admitted calls hit their deadline at the hung helpdesk.
+            assert_eq!(status, reqwest::StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        }
+    }
+    assert!(
+        refused >= 300 - 2 * CALLS_PER_INSTALLATION,
+        "only {refused} of 300 were refused by the queue"
+    );
+    world.hold.release();
+}
+
+/// Whether process `pid` has ended (gone, or a zombie waiting to be reaped).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Opens a connection to `addr` that sends half a request and then nothing: `head_only` stops
+/// inside the request head; otherwise the head is whole and the body never completes. Returns
+/// whether the hub closed it within `hold` (reading EOF, an answer, or a reset).
+async fn slow_client(addr: std::net::SocketAddr, head_only: bool, hold: Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut socket) = tokio::net::TcpStream::connect(addr).await else {
+        return true; // refused outright: not held either
+    };
+    let partial = if head_only {
+        "POST /webhooks/telegram-e2e HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le".to_string()
+    } else {
+        format!(
+            "POST /webhooks/telegram-e2e HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             content-type: application/json\r\nx-telegram-bot-api-secret-token: {TELEGRAM_SECRET}\r\n\
+             Content-Length: 1000\r\n\r\n{{\"update_id\": 1"
+        )
+    };
+    if socket.write_all(partial.as_bytes()).await.is_err() {
+        return true;
+    }
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + hold;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            // An answer (408): the connection is closed after it.
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// Issue 8 §2: 300 connections that never finish their request used to hold the hub's file
+/// descriptors until `/health` stopped answering ("Too many open files"), and the hub then
+/// ignored SIGTERM. With the open-file limit lowered to 256 for the hub, 300 slow clients (half
+/// a request head, or a webhook whose body never completes) are closed by the connection limit
+/// and the read timeouts, webhooks and /health are answered meanwhile, and SIGTERM with
+/// requests still in flight ends the process within the shutdown deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_cannot_stop_the_hub() {
+    const SLOW_CLIENTS: usize = 300;
+    const HOLD: Duration = Duration::from_secs(25);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut env = FAST_RETRIES.to_vec();
+    env.extend([
+        ("SWITCHBOARD_MAX_CONNECTIONS", "100"),
+        ("SWITCHBOARD_HEADER_READ_TIMEOUT_SECS", "2"),
+        // Longer than the shutdown deadline, so that SIGTERM meets bodies still arriving.
+        ("SWITCHBOARD_BODY_READ_TIMEOUT_SECS", "15"),
+        ("SWITCHBOARD_SHUTDOWN_TIMEOUT_SECS", "2"),
+    ]);
+    let (_world, hub) = linked(Helpdesk::Zendesk, dir.path(), &env).await;
+    let pid = hub.pid().expect("the hub runs");
+    // Far fewer descriptors than slow clients, so that they matter without thousands of sockets.
+    rlimit::prlimit(pid as i32, rlimit::Resource::NOFILE, Some((256, 256)), None)
+        .expect("lower the hub's open-file limit");
+    let open_files = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    eprintln!("the hub has {open_files} files open before the slow clients");
+
+    let slow: Vec<_> = (0..SLOW_CLIENTS)
+        .map(|n| tokio::spawn(slow_client(hub.addr, n % 2 == 0, HOLD)))
+        .collect();
+
+    // While they hold on: every probe on a fresh connection, each bounded.
+    let probe = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(3))
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let (mut healthy, mut answered, mut probes) = (0, 0, 0);
+    let started = std::time::Instant::now();
+    while started.elapsed() < HOLD && (healthy < 5 || answered < 5) {
+        probes += 1;
+        let health = probe.get(format!("{}/health", hub.url)).send().await;
+        if health.is_ok_and(|r| r.status().is_success()) {
+            healthy += 1;
+        }
+        let update = telegram_update(820_000 + probes, 8200, "Probe", &format!("probe {probes}"));
+        let webhook = probe
+            .post(format!("{}/webhooks/{TELEGRAM}", hub.url))
+            .header("x-telegram-bot-api-secret-token", TELEGRAM_SECRET)
+            .json(&update)
+            .send()
+            .await;
+        if webhook.is_ok_and(|r| r.status().is_success()) {
+            answered += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        healthy >= 5 && answered >= 5,
+        "with {SLOW_CLIENTS} slow clients: /health answered {healthy} and webhooks {answered} \
+         of {probes} probes"
+    );
+    let mut closed = 0;
+    for client in slow {
+        if client.await.expect("join") {
+            closed += 1;
+        }
+    }
+    assert_eq!(
+        closed, SLOW_CLIENTS,
+        "the hub closed only {closed} of {SLOW_CLIENTS} slow connections within {HOLD:?}"
+    );
+
+    // SIGTERM while bodies are still arriving (their read timeout is 15 s): the process ends
+    // within the 2 s shutdown deadline, plus room for a loaded machine.
+    let in_flight: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(slow_client(hub.addr, false, Duration::from_secs(30))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(signalled.success());
+    let sent = std::time::Instant::now();
+    while !exited(pid) && sent.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        exited(pid),
+        "the hub still runs {:?} after SIGTERM (shutdown deadline 2 s)",
+        sent.elapsed()
+    );
+    for client in in_flight {
+        client.abort();
+    }
+}

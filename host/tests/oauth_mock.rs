@@ -444,3 +444,72 @@ async fn an_unapproved_token_url_is_refused_by_name_before_any_request() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_without_the_starting_browsers_cookie_is_refused() {
+    let server = HubServer::start().await;
+    let mock = Mock::start().await;
+    mock_installation(&server, &mock, "crm", &[]).await;
+
+    // `start` binds the state to the browser: an HttpOnly, SameSite=Lax cookie for the
+    // callback's path only, not Secure on loopback (plain http).
+    let authorize = server.start_authorization("crm").await;
+    let set_cookie = server
+        .last_set_cookie
+        .lock()
+        .expect("cookie")
+        .clone()
+        .expect("start sets a cookie");
+    assert!(set_cookie.starts_with("switchboard_oauth_"), "{set_cookie}");
+    for attribute in [
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/oauth/callback",
+        "Max-Age=600",
+    ] {
+        assert!(set_cookie.contains(attribute), "{attribute}: {set_cookie}");
+    }
+    assert!(!set_cookie.contains("Secure"), "{set_cookie}");
+    let (name, binding) = set_cookie
+        .split(';')
+        .next()
+        .and_then(|pair| pair.split_once('='))
+        .expect("name=value");
+
+    // Someone who learned the state (and a code) but not the cookie: refused, nothing exchanged,
+    // and the state is spent.
+    let callback = server.browse_to_callback(authorize).await;
+    let (status, body) = server.visit_with_cookie(&callback, "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body.contains("browser that started"), "{body}");
+    assert_eq!(mock.count("authorization_code"), 0, "no code was exchanged");
+    let (status, body) = server.visit(&callback).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "spent: {body}");
+    assert_eq!(server.view("crm").await["oauth"]["connected"], false);
+
+    // A cookie of the right name with another flow's value is refused too.
+    let authorize = server.start_authorization("crm").await;
+    let callback = server.browse_to_callback(authorize).await;
+    let set_cookie = server
+        .last_set_cookie
+        .lock()
+        .expect("cookie")
+        .clone()
+        .expect("cookie");
+    let (name_2, _) = set_cookie
+        .split(';')
+        .next()
+        .and_then(|pair| pair.split_once('='))
+        .expect("name=value");
+    assert_ne!(name, name_2, "one cookie per flow");
+    let (status, body) = server
+        .visit_with_cookie(&callback, &format!("{name_2}={binding}"))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(mock.count("authorization_code"), 0, "no code was exchanged");
+
+    // The browser that started the flow connects.
+    server.connect_by_browser("crm").await;
+    assert_eq!(mock.count("authorization_code"), 1);
+    assert_eq!(server.view("crm").await["oauth"]["connected"], true);
+}

@@ -61,9 +61,12 @@ fn zendesk_settings(sims: &Sims) -> Value {
     })
 }
 
+/// The token a Prometheus scraper would use: it reads /metrics and nothing else.
+const METRICS_TOKEN: &str = "metrics-scraper-token-0123456789";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_admin_endpoint_requires_the_token() {
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::start(&[("SWITCHBOARD_METRICS_TOKEN", METRICS_TOKEN)]).await;
     for (name, path) in ADMIN_ROUTES {
         let url = format!("/api/v1{path}");
         let missing = send(server.request(method(name), &url).json(&json!({}))).await;
@@ -95,6 +98,14 @@ async fn every_admin_endpoint_requires_the_token() {
         )
         .await;
         basic.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+        // The metrics token opens /metrics only.
+        let metrics_token = send(
+            server
+                .request(method(name), &url)
+                .bearer_auth(METRICS_TOKEN),
+        )
+        .await;
+        metrics_token.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
     }
     // A refused request changed nothing.
     let reply = send(
@@ -107,24 +118,39 @@ async fn every_admin_endpoint_requires_the_token() {
     reply.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
     assert_eq!(server.count("installations").await, 0);
 
-    // Public: liveness and metrics.
+    // Public: liveness, which reveals nothing.
     let health = send(server.request(Method::GET, "/health"))
         .await
         .expect(StatusCode::OK);
     assert_eq!(health, json!({"ok": true}));
-    let metrics = server
-        .request(Method::GET, "/metrics")
-        .send()
-        .await
-        .expect("metrics");
-    assert_eq!(metrics.status(), StatusCode::OK);
-    assert_eq!(
-        metrics
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
-        Some("text/plain; version=0.0.4; charset=utf-8")
-    );
+
+    // Metrics name every installation: they need the metrics token or the admin token.
+    let anonymous = send(server.request(Method::GET, "/metrics")).await;
+    let message = anonymous.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert!(message.contains("metrics_token"), "{message}");
+    send(
+        server
+            .request(Method::GET, "/metrics")
+            .bearer_auth("wrong-token-wrong-token"),
+    )
+    .await
+    .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    for token in [METRICS_TOKEN, TOKEN] {
+        let metrics = server
+            .request(Method::GET, "/metrics")
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("metrics");
+        assert_eq!(metrics.status(), StatusCode::OK);
+        assert_eq!(
+            metrics
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -253,3 +253,51 @@ async fn post_chunked(server: &TestServer, path: &str, body: &[u8]) -> (u16, Str
         .unwrap_or_else(|| panic!("no status in {text:?}"));
     (status, text)
 }
+
+/// Sends `raw` on a new connection to the server; returns everything it answers, and whether
+/// it closed the connection within `wait`.
+async fn raw_exchange(
+    server: &TestServer,
+    raw: &[u8],
+    wait: std::time::Duration,
+) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.url.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket.write_all(raw).await.expect("write");
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(wait, socket.read_to_end(&mut answer))
+        .await
+        .is_ok();
+    (String::from_utf8_lossy(&answer).into_owned(), closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_is_408_and_a_head_that_never_ends_is_cut_off() {
+    let server = TestServer::start(&[
+        ("SWITCHBOARD_BODY_READ_TIMEOUT_SECS", "1"),
+        ("SWITCHBOARD_HEADER_READ_TIMEOUT_SECS", "1"),
+    ])
+    .await;
+    // A whole head, then 10 of the 100 bytes it announced, then nothing.
+    let head = format!(
+        "POST /webhooks/{INSTALLATION} HTTP/1.1\r\nHost: localhost\r\n\
+         content-type: application/json\r\nContent-Length: 100\r\n\r\n{{\"update_"
+    );
+    let (answer, closed) =
+        raw_exchange(&server, head.as_bytes(), std::time::Duration::from_secs(10)).await;
+    assert!(closed, "the connection is closed after the answer");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"timeout""#), "{answer}");
+    assert_eq!(server.count("inbound_events").await, 0);
+
+    // Half a head: the connection is closed without an answer (and without a request).
+    let (answer, closed) = raw_exchange(
+        &server,
+        b"POST /webhooks/x HTTP/1.1\r\nHost: local",
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    assert!(closed, "a head that never ends is cut off: {answer}");
+    assert!(!answer.contains("200"), "{answer}");
+}

@@ -1056,7 +1056,10 @@ async fn keep_running(hub: &RunningHub, services: &Services) {
         "admin API:     {}/api/v1 (Authorization: Bearer {})",
         hub.url, hub.admin_token
     ));
-    say(&format!("metrics:       {}/metrics", hub.url));
+    say(&format!(
+        "metrics:       {}/metrics (the same bearer token)",
+        hub.url
+    ));
     say(&format!("Telegram sim:  {}", services.telegram_url));
     say(&format!("{}: {}", desk.helpdesk().title(), desk.url));
     say("try:");

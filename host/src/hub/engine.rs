@@ -231,6 +231,7 @@ fn webhook_error(error: CallError) -> HubError {
         CallError::Connector(ConnectorError::InvalidInput(f)) => {
             HubError::Invalid(format!("invalid webhook `{}`: {}", f.field, f.message))
         }
+        CallError::Busy(busy) => HubError::Busy(busy),
         other => HubError::Internal(anyhow::anyhow!(
             "the plugin could not handle the webhook: {other}"
         )),

@@ -39,9 +39,11 @@ use crate::store::{
 };
 
 pub use self::metrics::Metrics;
-pub use self::oauth::{OAuthCallback, CALLBACK_PATH as OAUTH_CALLBACK_PATH};
+pub use self::oauth::{BrowserStart, OAuthCallback, CALLBACK_PATH as OAUTH_CALLBACK_PATH};
 pub use self::views::*;
+pub use crate::runtime::admission::AdmissionConfig;
 pub use crate::runtime::bindings::types::{WebhookRequest, WebhookResponse};
+use crate::runtime::engine::EngineLimits;
 pub use crate::store::PluginRecord;
 
 /// Settings of the outbox workers.
@@ -88,6 +90,10 @@ pub struct HubConfig {
     pub retention: Duration,
     /// Which addresses plugins and OAuth2 token requests may reach.
     pub network: crate::runtime::NetworkAccess,
+    /// Plugin instances alive at once (the engine's pool).
+    pub plugin_instances: u32,
+    /// How calls queue for the pool's instances.
+    pub admission: AdmissionConfig,
 }
 
 impl HubConfig {
@@ -106,6 +112,8 @@ impl HubConfig {
             store: StoreOptions::default(),
             retention: Duration::from_secs(30 * 86_400),
             network: Default::default(),
+            plugin_instances: EngineLimits::default().max_instances,
+            admission: AdmissionConfig::default(),
         }
     }
 }
@@ -119,6 +127,8 @@ impl std::fmt::Debug for HubConfig {
             .field("outbox", &self.outbox)
             .field("scheduler_tick", &self.scheduler_tick)
             .field("network", &self.network)
+            .field("plugin_instances", &self.plugin_instances)
+            .field("admission", &self.admission)
             .finish()
     }
 }
@@ -138,6 +148,9 @@ pub enum HubError {
     /// 401
     #[error("{0}")]
     Unauthorized(String),
+    /// 503 with `Retry-After`: the call waited for a free plugin instance too long.
+    #[error("{0}")]
+    Busy(crate::runtime::admission::Busy),
     /// 500
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -258,6 +271,8 @@ impl Hub {
         let mut runtime_config =
             RuntimeConfig::new(config.data_dir.join("cache").join("components"));
         runtime_config.network = config.network;
+        runtime_config.engine.max_instances = config.plugin_instances;
+        runtime_config.admission = config.admission.clone();
         let runtime = Runtime::new(runtime_config)?;
         Self::open_with_runtime(config, Arc::new(runtime)).await
     }
@@ -1226,6 +1241,8 @@ pub(crate) fn retry_of(error: &CallError) -> Retry {
         CallError::Connector(ConnectorError::Transient(_)) => Retry::Backoff,
         CallError::Connector(_) => Retry::Never,
         CallError::Deadline(_) | CallError::MemoryCap(_) | CallError::Trap(_) => Retry::Backoff,
+        // The plugin never ran: no instance was free in time.
+        CallError::Busy(_) => Retry::Backoff,
         CallError::WrongWorld { .. } => Retry::Never,
     }
 }

@@ -26,7 +26,24 @@ pub struct OAuthCallback {
     pub code: Option<String>,
     pub error: Option<String>,
     pub error_description: Option<String>,
+    /// The binding the browser presented (from the cookie set at start), if any.
+    pub browser_binding: Option<String>,
 }
+
+/// A browser flow started by [`Hub::oauth_start_in_browser`]: send the browser to `url` with
+/// `binding` in a cookie, which the callback must present with `state`.
+#[derive(Clone)]
+pub struct BrowserStart {
+    pub url: String,
+    pub state: String,
+    /// A random secret only the starting browser holds; the sealed state row keeps it too.
+    pub binding: String,
+    /// How long the flow may take; the cookie should not outlive it.
+    pub lifetime: Duration,
+}
+
+/// Key of the binding in a state's sealed map.
+const BINDING_KEY: &str = "browser_binding";
 
 fn flow_error(error: FlowError) -> HubError {
     match error {
@@ -128,11 +145,52 @@ impl Hub {
     /// Starts the browser flow (authorization code with PKCE): records a single-use state
     /// bound to the installation, and returns the provider's authorization URL to send the
     /// admin to. `redirect_uri` is this hub's public `/oauth/callback`.
+    ///
+    /// The state is not bound to a browser: this is for the CLI, which prints the URL for an
+    /// admin to open. The HTTP API uses [`Hub::oauth_start_in_browser`].
     pub async fn oauth_start(
         &self,
         installation_id: &str,
         redirect_uri: &str,
     ) -> Result<String, HubError> {
+        let (url, _state) = self
+            .start_authorization(installation_id, redirect_uri, None)
+            .await?;
+        Ok(url)
+    }
+
+    /// [`Hub::oauth_start`], with the state bound to the browser that starts the flow: the
+    /// callback is refused unless it presents the returned binding (a cookie), so a state that
+    /// leaks (in a log, a referrer, a shared link) cannot connect the installation to another
+    /// account from another browser.
+    pub async fn oauth_start_in_browser(
+        &self,
+        installation_id: &str,
+        redirect_uri: &str,
+    ) -> Result<BrowserStart, HubError> {
+        use rand::RngCore as _;
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let binding = hex::encode(bytes);
+        let (url, state) = self
+            .start_authorization(installation_id, redirect_uri, Some(&binding))
+            .await?;
+        Ok(BrowserStart {
+            url,
+            state,
+            binding,
+            lifetime: STATE_LIFETIME,
+        })
+    }
+
+    /// Records a state (and the browser binding, sealed with the PKCE verifier); returns the
+    /// authorization URL and the state.
+    async fn start_authorization(
+        &self,
+        installation_id: &str,
+        redirect_uri: &str,
+        binding: Option<&str>,
+    ) -> Result<(String, String), HubError> {
         let config = self.oauth_client_of(installation_id).await?;
         if !config.supports(Flow::AuthorizationCode) {
             return Err(HubError::Invalid(format!(
@@ -143,15 +201,16 @@ impl Hub {
         }
         let (url, state, verifier) =
             flows::authorize_url(&config, redirect_uri).map_err(flow_error)?;
-        let sealed = self.inner.secrets.seal(
-            &state_owner(&state),
-            &BTreeMap::from([("verifier".to_string(), verifier)]),
-        )?;
+        let mut sealed = BTreeMap::from([("verifier".to_string(), verifier)]);
+        if let Some(binding) = binding {
+            sealed.insert(BINDING_KEY.to_string(), binding.to_string());
+        }
+        let sealed = self.inner.secrets.seal(&state_owner(&state), &sealed)?;
         let now = now_ms();
         self.inner
             .db
             .insert_oauth_state(&OAuthStateRow {
-                state,
+                state: state.clone(),
                 installation_id: installation_id.to_string(),
                 verifier: sealed,
                 redirect_uri: redirect_uri.to_string(),
@@ -159,8 +218,12 @@ impl Hub {
                 expires_at: now + STATE_LIFETIME.as_millis() as i64,
             })
             .await?;
-        tracing::info!(installation = %installation_id, "OAuth2 authorization started");
-        Ok(url.to_string())
+        tracing::info!(
+            installation = %installation_id,
+            bound_to_browser = binding.is_some(),
+            "OAuth2 authorization started"
+        );
+        Ok((url.to_string(), state))
     }
 
     /// Finishes the browser flow: takes the state (once), exchanges the code with its PKCE
@@ -181,6 +244,25 @@ impl Hub {
                 )
             })?;
         let id = row.installation_id.clone();
+        let mut sealed = self
+            .inner
+            .secrets
+            .open(&state_owner(&row.state), &row.verifier)?;
+        // Checked before anything else, the provider's own error included. The state is used up
+        // either way: one presented without its browser's cookie must be taken as leaked.
+        if let Some(expected) = sealed.remove(BINDING_KEY) {
+            let presented = callback.browser_binding.as_deref().unwrap_or_default();
+            let matches: bool =
+                subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), expected.as_bytes()).into();
+            if !matches {
+                tracing::warn!(installation = %id, "OAuth2 callback refused: not from the browser that started it");
+                return Err(HubError::Unauthorized(format!(
+                    "installation `{id}`: this OAuth2 callback does not come from the browser \
+                     that started the connection (its cookie is missing or wrong); start the \
+                     connection again, in this browser"
+                )));
+            }
+        }
         if let Some(error) = &callback.error {
             let detail = callback
                 .error_description
@@ -195,14 +277,9 @@ impl Hub {
             .code
             .filter(|c| !c.is_empty())
             .ok_or_else(|| HubError::Invalid("the callback carries no `code`".into()))?;
-        let verifier = self
-            .inner
-            .secrets
-            .open(&state_owner(&row.state), &row.verifier)?
-            .remove("verifier")
-            .ok_or_else(|| {
-                HubError::Internal(anyhow::anyhow!("the stored state has no verifier"))
-            })?;
+        let verifier = sealed.remove("verifier").ok_or_else(|| {
+            HubError::Internal(anyhow::anyhow!("the stored state has no verifier"))
+        })?;
         let config = self.oauth_client_of(&id).await?;
         let tokens = flows::exchange_code(
             &config,

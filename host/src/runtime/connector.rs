@@ -47,16 +47,21 @@ macro_rules! in_fresh_store {
     ($prepared:expr, $logs:expr, |$store:ident| $body:expr) => {{
         let prepared: &Prepared = $prepared;
         let logs: Option<&Mutex<Vec<LogLine>>> = $logs;
-        let mut store = prepared.new_store(logs.is_some());
-        let outcome = {
-            let $store = &mut store;
-            tokio::time::timeout(
-                prepared.limits.deadline + WALL_CLOCK_GRACE,
-                async move { $body },
-            )
-            .await
-        };
-        prepared.finish(outcome, &mut store, logs)
+        // Waits for a free instance first (see `admission`); the permit outlives the store.
+        match prepared.admit().await {
+            Err(busy) => Err(busy),
+            Ok(_admitted) => {
+                let mut store = prepared.new_store(logs.is_some());
+                let outcome = {
+                    let $store = &mut store;
+                    tokio::time::timeout(prepared.limits.deadline + WALL_CLOCK_GRACE, async move {
+                        $body
+                    })
+                    .await
+                };
+                prepared.finish(outcome, &mut store, logs)
+            }
+        }
     }};
 }
 

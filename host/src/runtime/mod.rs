@@ -7,6 +7,7 @@
 //! grants; every call on the result runs in a fresh instance with its own memory cap, deadline,
 //! HTTP policy and log budget, and a trap in one call never affects another.
 
+pub mod admission;
 pub mod bindings;
 pub mod cache;
 mod connector;
@@ -21,8 +22,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
+
+use self::admission::{Admission, AdmissionConfig};
 
 pub use self::cache::CacheOutcome;
 use self::cache::ComponentCache;
@@ -67,6 +71,8 @@ pub struct RuntimeConfig {
     pub log: LogLimits,
     /// Which addresses outbound requests may reach (`[runtime] allow_private_network`).
     pub network: NetworkAccess,
+    /// How calls share the engine's pool of instances.
+    pub admission: AdmissionConfig,
 }
 
 impl RuntimeConfig {
@@ -79,6 +85,7 @@ impl RuntimeConfig {
             max_response_bytes: 8 << 20,
             log: LogLimits::default(),
             network: NetworkAccess::default(),
+            admission: AdmissionConfig::default(),
         }
     }
 }
@@ -110,6 +117,9 @@ pub enum CallError {
     MemoryCap(usize),
     #[error("the plugin trapped: {0}")]
     Trap(String),
+    /// The call never ran: no instance became free for it in time (see [`admission`]).
+    #[error("the call was not run: {0}")]
+    Busy(#[from] admission::Busy),
     #[error("the plugin implements the {actual} world, not {expected}")]
     WrongWorld {
         expected: &'static str,
@@ -203,6 +213,9 @@ pub(crate) struct Prepared {
     policy: Arc<HttpPolicy>,
     secrets: Arc<[String]>,
     limits: CallLimits,
+    admission: Arc<Admission>,
+    /// The installation's share of the pool (shared by every binding of the installation).
+    installation_permits: Arc<Semaphore>,
 }
 
 /// The wasm engine, host interfaces and compile cache. Create one per process.
@@ -213,6 +226,7 @@ pub struct Runtime {
     sender: HttpSender,
     config: RuntimeConfig,
     pooling: bool,
+    admission: Arc<Admission>,
 }
 
 impl Runtime {
@@ -228,6 +242,10 @@ impl Runtime {
         )
         .map_err(|e| anyhow::anyhow!("linking host interfaces: {e:#}"))?;
         let cache = ComponentCache::new(&engine, &config.cache_dir)?;
+        let admission = Arc::new(Admission::new(
+            config.engine.max_instances,
+            config.admission.clone(),
+        ));
         Ok(Self {
             engine,
             linker,
@@ -235,6 +253,7 @@ impl Runtime {
             sender: HttpSender::new(config.network)?,
             config,
             pooling,
+            admission,
         })
     }
 
@@ -540,6 +559,8 @@ impl Runtime {
             policy: Arc::new(policy),
             secrets,
             limits,
+            admission: Arc::clone(&self.admission),
+            installation_permits: self.admission.installation(&installation.id),
         })
     }
 
@@ -580,6 +601,13 @@ fn check_is_component(wasm: &[u8]) -> Result<(), LoadError> {
 }
 
 impl Prepared {
+    /// Waits for this call's turn in the pool; hold the result until the call's store is gone.
+    async fn admit(&self) -> Result<admission::Admitted, CallError> {
+        self.admission
+            .admit(&self.context.installation_id, &self.installation_permits)
+            .await
+    }
+
     fn new_store(&self, capture_logs: bool) -> Store<PluginState> {
         let state = PluginState {
             limiter: MemoryLimiter {

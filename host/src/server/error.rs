@@ -22,6 +22,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (503 when the hub is overloaded).
+    pub retry_after_secs: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -41,6 +43,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
     }
 
@@ -110,6 +113,9 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response
     }
 }
@@ -121,6 +127,18 @@ impl From<HubError> for ApiError {
             HubError::Invalid(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
             HubError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             HubError::Unauthorized(m) => Self::unauthorized(m),
+            HubError::Busy(busy) => {
+                tracing::warn!(error = %busy, "a plugin call waited too long for an instance");
+                Self {
+                    // The queue was full for the whole wait: come back after about as long.
+                    retry_after_secs: Some(busy.waited().as_secs().max(1)),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "overloaded",
+                        busy.to_string(),
+                    )
+                }
+            }
             HubError::Internal(e) => {
                 // The detail may name files, SQL or plugin internals: it goes to the log, not to
                 // the client.
@@ -137,12 +155,32 @@ impl From<BytesRejection> for ApiError {
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             return Self::from_status(status);
         }
+        if caused_by_body_timeout(&rejection) {
+            return Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "the request body did not arrive in time",
+            );
+        }
         Self::new(
             status,
             ApiError::from_status(status).code,
             format!("reading the request body: {}", rejection.body_text()),
         )
     }
+}
+
+/// Whether reading a body failed because the body-read timeout expired (the layer's error is
+/// somewhere in the rejection's chain of sources).
+fn caused_by_body_timeout(rejection: &BytesRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 impl From<PathRejection> for ApiError {

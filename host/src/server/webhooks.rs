@@ -82,7 +82,12 @@ async fn handle(
             .collect(),
         body: body.to_vec(),
     };
-    match state.hub.handle_webhook(&installation, request).await {
+    // Admitted as a webhook call: it may not take the plugin instances kept for the outbox and
+    // the scheduler.
+    let handled =
+        crate::runtime::admission::as_webhook(state.hub.handle_webhook(&installation, request))
+            .await;
+    match handled {
         Ok(response) => Ok(plugin_response(response)),
         // The sender's request was bad (malformed JSON, an unknown update shape): a client error,
         // not an admin's invalid configuration.

@@ -207,6 +207,10 @@ pub struct HubServer {
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
     server: tokio::task::JoinHandle<()>,
+    /// The admin's browser's cookies for this hub (`name=value`), as `start` set them, and
+    /// the last `Set-Cookie` header it sent.
+    hub_cookies: Mutex<Vec<String>>,
+    pub last_set_cookie: Mutex<Option<String>>,
 }
 
 impl Drop for HubServer {
@@ -246,6 +250,8 @@ impl HubServer {
                 .expect("client"),
             dir,
             server,
+            hub_cookies: Mutex::default(),
+            last_set_cookie: Mutex::default(),
         }
     }
 
@@ -318,6 +324,18 @@ impl HubServer {
             .await
             .expect("start");
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "start redirects");
+        // The browser keeps the binding cookie for the callback.
+        for set in response.headers().get_all(reqwest::header::SET_COOKIE) {
+            let text = set.to_str().expect("cookie").to_string();
+            let pair = text
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            self.hub_cookies.lock().expect("cookies").push(pair);
+            *self.last_set_cookie.lock().expect("cookie") = Some(text);
+        }
         let location = response
             .headers()
             .get(reqwest::header::LOCATION)
@@ -372,9 +390,20 @@ impl HubServer {
         panic!("too many redirects; last at {url}");
     }
 
-    /// Visits the callback as the browser: the status and body.
+    /// Visits the callback as the browser that started the flow (with its cookies): the status
+    /// and body.
     pub async fn visit(&self, url: &Url) -> (StatusCode, String) {
-        let response = self.http.get(url.clone()).send().await.expect("callback");
+        let cookies = self.hub_cookies.lock().expect("cookies").join("; ");
+        self.visit_with_cookie(url, &cookies).await
+    }
+
+    /// Visits the callback with this `Cookie` header (empty: none), as another browser would.
+    pub async fn visit_with_cookie(&self, url: &Url, cookie: &str) -> (StatusCode, String) {
+        let mut request = self.http.get(url.clone());
+        if !cookie.is_empty() {
+            request = request.header(reqwest::header::COOKIE, cookie);
+        }
+        let response = request.send().await.expect("callback");
         let status = response.status();
         (status, response.text().await.unwrap_or_default())
     }

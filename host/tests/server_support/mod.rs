@@ -81,22 +81,18 @@ impl TestServer {
             .await
             .expect("open the hub");
         let (token, _) = config.admin_token().expect("admin token");
-        let options = ServerOptions {
-            webhook_body_limit: config.webhook_body_limit,
-            request_timeout: config.request_timeout,
-        };
-        let app = server::router(AppState::new(hub.clone(), &token), &options);
+        let options = ServerOptions::from(&config);
+        let state =
+            AppState::new(hub.clone(), &token).with_metrics_token(config.metrics_token.as_deref());
+        let app = server::router(state, &options);
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let shutdown = CancellationToken::new();
-        tokio::spawn(server::serve(
-            listener,
-            app,
-            shutdown.clone().cancelled_owned(),
-        ));
+        let serving = shutdown.clone().cancelled_owned();
+        tokio::spawn(async move { server::serve_with(listener, app, &options, serving).await });
         if workers {
             let mut tasks = hub.start_workers(shutdown.clone());
             tokio::spawn(async move { while tasks.join_next().await.is_some() {} });
