@@ -343,3 +343,33 @@ async fn webhooks_stored_out_of_order_are_filed_in_order() {
     all.sort();
     assert_eq!(all, [vec!["First", "Second"], vec!["Other chat"]]);
 }
+
+/// Telegram counts UTF-16 units: a reply under 4096 characters but over 4096 units (emoji are
+/// 2 units each) must be split, or Telegram refuses it and it ends as a dead letter. The unit
+/// was once stored as `lengthunit::utf16units`, which the splitter read as characters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emoji_reply_over_the_utf16_limit_is_split_and_delivered() {
+    let w = world().await;
+    w.customer(CHAT, "Aiko", "Do you like emoji?");
+    w.inbound_cycle().await;
+    let ticket_id = w.ticket_id(0);
+    let agent = w.human_agent().await;
+    // 3,000 characters, 6,000 UTF-16 units.
+    let reply = "😀".repeat(3_000);
+    assert!(reply.chars().count() < 4096 && reply.encode_utf16().count() > 4096);
+    w.comment_as(ticket_id, agent, &reply, true).await;
+    w.helpdesk_cycle().await;
+
+    let sent = w.tg.sent_messages(Some(CHAT));
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    assert!(sent.iter().all(|m| m.text.encode_utf16().count() <= 4096));
+    assert_eq!(sent.iter().map(|m| m.text.as_str()).collect::<String>(), reply);
+    let conversation = only_conversation(&w).await;
+    let detail = w.hub.get_conversation(&conversation).await.expect("detail");
+    let outbound = detail
+        .messages
+        .iter()
+        .find(|m| m.direction == "outbound")
+        .expect("the reply");
+    assert_eq!((outbound.state.as_str(), outbound.parts), ("delivered", 2));
+}

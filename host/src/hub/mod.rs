@@ -1127,6 +1127,9 @@ pub(crate) fn retry_of(error: &CallError) -> Retry {
         CallError::Connector(ConnectorError::Transient(_)) => Retry::Backoff,
         CallError::Connector(_) => Retry::Never,
         CallError::Deadline(_) | CallError::MemoryCap(_) | CallError::Trap(_) => Retry::Backoff,
+        // The same input gets the same oversized answer again.
+        CallError::OutputLimit(_) | CallError::CopyLimit(_) => Retry::Never,
+        CallError::Capacity(_) => Retry::Backoff,
         CallError::WrongWorld { .. } => Retry::Never,
     }
 }

@@ -8,6 +8,7 @@
 //! HTTP policy and log budget, and a trap in one call never affects another.
 
 pub mod bindings;
+pub mod bounds;
 pub mod cache;
 mod connector;
 pub mod engine;
@@ -106,6 +107,19 @@ pub enum CallError {
     MemoryCap(usize),
     #[error("the plugin trapped: {0}")]
     Trap(String),
+    /// The plugin's result is over one of the host's bounds (see [`bounds`]).
+    #[error("the plugin's answer was refused: {0}")]
+    OutputLimit(bounds::OutputLimit),
+    /// The call tried to copy more than the copy budget between the plugin and the host.
+    #[error(
+        "the call tried to copy more than {} MiB between the plugin and the host \
+         (MAX_CALL_COPY_BYTES) and was stopped",
+        .0 >> 20
+    )]
+    CopyLimit(usize),
+    /// The host had no free instance slot: its capacity, not the plugin, failed the call.
+    #[error("the host is at capacity and did not run the call: {0}")]
+    Capacity(String),
     #[error("the plugin implements the {actual} world, not {expected}")]
     WrongWorld {
         expected: &'static str,

@@ -192,7 +192,6 @@ impl Db {
     }
 
     /// Records the end of a run and clears the running marker (if still ours).
-    #[allow(clippy::too_many_arguments)]
     pub async fn finish_job_run(
         &self,
         job_id: &str,
@@ -212,7 +211,8 @@ impl Db {
         .bind(outcome)
         .bind(pages)
         .bind(events_stored)
-        .bind(error)
+        // Errors quote plugins; the runtime already bounds those parts, this bounds the row.
+        .bind(error.map(|e| crate::runtime::bounds::truncate(e, MAX_STORED_ERROR_BYTES)))
         .bind(run_id)
         .execute(&mut *tx.inner)
         .await?;
@@ -298,3 +298,6 @@ impl Db {
         Ok(())
     }
 }
+
+/// Longest error text kept in a `job_runs` row.
+const MAX_STORED_ERROR_BYTES: usize = 4 << 10;
