@@ -524,7 +524,12 @@ mod tests {
         let error = manifest
             .validate(PluginKind::Social)
             .expect_err("a limit of 1 is refused");
-        assert!(error.to_string().contains("the least the host accepts is 64"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("the least the host accepts is 64"),
+            "{error}"
+        );
         manifest.text_limits = vec![limit(crate::runtime::bounds::MIN_TEXT_LIMIT)];
         assert!(manifest.validate(PluginKind::Social).is_ok());
     }

@@ -363,7 +363,10 @@ async fn an_emoji_reply_over_the_utf16_limit_is_split_and_delivered() {
     let sent = w.tg.sent_messages(Some(CHAT));
     assert_eq!(sent.len(), 2, "{sent:#?}");
     assert!(sent.iter().all(|m| m.text.encode_utf16().count() <= 4096));
-    assert_eq!(sent.iter().map(|m| m.text.as_str()).collect::<String>(), reply);
+    assert_eq!(
+        sent.iter().map(|m| m.text.as_str()).collect::<String>(),
+        reply
+    );
     let conversation = only_conversation(&w).await;
     let detail = w.hub.get_conversation(&conversation).await.expect("detail");
     let outbound = detail

@@ -232,8 +232,15 @@ async fn plugin_errors_and_logs_are_cut_and_redacted() {
         text.len()
     );
     assert!(text.contains("bytes cut"), "the cut is said");
-    assert!(!text.contains(SECRET), "the secret is redacted: {}", &text[..80]);
-    assert!(matches!(error, CallError::Connector(ConnectorError::Fatal(_))));
+    assert!(
+        !text.contains(SECRET),
+        "the secret is redacted: {}",
+        &text[..80]
+    );
+    assert!(matches!(
+        error,
+        CallError::Connector(ConnectorError::Fatal(_))
+    ));
 
     conn.poll("huge-log-keys", None).await.expect("logs");
     let error = conn.poll("secret-encoded", None).await.expect_err("fails");
@@ -326,12 +333,21 @@ async fn memory_after_hostile_calls() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(15);
+    // Copies of the list run at once: more instance slots in use, as in a busy hub.
+    let parallel: usize = std::env::var("PARALLEL")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
     let mut peak = before;
     for round in 0..rounds {
-        let calls = streams.iter().map(|s| {
-            let conn = conn.clone();
-            async move { conn.poll(s, None).await.map(|_| ()) }
-        });
+        let calls = streams
+            .iter()
+            .cycle()
+            .take(streams.len() * parallel)
+            .map(|s| {
+                let conn = conn.clone();
+                async move { conn.poll(s, None).await.map(|_| ()) }
+            });
         let _ = futures::future::join_all(calls).await;
         peak = peak.max(rss_mib());
         if round % 5 == 4 {
@@ -341,7 +357,72 @@ async fn memory_after_hostile_calls() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     eprintln!(
         "RSS before {before} MiB, peak {peak} MiB, after {rounds} rounds of {} hostile calls: {} MiB",
-        streams.len(),
+        streams.len() * parallel,
         rss_mib()
     );
+}
+
+/// `switchboard plugin exec` with the misbehaving plugin, in a data dir of its own.
+fn exec(dir: &std::path::Path, args: &[&str]) -> (String, String) {
+    let wasm = dir.join("misbehave.wasm");
+    if !wasm.exists() {
+        std::fs::write(&wasm, common::component(MISBEHAVE)).expect("write component");
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["plugin", "exec"])
+        .arg(&wasm)
+        .args(args)
+        .env("SWITCHBOARD_DATA_DIR", dir.join("data"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run switchboard");
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn plugin_exec_prints_each_log_line_once_and_bodies_as_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let setting = format!("secret_token={SECRET}");
+    let (_, stderr) = exec(
+        dir.path(),
+        &["poll", "--stream", "secret-encoded", "-s", &setting],
+    );
+    assert_eq!(
+        stderr.matches("encoded secret").count(),
+        1,
+        "one line per plugin log line: {stderr}"
+    );
+    assert!(!stderr.contains(SECRET), "{stderr}");
+
+    // The answer's body is text, not an array of numbers (which took 2 GB for 50 MB).
+    let input = dir.path().join("webhook.json");
+    std::fs::write(&input, r#"{"body": "hello"}"#).expect("write input");
+    let (stdout, stderr) = exec(
+        dir.path(),
+        &[
+            "handle-webhook",
+            "--input",
+            &format!("@{}", input.display()),
+        ],
+    );
+    let answer: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"));
+    assert_eq!(answer["response"]["body"], "", "{answer}");
+
+    // A body over the hub's webhook body limit is refused as the server would refuse it.
+    let big = serde_json::json!({ "body": "x".repeat(2 << 20) }).to_string();
+    std::fs::write(&input, big).expect("write input");
+    let (stdout, stderr) = exec(
+        dir.path(),
+        &[
+            "handle-webhook",
+            "--input",
+            &format!("@{}", input.display()),
+        ],
+    );
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("webhook_body_limit"), "{stderr}");
 }

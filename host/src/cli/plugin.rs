@@ -370,7 +370,10 @@ impl ExecRequest<'_> {
                     .with_context(|| format!("reading {path}"))?
                     .len();
                 if size > max as u64 {
-                    bail!("--input {path} is {size} bytes, over the limit of {max} for `{}`", self.operation);
+                    bail!(
+                        "--input {path} is {size} bytes, over the limit of {max} for `{}`",
+                        self.operation
+                    );
                 }
                 std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?
             }

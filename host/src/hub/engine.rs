@@ -16,7 +16,6 @@ use tracing::Instrument as _;
 use super::intake::IntakeWriter;
 use super::outbox::{AddCommentPayload, CreateTicketPayload, SendMessagePayload};
 use super::split::{split, LengthUnit};
-use crate::runtime::bounds::MAX_REPLY_PARTS;
 use super::{new_id, now_ms, Hub, HubError, LinkSettings, WebhookRequest, WebhookResponse};
 use crate::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
     ChangeKind, TicketChange, TicketPriority, TicketStatus,
@@ -25,6 +24,7 @@ use crate::runtime::bindings::social::exports::switchboard::connector::social_co
     MessageKind, SocialEvent,
 };
 use crate::runtime::bindings::types::{ConnectorError, Visibility};
+use crate::runtime::bounds::MAX_REPLY_PARTS;
 use crate::runtime::CallError;
 use crate::store::{
     ConversationRow, IdentityInput, InboundEvent, LinkRow, MessageRow, NewInboundEvent, NewOutbox,

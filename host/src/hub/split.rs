@@ -249,8 +249,8 @@ mod tests {
         // part (16k parts x 1 MB scanned); this one looks at each character a few times.
         let text = "word ".repeat(200_000);
         let mut scanned = 0;
-        let parts = split_counted(&text, 64, LengthUnit::Chars, usize::MAX, &mut scanned)
-            .expect("no cap");
+        let parts =
+            split_counted(&text, 64, LengthUnit::Chars, usize::MAX, &mut scanned).expect("no cap");
         assert!(parts.len() > 15_000);
         assert!(parts.iter().all(|p| p.chars().count() <= 64));
         assert!(
@@ -264,9 +264,15 @@ mod tests {
     fn too_many_parts_are_refused_not_cut() {
         let text = "word ".repeat(100);
         // 499 chars in parts of 64: 8 parts.
-        assert_eq!(split(&text, 64, LengthUnit::Chars, 8).map(|p| p.len()), Ok(8));
+        assert_eq!(
+            split(&text, 64, LengthUnit::Chars, 8).map(|p| p.len()),
+            Ok(8)
+        );
         let refused = split(&text, 64, LengthUnit::Chars, 7).expect_err("over the cap");
-        assert!(refused.to_string().contains("more than 7 parts"), "{refused}");
+        assert!(
+            refused.to_string().contains("more than 7 parts"),
+            "{refused}"
+        );
         // Refused without scanning the text part by part when the length alone rules it out.
         let mut scanned = 0;
         let huge = "x".repeat(1 << 20);

@@ -139,7 +139,10 @@ fn attachments(what: &str, list: &[Attachment]) -> Checked {
             MAX_URL_BYTES,
             "MAX_URL_BYTES",
         )?;
-        opt_id(&format!("{what}.attachments[{i}].content-type"), &a.content_type)?;
+        opt_id(
+            &format!("{what}.attachments[{i}].content-type"),
+            &a.content_type,
+        )?;
         opt_id(&format!("{what}.attachments[{i}].name"), &a.name)?;
     }
     Ok(())

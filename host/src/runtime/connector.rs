@@ -203,11 +203,13 @@ macro_rules! social_call {
             unreachable!("checked in new")
         };
         let logs = $self.logs.as_deref();
-        $self.prepared.checked(in_fresh_store!(&$self.prepared, logs, |$store| {
-            let instance: Social = pre.instantiate_async(&mut *$store).await?;
-            let $b = instance.switchboard_connector_social_connector();
-            $body.await
-        }))
+        $self
+            .prepared
+            .checked(in_fresh_store!(&$self.prepared, logs, |$store| {
+                let instance: Social = pre.instantiate_async(&mut *$store).await?;
+                let $b = instance.switchboard_connector_social_connector();
+                $body.await
+            }))
     }};
 }
 
@@ -217,11 +219,13 @@ macro_rules! helpdesk_call {
             unreachable!("checked in new")
         };
         let logs = $self.logs.as_deref();
-        $self.prepared.checked(in_fresh_store!(&$self.prepared, logs, |$store| {
-            let instance: Helpdesk = pre.instantiate_async(&mut *$store).await?;
-            let $b = instance.switchboard_connector_helpdesk_connector();
-            $body.await
-        }))
+        $self
+            .prepared
+            .checked(in_fresh_store!(&$self.prepared, logs, |$store| {
+                let instance: Helpdesk = pre.instantiate_async(&mut *$store).await?;
+                let $b = instance.switchboard_connector_helpdesk_connector();
+                $body.await
+            }))
     }};
 }
 

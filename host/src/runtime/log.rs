@@ -193,7 +193,11 @@ mod tests {
         );
         let line = &sink.take_captured()[0];
         // The last base64 character also carries the bits of what follows: it stays.
-        assert!(line.message.starts_with("[redacted]"), "{}", &line.message[..40]);
+        assert!(
+            line.message.starts_with("[redacted]"),
+            "{}",
+            &line.message[..40]
+        );
         assert!(!line.message.contains(&encoded[..encoded.len() - 3]));
         assert!(line.message.len() <= MAX_LOG_MESSAGE_BYTES + 40);
         assert_eq!(line.fields[0].0, "key-[redacted]");

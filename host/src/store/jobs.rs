@@ -192,6 +192,7 @@ impl Db {
     }
 
     /// Records the end of a run and clears the running marker (if still ours).
+    #[allow(clippy::too_many_arguments)]
     pub async fn finish_job_run(
         &self,
         job_id: &str,

@@ -140,7 +140,9 @@ impl SocialConnector for Misbehave {
                 }
                 Ok(empty_page())
             }
-            "many-events" => Ok(page((0..MANY_EVENTS).map(|i| event(&format!("m{i}"), "hi")))),
+            "many-events" => Ok(page(
+                (0..MANY_EVENTS).map(|i| event(&format!("m{i}"), "hi")),
+            )),
             "huge-text" => Ok(page([event("m1", &"t".repeat(HUGE))])),
             "huge-id" => Ok(page([event(&"i".repeat(HUGE), "hi")])),
             "huge-cursor" => Ok(PollPage {
@@ -178,8 +180,17 @@ impl SocialConnector for Misbehave {
                     })
                     .collect();
                 let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
-                log_info!("encoded secret", base64 = standard, basic = basic, url_safe = url_safe, percent = percent, hex = hex);
-                Err(ConnectorError::fatal(format!("Authorization: Basic {basic}")))
+                log_info!(
+                    "encoded secret",
+                    base64 = standard,
+                    basic = basic,
+                    url_safe = url_safe,
+                    percent = percent,
+                    hex = hex
+                );
+                Err(ConnectorError::fatal(format!(
+                    "Authorization: Basic {basic}"
+                )))
             }
             "copy-flood" => Ok(page([event("m1", &"f".repeat(COPY_FLOOD))])),
             _ => Ok(empty_page()),
