@@ -376,3 +376,29 @@ async fn an_emoji_reply_over_the_utf16_limit_is_split_and_delivered() {
         .expect("the reply");
     assert_eq!((outbound.state.as_str(), outbound.parts), ("delivered", 2));
 }
+
+/// A reply that would take more parts than the hub sends is refused whole: nothing reaches the
+/// customer, and the message is kept, marked dead, rather than cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_over_the_parts_cap_is_refused_not_cut() {
+    let w = world().await;
+    w.customer(CHAT, "Aiko", "Tell me everything");
+    w.inbound_cycle().await;
+    let ticket_id = w.ticket_id(0);
+    let agent = w.human_agent().await;
+    // 140,000 characters: at least 35 Telegram messages of 4096.
+    let reply = "word ".repeat(28_000);
+    w.comment_as(ticket_id, agent, &reply, true).await;
+    w.helpdesk_cycle().await;
+
+    assert!(w.tg.sent_messages(Some(CHAT)).is_empty());
+    let conversation = only_conversation(&w).await;
+    let detail = w.hub.get_conversation(&conversation).await.expect("detail");
+    let outbound = detail
+        .messages
+        .iter()
+        .find(|m| m.direction == "outbound")
+        .expect("the reply is kept");
+    assert_eq!(outbound.state, "dead");
+    assert_eq!(outbound.text.trim(), reply.trim());
+}
