@@ -135,6 +135,18 @@ fn visibility(v: wit::Visibility) -> String {
     .to_string()
 }
 
+/// The contract's name of a length unit, the one form the host stores and reads.
+fn length_unit_name(unit: wit::LengthUnit) -> &'static str {
+    use crate::hub::split::unit_names::*;
+    match unit {
+        wit::LengthUnit::Chars => CHARS,
+        wit::LengthUnit::Utf16Units => UTF16_UNITS,
+        wit::LengthUnit::Graphemes => GRAPHEMES,
+        wit::LengthUnit::Utf8Bytes => UTF8_BYTES,
+        wit::LengthUnit::Weighted => WEIGHTED,
+    }
+}
+
 impl From<wit::Manifest> for PluginManifest {
     fn from(m: wit::Manifest) -> Self {
         let placement = |p: wit::CredentialPlacement| match p {
@@ -203,7 +215,7 @@ impl From<wit::Manifest> for PluginManifest {
                 .map(|t| TextLimit {
                     visibility: visibility(t.visibility),
                     max_length: t.max_length,
-                    unit: format!("{:?}", t.unit).to_lowercase(),
+                    unit: length_unit_name(t.unit).to_string(),
                 })
                 .collect(),
             reply_windows: m
@@ -372,6 +384,16 @@ impl PluginManifest {
         }
         if let Some(spec) = &self.oauth2 {
             self.validate_oauth2(spec, &mut problems);
+        }
+        for limit in &self.text_limits {
+            // Replies are split to fit: a tiny limit would make absurd numbers of parts.
+            let min = crate::runtime::bounds::MIN_TEXT_LIMIT;
+            if limit.max_length < min {
+                problems.push(format!(
+                    "text limit for `{}` messages is {} {}; the least the host accepts is {min}",
+                    limit.visibility, limit.max_length, limit.unit
+                ));
+            }
         }
         let mut streams = BTreeSet::new();
         for stream in &self.streams {
@@ -749,5 +771,42 @@ mod tests {
         assert_eq!(expand("{missing}", &values), Ok(None));
         assert_eq!(expand("plain", &values), Ok(Some("plain".into())));
         assert_eq!(expand("{oops", &values), Err(TemplateError::Unclosed));
+    }
+
+    #[test]
+    fn text_limits_below_the_minimum_are_refused() {
+        let limit = |max_length| TextLimit {
+            visibility: "private".into(),
+            max_length,
+            unit: "chars".into(),
+        };
+        let mut manifest = PluginManifest {
+            id: "acme.chat".into(),
+            name: "Acme".into(),
+            version: "1.0.0".into(),
+            kind: PluginKind::Social,
+            description: String::new(),
+            settings: vec![],
+            capabilities: Capabilities {
+                http_hosts: vec![],
+                credentials: vec![],
+            },
+            streams: vec![],
+            accepts_webhooks: false,
+            text_limits: vec![limit(1)],
+            reply_windows: vec![],
+            oauth2: None,
+        };
+        let error = manifest
+            .validate(PluginKind::Social)
+            .expect_err("a limit of 1 is refused");
+        assert!(
+            error
+                .to_string()
+                .contains("the least the host accepts is 64"),
+            "{error}"
+        );
+        manifest.text_limits = vec![limit(crate::runtime::bounds::MIN_TEXT_LIMIT)];
+        assert!(manifest.validate(PluginKind::Social).is_ok());
     }
 }

@@ -742,3 +742,62 @@ async fn no_statement_scans_a_growing_table() {
         scans.join("\n")
     );
 }
+
+/// Telegram counts UTF-16 units: a reply under 4096 characters but over 4096 units (emoji are
+/// 2 units each) must be split, or Telegram refuses it and it ends as a dead letter. The unit
+/// was once stored as `lengthunit::utf16units`, which the splitter read as characters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emoji_reply_over_the_utf16_limit_is_split_and_delivered() {
+    let w = world().await;
+    w.customer(CHAT, "Aiko", "Do you like emoji?");
+    w.inbound_cycle().await;
+    let ticket_id = w.ticket_id(0);
+    let agent = w.human_agent().await;
+    // 3,000 characters, 6,000 UTF-16 units.
+    let reply = "😀".repeat(3_000);
+    assert!(reply.chars().count() < 4096 && reply.encode_utf16().count() > 4096);
+    w.comment_as(ticket_id, agent, &reply, true).await;
+    w.helpdesk_cycle().await;
+
+    let sent = w.tg.sent_messages(Some(CHAT));
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    assert!(sent.iter().all(|m| m.text.encode_utf16().count() <= 4096));
+    assert_eq!(
+        sent.iter().map(|m| m.text.as_str()).collect::<String>(),
+        reply
+    );
+    let conversation = only_conversation(&w).await;
+    let detail = w.hub.get_conversation(&conversation).await.expect("detail");
+    let outbound = detail
+        .messages
+        .iter()
+        .find(|m| m.direction == "outbound")
+        .expect("the reply");
+    assert_eq!((outbound.state.as_str(), outbound.parts), ("delivered", 2));
+}
+
+/// A reply that would take more parts than the hub sends is refused whole: nothing reaches the
+/// customer, and the message is kept, marked dead, rather than cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_over_the_parts_cap_is_refused_not_cut() {
+    let w = world().await;
+    w.customer(CHAT, "Aiko", "Tell me everything");
+    w.inbound_cycle().await;
+    let ticket_id = w.ticket_id(0);
+    let agent = w.human_agent().await;
+    // 140,000 characters: at least 35 Telegram messages of 4096.
+    let reply = "word ".repeat(28_000);
+    w.comment_as(ticket_id, agent, &reply, true).await;
+    w.helpdesk_cycle().await;
+
+    assert!(w.tg.sent_messages(Some(CHAT)).is_empty());
+    let conversation = only_conversation(&w).await;
+    let detail = w.hub.get_conversation(&conversation).await.expect("detail");
+    let outbound = detail
+        .messages
+        .iter()
+        .find(|m| m.direction == "outbound")
+        .expect("the reply is kept");
+    assert_eq!(outbound.state, "dead");
+    assert_eq!(outbound.text.trim(), reply.trim());
+}

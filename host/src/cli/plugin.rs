@@ -191,7 +191,8 @@ pub async fn run(ctx: &Context, command: PluginCommand) -> anyhow::Result<ExitCo
                 cursor,
                 ticket_id,
             };
-            return exec(&runtime, &loaded, &installation, request).await;
+            let body_limit = ctx.config()?.webhook_body_limit;
+            return exec(&runtime, &loaded, &installation, request, body_limit).await;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -378,6 +379,15 @@ async fn resolve_plugin(
     Ok((plugin, record.approved_hosts))
 }
 
+/// Most bytes of `--input` for operations other than `handle-webhook`.
+const MAX_INPUT_BYTES: usize = 16 << 20;
+
+/// Most bytes of a `handle-webhook` `--input`: the body may be escaped in the JSON
+/// (`\u00e9` is 6 bytes for 2), plus room for the headers.
+fn input_limit(body_limit: usize) -> usize {
+    body_limit.saturating_mul(6).saturating_add(1 << 20)
+}
+
 struct ExecRequest<'a> {
     operation: &'a str,
     input: Option<&'a str>,
@@ -388,13 +398,32 @@ struct ExecRequest<'a> {
 
 impl ExecRequest<'_> {
     fn input<T: for<'de> Deserialize<'de>>(&self) -> anyhow::Result<T> {
+        self.input_within(MAX_INPUT_BYTES)
+    }
+
+    /// `--input`, refused when longer than `max` bytes.
+    fn input_within<T: for<'de> Deserialize<'de>>(&self, max: usize) -> anyhow::Result<T> {
         let raw = self
             .input
             .with_context(|| format!("`{}` needs --input JSON (or @FILE)", self.operation))?;
         let text = match raw.strip_prefix('@') {
             Some(path) => {
+                let size = std::fs::metadata(path)
+                    .with_context(|| format!("reading {path}"))?
+                    .len();
+                if size > max as u64 {
+                    bail!(
+                        "--input {path} is {size} bytes, over the limit of {max} for `{}`",
+                        self.operation
+                    );
+                }
                 std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?
             }
+            None if raw.len() > max => bail!(
+                "--input is {} bytes, over the limit of {max} for `{}`",
+                raw.len(),
+                self.operation
+            ),
             None => raw.to_string(),
         };
         serde_json::from_str(&text).with_context(|| {
@@ -413,8 +442,17 @@ impl ExecRequest<'_> {
         }
     }
 
-    fn webhook(&self) -> anyhow::Result<WebhookRequest> {
-        let input: WebhookInput = self.input()?;
+    /// The webhook request from `--input`, refused over the hub's webhook body limit as the
+    /// server would refuse it.
+    fn webhook(&self, body_limit: usize) -> anyhow::Result<WebhookRequest> {
+        let input: WebhookInput = self.input_within(input_limit(body_limit))?;
+        if input.body.len() > body_limit {
+            bail!(
+                "the webhook body is {} bytes, over the hub's webhook body limit of {body_limit} \
+                 (`webhook_body_limit`); the hub would answer 413",
+                input.body.len()
+            );
+        }
         Ok(WebhookRequest {
             method: input.method,
             path: input.path,
@@ -453,6 +491,7 @@ async fn exec(
     plugin: &Plugin,
     installation: &Installation,
     req: ExecRequest<'_>,
+    body_limit: usize,
 ) -> anyhow::Result<ExitCode> {
     let manifest = plugin.manifest();
     if req.operation == "describe" {
@@ -465,7 +504,10 @@ async fn exec(
             let result = match req.operation {
                 "poll" => to_json(conn.poll(&req.stream(manifest)?, req.cursor.as_deref()).await),
                 "send" => to_json(conn.send(&req.input()?).await),
-                "handle-webhook" => to_json(conn.handle_webhook(req.webhook()?).await),
+                "handle-webhook" => webhook_json(
+                    conn.handle_webhook(req.webhook(body_limit)?).await,
+                    |o| &mut o.response,
+                ),
                 other => bail!("unknown operation `{other}` for a social plugin (describe, poll, send, handle-webhook)"),
             };
             (result?, conn.take_logs())
@@ -482,7 +524,10 @@ async fn exec(
                     to_json(conn.get_ticket(id).await)
                 }
                 "poll-changes" => to_json(conn.poll_changes(&req.stream(manifest)?, req.cursor.as_deref()).await),
-                "handle-webhook" => to_json(conn.handle_webhook(req.webhook()?).await),
+                "handle-webhook" => webhook_json(
+                    conn.handle_webhook(req.webhook(body_limit)?).await,
+                    |o| &mut o.response,
+                ),
                 other => bail!(
                     "unknown operation `{other}` for a helpdesk plugin (describe, find-or-create-requester, \
                      create-ticket, add-comment, update-ticket, get-ticket, poll-changes, handle-webhook)"
@@ -512,6 +557,35 @@ async fn exec(
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// A webhook outcome as JSON, with the answer's body as text (or base64 when it is not
+/// UTF-8) rather than as an array of numbers, which took gigabytes for a large body.
+fn webhook_json<T: Serialize>(
+    result: Result<T, CallError>,
+    response: impl FnOnce(&mut T) -> &mut bindings::types::WebhookResponse,
+) -> anyhow::Result<Result<serde_json::Value, CallError>> {
+    let mut outcome = match result {
+        Ok(outcome) => outcome,
+        Err(error) => return Ok(Err(error)),
+    };
+    let body = std::mem::take(&mut response(&mut outcome).body);
+    let mut value = serde_json::to_value(&outcome)?;
+    let (key, text) = match String::from_utf8(body) {
+        Ok(text) => ("body", text),
+        Err(raw) => {
+            use base64::Engine as _;
+            (
+                "body_base64",
+                base64::engine::general_purpose::STANDARD.encode(raw.into_bytes()),
+            )
+        }
+    };
+    if let Some(answer) = value.get_mut("response").and_then(|r| r.as_object_mut()) {
+        answer.remove("body");
+        answer.insert(key.to_string(), serde_json::Value::String(text));
+    }
+    Ok(Ok(value))
 }
 
 fn to_json<T: Serialize>(

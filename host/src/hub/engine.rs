@@ -24,6 +24,7 @@ use crate::runtime::bindings::social::exports::switchboard::connector::social_co
     MessageKind, SocialEvent,
 };
 use crate::runtime::bindings::types::{ConnectorError, Visibility};
+use crate::runtime::bounds::MAX_REPLY_PARTS;
 use crate::runtime::CallError;
 use crate::store::{
     ConversationRow, EventOutcome, IdentityInput, InboundEvent, LinkRow, MessageRow,
@@ -505,6 +506,7 @@ async fn process_events(hub: &Hub, events: &[&InboundEvent]) -> Result<bool, Sto
         }
         tx.set_inbound_outcomes(&outcomes).await?;
         tx.commit().await?;
+        lookups.log_unlinked();
         done += taken;
     }
     Ok(queued)
@@ -546,9 +548,23 @@ async fn poisoned(hub: &Hub, event: &InboundEvent, error: StoreError) -> Result<
 struct Lookups {
     links: HashMap<String, Option<LinkRow>>,
     text_limits: HashMap<(String, String), Option<(usize, LengthUnit)>>,
+    /// Messages that wait for a link, per installation: (count, a sample message id).
+    unlinked: HashMap<String, (usize, String)>,
 }
 
 impl Lookups {
+    /// One line per installation for the messages this transaction left waiting for a link.
+    fn log_unlinked(&self) {
+        for (installation, (count, sample)) in &self.unlinked {
+            tracing::warn!(
+                %installation,
+                messages = count,
+                sample = %crate::runtime::bounds::truncate(sample, 128),
+                "no link from this installation to a helpdesk yet; the messages wait for one"
+            );
+        }
+    }
+
     async fn link_for_social(
         &mut self,
         tx: &mut Tx,
@@ -581,7 +597,13 @@ impl Lookups {
                     .text_limits
                     .iter()
                     .find(|l| l.visibility == visibility)
-                    .map(|l| (l.max_length as usize, LengthUnit::parse(&l.unit)))
+                    .map(|l| {
+                        let unit = LengthUnit::parse(&l.unit).unwrap_or_else(|| {
+                            tracing::warn!(unit = %l.unit, "unknown text-limit unit; counting UTF-8 bytes, which never undercounts");
+                            LengthUnit::FALLBACK
+                        });
+                        (l.max_length as usize, unit)
+                    })
             });
         self.text_limits.insert(key, limit);
         Ok(limit)
@@ -697,9 +719,13 @@ async fn social_event(
         return Ok(Outcome::skip("echo-or-duplicate"));
     }
     let Some(link) = lookups.link_for_social(tx, installation).await? else {
-        tracing::warn!(
-            "no link from this installation to a helpdesk yet; the message waits for one"
-        );
+        // Logged once per transaction with a count (see `Lookups::log_unlinked`): a page of
+        // thousands of events must not write thousands of lines.
+        lookups
+            .unlinked
+            .entry(installation.clone())
+            .or_insert_with(|| (0, ev.message_id.clone()))
+            .0 += 1;
         return Ok(Outcome::skip("unlinked"));
     };
     let settings = LinkSettings::of(&link);
@@ -942,9 +968,23 @@ async fn helpdesk_change(
                     &conversation.visibility,
                 )
                 .await?;
-            let parts = match limit {
-                Some((max, unit)) => split(text, max, unit),
-                None => vec![text.to_string()],
+            let split = match limit {
+                Some((max, unit)) => split(text, max, unit, MAX_REPLY_PARTS),
+                None => Ok(vec![text.to_string()]),
+            };
+            let parts = match split {
+                Ok(parts) => parts,
+                Err(refused) => {
+                    // Kept whole, marked dead, and logged: never cut short or sent in part.
+                    tracing::warn!(comment = %comment.comment_id, error = %refused, "reply not sent");
+                    message.state = "dead".into();
+                    tx.insert_message(&message).await?;
+                    return Ok(Outcome::in_conversation(
+                        format!("reply-too-long: {refused}"),
+                        &conversation.id,
+                        false,
+                    ));
+                }
             };
             message.parts = parts.len() as i64;
             if !tx.insert_message(&message).await? {

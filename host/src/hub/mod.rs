@@ -1243,6 +1243,9 @@ pub(crate) fn retry_of(error: &CallError) -> Retry {
         CallError::Deadline(_) | CallError::MemoryCap(_) | CallError::Trap(_) => Retry::Backoff,
         // The plugin never ran: no instance was free in time.
         CallError::Busy(_) => Retry::Backoff,
+        // The same input gets the same oversized answer again.
+        CallError::OutputLimit(_) | CallError::CopyLimit(_) => Retry::Never,
+        CallError::Capacity(_) => Retry::Backoff,
         CallError::WrongWorld { .. } => Retry::Never,
     }
 }

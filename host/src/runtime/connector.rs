@@ -11,6 +11,7 @@ use super::bindings::helpdesk::Helpdesk;
 use super::bindings::social::exports::switchboard::connector::social_connector as so;
 use super::bindings::social::Social;
 use super::bindings::types::{ConnectorError, Manifest, WebhookRequest};
+use super::bounds::{self, Bounded, Redactor};
 use super::log::LogLine;
 use super::state::PluginState;
 use super::{CallError, Prepared, WorldPre};
@@ -52,6 +53,9 @@ macro_rules! in_fresh_store {
             Err(busy) => Err(busy),
             Ok(_admitted) => {
                 let mut store = prepared.new_store(logs.is_some());
+                // Bounds what the call's result, and each import call (`log`, `http.send`),
+                // may copy out of the plugin; wasmtime's default is 128 MiB.
+                store.set_hostcall_fuel(bounds::MAX_CALL_COPY_BYTES);
                 let outcome = {
                     let $store = &mut store;
                     tokio::time::timeout(prepared.limits.deadline + WALL_CLOCK_GRACE, async move {
@@ -86,26 +90,80 @@ impl Prepared {
             Ok(Err(_)) if state.limiter.exceeded => {
                 Err(CallError::MemoryCap(self.limits.memory_bytes))
             }
-            Ok(Err(error)) => Err(CallError::Trap(trap_message(&error))),
+            Ok(Err(error)) => Err(classify_failure(&error)),
+        }
+    }
+
+    /// The plugin's typed error, redacted and cut, or its result if it is within bounds.
+    fn checked<T: Bounded>(
+        &self,
+        result: Result<Result<T, ConnectorError>, CallError>,
+    ) -> Result<T, CallError> {
+        match result? {
+            Ok(value) => {
+                value.check_bounds().map_err(CallError::OutputLimit)?;
+                Ok(value)
+            }
+            Err(error) => Err(CallError::Connector(bounds::sanitize_error(
+                error,
+                &Redactor::new(&self.secrets),
+            ))),
         }
     }
 }
 
-fn trap_message(error: &wasmtime::Error) -> String {
-    // The first line names the trap; the rest is the wasm backtrace, useful in debug logs only.
-    let full = format!("{error:?}");
-    tracing::debug!(error = %full, "plugin trap");
-    match error.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => trap.to_string(),
-        None => format!("{error:#}")
-            .lines()
-            .next()
-            .unwrap_or("unknown error")
-            .to_string(),
+/// Tells a host limit (the instance pool, the copy budget) from the plugin's own trap, so that
+/// the error says which it was rather than blaming the plugin or saying nothing.
+fn classify_failure(error: &wasmtime::Error) -> CallError {
+    // The full error holds the wasm backtrace, useful in debug logs only.
+    tracing::debug!(error = %bounds::truncate(&format!("{error:?}"), 16 << 10), "plugin call failed");
+    if let Some(pool) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return CallError::Capacity(pool.to_string());
     }
+    for cause in error.chain() {
+        if let Some(pool) = cause.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+            return CallError::Capacity(pool.to_string());
+        }
+        // wasmtime's error type for this is private; its message is stable.
+        if cause
+            .to_string()
+            .contains("fuel allocated for hostcalls has been exhausted")
+        {
+            return CallError::CopyLimit(bounds::MAX_CALL_COPY_BYTES);
+        }
+    }
+    CallError::Trap(trap_message(error))
+}
+
+fn trap_message(error: &wasmtime::Error) -> String {
+    if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
+        return trap.to_string();
+    }
+    // A bare context line such as "error while executing at wasm backtrace:" says nothing:
+    // name the first cause that says something, then the innermost one.
+    let causes: Vec<String> = error
+        .chain()
+        .filter_map(|cause| {
+            let line = cause.to_string();
+            let line = line.lines().next().unwrap_or("").trim().to_string();
+            (!line.is_empty() && !line.starts_with("error while executing")).then_some(line)
+        })
+        .collect();
+    let message = match (causes.first(), causes.last()) {
+        (Some(first), Some(last)) if first != last => format!("{first}: {last}"),
+        (Some(first), _) => first.clone(),
+        (None, _) => "the call failed without a cause (wasmtime gave no message)".to_string(),
+    };
+    bounds::truncate(&message, bounds::MAX_ERROR_BYTES)
 }
 
 pub(crate) async fn describe(prepared: &Prepared) -> Result<Manifest, CallError> {
+    let manifest = describe_unchecked(prepared).await?;
+    manifest.check_bounds().map_err(CallError::OutputLimit)?;
+    Ok(manifest)
+}
+
+async fn describe_unchecked(prepared: &Prepared) -> Result<Manifest, CallError> {
     match &prepared.plugin.inner.pre {
         WorldPre::Social(pre) => in_fresh_store!(prepared, None, |store| {
             let b: Social = pre.instantiate_async(&mut *store).await?;
@@ -120,10 +178,6 @@ pub(crate) async fn describe(prepared: &Prepared) -> Result<Manifest, CallError>
                 .await
         }),
     }
-}
-
-fn flatten<T>(result: Result<Result<T, ConnectorError>, CallError>) -> Result<T, CallError> {
-    result?.map_err(CallError::Connector)
 }
 
 /// Log lines kept across calls when capture is on (for `plugin exec`).
@@ -154,11 +208,13 @@ macro_rules! social_call {
             unreachable!("checked in new")
         };
         let logs = $self.logs.as_deref();
-        flatten(in_fresh_store!(&$self.prepared, logs, |$store| {
-            let instance: Social = pre.instantiate_async(&mut *$store).await?;
-            let $b = instance.switchboard_connector_social_connector();
-            $body.await
-        }))
+        $self
+            .prepared
+            .checked(in_fresh_store!(&$self.prepared, logs, |$store| {
+                let instance: Social = pre.instantiate_async(&mut *$store).await?;
+                let $b = instance.switchboard_connector_social_connector();
+                $body.await
+            }))
     }};
 }
 
@@ -168,11 +224,13 @@ macro_rules! helpdesk_call {
             unreachable!("checked in new")
         };
         let logs = $self.logs.as_deref();
-        flatten(in_fresh_store!(&$self.prepared, logs, |$store| {
-            let instance: Helpdesk = pre.instantiate_async(&mut *$store).await?;
-            let $b = instance.switchboard_connector_helpdesk_connector();
-            $body.await
-        }))
+        $self
+            .prepared
+            .checked(in_fresh_store!(&$self.prepared, logs, |$store| {
+                let instance: Helpdesk = pre.instantiate_async(&mut *$store).await?;
+                let $b = instance.switchboard_connector_helpdesk_connector();
+                $body.await
+            }))
     }};
 }
 

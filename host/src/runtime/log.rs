@@ -1,9 +1,11 @@
 //! The plugin log capability: plugin log lines become `tracing` events of the call's span,
-//! with a volume cap per call and secret values redacted.
+//! with a volume cap per call, each part of a line cut to a bound, and secrets redacted from
+//! the message, the field keys and the field values (see [`Redactor`]).
 
 use std::sync::Arc;
 
 use super::bindings::log::Level;
+use super::bounds::{Redactor, MAX_LOG_KEY_BYTES, MAX_LOG_MESSAGE_BYTES, MAX_LOG_VALUE_BYTES};
 
 /// Log volume one call may produce before lines are dropped.
 #[derive(Debug, Clone, Copy)]
@@ -36,13 +38,12 @@ pub struct LogSink {
     lines: usize,
     bytes: usize,
     dropped: usize,
-    /// Secret setting values; any occurrence in a line is replaced.
-    secrets: Arc<[String]>,
-    /// When set, lines are also kept here (used by `plugin exec`).
+    /// Masks secret setting values (and their encodings) in every part of a line.
+    redactor: Redactor,
+    /// When set, lines are kept here instead of going to `tracing` (used by `plugin exec`,
+    /// which prints them itself: emitting both printed every line twice).
     captured: Option<Vec<LogLine>>,
 }
-
-const REDACTED: &str = "[redacted]";
 
 impl LogSink {
     pub fn new(
@@ -57,13 +58,18 @@ impl LogSink {
             lines: 0,
             bytes: 0,
             dropped: 0,
-            secrets,
+            redactor: Redactor::new(&secrets),
             captured: capture.then(Vec::new),
         }
     }
 
     pub fn emit(&mut self, level: Level, message: &str, fields: &[(String, String)]) {
-        let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        // A field costs at least a byte, so a million empty fields count too.
+        let size = message.len()
+            + fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 1)
+                .sum::<usize>();
         if self.lines >= self.limits.max_lines || self.bytes + size > self.limits.max_bytes {
             if self.dropped == 0 {
                 tracing::warn!(plugin = %self.plugin_id, "plugin log cap reached; further lines of this call are dropped");
@@ -73,11 +79,24 @@ impl LogSink {
         }
         self.lines += 1;
         self.bytes += size;
-        let message = self.redact(message);
+        let message = self.redactor.redact_bounded(message, MAX_LOG_MESSAGE_BYTES);
         let fields: Vec<(String, String)> = fields
             .iter()
-            .map(|(k, v)| (k.clone(), self.redact(v)))
+            .map(|(k, v)| {
+                (
+                    self.redactor.redact_bounded(k, MAX_LOG_KEY_BYTES),
+                    self.redactor.redact_bounded(v, MAX_LOG_VALUE_BYTES),
+                )
+            })
             .collect();
+        if let Some(captured) = &mut self.captured {
+            captured.push(LogLine {
+                level: level_name(level),
+                message,
+                fields,
+            });
+            return;
+        }
         let rendered: String = fields.iter().map(|(k, v)| format!(" {k}={v:?}")).collect();
         let plugin = &*self.plugin_id;
         match level {
@@ -97,13 +116,6 @@ impl LogSink {
                 tracing::error!(target: "plugin", plugin, fields = %rendered, "{message}")
             }
         }
-        if let Some(captured) = &mut self.captured {
-            captured.push(LogLine {
-                level: level_name(level),
-                message,
-                fields,
-            });
-        }
     }
 
     /// Lines dropped because of the cap.
@@ -113,16 +125,6 @@ impl LogSink {
 
     pub fn take_captured(&mut self) -> Vec<LogLine> {
         self.captured.take().unwrap_or_default()
-    }
-
-    fn redact(&self, text: &str) -> String {
-        let mut text = text.to_string();
-        for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
-            if text.contains(secret.as_str()) {
-                text = text.replace(secret.as_str(), REDACTED);
-            }
-        }
-        text
     }
 }
 
@@ -164,5 +166,42 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].message, "token is [redacted]");
         assert_eq!(lines[0].fields[0].1, "Bearer [redacted]");
+    }
+
+    #[test]
+    fn keys_are_redacted_and_every_part_is_cut() {
+        use base64::Engine as _;
+        let secret = "hunter2-long-secret".to_string();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&secret);
+        let mut sink = LogSink::new(
+            "p".into(),
+            LogLimits {
+                max_lines: 10,
+                max_bytes: 1 << 20,
+            },
+            vec![secret.clone()].into(),
+            true,
+        );
+        let huge = "k".repeat(100_000);
+        sink.emit(
+            Level::Info,
+            &format!("{encoded} {}", "m".repeat(100_000)),
+            &[
+                (format!("key-{secret}"), "v".into()),
+                (huge.clone(), huge.clone()),
+            ],
+        );
+        let line = &sink.take_captured()[0];
+        // The last base64 character also carries the bits of what follows: it stays.
+        assert!(
+            line.message.starts_with("[redacted]"),
+            "{}",
+            &line.message[..40]
+        );
+        assert!(!line.message.contains(&encoded[..encoded.len() - 3]));
+        assert!(line.message.len() <= MAX_LOG_MESSAGE_BYTES + 40);
+        assert_eq!(line.fields[0].0, "key-[redacted]");
+        assert!(line.fields[1].0.len() <= MAX_LOG_KEY_BYTES + 40);
+        assert!(line.fields[1].1.len() <= MAX_LOG_VALUE_BYTES + 40);
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod admission;
 pub mod bindings;
+pub mod bounds;
 pub mod cache;
 mod connector;
 pub mod engine;
@@ -120,6 +121,19 @@ pub enum CallError {
     /// The call never ran: no instance became free for it in time (see [`admission`]).
     #[error("the call was not run: {0}")]
     Busy(#[from] admission::Busy),
+    /// The plugin's result is over one of the host's bounds (see [`bounds`]).
+    #[error("the plugin's answer was refused: {0}")]
+    OutputLimit(bounds::OutputLimit),
+    /// The call tried to copy more than the copy budget between the plugin and the host.
+    #[error(
+        "the call tried to copy more than {} MiB between the plugin and the host \
+         (MAX_CALL_COPY_BYTES) and was stopped",
+        .0 >> 20
+    )]
+    CopyLimit(usize),
+    /// The host had no free instance slot: its capacity, not the plugin, failed the call.
+    #[error("the host is at capacity and did not run the call: {0}")]
+    Capacity(String),
     #[error("the plugin implements the {actual} world, not {expected}")]
     WrongWorld {
         expected: &'static str,

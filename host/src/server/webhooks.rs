@@ -112,6 +112,8 @@ fn plugin_response(answer: WebhookResponse) -> Response {
     response
         .headers_mut()
         .remove(axum::http::header::CONTENT_TYPE);
+    let mut dropped = 0usize;
+    let mut sample = None;
     for (name, value) in answer.headers {
         let parsed = (
             HeaderName::try_from(name.as_str()),
@@ -124,9 +126,18 @@ fn plugin_response(answer: WebhookResponse) -> Response {
                 }
             }
             _ => {
-                tracing::warn!(header = %name, "plugin answered a webhook with an invalid header; dropped it")
+                dropped += 1;
+                sample.get_or_insert(name);
             }
         }
+    }
+    if let Some(sample) = sample {
+        // One line, with the first name cut short: the names come from the plugin.
+        tracing::warn!(
+            headers = dropped,
+            first = %crate::runtime::bounds::truncate(&sample, 64),
+            "plugin answered a webhook with invalid headers; dropped them"
+        );
     }
     response.extensions_mut().insert(Verbatim);
     response

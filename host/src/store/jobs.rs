@@ -217,7 +217,8 @@ impl Db {
         .bind(outcome)
         .bind(pages)
         .bind(events_stored)
-        .bind(error)
+        // Errors quote plugins; the runtime already bounds those parts, this bounds the row.
+        .bind(error.map(|e| crate::runtime::bounds::truncate(e, MAX_STORED_ERROR_BYTES)))
         .bind(run_id)
         .execute(&mut *tx.inner)
         .await?;
@@ -305,3 +306,6 @@ impl Db {
         Ok(())
     }
 }
+
+/// Longest error text kept in a `job_runs` row.
+const MAX_STORED_ERROR_BYTES: usize = 4 << 10;

@@ -11,10 +11,19 @@
 //! | `log-flood`      | logs `LOG_FLOOD_LINES` lines: the host must rate-limit or cap them  |
 //! | `context`        | returns the call context's settings as `key=value` lines in `next_cursor` |
 //! | `fetch`          | GETs the URL given as the cursor; returns `status <code>` and the response body in `next_cursor`, or the host's error |
+//! | `many-events`    | returns `MANY_EVENTS` events in one page                            |
+//! | `huge-text`      | returns one event whose text is `HUGE` bytes                        |
+//! | `huge-id`        | returns one event whose message id is `HUGE` bytes                  |
+//! | `huge-cursor`    | returns an empty page whose cursor is `HUGE` bytes                  |
+//! | `huge-error`     | fails with a `Fatal` message of `HUGE_ERROR` bytes that starts with the secret setting |
+//! | `huge-log-keys`  | logs one line whose field keys are `HUGE` / 8 bytes (within the host's per-call log volume), one holding the secret |
+//! | `secret-encoded` | logs the secret setting base64-, URL-safe-base64-, percent- and hex-encoded, then fails with its base64 form |
+//! | `copy-flood`     | returns one event of `COPY_FLOOD` bytes, past the host's copy budget |
 //! | anything else    | returns an empty page                                               |
 //!
-//! `send` and `handle_webhook` behave: they answer minimally, so the plugin is otherwise a valid
-//! connector.
+//! `handle_webhook` misbehaves by request path: `many-headers` answers with
+//! `MANY_HEADERS` headers, `huge-body` with a body of `HUGE` x 4 bytes; any other path is
+//! answered with a plain 200. `send` behaves, so the plugin is otherwise a valid connector.
 
 use std::hint::black_box;
 
@@ -33,6 +42,19 @@ pub const TARGET_HOST: &str = "{target}";
 
 /// Where `alloc` stops if nothing stopped it: 1 GiB, far past any sane plugin memory limit.
 const ALLOC_CEILING: usize = 1 << 30;
+
+/// Events of `many-events`.
+pub const MANY_EVENTS: usize = 20_000;
+/// Size of the oversized strings.
+pub const HUGE: usize = 1 << 20;
+/// Size of the `huge-error` message.
+pub const HUGE_ERROR: usize = 8 << 20;
+/// Size of the `copy-flood` text: past the host's copy budget, within a 32 MiB memory cap.
+pub const COPY_FLOOD: usize = 20 << 20;
+/// Headers of the `many-headers` webhook answer.
+pub const MANY_HEADERS: usize = 1_000;
+/// The secret setting the leak behaviours put in their output.
+pub const SECRET_SETTING: &str = "secret_token";
 
 struct Misbehave;
 
@@ -54,6 +76,9 @@ impl SocialConnector for Misbehave {
                 setting("webhook_secret", true),
                 // Declared like an OAuth2 client secret: never given to a plugin.
                 setting("oauth_client_secret", true),
+                // The secret the leak behaviours try to get past the redaction; asked for,
+                // so the plugin sees it.
+                setting(SECRET_SETTING, true),
             ],
             http_hosts: vec![ALLOWED_HOST.into(), TARGET_HOST.into()],
             credentials: vec![
@@ -65,6 +90,7 @@ impl SocialConnector for Misbehave {
                     }),
                 },
                 secret_for_plugin("webhook_secret"),
+                secret_for_plugin(SECRET_SETTING),
             ],
             streams: [
                 "ok",
@@ -76,6 +102,14 @@ impl SocialConnector for Misbehave {
                 "clock",
                 "context",
                 "fetch",
+                "many-events",
+                "huge-text",
+                "huge-id",
+                "huge-cursor",
+                "huge-error",
+                "huge-log-keys",
+                "secret-encoded",
+                "copy-flood",
             ]
             .into_iter()
             .map(|name| StreamSpec {
@@ -91,14 +125,25 @@ impl SocialConnector for Misbehave {
         }
     }
 
-    fn handle_webhook(_ctx: &Context, _request: WebhookRequest) -> Result<WebhookOutcome> {
+    fn handle_webhook(_ctx: &Context, request: WebhookRequest) -> Result<WebhookOutcome> {
+        let mut response = webhook::ok();
+        match request.path.trim_start_matches('/') {
+            "many-headers" => {
+                response.headers = (0..MANY_HEADERS)
+                    .map(|i| (format!("x-h{i}"), "v".to_string()))
+                    .collect()
+            }
+            "huge-body" => response.body = vec![b'b'; HUGE * 4],
+            _ => {}
+        }
         Ok(WebhookOutcome {
-            response: webhook::ok(),
+            response,
             events: vec![],
         })
     }
 
     fn poll(ctx: &Context, stream: &str, cursor: Option<String>) -> Result<PollPage> {
+        let secret = ctx.setting(SECRET_SETTING).unwrap_or("").to_string();
         match stream {
             "context" => Ok(PollPage {
                 next_cursor: Some(
@@ -138,6 +183,59 @@ impl SocialConnector for Misbehave {
                 }
                 Ok(empty_page())
             }
+            "many-events" => Ok(page(
+                (0..MANY_EVENTS).map(|i| event(&format!("m{i}"), "hi")),
+            )),
+            "huge-text" => Ok(page([event("m1", &"t".repeat(HUGE))])),
+            "huge-id" => Ok(page([event(&"i".repeat(HUGE), "hi")])),
+            "huge-cursor" => Ok(PollPage {
+                next_cursor: Some("c".repeat(HUGE)),
+                ..empty_page()
+            }),
+            "huge-error" => Err(ConnectorError::fatal(format!(
+                "{secret} {}",
+                "e".repeat(HUGE_ERROR)
+            ))),
+            "huge-log-keys" => {
+                let huge_key = "k".repeat(HUGE / 8);
+                let secret_key = format!("key-{secret}");
+                switchboard_plugin_sdk::log::__emit(
+                    switchboard_plugin_sdk::log::Level::Info,
+                    "huge keys",
+                    &[(huge_key.as_str(), &"v"), (secret_key.as_str(), &"v")],
+                );
+                Ok(empty_page())
+            }
+            "secret-encoded" => {
+                use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+                use base64::Engine as _;
+                let standard = STANDARD.encode(&secret);
+                let basic = STANDARD.encode(format!("user:{secret}"));
+                let url_safe = URL_SAFE_NO_PAD.encode(&secret);
+                let percent: String = secret
+                    .bytes()
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                            (b as char).to_string()
+                        } else {
+                            format!("%{b:02X}")
+                        }
+                    })
+                    .collect();
+                let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+                log_info!(
+                    "encoded secret",
+                    base64 = standard,
+                    basic = basic,
+                    url_safe = url_safe,
+                    percent = percent,
+                    hex = hex
+                );
+                Err(ConnectorError::fatal(format!(
+                    "Authorization: Basic {basic}"
+                )))
+            }
+            "copy-flood" => Ok(page([event("m1", &"f".repeat(COPY_FLOOD))])),
             _ => Ok(empty_page()),
         }
     }
@@ -165,6 +263,35 @@ fn empty_page() -> PollPage {
         events: vec![],
         next_cursor: None,
         has_more: false,
+    }
+}
+
+fn page(events: impl IntoIterator<Item = SocialEvent>) -> PollPage {
+    PollPage {
+        events: events.into_iter().collect(),
+        next_cursor: None,
+        has_more: false,
+    }
+}
+
+fn event(id: &str, text: &str) -> SocialEvent {
+    SocialEvent {
+        message_id: id.to_string(),
+        thread_id: "t1".into(),
+        parent_id: None,
+        kind: MessageKind::DirectMessage,
+        visibility: Visibility::Private,
+        author: SocialIdentity {
+            external_id: "u1".into(),
+            network: "misbehave".into(),
+            handle: None,
+            display_name: None,
+        },
+        is_echo: false,
+        created_at: 0,
+        text: text.to_string(),
+        attachments: vec![],
+        reply_handle: None,
     }
 }
 
