@@ -218,7 +218,7 @@ impl Db {
         .bind(pages)
         .bind(events_stored)
         // Errors quote plugins; the runtime already bounds those parts, this bounds the row.
-        .bind(error.map(|e| crate::runtime::bounds::truncate(e, MAX_STORED_ERROR_BYTES)))
+        .bind(error.map(super::stored_error))
         .bind(run_id)
         .execute(&mut *tx.inner)
         .await?;
@@ -306,6 +306,3 @@ impl Db {
         Ok(())
     }
 }
-
-/// Longest error text kept in a `job_runs` row.
-const MAX_STORED_ERROR_BYTES: usize = 4 << 10;

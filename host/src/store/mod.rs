@@ -294,6 +294,15 @@ fn database_file(options: &SqliteConnectOptions) -> Option<std::path::PathBuf> {
         .then(|| path.to_path_buf())
 }
 
+/// Longest error text kept in a row (`job_runs.error`, `inbound_events.last_error`): errors
+/// can carry what a plugin or a service said, and must not fill the disk.
+const MAX_STORED_ERROR_BYTES: usize = 4 << 10;
+
+/// An error as it is stored: cut to [`MAX_STORED_ERROR_BYTES`], saying how much was cut.
+fn stored_error(error: &str) -> String {
+    crate::runtime::bounds::truncate(error, MAX_STORED_ERROR_BYTES)
+}
+
 fn json_corrupt(what: &str, error: serde_json::Error) -> StoreError {
     StoreError::Corrupt(format!("{what}: {error}"))
 }

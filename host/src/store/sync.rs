@@ -508,7 +508,7 @@ impl Db {
              outcome = CASE WHEN attempts + 1 >= ? THEN 'quarantined' ELSE NULL END \
              WHERE id = ? AND processed_at IS NULL RETURNING outcome",
         )
-        .bind(bounded_error(error))
+        .bind(super::stored_error(error))
         .bind(max_attempts)
         .bind(now)
         .bind(max_attempts)
@@ -710,15 +710,5 @@ impl Db {
         .execute(&self.writes)
         .await?;
         Ok(())
-    }
-}
-
-/// An error as stored: at most this many characters, so one cannot fill the disk.
-const STORED_ERROR_CHARS: usize = 2_000;
-
-fn bounded_error(error: &str) -> String {
-    match error.char_indices().nth(STORED_ERROR_CHARS) {
-        Some((cut, _)) => format!("{}… (truncated)", &error[..cut]),
-        None => error.to_string(),
     }
 }
