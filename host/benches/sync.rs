@@ -8,6 +8,8 @@
 //! - webhook→ticket throughput: many customers' first messages POSTed as fast as the hub takes
 //!   them, measured until the last ticket exists in the Zendesk simulator; then the same for
 //!   follow-ups, which become comments on those tickets;
+//! - a lone message's time from the webhook to the ticket in Zendesk, with nothing else in
+//!   flight;
 //! - the hub process's peak resident memory (VmHWM).
 //!
 //! `SWITCHBOARD_BENCH_MESSAGES` sets the number of conversations of the throughput run
@@ -232,6 +234,37 @@ async fn run() {
         )
         .await;
     }
+    println!();
+
+    // A lone message, with nothing else in flight: from the webhook's request to the end of
+    // the helpdesk's answer to the ticket it opens.
+    const LONE: usize = 50;
+    let mut lone = Vec::with_capacity(LONE);
+    for _ in 0..LONE {
+        let chat = next_chat;
+        next_chat += 1;
+        let started = Instant::now();
+        post_messages(&hub, &[chat], 0, 1).await;
+        tickets_so_far += 1;
+        let done = wait_zendesk(
+            &sims,
+            "POST",
+            "/api/v2/tickets",
+            tickets_so_far,
+            Duration::from_secs(60),
+        )
+        .await;
+        lone.push(done.duration_since(started));
+    }
+    lone.sort();
+    println!("| lone message → ticket in Zendesk | messages | p50 | p99 | max |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| new conversation, nothing else in flight | {LONE} | {} | {} | {} |",
+        ms(percentile(&lone, 0.5)),
+        ms(percentile(&lone, 0.99)),
+        ms(*lone.last().expect("samples"))
+    );
     println!();
 
     // Throughput: first messages of new conversations, then one follow-up each.
