@@ -107,6 +107,50 @@ async fn delivery_longer_than_the_lease_is_not_doubled(helpdesk: Helpdesk) {
     assert_one_ticket_each(&world, &[(3003, text)]).await;
 }
 
+/// A delivery that finds no plugin instance free in time (the hub's own load: here the
+/// installation's only call slot is held by a change poll that hangs) is retried without
+/// spending its attempts, so it is delivered once the load passes instead of becoming a dead
+/// letter that never reached the helpdesk.
+async fn a_delivery_without_a_free_instance_does_not_spend_its_attempts(helpdesk: Helpdesk) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [
+        FAST_RETRIES,
+        &[
+            ("SWITCHBOARD_PLUGIN_CALLS_PER_INSTALLATION", "1"),
+            ("SWITCHBOARD_PLUGIN_QUEUE_TIMEOUT_MS", "100"),
+            ("SWITCHBOARD_OUTBOX_MAX_ATTEMPTS", "2"),
+        ],
+    ]
+    .concat();
+    let world = World::start(helpdesk).await;
+    let hub = HubProcess::start_with(dir.path(), &env).await;
+    connect(&hub, &world, Inbound::Poll).await;
+    world.hold.arm(|_, path| path.contains("/incremental/"));
+    wait_until("a change poll in flight", world.timeout(), || async {
+        check(world.hold.held() >= 1, || "none held".into())
+    })
+    .await;
+    let text = "Where is my parcel?".to_string();
+    world.customer_says(3004, "Ines", &text);
+    // Refused for want of an instance more often than a row has attempts.
+    wait_until(
+        "deliveries refused for want of an instance",
+        world.timeout(),
+        || async {
+            let refusals = strip_ansi(&hub.log())
+                .matches("already runs its limit of 1 plugin calls")
+                .count();
+            check(refusals >= 3, || format!("{refusals} refusals"))
+        },
+    )
+    .await;
+    world.hold.release();
+    wait_tickets(&world, 1).await;
+    wait_idle(&hub).await;
+    assert!(hub.api.dead_letters().await.is_empty());
+    assert_one_ticket_each(&world, &[(3004, text)]).await;
+}
+
 /// Salesforce answers a spent API allocation with 403 REQUEST_LIMIT_EXCEEDED and no
 /// Retry-After: the hub neither gives up (no dead letter) nor hammers the org, and waits the
 /// plugin's minute before trying again. (The minute itself is not waited out here.)
@@ -355,6 +399,7 @@ async fn helpdesk_4xx_is_a_dead_letter_until_retried(helpdesk: Helpdesk) {
 }
 
 helpdesk_tests!(zendesk => rate_limit_retry_after_is_waited_out,
+    a_delivery_without_a_free_instance_does_not_spend_its_attempts,
     account_rate_limit_delivers_everything_once, server_error_burst_is_retried_without_duplicates,
     helpdesk_4xx_is_a_dead_letter_until_retried, telegram_flood_control_is_waited_out_in_order,
     blocked_recipient_is_a_dead_letter_until_retried);

@@ -430,7 +430,8 @@ pub(crate) async fn park_if_needs_reauth(hub: &Hub, row: &OutboxRow, error: &str
         Ok(Some(grant)) if grant.needs_reauth => {}
         _ => return false,
     }
-    match hub.inner.db.park_outbox_row(row.id, error, now_ms()).await {
+    let now = now_ms();
+    match hub.inner.db.park_outbox_row(row.id, error, now, now).await {
         Ok(()) => {
             tracing::warn!(%error, "delivery waits until the installation is reauthorized");
             true

@@ -225,6 +225,26 @@ async fn deliver(hub: &Hub, row: OutboxRow) {
             return;
         }
         let config = &hub.inner.config.outbox;
+        if let DeliveryError::Call(CallError::Busy(_)) | DeliveryError::Effect(CallError::Busy(_)) =
+            &error
+        {
+            // The plugin never ran: the hub had no instance for it in time. That is the
+            // hub's load, not the row's fault, so the attempt is not counted (a long overload
+            // would otherwise make dead letters of rows that never reached the service).
+            let wait = backoff(row.attempts.max(1) as u32, config.base_backoff, config.max_backoff);
+            let now = now_ms();
+            let message = error.to_string();
+            tracing::warn!(error = %message, retry_in_ms = wait.as_millis() as u64, "no plugin instance in time; will retry, uncounted");
+            if let Err(e) = hub
+                .inner
+                .db
+                .park_outbox_row(row.id, &message, now + wait.as_millis() as i64, now)
+                .await
+            {
+                tracing::warn!(error = %e, "could not put the delivery back");
+            }
+            return;
+        }
         let retry = match &error {
             DeliveryError::Call(call) | DeliveryError::Effect(call) => retry_of(call),
             DeliveryError::Permanent(_) => Retry::Never,

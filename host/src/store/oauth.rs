@@ -212,15 +212,24 @@ impl Db {
         Ok(row.filter(|r| r.expires_at >= now))
     }
 
-    /// Puts a claimed outbox row back without counting the attempt: its installation waits for
-    /// reauthorization, which is no fault of the row.
-    pub async fn park_outbox_row(&self, id: i64, error: &str, now: i64) -> Result<(), StoreError> {
+    /// Puts a claimed outbox row back without counting the attempt, due again at
+    /// `not_before` at the earliest: what stopped it is no fault of the row (its installation
+    /// waits for reauthorization, or the hub had no plugin instance for it in time).
+    pub async fn park_outbox_row(
+        &self,
+        id: i64,
+        error: &str,
+        not_before: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE outbox SET attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+             next_attempt_at = MAX(next_attempt_at, ?), \
              last_error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? \
              WHERE id = ? AND status = 'pending'",
         )
+        .bind(not_before)
         .bind(error)
         .bind(now)
         .bind(id)
