@@ -1177,6 +1177,49 @@ async fn export_tickets(
     }))
 }
 
+/// One page of a time-based export (see [`time_page`]).
+struct TimePage<'a, T> {
+    taken: &'a [T],
+    end_of_stream: bool,
+    /// The last item's time (`start` when the page is empty).
+    end_time: i64,
+    /// Where the next page starts.
+    next_start: i64,
+}
+
+/// Pages `candidates` (sorted by `time`, all at or after `start`) the way Zendesk's time-based
+/// exports do. A page ends on a whole second: it takes every item sharing the last time, so
+/// the next page, which starts at `end_time`, repeats at most that second. When the whole page
+/// is one second, starting the next at that second would return the same page forever, so it
+/// moves past it.
+fn time_page<T>(
+    candidates: &[T],
+    per_page: usize,
+    start: i64,
+    time: impl Fn(&T) -> i64,
+) -> TimePage<'_, T> {
+    let mut take = per_page.min(candidates.len());
+    if let Some(last) = take.checked_sub(1).map(|i| time(&candidates[i])) {
+        while take < candidates.len() && time(&candidates[take]) == last {
+            take += 1;
+        }
+    }
+    let taken = &candidates[..take];
+    let end_of_stream = take == candidates.len();
+    let end_time = taken.last().map_or(start, &time);
+    let next_start = if taken.first().is_some_and(|t| time(t) == end_time) && !end_of_stream {
+        end_time + 1
+    } else {
+        end_time
+    };
+    TimePage {
+        taken,
+        end_of_stream,
+        end_time,
+        next_start,
+    }
+}
+
 /// The time-based ticket export: tickets whose latest change is at or after `start_time`,
 /// oldest first, up to `per_page` (1,000) but always ending on a whole second, with
 /// `end_time` (the last ticket's change time) as the next page's `start_time`. Like Zendesk's,
@@ -1201,20 +1244,12 @@ async fn export_tickets_by_time(
         .tickets_by_seq()
         .filter(|t| t.updated_at >= start && (window == 0 || t.updated_at <= cutoff))
         .collect();
-    let mut take = per_page.min(candidates.len());
-    if let Some(last) = take.checked_sub(1).map(|i| candidates[i].updated_at) {
-        while take < candidates.len() && candidates[take].updated_at == last {
-            take += 1;
-        }
-    }
-    let page = &candidates[..take];
-    let end_of_stream = take == candidates.len();
-    let end_time = page.last().map_or(start, |t| t.updated_at);
-    let next_start = if page.first().is_some_and(|t| t.updated_at == end_time) && !end_of_stream {
-        end_time + 1
-    } else {
-        end_time
-    };
+    let TimePage {
+        taken: page,
+        end_of_stream,
+        end_time,
+        next_start,
+    } = time_page(&candidates, per_page, start, |t| t.updated_at);
     let mut params = vec![("start_time", next_start.to_string())];
     for key in ["include", "per_page"] {
         if let Some(value) = q.get(key) {
@@ -1254,25 +1289,12 @@ async fn export_ticket_events(
         .iter()
         .filter(|a| a.created_at >= start && (window == 0 || a.created_at <= cutoff))
         .collect();
-    // A time-based page ends on a whole second: it takes every audit sharing the last
-    // timestamp, so the next page (which starts at `end_time`, as Zendesk's does) repeats at
-    // most that second and never loops.
-    let mut take = per_page.min(candidates.len());
-    if let Some(last) = take.checked_sub(1).map(|i| candidates[i].created_at) {
-        while take < candidates.len() && candidates[take].created_at == last {
-            take += 1;
-        }
-    }
-    let page = &candidates[..take];
-    let end_of_stream = take == candidates.len();
-    let end_time = page.last().map_or(start, |a| a.created_at);
-    // When the whole page is one second, starting the next at that second would return the
-    // same page forever; move past it.
-    let next_start = if page.first().is_some_and(|a| a.created_at == end_time) && !end_of_stream {
-        end_time + 1
-    } else {
-        end_time
-    };
+    let TimePage {
+        taken: page,
+        end_of_stream,
+        end_time,
+        next_start,
+    } = time_page(&candidates, per_page, start, |a| a.created_at);
     let mut params = vec![("start_time", next_start.to_string())];
     if let Some(include) = q.get("include") {
         params.push(("include", include.clone()));
