@@ -41,7 +41,7 @@
 //!
 //! [store]
 //! durable_commits = true      # synchronous=FULL: a commit survives a power cut
-//! wal_limit_mb = 64           # the write-ahead log is truncated past this size
+//! wal_limit_mb = 64           # the write-ahead log stays under this size
 //! retention_days = 30         # processed events, delivered outbox rows, job runs (at least 7)
 //!
 //! [runtime]

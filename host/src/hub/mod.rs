@@ -197,6 +197,8 @@ pub(crate) struct Inner {
     pub(crate) outbox: Notify,
     /// Stores webhooks' events, many per transaction; started on the first webhook.
     pub(crate) intake: tokio::sync::OnceCell<intake::IntakeWriter>,
+    /// Records deliveries' outcomes, many per transaction; started on the first delivery.
+    pub(crate) completions: tokio::sync::OnceCell<crate::store::GroupCommit>,
     /// Names this process in leases.
     pub(crate) host_id: String,
     /// Start-up recovery (stale leases and job markers), run once by the first worker.
@@ -307,6 +309,7 @@ impl Hub {
                 inbound: Notify::new(),
                 outbox: Notify::new(),
                 intake: tokio::sync::OnceCell::new(),
+                completions: tokio::sync::OnceCell::new(),
                 host_id: format!("host-{}", new_id()),
                 recovered: OnceCell::new(),
                 webhooks_in_flight: Mutex::default(),
@@ -1184,11 +1187,14 @@ pub(crate) enum Retry {
 
 /// How often the write-ahead log is checkpointed (see [`Db::checkpoint`]).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// How often the write-ahead log's size is looked at between checkpoints.
+const WAL_WATCH_EVERY: Duration = Duration::from_millis(50);
 /// How often rows past the retention are pruned (see [`Db::prune`]); also once at start.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Keeps the database's size bounded until `shutdown`: checkpoints the write-ahead log every
-/// [`CHECKPOINT_EVERY`] (truncating it past its limit) and prunes what is older than
+/// [`CHECKPOINT_EVERY`], or as soon as its file reaches half its limit (truncating it then,
+/// see [`Db::checkpoint`]), and prunes what is older than
 /// `retention` every [`PRUNE_EVERY`]. On shutdown the log is truncated, so none is left
 /// beside the database.
 async fn run_maintenance(db: Db, retention: Duration, shutdown: CancellationToken) {
@@ -1209,9 +1215,19 @@ async fn run_maintenance(db: Db, retention: Duration, shutdown: CancellationToke
                 Err(error) => tracing::warn!(%error, "pruning old rows failed"),
             }
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+        // Checked often: under a heavy load the log grows by tens of MiB a second.
+        let next_checkpoint = tokio::time::Instant::now() + CHECKPOINT_EVERY;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(WAL_WATCH_EVERY) => {}
+            }
+            if tokio::time::Instant::now() >= next_checkpoint || db.wal_needs_checkpoint() {
+                break;
+            }
+        }
+        if shutdown.is_cancelled() {
+            break;
         }
         match db.checkpoint().await {
             Ok(done) if done.truncated => {

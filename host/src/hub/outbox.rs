@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
@@ -22,7 +23,7 @@ use crate::runtime::bindings::helpdesk::exports::switchboard::connector::helpdes
 use crate::runtime::bindings::social::exports::switchboard::connector::social_connector::OutboundMessage;
 use crate::runtime::bindings::types::{Attachment, ConnectorError, SocialIdentity, Visibility};
 use crate::runtime::{CallError, HelpdeskConnector};
-use crate::store::{ConversationRow, OutboxRow, StoreError, TicketRow};
+use crate::store::{ConversationRow, GroupCommit, OutboxRow, StoreError, TicketRow, Tx};
 
 /// How often a delivery in progress renews its row's lease, as a share of the lease: a
 /// delivery can take several calls of up to a minute each, so no fixed lease outlasts every
@@ -288,6 +289,21 @@ async fn deliver(hub: &Hub, row: OutboxRow) {
     .await
 }
 
+/// Records a delivery's outcome in the next shared transaction: several deliveries' outcomes
+/// then share one commit and its fsync (see [`GroupCommit`]).
+async fn record<T, F>(hub: &Hub, work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<T, StoreError>> + Send + 'static,
+{
+    hub.inner
+        .completions
+        .get_or_init(|| async { GroupCommit::start(hub.inner.db.clone()) })
+        .await
+        .write(work)
+        .await
+}
+
 /// Keeps `row`'s lease alive while its delivery runs; never returns (the delivery ends it by
 /// finishing first).
 async fn renew_lease(hub: &Hub, row: &OutboxRow) -> std::convert::Infallible {
@@ -385,10 +401,16 @@ async fn requester(
     )
     .await?;
     tracing::debug!(requester = %found.id, created = found.created, "requester resolved");
-    hub.inner
-        .db
-        .save_requester(contact_id, helpdesk, &found.id, now_ms())
-        .await?;
+    let (contact, desk, requester, now) = (
+        contact_id.to_string(),
+        helpdesk.to_string(),
+        found.id.clone(),
+        now_ms(),
+    );
+    record(hub, move |tx| {
+        Box::pin(async move { tx.save_requester(&contact, &desk, &requester, now).await })
+    })
+    .await?;
     Ok(found.id)
 }
 
@@ -438,19 +460,28 @@ async fn create_ticket(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> 
         .await
         .map_err(DeliveryError::Effect)?;
         tracing::debug!(ticket = %created.id, created = created.created, "ticket filed");
-        let now = now_ms();
-        let mut tx = hub.inner.db.begin().await?;
-        let requeued = tx
-            .set_ticket_created(ticket_id, &created.id, created.url.as_deref(), now)
-            .await?;
-        if let Some(message) = &row.message_id {
-            tx.set_message_delivered(message, None, None, now).await?;
-        }
-        tx.complete_outbox(row.id, now).await?;
-        tx.commit().await?;
+        let (ticket, message, outbox_row, now) = (
+            ticket_id.to_string(),
+            row.message_id.clone(),
+            row.id,
+            now_ms(),
+        );
+        let requeued = record(hub, move |tx| {
+            Box::pin(async move {
+                let requeued = tx
+                    .set_ticket_created(&ticket, &created.id, created.url.as_deref(), now)
+                    .await?;
+                if let Some(message) = &message {
+                    tx.set_message_delivered(message, None, None, now).await?;
+                }
+                tx.complete_outbox(outbox_row, now).await?;
+                Ok(requeued)
+            })
+        })
+        .await?;
         if requeued > 0 {
             tracing::info!(
-                ticket = %created.id,
+                ticket = %ticket_id,
                 changes = requeued,
                 "changes that arrived before the ticket was recorded go to the processor"
             );
@@ -458,9 +489,11 @@ async fn create_ticket(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> 
         }
     } else {
         // Created by an earlier attempt whose completion was recorded only halfway.
-        let mut tx = hub.inner.db.begin().await?;
-        tx.complete_outbox(row.id, now_ms()).await?;
-        tx.commit().await?;
+        let (outbox_row, now) = (row.id, now_ms());
+        record(hub, move |tx| {
+            Box::pin(async move { tx.complete_outbox(outbox_row, now).await })
+        })
+        .await?;
     }
     Ok(())
 }
@@ -541,21 +574,24 @@ async fn add_comment(hub: &Hub, row: &OutboxRow) -> Result<bool, DeliveryError> 
         result => result.map_err(DeliveryError::Effect)?,
     };
     tracing::debug!(comment = %added.id, "comment filed");
-    let now = now_ms();
-    let mut tx = hub.inner.db.begin().await?;
-    tx.insert_own_id(
-        &row.installation_id,
-        &added.id,
-        row.message_id.as_deref(),
-        now,
-    )
+    let (installation, message, outbox_row, now) = (
+        row.installation_id.clone(),
+        row.message_id.clone(),
+        row.id,
+        now_ms(),
+    );
+    record(hub, move |tx| {
+        Box::pin(async move {
+            tx.insert_own_id(&installation, &added.id, message.as_deref(), now)
+                .await?;
+            if let Some(message) = &message {
+                tx.set_message_delivered(message, Some(&added.id), None, now)
+                    .await?;
+            }
+            tx.complete_outbox(outbox_row, now).await
+        })
+    })
     .await?;
-    if let Some(message) = &row.message_id {
-        tx.set_message_delivered(message, Some(&added.id), None, now)
-            .await?;
-    }
-    tx.complete_outbox(row.id, now).await?;
-    tx.commit().await?;
     Ok(true)
 }
 
@@ -631,25 +667,29 @@ async fn send_message(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> {
         .await
         .map_err(DeliveryError::Effect)?;
     tracing::debug!(part = p.part, parts = p.parts, ids = ?sent.message_ids, "message sent");
-    let now = now_ms();
-    let mut tx = hub.inner.db.begin().await?;
-    for id in &sent.message_ids {
-        tx.insert_own_id(&row.installation_id, id, row.message_id.as_deref(), now)
-            .await?;
-    }
-    tx.complete_outbox(row.id, now).await?;
-    if let Some(message) = &row.message_id {
-        if tx.message_fully_delivered(message).await? {
-            tx.set_message_delivered(
-                message,
-                None,
-                sent.message_ids.first().map(String::as_str),
-                now,
-            )
-            .await?;
-        }
-    }
-    tx.commit().await?;
+    let (installation, message, outbox_row, now) = (
+        row.installation_id.clone(),
+        row.message_id.clone(),
+        row.id,
+        now_ms(),
+    );
+    record(hub, move |tx| {
+        Box::pin(async move {
+            for id in &sent.message_ids {
+                tx.insert_own_id(&installation, id, message.as_deref(), now)
+                    .await?;
+            }
+            tx.complete_outbox(outbox_row, now).await?;
+            if let Some(message) = &message {
+                if tx.message_fully_delivered(message).await? {
+                    let first = sent.message_ids.first().map(String::as_str);
+                    tx.set_message_delivered(message, None, first, now).await?;
+                }
+            }
+            Ok(())
+        })
+    })
+    .await?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! Functions here only read and write rows: no HTTP, no plugin calls.
 
 mod files;
+mod group_commit;
 mod installations;
 mod jobs;
 mod oauth;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+pub use group_commit::GroupCommit;
 pub use installations::{InstallationRow, LinkRow};
 pub use jobs::{JobRow, JobRunRow, NewJob};
 pub use oauth::{OAuthGrantRow, OAuthStateRow, OAuthTokensUpdate};
@@ -100,6 +102,10 @@ pub struct Db {
     /// whose transactions take many events, ends its transaction early when one waits.
     intakes_waiting: Arc<AtomicUsize>,
     options: StoreOptions,
+    /// The write-ahead log's file, watched by [`Db::wal_needs_checkpoint`] (none in memory).
+    wal_file: Option<std::path::PathBuf>,
+    /// The database's page size, to turn the log's frames into bytes.
+    page_size: u64,
 }
 
 impl Db {
@@ -116,8 +122,9 @@ impl Db {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         }
         let options = SqliteConnectOptions::from_str(url)?;
-        if let Some(path) = database_file(&options) {
-            files::make_private(&path)?;
+        let file = database_file(&options);
+        if let Some(path) = &file {
+            files::make_private(path)?;
         }
         let options = options
             .create_if_missing(true)
@@ -152,6 +159,9 @@ impl Db {
             .max_connections(4)
             .connect_with(options)
             .await?;
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&pool)
+            .await?;
         Ok(Self {
             pool,
             writes,
@@ -159,6 +169,12 @@ impl Db {
             background: Arc::new(tokio::sync::Mutex::new(())),
             intakes_waiting: Arc::new(AtomicUsize::new(0)),
             options: store,
+            wal_file: file.map(|path| {
+                let mut name = path.into_os_string();
+                name.push("-wal");
+                name.into()
+            }),
+            page_size: page_size.max(0) as u64,
         })
     }
 
@@ -221,19 +237,17 @@ impl Db {
     /// without blocking writers (a passive checkpoint). Call it regularly: see `Db::connect`.
     ///
     /// Under a steady load some reader always needs the log's tail, so a passive checkpoint
-    /// never lets the log start over, and it grew to gigabytes. Past
-    /// [`StoreOptions::wal_limit_bytes`] the checkpoint therefore waits for the readers in
-    /// its turn as a writer, copies everything and truncates the log.
+    /// never lets the log start over, and it grew to gigabytes. Past half of
+    /// [`StoreOptions::wal_limit_bytes`] the checkpoint therefore waits for the readers in its
+    /// turn as a writer, copies everything and truncates the log: with the other half as room
+    /// for what is written until the next check, the log stays under its limit.
     pub async fn checkpoint(&self) -> Result<Checkpoint, StoreError> {
         let (_busy, frames, _copied): (i64, i64, i64) =
             sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
                 .fetch_one(&self.pool)
                 .await?;
-        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
-            .fetch_one(&self.pool)
-            .await?;
-        let wal_bytes = (frames.max(0) as u64).saturating_mul(page_size.max(0) as u64);
-        if wal_bytes <= self.options.wal_limit_bytes {
+        let wal_bytes = (frames.max(0) as u64).saturating_mul(self.page_size);
+        if wal_bytes < self.wal_watermark() {
             return Ok(Checkpoint {
                 wal_bytes,
                 truncated: false,
@@ -244,6 +258,18 @@ impl Db {
             wal_bytes,
             truncated: true,
         })
+    }
+
+    /// Whether the log's file has reached the size at which [`Db::checkpoint`] truncates it:
+    /// a file-size check, cheap enough to make many times a second under a heavy load.
+    pub fn wal_needs_checkpoint(&self) -> bool {
+        self.wal_file.as_ref().is_some_and(|wal| {
+            std::fs::metadata(wal).is_ok_and(|m| m.len() >= self.wal_watermark())
+        })
+    }
+
+    fn wal_watermark(&self) -> u64 {
+        self.options.wal_limit_bytes / 2
     }
 
     /// Copies the whole write-ahead log back and truncates it, waiting for readers (up to the

@@ -172,11 +172,16 @@ mod tests {
         let wal = dir.path().join("t.db-wal");
         let before = std::fs::metadata(&wal).expect("wal").len();
         assert!(before > 1 << 20, "the log holds the writes: {before} bytes");
+        assert!(
+            db.wal_needs_checkpoint(),
+            "a {before}-byte log is past half its limit"
+        );
 
         let done = db.checkpoint().await.expect("checkpoint");
         assert!(done.truncated, "{done:?}");
         assert!(done.wal_bytes > 256 << 10, "{done:?}");
         let after = std::fs::metadata(&wal).map_or(0, |m| m.len());
         assert_eq!(after, 0, "truncated from {before} bytes");
+        assert!(!db.wal_needs_checkpoint());
     }
 }

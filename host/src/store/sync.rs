@@ -114,6 +114,27 @@ pub struct IdentityRow {
 }
 
 impl Tx {
+    /// Remembers a contact's requester in a helpdesk, so the next ticket needs no lookup.
+    pub async fn save_requester(
+        &mut self,
+        contact_id: &str,
+        helpdesk_installation_id: &str,
+        requester_id: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO requesters (contact_id, helpdesk_installation_id, requester_id, created_at) \
+             VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(contact_id)
+        .bind(helpdesk_installation_id)
+        .bind(requester_id)
+        .bind(now)
+        .execute(&mut *self.inner)
+        .await?;
+        Ok(())
+    }
+
     /// Adds events to the intake, skipping those already there. Returns how many were new.
     pub async fn insert_inbound_events(
         &mut self,
@@ -689,26 +710,5 @@ impl Db {
         .bind(helpdesk_installation_id)
         .fetch_optional(&self.pool)
         .await?)
-    }
-
-    pub async fn save_requester(
-        &self,
-        contact_id: &str,
-        helpdesk_installation_id: &str,
-        requester_id: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        sqlx::query(
-            "INSERT INTO requesters (contact_id, helpdesk_installation_id, requester_id, created_at) \
-             VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(contact_id)
-        .bind(helpdesk_installation_id)
-        .bind(requester_id)
-        .bind(now)
-        .execute(&self.writes)
-        .await?;
-        Ok(())
     }
 }
