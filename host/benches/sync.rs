@@ -567,6 +567,8 @@ mod drain {
     struct Reading {
         tickets: usize,
         hub_cpu: Duration,
+        /// This process's: the simulators and the client.
+        bench_cpu: Duration,
         at: Instant,
         wal: u64,
         database: u64,
@@ -587,6 +589,7 @@ mod drain {
             Reading {
                 tickets: tickets.saturating_sub(self.base),
                 hub_cpu: cpu_time(&self.hub_pid).unwrap_or_default(),
+                bench_cpu: cpu_time("self").unwrap_or_default(),
                 at: Instant::now(),
                 wal: file_len(&self.wal),
                 database: file_len(&self.database),
@@ -594,9 +597,16 @@ mod drain {
         }
     }
 
-    fn per_ticket(from: &Reading, to: &Reading) -> Option<f64> {
+    /// CPU per ticket between two readings, in ms, of the hub and of this process.
+    fn per_ticket(from: &Reading, to: &Reading) -> Option<(f64, f64)> {
         let tickets = to.tickets.checked_sub(from.tickets)?;
-        (tickets > 0).then(|| (to.hub_cpu - from.hub_cpu).as_secs_f64() * 1e3 / tickets as f64)
+        let per = |cpu: Duration| cpu.as_secs_f64() * 1e3 / tickets as f64;
+        (tickets > 0).then(|| {
+            (
+                per(to.hub_cpu - from.hub_cpu),
+                per(to.bench_cpu - from.bench_cpu),
+            )
+        })
     }
 
     pub async fn measure(
@@ -662,8 +672,8 @@ mod drain {
             .filter(|r| r.at >= drain_start.at)
             .collect();
 
-        println!("| burst of {burst}: drain into Zendesk, by tenth | backlog at start | tickets/s | hub CPU per ticket | WAL at end | database at end |");
-        println!("|---|---|---|---|---|---|");
+        println!("| burst of {burst}: drain into Zendesk, by tenth | backlog at start | tickets/s | hub CPU per ticket | simulators + client CPU per ticket | WAL at end | database at end |");
+        println!("|---|---|---|---|---|---|---|");
         // The first reading at or past each tenth of the burst.
         let mark = |share: usize| {
             let wanted = burst * share / 10;
@@ -682,14 +692,15 @@ mod drain {
             };
             let seconds = to.at.duration_since(from.at).as_secs_f64();
             let cpu = per_ticket(&from, &to);
-            tenths.push(cpu);
+            tenths.push(cpu.map(|(hub, _)| hub));
             println!(
-                "| {}–{} % | {} | {:.0} | {} | {} | {} |",
+                "| {}–{} % | {} | {:.0} | {} | {} | {} | {} |",
                 tenth * 10,
                 tenth * 10 + 10,
                 burst - from.tickets.min(burst),
                 (to.tickets - from.tickets) as f64 / seconds.max(1e-9),
-                cpu.map_or("n/a".into(), |c| format!("{c:.2} ms")),
+                cpu.map_or("n/a".into(), |(hub, _)| format!("{hub:.2} ms")),
+                cpu.map_or("n/a".into(), |(_, bench)| format!("{bench:.2} ms")),
                 mib(to.wal),
                 mib(to.database),
             );

@@ -42,6 +42,7 @@
 //! [store]
 //! durable_commits = true      # synchronous=FULL: a commit survives a power cut
 //! wal_limit_mb = 64           # the write-ahead log stays under this size
+//! cache_mb = 64               # SQLite's page cache of the write connection
 //! retention_days = 30         # processed events, delivered outbox rows, job runs (at least 7)
 //!
 //! [runtime]
@@ -292,6 +293,7 @@ struct FileScheduler {
 struct FileStore {
     durable_commits: Option<bool>,
     wal_limit_mb: Option<u64>,
+    cache_mb: Option<u64>,
     retention_days: Option<u64>,
 }
 
@@ -665,6 +667,14 @@ impl Config {
                     positive::<u64>(parse(found, "megabytes")?, "store.wal_limit_mb")? << 20
                 }
                 None => store_defaults.wal_limit_bytes,
+            },
+            cache_bytes: match pick_num(
+                "SWITCHBOARD_STORE_CACHE_MB",
+                file.store.cache_mb.map(|n| n.to_string()),
+                "store.cache_mb",
+            ) {
+                Some(found) => positive::<u64>(parse(found, "megabytes")?, "store.cache_mb")? << 20,
+                None => store_defaults.cache_bytes,
             },
         };
         let retention = match pick_num(

@@ -58,9 +58,14 @@ pub struct StoreOptions {
     /// `false` (`NORMAL`), a power cut can lose the last commits, a webhook the hub already
     /// answered 200 among them; a crash of the process alone cannot.
     pub durable_commits: bool,
-    /// The write-ahead log is truncated once it grows past this many bytes; it then stays
-    /// about this size at most between checkpoints.
+    /// The write-ahead log stays under this many bytes: it is truncated once it reaches half
+    /// of it (see [`Db::checkpoint`]).
     pub wal_limit_bytes: u64,
+    /// SQLite's page cache of the write connection. With SQLite's default (2 MiB), writes to
+    /// a database of a few hundred MiB read their pages from the kernel again and again. The
+    /// read connections keep the default: SQLite drops a reader's cache after every write of
+    /// another connection, and dropping a large cache cost more than it saved.
+    pub cache_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -68,6 +73,7 @@ impl Default for StoreOptions {
         Self {
             durable_commits: true,
             wal_limit_bytes: 64 << 20,
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -80,6 +86,9 @@ pub struct Checkpoint {
     /// Whether the log was over its limit and was truncated.
     pub truncated: bool,
 }
+
+/// Read connections (SQLite reads in parallel; writes go through one connection).
+const READERS: u32 = 4;
 
 /// A handle to the database; cheap to clone.
 #[derive(Debug, Clone)]
@@ -152,11 +161,16 @@ impl Db {
         };
         let writes = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone().synchronous(synchronous))
+            .connect_with(
+                options
+                    .clone()
+                    .synchronous(synchronous)
+                    .pragma("cache_size", format!("-{}", store.cache_bytes >> 10)),
+            )
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&writes).await?;
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(READERS)
             .connect_with(options)
             .await?;
         let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")

@@ -503,10 +503,7 @@ async fn create_ticket(
     sim.mutate(|store, now_ms| {
         if let Some(key) = &key {
             let ttl = i64::try_from(store.config.idempotency_ttl.as_millis()).unwrap_or(i64::MAX);
-            store
-                .idempotency
-                .retain(|_, e| now_ms - e.stored_at_ms < ttl);
-            if let Some(entry) = store.idempotency.get(key) {
+            if let Some(entry) = store.idempotent_response(key, now_ms, ttl) {
                 if entry.request != value {
                     return Err(ApiError::bad_request(
                         "IdempotentRequestError",
@@ -526,7 +523,7 @@ async fn create_ticket(
                 ticket_id: id,
                 stored_at_ms: now_ms,
             };
-            store.idempotency.insert(key.clone(), entry);
+            store.store_idempotent_response(key.clone(), entry);
         }
         Ok(created(
             body,

@@ -216,7 +216,10 @@ pub(crate) struct Store {
     ticket_by_seq: BTreeMap<u64, u64>,
     /// Every audit in creation order (ids and timestamps both ascend).
     pub audits: Vec<Audit>,
-    pub idempotency: HashMap<String, IdempotentResponse>,
+    idempotency: HashMap<String, IdempotentResponse>,
+    /// Idempotency keys in the order they were stored, so that expiring them costs nothing
+    /// per request (a sweep of the whole map on every create made a long run quadratic).
+    idempotency_order: VecDeque<(i64, String)>,
     /// Successful updates per (user, ticket), for the 30-per-10-minutes limit.
     update_log: HashMap<(u64, u64), VecDeque<i64>>,
     /// Incremental export calls, for the per-minute export limit.
@@ -378,6 +381,38 @@ fn normalize_tags(raw: Vec<String>) -> Vec<String> {
 }
 
 impl Store {
+    /// The response stored under an idempotency key, once entries older than `ttl_ms` at
+    /// `now_ms` are forgotten.
+    pub(crate) fn idempotent_response(
+        &mut self,
+        key: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Option<&IdempotentResponse> {
+        while let Some((stored_at, _)) = self.idempotency_order.front() {
+            if now_ms - *stored_at < ttl_ms {
+                break;
+            }
+            if let Some((stored_at, old)) = self.idempotency_order.pop_front() {
+                // A key stored again after it expired has a newer entry: keep that one.
+                if self
+                    .idempotency
+                    .get(&old)
+                    .is_some_and(|e| e.stored_at_ms == stored_at)
+                {
+                    self.idempotency.remove(&old);
+                }
+            }
+        }
+        self.idempotency.get(key)
+    }
+
+    pub(crate) fn store_idempotent_response(&mut self, key: String, entry: IdempotentResponse) {
+        self.idempotency_order
+            .push_back((entry.stored_at_ms, key.clone()));
+        self.idempotency.insert(key, entry);
+    }
+
     pub(crate) fn new(config: Config, now: i64) -> Self {
         let mut store = Self {
             agent_id: 1,
@@ -396,6 +431,7 @@ impl Store {
             ticket_by_seq: BTreeMap::new(),
             audits: Vec::new(),
             idempotency: HashMap::new(),
+            idempotency_order: VecDeque::new(),
             update_log: HashMap::new(),
             export_log: VecDeque::new(),
             webhooks: BTreeMap::new(),
