@@ -46,10 +46,9 @@
 //! | `GET /_control/sent?chat_id=` | [`SentMessage`]s, oldest first |
 //! | `GET /_control/updates` | pending updates, as the bot would receive them |
 //! | `POST /_control/block`, `/_control/unblock` | `{"chat_id"}`: the customer blocks/unblocks the bot |
-//! | `POST /_control/clock/advance` | `{"secs"}`: move the simulator's clock forward → `{"now"}` |
 //! | `POST /_control/flood` | `{"per_chat_interval_ms": 1000}` (or `null`): per-chat limit |
-//! | `GET /_control/state` | a [`StateSummary`] |
-//! | `POST`/`DELETE /_control/faults`, `POST /_control/rate-limit` | see [`crate::faults`] |
+//! | `GET /_control/state` | a [`StateSummary`], plus the kit's `clock` and `faults` |
+//! | `/_control/faults`, `/_control/rate-limit`, `/_control/clock…` | the kit's, see [`crate::kit::control`] |
 
 mod api;
 mod control;
@@ -60,18 +59,16 @@ mod webhook;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::faults::Faults;
-use state::{Clock, State};
+use crate::kit::{Base, Simulated};
+use state::State;
 
 /// How the simulated bot and server behave. Start from [`Config::default`] or
 /// [`Config::for_token`] and override what a test needs.
@@ -270,8 +267,8 @@ impl std::fmt::Debug for Simulator {
 /// State shared by the HTTP handlers, the webhook worker and the test accessors.
 struct Inner {
     config: Config,
-    faults: Arc<Faults>,
-    clock: Clock,
+    /// The clock and the fault layer.
+    base: Base,
     state: Mutex<State>,
     /// Wakes pending `getUpdates` long polls: new updates, a newer poll, a webhook change.
     updates_changed: Notify,
@@ -320,8 +317,7 @@ impl Simulator {
         Self {
             inner: Arc::new(Inner {
                 config,
-                faults: Arc::new(Faults::default()),
-                clock: Clock::default(),
+                base: Base::default(),
                 state: Mutex::new(state),
                 updates_changed: Notify::new(),
                 webhook_wake: Arc::new(Notify::new()),
@@ -340,29 +336,12 @@ impl Simulator {
         Router::new()
             .route("/{bot_token}/{method}", axum::routing::any(api::handle))
             .merge(control::routes())
-            .merge(crate::faults::control_routes(|s: &Simulator| s.faults()))
+            .merge(crate::kit::control::routes())
             .fallback(api::not_found)
             .with_state(self.clone())
     }
 
-    /// Binds `addr` (port 0 picks a free port) and serves [`Simulator::router`] in a
-    /// background task. Returns the bound address; abort the handle to stop serving.
-    pub async fn serve(
-        self,
-        addr: SocketAddr,
-    ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding the Telegram simulator to {addr}"))?;
-        let bound = listener.local_addr().context("reading the bound address")?;
-        let router = self.router();
-        let handle = tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, router).await {
-                tracing::error!(%err, "telegram simulator stopped");
-            }
-        });
-        Ok((bound, handle))
-    }
+    crate::kit::simulator_methods!("telegram");
 
     /// The customer writes to the bot; returns the new update's `update_id`. See
     /// [`Simulator::inject_customer_message`] for the message id too.
@@ -373,7 +352,7 @@ impl Simulator {
     /// The customer writes to the bot: creates the chat on first contact, stores the message
     /// and queues a `message` (or `business_message`) update for the bot.
     pub fn inject_customer_message(&self, msg: CustomerMessage) -> Injected {
-        let now_ms = self.inner.clock.now_ms();
+        let now_ms = self.inner.base.clock.now_ms();
         let injected = self.inner.state().customer_message(now_ms, msg);
         self.inner.wake_consumers();
         injected
@@ -386,7 +365,7 @@ impl Simulator {
         message_id: i64,
         text: impl Into<String>,
     ) -> Result<Injected, SimError> {
-        let now_ms = self.inner.clock.now_ms();
+        let now_ms = self.inner.base.clock.now_ms();
         let injected = self.inner.state().edit_customer_message(
             &self.inner.config,
             now_ms,
@@ -410,7 +389,7 @@ impl Simulator {
     }
 
     fn set_blocked(&self, chat_id: i64, blocked: bool) -> Result<(), SimError> {
-        let now_ms = self.inner.clock.now_ms();
+        let now_ms = self.inner.base.clock.now_ms();
         self.inner
             .state()
             .set_blocked(&self.inner.config, now_ms, chat_id, blocked)?;
@@ -431,7 +410,7 @@ impl Simulator {
 
     /// Updates still waiting for the bot, as it would receive them.
     pub fn pending_updates(&self) -> Vec<Value> {
-        let now_ms = self.inner.clock.now_ms();
+        let now_ms = self.inner.base.clock.now_ms();
         let mut state = self.inner.state();
         state.prune(now_ms, self.inner.config.update_retention);
         state.updates.iter().map(|u| u.body.clone()).collect()
@@ -439,26 +418,31 @@ impl Simulator {
 
     /// A snapshot of counters and settings.
     pub fn summary(&self) -> StateSummary {
-        let now_ms = self.inner.clock.now_ms();
+        let now_ms = self.inner.base.clock.now_ms();
         let mut state = self.inner.state();
         state.prune(now_ms, self.inner.config.update_retention);
-        state.summary(self.inner.clock.offset_secs())
-    }
-
-    /// Moves the simulator's clock forward: message dates, the 24-hour update retention and
-    /// the per-chat flood interval all follow it.
-    pub fn advance_clock(&self, by: Duration) {
-        self.inner.clock.advance(by);
-        self.inner.wake_consumers();
+        state.summary(self.inner.base.clock.offset_secs())
     }
 
     /// Turns the per-chat flood limit on (`Some(interval)`) or off at run time.
     pub fn set_per_chat_interval(&self, interval: Option<Duration>) {
         self.inner.state().per_chat_interval = interval;
     }
+}
 
-    /// The fault queue and request budget of this simulator.
-    pub fn faults(&self) -> Arc<Faults> {
-        self.inner.faults.clone()
+impl Simulated for Simulator {
+    fn base(&self) -> &Base {
+        &self.inner.base
+    }
+
+    fn control_state(&self) -> Value {
+        serde_json::to_value(self.summary()).unwrap_or_default()
+    }
+
+    /// Message dates, the 24-hour update retention and the per-chat flood interval follow the
+    /// clock; long polls and the webhook worker are woken to notice.
+    fn advance_clock(&self, by: Duration) {
+        self.inner.base.clock.advance(by);
+        self.inner.wake_consumers();
     }
 }
