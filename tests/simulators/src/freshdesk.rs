@@ -75,7 +75,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use serde_json::{json, Map, Value};
 
-use crate::kit::control::{AgentReply, ControlError, Helpdesk};
+use crate::kit::control::{AgentReply, ControlError, Helpdesk, Patch};
 use crate::kit::{lock, Base, Simulated};
 use model::{Store, CLOSED, OPEN, PENDING, RESOLVED};
 pub use webhooks::{AutomationWebhook, WebhookDelivery};
@@ -558,6 +558,14 @@ fn comments_of(store: &Store, ticket: &model::Ticket) -> Vec<Value> {
 impl Simulated for Simulator {
     fn base(&self) -> &Base {
         &self.inner.base
+    }
+
+    fn control_config(&self) -> Value {
+        api::config_json(self)
+    }
+
+    fn patch_config(&self, patch: &Patch) -> Result<(), ControlError> {
+        api::apply_config(self, patch)
     }
 
     fn control_state(&self) -> Value {

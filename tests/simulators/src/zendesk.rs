@@ -32,7 +32,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use serde_json::{json, Value};
 
-use crate::kit::control::{AgentReply, ControlError, Helpdesk};
+use crate::kit::control::{AgentReply, ControlError, Helpdesk, Patch};
 use crate::kit::{lock, Base, Simulated};
 use model::{Changes, Channel, NewComment, Store};
 use util::html_from_text;
@@ -441,6 +441,14 @@ impl Simulator {
 impl Simulated for Simulator {
     fn base(&self) -> &Base {
         &self.inner.base
+    }
+
+    fn control_config(&self) -> Value {
+        api::config_json(self)
+    }
+
+    fn patch_config(&self, patch: &Patch) -> Result<(), ControlError> {
+        api::apply_config(self, patch)
     }
 
     fn control_state(&self) -> Value {

@@ -73,10 +73,6 @@ pub(crate) fn router(sim: Simulator) -> Router {
 
     let control = Router::new()
         .route(
-            "/_control/config",
-            get(control_get_config).post(control_set_config),
-        )
-        .route(
             "/_control/automations",
             get(control_automations).post(control_add_automation),
         )
@@ -1082,7 +1078,7 @@ async fn list_ticket_fields(State(sim): State<Simulator>, Query(q): Params) -> A
 
 // ----- control API (the kit mounts the rest) ------------------------------------------------
 
-fn config_json(sim: &Simulator) -> Value {
+pub(super) fn config_json(sim: &Simulator) -> Value {
     let c = sim.config();
     let l = c.endpoint_limits;
     json!({
@@ -1098,16 +1094,13 @@ fn config_json(sim: &Simulator) -> Value {
     })
 }
 
-async fn control_get_config(State(sim): State<Simulator>) -> Json<Value> {
-    Json(config_json(&sim))
-}
-
-/// Patches settings; a `null` limit removes that limit.
-async fn control_set_config(
-    State(sim): State<Simulator>,
-    body: Bytes,
-) -> Result<Json<Value>, ControlError> {
-    let patch = control::Patch::parse(&body)?;
+/// `POST /_control/config`: the settings named; a `null` limit lifts that limit.
+pub(super) fn apply_config(sim: &Simulator, patch: &control::Patch) -> Result<(), ControlError> {
+    if patch.has("sources") {
+        return Err(ControlError::bad_request(
+            "config `sources` is read-only here: set Config::sources when creating the simulator",
+        ));
+    }
     let rate = patch.limit("rate_limit_per_minute")?;
     let create = patch.limit("ticket_create_per_minute")?;
     let update = patch.limit("ticket_update_per_minute")?;
@@ -1142,7 +1135,7 @@ async fn control_set_config(
             c.ticket_custom_fields = fields;
         }
     });
-    Ok(Json(config_json(&sim)))
+    Ok(())
 }
 
 async fn control_add_automation(

@@ -22,9 +22,8 @@
 //! | `POST /_control/clock/advance` `{"secs"}` | moves the clock forward → the clock as above |
 //! | `POST /_control/clock/freeze` | stops the clock until advanced → the clock |
 //! | `GET /_control/state` | the simulator's [`Simulated::control_state`] plus `clock` and `faults` |
-//!
-//! Runtime settings live at `GET /_control/config` (all of them) and `POST /_control/config`
-//! (a [`Patch`]: the keys to change; `null` lifts a limit), each simulator with its own keys.
+//! | `GET /_control/config` | the runtime settings ([`Simulated::control_config`]) |
+//! | `POST /_control/config` (a [`Patch`]) | changes the settings named ([`Simulated::patch_config`]); an unknown key is a 400 → the settings |
 //!
 //! [`helpdesk_routes`] adds the agent's side that every helpdesk simulator shares
 //! ([`Helpdesk`]): `GET /_control/tickets`, `POST /_control/tickets/{id}/agent_reply`
@@ -134,6 +133,11 @@ impl Patch {
         ControlError::bad_request(format!("config `{key}` must be {expected}"))
     }
 
+    /// Whether the patch names `key`.
+    pub fn has(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
     /// A setting that may be lifted: absent → `None`, `null` → `Some(None)`, a whole number →
     /// `Some(Some(n))`.
     pub fn nullable(&self, key: &str) -> Result<Option<Option<u64>>, ControlError> {
@@ -202,6 +206,33 @@ pub fn routes<S: Simulated>() -> Router<S> {
         .route("/_control/clock/advance", post(advance_clock::<S>))
         .route("/_control/clock/freeze", post(freeze_clock::<S>))
         .route("/_control/state", get(show_state::<S>))
+        .route(
+            "/_control/config",
+            get(show_config::<S>).post(change_config::<S>),
+        )
+}
+
+async fn show_config<S: Simulated>(State(sim): State<S>) -> Json<Value> {
+    Json(sim.control_config())
+}
+
+async fn change_config<S: Simulated>(
+    State(sim): State<S>,
+    body: Bytes,
+) -> Result<Json<Value>, ControlError> {
+    let patch = Patch::parse(&body)?;
+    let known = sim.control_config();
+    if let Some(unknown) = patch.0.keys().find(|key| known.get(key.as_str()).is_none()) {
+        let names: Vec<&String> = known
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
+        return Err(ControlError::bad_request(format!(
+            "no setting `{unknown}`: the settings are {names:?}"
+        )));
+    }
+    sim.patch_config(&patch)?;
+    Ok(Json(sim.control_config()))
 }
 
 async fn show_faults<S: Simulated>(State(sim): State<S>) -> Json<Value> {
@@ -380,6 +411,133 @@ async fn set_status<S: Helpdesk>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::http::{Method, Request};
+    use tower::ServiceExt;
+
+    use crate::kit::{lock, Fault};
+
+    /// A simulator with one setting, `speed`.
+    #[derive(Clone, Default)]
+    struct Toy {
+        base: Arc<Base>,
+        speed: Arc<Mutex<u64>>,
+    }
+
+    impl Simulated for Toy {
+        fn base(&self) -> &Base {
+            &self.base
+        }
+
+        fn control_state(&self) -> Value {
+            json!({"widgets": 3})
+        }
+
+        fn control_config(&self) -> Value {
+            json!({"speed": *lock(&self.speed)})
+        }
+
+        fn patch_config(&self, patch: &Patch) -> Result<(), ControlError> {
+            if let Some(speed) = patch.number("speed")? {
+                *lock(&self.speed) = speed;
+            }
+            Ok(())
+        }
+    }
+
+    async fn call(toy: &Toy, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::from(body.to_owned()))
+            .expect("request");
+        let response = routes()
+            .with_state(toy.clone())
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn config_patches_known_settings_and_names_an_unknown_one() {
+        let toy = Toy::default();
+        let (status, config) = call(&toy, Method::POST, "/_control/config", r#"{"speed":3}"#).await;
+        assert_eq!((status, config), (StatusCode::OK, json!({"speed": 3})));
+        let (status, refused) = call(&toy, Method::POST, "/_control/config", r#"{"sped":4}"#).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            refused["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("`sped`")),
+            "{refused}"
+        );
+        let (status, refused) =
+            call(&toy, Method::POST, "/_control/config", r#"{"speed":"x"}"#).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        assert_eq!(*lock(&toy.speed), 3, "a refused patch changes nothing");
+    }
+
+    #[tokio::test]
+    async fn faults_clock_and_state_follow_the_convention() {
+        let toy = Toy::default();
+        let drop = r#"{"kind":"drop","path":"/x"}"#;
+        assert_eq!(
+            call(&toy, Method::POST, "/_control/faults", drop).await.0,
+            StatusCode::NO_CONTENT
+        );
+        let none = r#"{"kind":"drop","count":0}"#;
+        let (status, refused) = call(&toy, Method::POST, "/_control/faults", none).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(refused["error"].is_string());
+        let (status, bad) = call(&toy, Method::POST, "/_control/faults", "{nope").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        let (_, faults) = call(&toy, Method::GET, "/_control/faults", "").await;
+        assert_eq!(faults["pending"][0]["kind"], "drop");
+        assert_eq!(toy.base.faults().pending()[0].fault, Fault::Drop);
+
+        let (_, before) = call(&toy, Method::GET, "/_control/clock", "").await;
+        let (status, after) = call(
+            &toy,
+            Method::POST,
+            "/_control/clock/advance",
+            r#"{"secs":90}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(after["offset_secs"], 90);
+        assert!(after["now"].as_i64() >= before["now"].as_i64().map(|n| n + 90));
+        let (status, _) = call(&toy, Method::POST, "/_control/clock/advance", "{}").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "secs is required");
+
+        let (status, state) = call(&toy, Method::GET, "/_control/state", "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(state["widgets"], 3);
+        assert_eq!(state["clock"]["offset_secs"], 90);
+        assert_eq!(state["faults"]["pending"][0]["path"], "/x");
+
+        assert_eq!(
+            call(&toy, Method::DELETE, "/_control/faults", "").await.0,
+            StatusCode::NO_CONTENT
+        );
+        assert!(toy.base.faults().pending().is_empty());
+        let limit = r#"{"limit":5,"window_secs":0}"#;
+        assert_eq!(
+            call(&toy, Method::POST, "/_control/rate-limit", limit)
+                .await
+                .0,
+            StatusCode::BAD_REQUEST
+        );
+    }
 
     fn patch(body: &str) -> Patch {
         Patch::parse(&Bytes::from(body.to_owned())).expect("patch")

@@ -107,6 +107,8 @@ use axum::http::HeaderMap;
 use axum::Router;
 use serde_json::{json, Value};
 
+use control::Patch;
+
 pub use clock::Clock;
 pub use control::{ControlError, Helpdesk};
 pub use faults::{Budget, Fault, FaultSpec, Faults, VendorErrors};
@@ -197,6 +199,19 @@ pub trait Simulated: Clone + Send + Sync + 'static {
     /// checks. A JSON object.
     fn control_state(&self) -> Value {
         json!({})
+    }
+
+    /// The runtime settings, for `GET /_control/config`: a JSON object whose keys are what
+    /// `POST /_control/config` may change. None by default.
+    fn control_config(&self) -> Value {
+        json!({})
+    }
+
+    /// Applies `POST /_control/config`. The kit has already refused keys that
+    /// [`Simulated::control_config`] does not show.
+    fn patch_config(&self, patch: &Patch) -> Result<(), ControlError> {
+        let _ = patch;
+        Ok(())
     }
 
     /// Moves the clock forward; override to wake whatever waits on it.

@@ -182,10 +182,6 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .route("/_control/change_events", get(control_events))
         .route("/_control/tokens", post(control_issue_token))
         .route("/_control/tokens/revoke", post(control_revoke))
-        .route(
-            "/_control/config",
-            get(control_get_config).post(control_set_config),
-        )
         .merge(control::routes())
         .merge(control::helpdesk_routes());
 
@@ -882,7 +878,7 @@ async fn control_revoke(
     Ok(Json(json!({"revoked": revoked})))
 }
 
-fn config_json(sim: &Simulator) -> Value {
+pub(super) fn config_json(sim: &Simulator) -> Value {
     let c = sim.config();
     json!({
         "access_token_lifetime_secs": c.access_token_lifetime.as_secs(),
@@ -897,16 +893,8 @@ fn config_json(sim: &Simulator) -> Value {
     })
 }
 
-async fn control_get_config(State(sim): State<Simulator>) -> Json<Value> {
-    Json(config_json(&sim))
-}
-
-/// Patches settings; `daily_api_limit: null` lifts the allocation.
-async fn control_set_config(
-    State(sim): State<Simulator>,
-    body: Bytes,
-) -> Result<Json<Value>, ControlError> {
-    let patch = control::Patch::parse(&body)?;
+/// `POST /_control/config`: the settings named; a `null` limit lifts that limit.
+pub(super) fn apply_config(sim: &Simulator, patch: &control::Patch) -> Result<(), ControlError> {
     let lifetime = patch.number("access_token_lifetime_secs")?;
     let rotate = patch.flag("rotate_refresh_tokens")?;
     let daily = patch.limit("daily_api_limit")?;
@@ -947,5 +935,5 @@ async fn control_set_config(
             }
         }
     });
-    Ok(Json(config_json(&sim)))
+    Ok(())
 }

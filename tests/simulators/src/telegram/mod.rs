@@ -47,6 +47,7 @@
 //! | `GET /_control/updates` | pending updates, as the bot would receive them |
 //! | `POST /_control/block`, `/_control/unblock` | `{"chat_id"}`: the customer blocks/unblocks the bot |
 //! | `POST /_control/flood` | `{"per_chat_interval_ms": 1000}` (or `null`): per-chat limit |
+//! | `GET`/`POST /_control/config` | the same setting, `{"per_chat_interval_ms"}` |
 //! | `GET /_control/state` | a [`StateSummary`], plus the kit's `clock` and `faults` |
 //! | `/_control/faults`, `/_control/rate-limit`, `/_control/clock…` | the kit's, see [`crate::kit::control`] |
 
@@ -67,6 +68,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Notify;
 
+use crate::kit::control::{ControlError, Patch};
 use crate::kit::{Base, Simulated};
 use state::State;
 
@@ -437,6 +439,19 @@ impl Simulated for Simulator {
 
     fn control_state(&self) -> Value {
         serde_json::to_value(self.summary()).unwrap_or_default()
+    }
+
+    fn control_config(&self) -> Value {
+        let interval = self.inner.state().per_chat_interval;
+        let ms = interval.map(|i| u64::try_from(i.as_millis()).unwrap_or(u64::MAX));
+        serde_json::json!({ "per_chat_interval_ms": ms })
+    }
+
+    fn patch_config(&self, patch: &Patch) -> Result<(), ControlError> {
+        if let Some(ms) = patch.nullable("per_chat_interval_ms")? {
+            self.set_per_chat_interval(ms.map(Duration::from_millis));
+        }
+        Ok(())
     }
 
     /// Message dates, the 24-hour update retention and the per-chat flood interval follow the

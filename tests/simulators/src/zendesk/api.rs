@@ -135,10 +135,6 @@ pub(crate) fn router(sim: Simulator) -> Router {
     let api = api.route_layer(middleware::from_fn_with_state(sim.clone(), gate));
 
     let control = Router::new()
-        .route(
-            "/_control/config",
-            get(control_get_config).post(control_set_config),
-        )
         .route("/_control/webhook_deliveries", get(control_deliveries))
         .merge(control::routes())
         .merge(control::helpdesk_routes());
@@ -1289,7 +1285,7 @@ async fn export_ticket_events(
 
 // ----- control API (the kit mounts the rest) ------------------------------------------------
 
-fn config_json(sim: &Simulator) -> Value {
+pub(super) fn config_json(sim: &Simulator) -> Value {
     let c = sim.config();
     json!({
         "rate_limit_per_minute": c.rate_limit_per_minute,
@@ -1303,16 +1299,8 @@ fn config_json(sim: &Simulator) -> Value {
     })
 }
 
-async fn control_get_config(State(sim): State<Simulator>) -> Json<Value> {
-    Json(config_json(&sim))
-}
-
-/// Patches settings; a `null` limit removes that limit.
-async fn control_set_config(
-    State(sim): State<Simulator>,
-    body: Bytes,
-) -> Result<Json<Value>, ControlError> {
-    let patch = control::Patch::parse(&body)?;
+/// `POST /_control/config`: the settings named; a `null` limit lifts that limit.
+pub(super) fn apply_config(sim: &Simulator, patch: &control::Patch) -> Result<(), ControlError> {
     let rate = patch.limit("rate_limit_per_minute")?;
     let page = patch.number("export_page_size")?;
     // No window is the same as a window of 0.
@@ -1350,7 +1338,7 @@ async fn control_set_config(
             c.webhook_retry_delay = Duration::from_millis(v);
         }
     });
-    Ok(Json(config_json(&sim)))
+    Ok(())
 }
 
 async fn control_deliveries(State(sim): State<Simulator>) -> Json<Value> {
