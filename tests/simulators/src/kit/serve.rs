@@ -184,6 +184,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_answer_marked_dropped_is_never_written() {
+        // A whole, well-formed answer: only the server's cut keeps it from the client.
+        async fn marked() -> Response {
+            let mut response = "secret".into_response();
+            response.extensions_mut().insert(DroppedByFault);
+            response
+        }
+        let router = Router::new().fallback(marked);
+        let (addr, server) = serve("test", router, "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("serve");
+        assert!(raw_exchange(addr).await.is_empty(), "nothing of the answer");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn under_plain_axum_serve_a_drop_still_leaves_the_client_without_an_answer() {
+        // The host's tests serve simulator routers with `axum::serve`; the stand-in answer's
+        // failing body must cut those connections too.
+        let faults = Arc::new(Faults::default());
+        faults.inject(FaultSpec {
+            fault: Fault::Drop,
+            count: 1,
+            path: None,
+        });
+        let router = Router::new().fallback(gated).with_state(faults);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let answer = raw_exchange(addr).await;
+        assert!(
+            !String::from_utf8_lossy(&answer).contains("hello"),
+            "no usable answer: {answer:?}"
+        );
+        server.abort();
+    }
+
+    #[tokio::test]
     async fn aborting_the_server_closes_open_connections() {
         let (_faults, (addr, server)) = start().await;
         let mut stream = TcpStream::connect(addr).await.expect("connect");
