@@ -43,8 +43,8 @@ pub enum Fault {
     /// Wait this long, then handle the request normally.
     Delay { ms: u64 },
     /// Close the connection without answering, as a crashed server or a cut link does.
-    /// Needs the simulator served by [`crate::kit::serve`]; other servers cut the answer off
-    /// after its status line instead.
+    /// [`crate::kit::serve()`] closes the connection before writing anything; under another
+    /// hyper server (`axum::serve`) the stand-in answer's failing body cuts it too.
     Drop,
 }
 
@@ -236,15 +236,15 @@ impl Faults {
     }
 }
 
-/// Marks a response that must not be sent: [`crate::kit::serve`] closes the connection
+/// Marks a response that must not be sent: [`crate::kit::serve()`] closes the connection
 /// instead of writing it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DroppedByFault;
 
 /// The stand-in answer of a [`Fault::Drop`], for a gate that matches faults itself. Under
-/// [`crate::kit::serve`] it is never written: the connection is closed instead. Another server
-/// writes its status line and then fails on the body, which also aborts the connection, so the
-/// client still gets no usable answer.
+/// [`crate::kit::serve()`] it is never written: the connection is closed instead. Under another
+/// hyper server its body fails at once, which aborts the connection too, so the client gets no
+/// usable answer either way.
 pub fn dropped_connection() -> Response {
     let body = Body::from_stream(futures_util::stream::once(async {
         Err::<Bytes, io::Error>(io::Error::new(

@@ -27,7 +27,7 @@
 //!   `format` module), limits the parsed text to 1–4096 UTF-16 code units, checks the chat
 //!   exists (the customer wrote first) and hasn't blocked the bot, resolves `reply_parameters`
 //!   (also the legacy `reply_to_message_id`), and applies flood control: the shared
-//!   [`Faults`] budget (`/_control/rate-limit`) counts sent messages, and an optional per-chat
+//!   [`Faults`](crate::kit::Faults) budget (`/_control/rate-limit`) counts sent messages, and an optional per-chat
 //!   minimum interval ([`Config::per_chat_interval`]) models the ~1 message/s per chat limit.
 //! * **Updates**: `message`, `edited_message`, `business_message` (customer messages with a
 //!   `business_connection_id`) and `my_chat_member` (the customer blocked or unblocked the
@@ -288,10 +288,7 @@ impl Drop for Inner {
 
 impl Inner {
     fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves plain data behind; keep serving it.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::kit::lock(&self.state)
     }
 
     /// Wakes everyone waiting for updates after the queue or the webhook changed.
