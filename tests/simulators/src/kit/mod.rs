@@ -23,8 +23,8 @@
 //!    [`Simulated::advance_clock`] if something waits on the clock (Telegram wakes its long
 //!    polls).
 //! 3. **Vendor errors.** A unit struct implementing [`VendorErrors`]: the vendor's rate-limit
-//!    answer (status, headers such as `Retry-After`, and body exactly as the vendor sends them;
-//!    the facts are in `/work/shared/reference/`) and its body for an injected status. One
+//!    answer (status, headers such as `Retry-After`, and body exactly as the vendor's API
+//!    documentation shows them) and its body for an injected status. One
 //!    struct per API surface if they answer differently (Salesforce's OAuth and REST do).
 //! 4. **The gate.** An axum middleware (or the top of the one handler) that, per API request,
 //!    calls `base.faults().admit(path, &Vendor).await` and sends the `Err` answer as is, and
