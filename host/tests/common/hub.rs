@@ -865,6 +865,7 @@ async fn rt_proxy(
                         .into_response();
                 }
                 Some(Fault::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                Some(Fault::Drop) => return switchboard_simulators::faults::dropped_connection(),
                 None => {}
             }
             let (parts, body) = request.into_parts();

@@ -51,14 +51,14 @@
 //!
 //! | Route | Effect |
 //! |---|---|
-//! | `POST /_control/tickets/{id}/agent_reply` `{"body","public"}` | the human agent replies (public) or adds a private note; answers `{"comment_id"}` |
+//! | `POST /_control/tickets/{id}/agent_reply` `{"body","public","status"?}` | the human agent replies (public) or adds a private note; answers `{"comment_id"}` |
 //! | `POST /_control/tickets/{id}/status` `{"status"}` | `open`, `pending`, `solved` (or `resolved`), `closed`, or a number |
 //! | `GET /_control/tickets` | every ticket with its `comments` (see [`Simulator::comments`]) |
 //! | `GET`/`POST /_control/config` | reads or patches runtime settings |
-//! | `POST /_control/clock/advance` `{"secs"}` | moves the simulator clock forward |
 //! | `POST /_control/automations` (an [`AutomationWebhook`]), `GET /_control/automations` | webhook rules |
 //! | `GET /_control/webhook_deliveries` | the webhook call log |
-//! | `/_control/faults`, `/_control/rate-limit` | see [`crate::faults`] |
+//! | `GET /_control/attachments/{id}` | an uploaded file as it was sent |
+//! | `/_control/faults`, `/_control/rate-limit`, `/_control/clock…`, `/_control/state` | the kit's, see [`crate::kit::control`] |
 
 mod api;
 mod error;
@@ -69,15 +69,15 @@ mod util;
 pub mod webhooks;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use axum::http::HeaderMap;
 use serde_json::{json, Map, Value};
 
-use crate::faults::Faults;
+use crate::kit::control::{AgentReply, ControlError, Helpdesk, Patch};
+use crate::kit::{lock, Base, Simulated};
 use model::{Store, CLOSED, OPEN, PENDING, RESOLVED};
-use util::Clock;
 pub use webhooks::{AutomationWebhook, WebhookDelivery};
 
 /// Per-minute shares of the account budget for the busiest endpoints (Freshdesk's plans set
@@ -196,16 +196,17 @@ struct Window {
 }
 
 pub(crate) struct Inner {
+    /// The clock, the fault layer and the served address.
+    base: Base,
     store: Mutex<Store>,
-    faults: Arc<Faults>,
-    clock: Clock,
     http: reqwest::Client,
     automations: Mutex<Vec<AutomationWebhook>>,
     deliveries: Arc<Mutex<Vec<WebhookDelivery>>>,
     endpoint_windows: Mutex<HashMap<&'static str, Window>>,
-    /// Set by [`Simulator::serve`], so accessors can render URLs a client can follow.
-    served_at: Mutex<Option<String>>,
 }
+
+/// The window of the account's rate limit.
+const MINUTE: Duration = Duration::from_secs(60);
 
 /// An in-memory Freshdesk account behind an axum router. Cloning shares the account.
 #[derive(Clone)]
@@ -222,22 +223,16 @@ impl std::fmt::Debug for Simulator {
 impl Simulator {
     /// A fresh account with two agents: the API key's owner and a human agent.
     pub fn new(config: Config) -> Self {
-        let clock = Clock::default();
-        let faults = Arc::new(Faults::default());
-        if let Some(limit) = config.rate_limit_per_minute {
-            faults.set_budget(Some(limit), Duration::from_secs(60));
-        }
-        let store = Store::new(config, clock.now_secs());
+        let base = Base::with_budget(config.rate_limit_per_minute, MINUTE);
+        let store = Store::new(config, base.clock.now_secs());
         Self {
             inner: Arc::new(Inner {
+                base,
                 store: Mutex::new(store),
-                faults,
-                clock,
                 http: reqwest::Client::new(),
                 automations: Mutex::new(Vec::new()),
                 deliveries: Arc::default(),
                 endpoint_windows: Mutex::default(),
-                served_at: Mutex::new(None),
             }),
         }
     }
@@ -247,28 +242,7 @@ impl Simulator {
         api::router(self.clone())
     }
 
-    /// Serves [`Self::router`] on `addr` (port 0 picks a free port). Returns the bound address
-    /// and the server task.
-    pub async fn serve(
-        self,
-        addr: SocketAddr,
-    ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let local = listener.local_addr()?;
-        *lock(&self.inner.served_at) = Some(format!("http://{local}"));
-        let router = self.router();
-        let handle = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router).await {
-                tracing::error!(%error, "freshdesk simulator stopped");
-            }
-        });
-        Ok((local, handle))
-    }
-
-    /// The fault queue and account budget of this simulator.
-    pub fn faults(&self) -> Arc<Faults> {
-        self.inner.faults.clone()
-    }
+    crate::kit::simulator_methods!("freshdesk");
 
     /// A copy of the current settings.
     pub fn config(&self) -> Config {
@@ -277,17 +251,11 @@ impl Simulator {
 
     /// Changes settings at runtime.
     pub fn update_config(&self, change: impl FnOnce(&mut Config)) {
-        let (before, after) = {
-            let mut store = self.store();
-            let before = store.config.rate_limit_per_minute;
-            change(&mut store.config);
-            (before, store.config.rate_limit_per_minute)
-        };
-        // Setting the budget restarts its window; leave a `/_control/rate-limit` budget alone
-        // unless this change is about it.
-        if before != after {
-            self.inner.faults.set_budget(after, Duration::from_secs(60));
-        }
+        let mut store = self.store();
+        let limit = |c: &Config| c.rate_limit_per_minute;
+        self.inner
+            .base
+            .update_settings(&mut store.config, change, limit, MINUTE);
     }
 
     /// The id of the agent who owns the API key (the integration's agent).
@@ -373,7 +341,7 @@ impl Simulator {
         twitter_id: Option<&str>,
         facebook_id: Option<&str>,
     ) -> u64 {
-        let now = self.inner.clock.now_secs();
+        let now = self.now_secs();
         let mut store = self.store();
         let mut input = Map::new();
         input.insert("name".into(), json!(name));
@@ -442,11 +410,6 @@ impl Simulator {
         lock(&self.inner.deliveries).clone()
     }
 
-    /// Moves the simulator clock forward (timestamps, rate windows, search indexing).
-    pub fn advance_clock(&self, by: Duration) {
-        self.inner.clock.advance(by);
-    }
-
     // ----- internals shared with the HTTP layer --------------------------------------------
 
     fn store(&self) -> MutexGuard<'_, Store> {
@@ -454,13 +417,14 @@ impl Simulator {
     }
 
     fn now_secs(&self) -> i64 {
-        self.inner.clock.now_secs()
+        self.inner.base.clock.now_secs()
     }
 
     /// The origin for URLs outside a request: the served address, or the public one.
     fn origin(&self) -> String {
-        lock(&self.inner.served_at)
-            .clone()
+        self.inner
+            .base
+            .served_at()
             .unwrap_or_else(|| self.store().config.public_origin())
     }
 
@@ -591,7 +555,75 @@ fn comments_of(store: &Store, ticket: &model::Ticket) -> Vec<Value> {
     out
 }
 
-/// Locks, recovering from poisoning: a panicking test thread must not wedge the simulator.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+impl Simulated for Simulator {
+    fn base(&self) -> &Base {
+        &self.inner.base
+    }
+
+    fn control_config(&self) -> Value {
+        api::config_json(self)
+    }
+
+    fn patch_config(&self, patch: &Patch) -> Result<(), ControlError> {
+        api::apply_config(self, patch)
+    }
+
+    fn control_state(&self) -> Value {
+        let store = self.store();
+        json!({
+            "tickets": store.tickets.len(),
+            "contacts": store.contacts.len(),
+            "automations": lock(&self.inner.automations).len(),
+            "webhook_deliveries": lock(&self.inner.deliveries).len(),
+        })
+    }
+}
+
+impl From<error::ApiError> for ControlError {
+    fn from(e: error::ApiError) -> Self {
+        ControlError::vendor(e.status, e.body)
+    }
+}
+
+/// A ticket id from the control API's path.
+fn control_ticket_id(ticket: &str) -> Result<u64, ControlError> {
+    ticket
+        .parse()
+        .map_err(|_| ControlError::not_found(format!("no ticket `{ticket}`: ids are numbers")))
+}
+
+impl Helpdesk for Simulator {
+    fn control_tickets(&self, _headers: &HeaderMap) -> Vec<Value> {
+        let store = self.store();
+        store
+            .tickets
+            .values()
+            .map(|t| {
+                let mut v = store.ticket_json(t, false);
+                v["comments"] = Value::Array(comments_of(&store, t));
+                v
+            })
+            .collect()
+    }
+
+    fn control_agent_reply(&self, ticket: &str, reply: AgentReply) -> Result<Value, ControlError> {
+        let id = control_ticket_id(ticket)?;
+        let status = reply.status.as_deref();
+        Ok(json!(self.try_agent_reply(
+            id,
+            &reply.body,
+            reply.public,
+            status
+        )?))
+    }
+
+    fn control_set_status(&self, ticket: &str, status: &str) -> Result<Value, ControlError> {
+        let id = control_ticket_id(ticket)?;
+        self.try_set_status(id, status)?;
+        let store = self.store();
+        Ok(json!(store
+            .tickets
+            .get(&id)
+            .map(|t| store.ticket_json(t, false))))
+    }
 }

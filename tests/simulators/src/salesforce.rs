@@ -25,7 +25,7 @@
 //!   clock) or when revoked; then every call answers 401 `INVALID_SESSION_ID`.
 //! - **Limits**: every REST answer with a valid session carries `Sforce-Limit-Info:
 //!   api-usage=N/M`; past the daily allocation, 403 `REQUEST_LIMIT_EXCEEDED` with no
-//!   Retry-After. The allocation is the shared fault budget ([`crate::faults`]) over 24 h, set
+//!   Retry-After. The allocation is the kit's fault budget ([`crate::kit::faults`]) over 24 h, set
 //!   from [`Config::daily_api_limit`]; its window runs on real time. `DELETE /_control/faults`
 //!   lifts it (the header keeps counting against the configured figure).
 //! - **Echoes**: every write records `LastModifiedById` (the integration user for API calls)
@@ -36,7 +36,7 @@
 //!
 //! | Route | Effect |
 //! |---|---|
-//! | `POST /_control/tickets/{id}/agent_reply` `{"body","public"}` | the human agent adds a CaseComment (`IsPublished` = public); answers `{"comment_id"}` |
+//! | `POST /_control/tickets/{id}/agent_reply` `{"body","public","status"?}` | the human agent adds a CaseComment (`IsPublished` = public), then sets the status if given; answers `{"comment_id"}` |
 //! | `POST /_control/tickets/{id}/status` `{"status"}` | the agent sets Status: `new`, `open`, `pending`, `on-hold`, `solved`, `closed` (mapped with [`Config::control_status_map`]) or a picklist value |
 //! | `GET /_control/tickets` | every Case with its `comments`, plus lower-case `id`, `subject`, `status` (and `body`, `public`, `author_id` on comments) and the `Sforce-Call-Options` client of the writes (`created_by_client`, `last_modified_by_client`) |
 //! | `GET /_control/contacts` | every Contact |
@@ -44,8 +44,11 @@
 //! | `POST /_control/tokens` | a fresh access (and refresh) token for the integration user |
 //! | `POST /_control/tokens/revoke` `{"token"?}` | revokes that token, or every access token |
 //! | `GET`/`POST /_control/config` | reads or patches runtime settings |
-//! | `POST /_control/clock/advance` `{"secs"}` | moves the simulator clock forward |
-//! | `/_control/faults`, `/_control/rate-limit` | see [`crate::faults`] (`{"limit","window_secs":86400}` for a daily allocation) |
+//! | `/_control/faults`, `/_control/rate-limit`, `/_control/clock…`, `/_control/state` | the kit's, see [`crate::kit::control`] (`{"limit","window_secs":86400}` for a daily allocation) |
+//!
+//! Injected faults answer in the REST API's shape on `/services/data`, and in the OAuth error
+//! shape on the OAuth endpoints (a `rate_limited` fault there is 400 `invalid_grant` "login
+//! rate exceeded").
 
 mod api;
 mod error;
@@ -57,18 +60,16 @@ mod store;
 pub mod test_keys;
 mod time;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::http::header::HOST;
 use axum::http::HeaderMap;
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::faults::Faults;
+use crate::kit::control::{AgentReply, ControlError, Helpdesk, Patch};
+use crate::kit::{lock, Base, Simulated};
 use schema::Object;
 use store::{Store, Writer};
-use time::Clock;
 
 /// An external id field the org has defined (`Switchboard_External_Id__c` on Case).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,10 +220,9 @@ impl Default for Config {
 }
 
 pub(crate) struct Inner {
+    /// The clock, the fault layer and the served address.
+    base: Base,
     store: Mutex<Store>,
-    faults: Arc<Faults>,
-    clock: Clock,
-    served_at: Mutex<Option<String>>,
 }
 
 /// An in-memory Salesforce org behind an axum router. Cloning shares the org.
@@ -240,21 +240,18 @@ impl std::fmt::Debug for Simulator {
 /// The API version the direct accessors render URLs with.
 const ACCESSOR_VERSION: &str = "60.0";
 
+/// The window of the daily API allocation.
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
 impl Simulator {
     /// A fresh org with two users: the integration user and a human agent.
     pub fn new(config: Config) -> Self {
-        let clock = Clock::default();
-        let faults = Arc::new(Faults::default());
-        if let Some(limit) = config.daily_api_limit {
-            faults.set_budget(Some(limit), Duration::from_secs(24 * 60 * 60));
-        }
-        let store = Store::new(config, clock.now_ms());
+        let base = Base::with_budget(config.daily_api_limit, DAY);
+        let store = Store::new(config, base.clock.now_ms());
         Self {
             inner: Arc::new(Inner {
+                base,
                 store: Mutex::new(store),
-                faults,
-                clock,
-                served_at: Mutex::new(None),
             }),
         }
     }
@@ -264,28 +261,7 @@ impl Simulator {
         api::router(self.clone())
     }
 
-    /// Serves [`Self::router`] on `addr` (port 0 picks a free port). Returns the bound address
-    /// and the server task.
-    pub async fn serve(
-        self,
-        addr: SocketAddr,
-    ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let local = listener.local_addr()?;
-        *lock(&self.inner.served_at) = Some(format!("http://{local}"));
-        let router = self.router();
-        let handle = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router).await {
-                tracing::error!(%error, "salesforce simulator stopped");
-            }
-        });
-        Ok((local, handle))
-    }
-
-    /// The fault queue and the daily API budget.
-    pub fn faults(&self) -> Arc<Faults> {
-        self.inner.faults.clone()
-    }
+    crate::kit::simulator_methods!("salesforce");
 
     /// Every Case, as `GET /sobjects/Case/{id}` shows it, oldest first.
     pub fn tickets(&self) -> Vec<Value> {
@@ -379,16 +355,6 @@ impl Simulator {
         }
     }
 
-    /// Moves the simulator clock forward (token lifetimes, locators, timestamps).
-    pub fn advance_clock(&self, by: Duration) {
-        self.inner.clock.advance(by);
-    }
-
-    /// Stops the clock, so following writes share one timestamp until it is advanced.
-    pub fn freeze_clock(&self) {
-        self.inner.clock.freeze();
-    }
-
     /// A copy of the settings.
     pub fn config(&self) -> Config {
         self.store().config.clone()
@@ -396,17 +362,11 @@ impl Simulator {
 
     /// Changes settings at runtime. External id fields are read at start only.
     pub fn update_config(&self, change: impl FnOnce(&mut Config)) {
-        let (before, after) = {
-            let mut store = self.store();
-            let before = store.config.daily_api_limit;
-            change(&mut store.config);
-            (before, store.config.daily_api_limit)
-        };
-        if before != after {
-            self.inner
-                .faults
-                .set_budget(after, Duration::from_secs(24 * 60 * 60));
-        }
+        let mut store = self.store();
+        let limit = |c: &Config| c.daily_api_limit;
+        self.inner
+            .base
+            .update_settings(&mut store.config, change, limit, DAY);
     }
 
     // ----- internals shared with the HTTP layer --------------------------------------------
@@ -416,17 +376,15 @@ impl Simulator {
     }
 
     fn now_ms(&self) -> i64 {
-        self.inner.clock.now_ms()
+        self.inner.base.clock.now_ms()
     }
 
     /// This simulator's own base URL as the client reached it (identity URLs point here).
     fn own_url(&self, headers: &HeaderMap) -> String {
-        match headers.get(HOST) {
-            Some(_) => base_url(headers),
-            None => lock(&self.inner.served_at)
-                .clone()
-                .unwrap_or_else(|| "http://localhost".into()),
-        }
+        self.inner
+            .base
+            .origin(headers)
+            .unwrap_or_else(|| "http://localhost".into())
     }
 
     /// `instance_url` for token answers.
@@ -434,12 +392,7 @@ impl Simulator {
         if let Some(url) = &self.store().config.instance_url {
             return url.clone();
         }
-        match headers.get(HOST) {
-            Some(_) => base_url(headers),
-            None => lock(&self.inner.served_at)
-                .clone()
-                .unwrap_or_else(|| "http://localhost".into()),
-        }
+        self.own_url(headers)
     }
 
     fn agent_writer(store: &Store) -> Writer {
@@ -488,20 +441,60 @@ impl Simulator {
     }
 }
 
-/// `http://{Host}` of a request.
-pub(crate) fn base_url(headers: &HeaderMap) -> String {
-    let proto = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("http");
-    let host = headers
-        .get(HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("localhost");
-    format!("{proto}://{host}")
+impl Simulated for Simulator {
+    fn base(&self) -> &Base {
+        &self.inner.base
+    }
+
+    fn control_config(&self) -> Value {
+        api::config_json(self)
+    }
+
+    fn patch_config(&self, patch: &Patch) -> Result<(), ControlError> {
+        api::apply_config(self, patch)
+    }
+
+    fn control_state(&self) -> Value {
+        let store = self.store();
+        json!({
+            "cases": store.list(Object::Case, false).len(),
+            "contacts": store.list(Object::Contact, false).len(),
+            "case_comments": store.list(Object::CaseComment, false).len(),
+            "change_events": store.events.len(),
+        })
+    }
 }
 
-/// Locks, recovering from poisoning: a panicking test thread must not wedge the simulator.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+impl From<error::ApiError> for ControlError {
+    fn from(e: error::ApiError) -> Self {
+        ControlError::vendor(e.status, Some(e.body))
+    }
+}
+
+impl Helpdesk for Simulator {
+    fn control_tickets(&self, _headers: &HeaderMap) -> Vec<Value> {
+        let store = self.store();
+        store
+            .list(Object::Case, false)
+            .into_iter()
+            .map(|c| api::control_ticket_json(&store, c))
+            .collect()
+    }
+
+    fn control_agent_reply(&self, ticket: &str, reply: AgentReply) -> Result<Value, ControlError> {
+        let comment_id = self.try_agent_reply(ticket, &reply.body, reply.public)?;
+        if let Some(status) = &reply.status {
+            self.try_set_status(ticket, status)?;
+        }
+        Ok(json!(comment_id))
+    }
+
+    fn control_set_status(&self, ticket: &str, status: &str) -> Result<Value, ControlError> {
+        self.try_set_status(ticket, status)?;
+        let store = self.store();
+        let case = store
+            .get(Object::Case, ticket)
+            .ok_or_else(|| ControlError::not_found(format!("no case `{ticket}`")))?;
+        Ok(api::control_ticket_json(&store, case))
+    }
 }

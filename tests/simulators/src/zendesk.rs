@@ -12,13 +12,12 @@
 //!
 //! | Route | Effect |
 //! |---|---|
-//! | `POST /_control/tickets/{id}/agent_reply` `{"body","public"}` | adds an agent comment, answers `{"comment_id"}` |
+//! | `POST /_control/tickets/{id}/agent_reply` `{"body","public","status"?}` | adds an agent comment, answers `{"comment_id"}` |
 //! | `POST /_control/tickets/{id}/status` `{"status"}` | changes the status (also to `closed`) |
 //! | `GET /_control/tickets` | every ticket with its `comments` |
 //! | `GET`/`POST /_control/config` | reads or patches the runtime settings (see [`Config`]) |
-//! | `POST /_control/clock/advance` `{"secs"}` | moves the simulator clock forward |
 //! | `GET /_control/webhook_deliveries` | the delivery log |
-//! | `/_control/faults`, `/_control/rate-limit` | see [`crate::faults`] |
+//! | `/_control/faults`, `/_control/rate-limit`, `/_control/clock…`, `/_control/state` | the kit's, see [`crate::kit::control`] |
 
 mod api;
 mod error;
@@ -26,16 +25,17 @@ mod model;
 mod util;
 mod webhooks;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde_json::Value;
+use axum::http::HeaderMap;
+use serde_json::{json, Value};
 
-use crate::faults::Faults;
+use crate::kit::control::{AgentReply, ControlError, Helpdesk, Patch};
+use crate::kit::{lock, Base, Simulated};
 use model::{Changes, Channel, NewComment, Store};
-use util::{html_from_text, Clock};
+use util::html_from_text;
 pub use webhooks::{sign as sign_webhook, WebhookDelivery};
 
 /// An OAuth access token the simulator accepts as `Authorization: Bearer <token>`.
@@ -150,15 +150,16 @@ impl Config {
 }
 
 pub(crate) struct Inner {
+    /// The clock, the fault layer and the served address.
+    base: Base,
     store: Mutex<Store>,
-    faults: Arc<Faults>,
-    clock: Clock,
     http: reqwest::Client,
     deliveries: Arc<Mutex<Vec<WebhookDelivery>>>,
-    /// Set by [`Simulator::serve`], so accessors can render URLs a client can follow.
-    served_at: Mutex<Option<String>>,
     sequence: AtomicU64,
 }
+
+/// The window of the account's rate limit.
+const MINUTE: Duration = Duration::from_secs(60);
 
 /// An in-memory Zendesk account behind an axum router. Cloning shares the account.
 #[derive(Clone)]
@@ -175,20 +176,14 @@ impl std::fmt::Debug for Simulator {
 impl Simulator {
     /// A fresh account whose only user is the configured agent.
     pub fn new(config: Config) -> Self {
-        let clock = Clock::default();
-        let faults = Arc::new(Faults::default());
-        if let Some(limit) = config.rate_limit_per_minute {
-            faults.set_budget(Some(limit), Duration::from_secs(60));
-        }
-        let store = Store::new(config, clock.now_secs());
+        let base = Base::with_budget(config.rate_limit_per_minute, MINUTE);
+        let store = Store::new(config, base.clock.now_secs());
         Self {
             inner: Arc::new(Inner {
+                base,
                 store: Mutex::new(store),
-                faults,
-                clock,
                 http: reqwest::Client::new(),
                 deliveries: Arc::default(),
-                served_at: Mutex::new(None),
                 sequence: AtomicU64::new(1),
             }),
         }
@@ -199,28 +194,7 @@ impl Simulator {
         api::router(self.clone())
     }
 
-    /// Serves [`Self::router`] on `addr` (port 0 picks a free port). Returns the bound address
-    /// and the server task.
-    pub async fn serve(
-        self,
-        addr: SocketAddr,
-    ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let local = listener.local_addr()?;
-        *lock(&self.inner.served_at) = Some(format!("http://{local}"));
-        let router = self.router();
-        let handle = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router).await {
-                tracing::error!(%error, "zendesk simulator stopped");
-            }
-        });
-        Ok((local, handle))
-    }
-
-    /// The fault queue and account budget of this simulator.
-    pub fn faults(&self) -> Arc<Faults> {
-        self.inner.faults.clone()
-    }
+    crate::kit::simulator_methods!("zendesk");
 
     /// Every ticket, as `GET /api/v2/tickets/{id}` shows it.
     pub fn tickets(&self) -> Vec<Value> {
@@ -295,17 +269,6 @@ impl Simulator {
         lock(&self.inner.deliveries).clone()
     }
 
-    /// Moves the simulator clock forward (idempotency TTL, export windows, rate windows).
-    pub fn advance_clock(&self, by: Duration) {
-        self.inner.clock.advance(by);
-    }
-
-    /// Stops the simulator clock at the current time, so several changes share one second;
-    /// [`Self::advance_clock`] still moves it.
-    pub fn freeze_clock(&self) {
-        self.inner.clock.freeze();
-    }
-
     /// A copy of the current settings.
     pub fn config(&self) -> Config {
         self.store().config.clone()
@@ -313,17 +276,11 @@ impl Simulator {
 
     /// Changes settings at runtime.
     pub fn update_config(&self, change: impl FnOnce(&mut Config)) {
-        let (before, after) = {
-            let mut store = self.store();
-            let before = store.config.rate_limit_per_minute;
-            change(&mut store.config);
-            (before, store.config.rate_limit_per_minute)
-        };
-        // Only touch the budget when it changed: setting it restarts the window, and a limit
-        // set through `/_control/rate-limit` must survive unrelated config changes.
-        if before != after {
-            self.inner.faults.set_budget(after, Duration::from_secs(60));
-        }
+        let mut store = self.store();
+        let limit = |c: &Config| c.rate_limit_per_minute;
+        self.inner
+            .base
+            .update_settings(&mut store.config, change, limit, MINUTE);
     }
 
     // ----- internals shared with the HTTP layer --------------------------------------------
@@ -333,13 +290,22 @@ impl Simulator {
     }
 
     fn now_ms(&self) -> i64 {
-        self.inner.clock.now_ms()
+        self.inner.base.clock.now_ms()
     }
 
     /// The origin for `url` fields outside a request: the served address, or the public one.
     fn origin(&self) -> String {
-        lock(&self.inner.served_at)
-            .clone()
+        self.inner
+            .base
+            .served_at()
+            .unwrap_or_else(|| self.store().config.public_origin())
+    }
+
+    /// The origin for `url` fields in an answer: where the request came to.
+    fn request_origin(&self, headers: &HeaderMap) -> String {
+        self.inner
+            .base
+            .origin(headers)
             .unwrap_or_else(|| self.store().config.public_origin())
     }
 
@@ -472,7 +438,78 @@ impl Simulator {
     }
 }
 
-/// Locks, recovering from poisoning: a panicking test thread must not wedge the simulator.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+impl Simulated for Simulator {
+    fn base(&self) -> &Base {
+        &self.inner.base
+    }
+
+    fn control_config(&self) -> Value {
+        api::config_json(self)
+    }
+
+    fn patch_config(&self, patch: &Patch) -> Result<(), ControlError> {
+        api::apply_config(self, patch)
+    }
+
+    fn control_state(&self) -> Value {
+        let store = self.store();
+        json!({
+            "tickets": store.tickets.len(),
+            "users": store.users.len(),
+            "webhooks": store.webhooks.len(),
+            "webhook_deliveries": lock(&self.inner.deliveries).len(),
+        })
+    }
+}
+
+impl From<error::ApiError> for ControlError {
+    fn from(e: error::ApiError) -> Self {
+        ControlError::vendor(e.status, Some(e.body))
+    }
+}
+
+/// A ticket id from the control API's path.
+fn control_ticket_id(ticket: &str) -> Result<u64, ControlError> {
+    let id = ticket.trim_end_matches(".json");
+    id.parse()
+        .map_err(|_| ControlError::not_found(format!("no ticket `{ticket}`: ids are numbers")))
+}
+
+impl Helpdesk for Simulator {
+    fn control_tickets(&self, headers: &HeaderMap) -> Vec<Value> {
+        let base = self.request_origin(headers);
+        let store = self.store();
+        store
+            .tickets
+            .values()
+            .map(|t| {
+                let mut v = store.ticket_json(t, &base);
+                v["comments"] =
+                    Value::Array(t.comments.iter().map(|c| store.comment_json(c)).collect());
+                v
+            })
+            .collect()
+    }
+
+    fn control_agent_reply(&self, ticket: &str, reply: AgentReply) -> Result<Value, ControlError> {
+        let id = control_ticket_id(ticket)?;
+        if let Some(s) = &reply.status {
+            if !model::STATUSES.contains(&s.as_str()) {
+                return Err(ControlError::bad_request(format!("unknown status {s}")));
+            }
+        }
+        let comment_id = self.try_agent_reply(id, &reply.body, reply.public, reply.status)?;
+        Ok(json!(comment_id))
+    }
+
+    fn control_set_status(&self, ticket: &str, status: &str) -> Result<Value, ControlError> {
+        let id = control_ticket_id(ticket)?;
+        self.try_set_status(id, status)?;
+        let base = self.origin();
+        let store = self.store();
+        Ok(json!(store
+            .tickets
+            .get(&id)
+            .map(|t| store.ticket_json(t, &base))))
+    }
 }

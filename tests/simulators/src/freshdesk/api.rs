@@ -15,13 +15,14 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::error::{ApiError, Errors};
+use super::error::{ApiError, Errors, Freshdesk};
 use super::form::{self, Form, MAX_ATTACHMENTS_BYTES};
 use super::model::{Store, Ticket, PRIORITIES, STATUSES};
 use super::util::{http_date, parse_datetime, with_query};
 use super::webhooks::AutomationWebhook;
-use super::{comments_of, lock, search, Simulator, Window};
-use crate::faults::{self, Budget, Fault};
+use super::{lock, search, Simulator, Window};
+use crate::kit::control::{self, ControlError};
+use crate::kit::Budget;
 
 /// Shown in rate-limit headers when no budget is configured (Freshdesk's Enterprise plan).
 const NOMINAL_LIMIT: u32 = 700;
@@ -71,24 +72,14 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .route_layer(middleware::from_fn_with_state(sim.clone(), gate));
 
     let control = Router::new()
-        .route("/_control/tickets", get(control_tickets))
-        .route(
-            "/_control/tickets/{id}/agent_reply",
-            post(control_agent_reply),
-        )
-        .route("/_control/tickets/{id}/status", post(control_status))
-        .route(
-            "/_control/config",
-            get(control_get_config).post(control_set_config),
-        )
-        .route("/_control/clock/advance", post(control_advance_clock))
         .route(
             "/_control/automations",
             get(control_automations).post(control_add_automation),
         )
         .route("/_control/webhook_deliveries", get(control_deliveries))
         .route("/_control/attachments/{id}", get(control_attachment))
-        .merge(faults::control_routes(|s: &Simulator| s.faults()));
+        .merge(control::routes())
+        .merge(control::helpdesk_routes());
 
     api.merge(control).with_state(sim)
 }
@@ -101,17 +92,17 @@ async fn gate(State(sim): State<Simulator>, request: Request, next: Next) -> Res
     let method = request.method().clone();
     let query = request.uri().query().unwrap_or_default().to_owned();
     // Even refused requests count against the budget, as in Freshdesk.
-    let budget = sim.inner.faults.check_budget();
+    let budget = sim.faults().check_budget();
     // Owned, so the future holds no borrow of the (non-Sync) body across an await.
     let headers = request.headers().clone();
     let (mut response, cost) = match admit(&sim, &headers, budget, &method, &path).await {
         Ok(()) => (next.run(request).await, cost(&method, &path, &query)),
-        Err(error) => (error.into_response(), 1),
+        Err(refused) => (refused, 1),
     };
     // Embedded resources cost extra credits.
     let mut reported = budget;
     for _ in 1..cost {
-        match sim.inner.faults.check_budget() {
+        match sim.faults().check_budget() {
             Budget::Unlimited => {}
             spent => reported = spent,
         }
@@ -128,27 +119,28 @@ async fn gate(State(sim): State<Simulator>, request: Request, next: Next) -> Res
     response
 }
 
+/// The account budget, then injected faults, then Freshdesk's own checks.
 async fn admit(
     sim: &Simulator,
     headers: &HeaderMap,
     budget: Budget,
     method: &Method,
     path: &str,
+) -> Result<(), Response> {
+    if let Some(refused) = budget.refusal(&Freshdesk) {
+        return Err(refused);
+    }
+    sim.faults().admit(path, &Freshdesk).await?;
+    checks(sim, headers, method, path).map_err(IntoResponse::into_response)
+}
+
+/// HTTPS, `Accept`, the API key and the endpoint's share of the budget.
+fn checks(
+    sim: &Simulator,
+    headers: &HeaderMap,
+    method: &Method,
+    path: &str,
 ) -> Result<(), ApiError> {
-    if let Budget::Exceeded {
-        retry_after_secs, ..
-    } = budget
-    {
-        return Err(ApiError::rate_limited(retry_after_secs));
-    }
-    match sim.inner.faults.next_fault(path) {
-        Some(Fault::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
-        Some(Fault::Status { status }) => return Err(ApiError::injected(status)),
-        Some(Fault::RateLimited { retry_after_secs }) => {
-            return Err(ApiError::rate_limited(retry_after_secs))
-        }
-        None => {}
-    }
     if header(headers, "x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("http")) {
         return Err(ApiError::ssl_required());
     }
@@ -262,7 +254,7 @@ fn check_endpoint_limit(sim: &Simulator, kind: &'static str) -> Result<(), ApiEr
     let Some(limit) = limit else {
         return Ok(());
     };
-    let now = sim.inner.clock.now_ms();
+    let now = sim.inner.base.clock.now_ms();
     let mut windows = lock(&sim.inner.endpoint_windows);
     let window = windows.entry(kind).or_insert(Window {
         started_ms: now,
@@ -1084,72 +1076,9 @@ async fn list_ticket_fields(State(sim): State<Simulator>, Query(q): Params) -> A
     ok(Value::Array(fields))
 }
 
-// ----- control API ---------------------------------------------------------------------------
+// ----- control API (the kit mounts the rest) ------------------------------------------------
 
-fn lax_json(body: &Bytes) -> Result<Value, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(body).map_err(|_| ApiError::invalid_json())
-}
-
-async fn control_tickets(State(sim): State<Simulator>) -> ApiResult {
-    let store = sim.store();
-    let tickets: Vec<Value> = store
-        .tickets
-        .values()
-        .map(|t| {
-            let mut v = store.ticket_json(t, false);
-            v["comments"] = Value::Array(comments_of(&store, t));
-            v
-        })
-        .collect();
-    ok(json!({"tickets": tickets}))
-}
-
-async fn control_agent_reply(
-    State(sim): State<Simulator>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let id = parse_id(&id)?;
-    let value = lax_json(&body)?;
-    let text = value
-        .get("body")
-        .and_then(Value::as_str)
-        .filter(|b| !b.trim().is_empty())
-        .ok_or_else(|| ApiError::invalid("body", "body is required", "missing_field"))?;
-    let public = value.get("public").and_then(Value::as_bool).unwrap_or(true);
-    let status = value.get("status").and_then(Value::as_str);
-    let comment_id = sim.try_agent_reply(id, text, public, status)?;
-    ok(json!({"comment_id": comment_id}))
-}
-
-async fn control_status(
-    State(sim): State<Simulator>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let id = parse_id(&id)?;
-    let value = lax_json(&body)?;
-    let status = match value.get("status") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => {
-            return Err(ApiError::invalid(
-                "status",
-                "status is required",
-                "missing_field",
-            ))
-        }
-    };
-    sim.try_set_status(id, &status)?;
-    let store = sim.store();
-    let ticket = store.tickets.get(&id).map(|t| store.ticket_json(t, false));
-    ok(json!({"ticket": ticket}))
-}
-
-fn config_json(sim: &Simulator) -> Value {
+pub(super) fn config_json(sim: &Simulator) -> Value {
     let c = sim.config();
     let l = c.endpoint_limits;
     json!({
@@ -1165,47 +1094,22 @@ fn config_json(sim: &Simulator) -> Value {
     })
 }
 
-async fn control_get_config(State(sim): State<Simulator>) -> ApiResult {
-    ok(config_json(&sim))
-}
-
-/// Patches settings; a `null` limit removes that limit.
-async fn control_set_config(State(sim): State<Simulator>, body: Bytes) -> ApiResult {
-    let value = lax_json(&body)?;
-    let patch = value
-        .as_object()
-        .ok_or_else(|| ApiError::invalid("", "expected a JSON object", "invalid_value"))?;
-    let limit = |key: &str| -> Result<Option<Option<u32>>, ApiError> {
-        match patch.get(key) {
-            None => Ok(None),
-            Some(Value::Null) => Ok(Some(None)),
-            Some(v) => v
-                .as_u64()
-                .map(|n| Some(Some(u32::try_from(n).unwrap_or(u32::MAX))))
-                .ok_or_else(|| ApiError::invalid(key, "must be a number or null", "invalid_value")),
-        }
-    };
-    let rate = limit("rate_limit_per_minute")?;
-    let create = limit("ticket_create_per_minute")?;
-    let update = limit("ticket_update_per_minute")?;
-    let list = limit("tickets_list_per_minute")?;
-    let contacts = limit("contacts_list_per_minute")?;
-    let delay = limit("search_index_delay_secs")?;
-    let reopen = patch
-        .get("reopen_on_customer_reply")
-        .and_then(Value::as_bool);
-    let fields = match patch.get("ticket_custom_fields") {
-        None => None,
-        Some(v) => Some(
-            serde_json::from_value::<Vec<String>>(v.clone()).map_err(|_| {
-                ApiError::invalid(
-                    "ticket_custom_fields",
-                    "must be a list of field names",
-                    "invalid_value",
-                )
-            })?,
-        ),
-    };
+/// `POST /_control/config`: the settings named; a `null` limit lifts that limit.
+pub(super) fn apply_config(sim: &Simulator, patch: &control::Patch) -> Result<(), ControlError> {
+    if patch.has("sources") {
+        return Err(ControlError::bad_request(
+            "config `sources` is read-only here: set Config::sources when creating the simulator",
+        ));
+    }
+    let rate = patch.limit("rate_limit_per_minute")?;
+    let create = patch.limit("ticket_create_per_minute")?;
+    let update = patch.limit("ticket_update_per_minute")?;
+    let list = patch.limit("tickets_list_per_minute")?;
+    let contacts = patch.limit("contacts_list_per_minute")?;
+    // No delay is the same as a delay of 0.
+    let delay = patch.nullable("search_index_delay_secs")?;
+    let reopen = patch.flag("reopen_on_customer_reply")?;
+    let fields = patch.strings("ticket_custom_fields")?;
     sim.update_config(|c| {
         if let Some(v) = rate {
             c.rate_limit_per_minute = v;
@@ -1222,7 +1126,7 @@ async fn control_set_config(State(sim): State<Simulator>, body: Bytes) -> ApiRes
             }
         }
         if let Some(v) = delay {
-            c.search_index_delay = Duration::from_secs(u64::from(v.unwrap_or(0)));
+            c.search_index_delay = Duration::from_secs(v.unwrap_or(0));
         }
         if let Some(v) = reopen {
             c.reopen_on_customer_reply = v;
@@ -1231,47 +1135,37 @@ async fn control_set_config(State(sim): State<Simulator>, body: Bytes) -> ApiRes
             c.ticket_custom_fields = fields;
         }
     });
-    ok(config_json(&sim))
+    Ok(())
 }
 
-async fn control_advance_clock(State(sim): State<Simulator>, body: Bytes) -> ApiResult {
-    let value = lax_json(&body)?;
-    let secs = value
-        .get("secs")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| ApiError::invalid("secs", "secs is required", "missing_field"))?;
-    sim.advance_clock(Duration::from_secs(secs));
-    ok(json!({"now": sim.now_secs()}))
-}
-
-async fn control_add_automation(State(sim): State<Simulator>, body: Bytes) -> ApiResult {
-    let rule: AutomationWebhook = serde_json::from_slice(&body).map_err(|err| {
-        ApiError::invalid(
-            "",
-            format!("not an automation rule: {err}"),
-            "invalid_value",
-        )
-    })?;
-    rule.validate()
-        .map_err(|message| ApiError::invalid("", message, "invalid_value"))?;
+async fn control_add_automation(
+    State(sim): State<Simulator>,
+    body: Bytes,
+) -> Result<Response, ControlError> {
+    let rule: AutomationWebhook = control::json_body(&body)?;
+    rule.validate().map_err(ControlError::bad_request)?;
     let index = sim.add_automation(rule);
     Ok((StatusCode::CREATED, Json(json!({"rule": index}))).into_response())
 }
 
-async fn control_automations(State(sim): State<Simulator>) -> ApiResult {
+async fn control_automations(State(sim): State<Simulator>) -> Json<Value> {
     let rules = lock(&sim.inner.automations).clone();
-    ok(json!({"automations": rules}))
+    Json(json!({"automations": rules}))
 }
 
-async fn control_deliveries(State(sim): State<Simulator>) -> ApiResult {
-    ok(json!({"deliveries": sim.webhook_deliveries()}))
+async fn control_deliveries(State(sim): State<Simulator>) -> Json<Value> {
+    Json(json!({"deliveries": sim.webhook_deliveries()}))
 }
 
 /// `GET /_control/attachments/{id}`: the uploaded file as it was sent.
-async fn control_attachment(State(sim): State<Simulator>, Path(id): Path<String>) -> ApiResult {
-    let id = parse_id(&id)?;
+async fn control_attachment(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+) -> Result<Response, ControlError> {
+    let no_file = || ControlError::not_found(format!("no attachment `{id}`"));
+    let number: u64 = id.parse().map_err(|_| no_file())?;
     let store = sim.store();
-    let file = store.attachment(id).ok_or_else(ApiError::not_found)?;
+    let file = store.attachment(number).ok_or_else(no_file)?;
     let mut response = file.content.clone().into_response();
     if let Ok(v) = HeaderValue::from_str(&file.content_type) {
         response.headers_mut().insert(CONTENT_TYPE, v);

@@ -147,6 +147,20 @@ impl ApiError {
     }
 }
 
+/// How Freshdesk refuses, for the kit's fault layer: 429 with `Retry-After` and its
+/// `rate_limited` body, and its bodies for injected statuses.
+pub(crate) struct Freshdesk;
+
+impl crate::kit::VendorErrors for Freshdesk {
+    fn rate_limited(&self, retry_after_secs: u64) -> Response {
+        ApiError::rate_limited(retry_after_secs).into_response()
+    }
+
+    fn status(&self, status: u16) -> Response {
+        ApiError::injected(status).into_response()
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = match self.body {

@@ -13,12 +13,13 @@ use axum::routing::{get, patch, post, MethodRouter};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Map, Value};
 
-use super::error::ApiError;
+use super::error::{ApiError, OAuth, Rest};
 use super::schema::{Field, Kind, Object, Picklist};
 use super::store::{Locator, Store, Upsert, Writer};
 use super::time::{parse_iso_lenient, sf_datetime};
 use super::{oauth, soql, Simulator};
-use crate::faults::{self, Budget, Fault};
+use crate::kit::control::{self, ControlError};
+use crate::kit::Budget;
 
 mod composite;
 
@@ -177,22 +178,12 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .route_layer(middleware::from_fn_with_state(sim.clone(), oauth_gate));
 
     let control = Router::new()
-        .route("/_control/tickets", get(control_tickets))
-        .route(
-            "/_control/tickets/{id}/agent_reply",
-            post(control_agent_reply),
-        )
-        .route("/_control/tickets/{id}/status", post(control_status))
         .route("/_control/contacts", get(control_contacts))
         .route("/_control/change_events", get(control_events))
         .route("/_control/tokens", post(control_issue_token))
         .route("/_control/tokens/revoke", post(control_revoke))
-        .route(
-            "/_control/config",
-            get(control_get_config).post(control_set_config),
-        )
-        .route("/_control/clock/advance", post(control_advance_clock))
-        .merge(faults::control_routes(|s: &Simulator| s.faults()));
+        .merge(control::routes())
+        .merge(control::helpdesk_routes());
 
     Router::new()
         .route("/services/data", get(versions))
@@ -237,12 +228,8 @@ async fn gate(State(sim): State<Simulator>, mut request: Request, next: Next) ->
     let Some(version) = version else {
         return ApiError::not_found().into_response();
     };
-    match sim.inner.faults.next_fault(&path) {
-        Some(Fault::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
-        Some(Fault::Status { status }) => return ApiError::injected(status).into_response(),
-        // Salesforce has no 429: an exhausted allowance is a 403 without Retry-After.
-        Some(Fault::RateLimited { .. }) => return ApiError::request_limit().into_response(),
-        None => {}
+    if let Err(refused) = sim.faults().admit(&path, &Rest).await {
+        return refused;
     }
     let now = sim.now_ms();
     let token = request
@@ -264,7 +251,7 @@ async fn gate(State(sim): State<Simulator>, mut request: Request, next: Next) ->
     let Some(user_id) = user_id else {
         return ApiError::invalid_session().into_response();
     };
-    let budget = sim.inner.faults.check_budget();
+    let budget = sim.faults().check_budget();
     let (used, max) = {
         let mut store = sim.store();
         match budget {
@@ -279,8 +266,8 @@ async fn gate(State(sim): State<Simulator>, mut request: Request, next: Next) ->
             Budget::Exceeded { limit, .. } => (u64::from(limit), u64::from(limit)),
         }
     };
-    let mut response = if matches!(budget, Budget::Exceeded { .. }) {
-        ApiError::request_limit().into_response()
+    let mut response = if let Some(refused) = budget.refusal(&Rest) {
+        refused
     } else {
         let client = call_options_client(request.headers());
         request.extensions_mut().insert(Ctx {
@@ -300,31 +287,10 @@ async fn gate(State(sim): State<Simulator>, mut request: Request, next: Next) ->
 /// Injected faults on the OAuth endpoints, in their error shape.
 async fn oauth_gate(State(sim): State<Simulator>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
-    match sim.inner.faults.next_fault(&path) {
-        Some(Fault::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
-        Some(Fault::Status { status }) => {
-            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let error = if status >= 500 {
-                "server_error"
-            } else {
-                "invalid_request"
-            };
-            return (
-                code,
-                Json(json!({"error": error, "error_description": format!("injected fault {status}")})),
-            )
-                .into_response();
-        }
-        Some(Fault::RateLimited { .. }) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": "invalid_grant", "error_description": "login rate exceeded"})),
-            )
-                .into_response()
-        }
-        None => {}
+    match sim.faults().admit(&path, &OAuth).await {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused,
     }
-    next.run(request).await
 }
 
 // ----- helpers -------------------------------------------------------------------------------
@@ -854,16 +820,10 @@ async fn unknown() -> ApiResult {
 
 // ----- control -------------------------------------------------------------------------------
 
-fn lax_json(body: &Bytes) -> Result<Value, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(body).map_err(|e| ApiError::json_parser(e.to_string()))
-}
-
 /// A Case with its comments and the Zendesk-style lower-case fields every helpdesk simulator's
 /// control API shares.
-fn ticket_json(store: &Store, case: &super::store::Record, version: &str) -> Value {
+pub(super) fn control_ticket_json(store: &Store, case: &super::store::Record) -> Value {
+    let version = super::ACCESSOR_VERSION;
     let mut value = store.render(case, version, None);
     let comments: Vec<Value> = store
         .list(Object::CaseComment, false)
@@ -888,67 +848,17 @@ fn ticket_json(store: &Store, case: &super::store::Record, version: &str) -> Val
     value
 }
 
-async fn control_tickets(State(sim): State<Simulator>) -> ApiResult {
-    let store = sim.store();
-    let tickets: Vec<Value> = store
-        .list(Object::Case, false)
-        .into_iter()
-        .map(|c| ticket_json(&store, c, super::ACCESSOR_VERSION))
-        .collect();
-    ok(json!({"tickets": tickets}))
+async fn control_contacts(State(sim): State<Simulator>) -> Json<Value> {
+    Json(json!({"contacts": sim.contacts()}))
 }
 
-async fn control_contacts(State(sim): State<Simulator>) -> ApiResult {
-    ok(json!({"contacts": sim.contacts()}))
+async fn control_events(State(sim): State<Simulator>) -> Json<Value> {
+    Json(json!({"events": sim.change_events()}))
 }
 
-async fn control_events(State(sim): State<Simulator>) -> ApiResult {
-    ok(json!({"events": sim.change_events()}))
-}
-
-async fn control_agent_reply(
-    State(sim): State<Simulator>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let value = lax_json(&body)?;
-    let Some(text) = value
-        .get("body")
-        .and_then(Value::as_str)
-        .filter(|b| !b.trim().is_empty())
-    else {
-        return Err(ApiError::fields(
-            "REQUIRED_FIELD_MISSING",
-            "Required fields are missing: [body]",
-            &["body"],
-        ));
-    };
-    let public = value.get("public").and_then(Value::as_bool).unwrap_or(true);
-    let comment_id = sim.try_agent_reply(&id, text, public)?;
-    ok(json!({"comment_id": comment_id}))
-}
-
-async fn control_status(
-    State(sim): State<Simulator>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let value = lax_json(&body)?;
-    let status = value
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    sim.try_set_status(&id, status)?;
-    let store = sim.store();
-    let case = store
-        .get(Object::Case, &id)
-        .ok_or_else(ApiError::not_found)?;
-    ok(json!({"ticket": ticket_json(&store, case, super::ACCESSOR_VERSION)}))
-}
-
-async fn control_issue_token(State(sim): State<Simulator>, headers: HeaderMap) -> ApiResult {
+async fn control_issue_token(State(sim): State<Simulator>, headers: HeaderMap) -> Json<Value> {
     let access = sim.issue_access_token();
-    ok(json!({
+    Json(json!({
         "access_token": access,
         "instance_url": sim.instance_url(&headers),
         "token_type": "Bearer",
@@ -956,16 +866,19 @@ async fn control_issue_token(State(sim): State<Simulator>, headers: HeaderMap) -
     }))
 }
 
-async fn control_revoke(State(sim): State<Simulator>, body: Bytes) -> ApiResult {
-    let value = lax_json(&body)?;
+async fn control_revoke(
+    State(sim): State<Simulator>,
+    body: Bytes,
+) -> Result<Json<Value>, ControlError> {
+    let value: Value = control::json_body(&body)?;
     let revoked = match value.get("token").and_then(Value::as_str) {
         Some(token) => sim.store().oauth.revoke(token),
         None => sim.revoke_access_tokens(),
     };
-    ok(json!({"revoked": revoked}))
+    Ok(Json(json!({"revoked": revoked})))
 }
 
-fn config_json(sim: &Simulator) -> Value {
+pub(super) fn config_json(sim: &Simulator) -> Value {
     let c = sim.config();
     json!({
         "access_token_lifetime_secs": c.access_token_lifetime.as_secs(),
@@ -980,73 +893,47 @@ fn config_json(sim: &Simulator) -> Value {
     })
 }
 
-async fn control_get_config(State(sim): State<Simulator>) -> ApiResult {
-    ok(config_json(&sim))
-}
-
-/// Patches settings; `daily_api_limit: null` lifts the allocation.
-async fn control_set_config(State(sim): State<Simulator>, body: Bytes) -> ApiResult {
-    let value = lax_json(&body)?;
-    let patch = value
-        .as_object()
-        .ok_or_else(|| ApiError::json_parser("expected a JSON object"))?;
-    let number = |key: &str| patch.get(key).and_then(Value::as_u64);
-    let list = |key: &str| -> Option<Vec<String>> {
-        patch.get(key)?.as_array().map(|items| {
-            items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-    };
+/// `POST /_control/config`: the settings named; a `null` limit lifts that limit.
+pub(super) fn apply_config(sim: &Simulator, patch: &control::Patch) -> Result<(), ControlError> {
+    let lifetime = patch.number("access_token_lifetime_secs")?;
+    let rotate = patch.flag("rotate_refresh_tokens")?;
+    let daily = patch.limit("daily_api_limit")?;
+    let mut batch_sizes = Vec::new();
+    for key in ["query_batch_size", "min_batch_size", "max_batch_size"] {
+        batch_sizes.push(patch.number(key)?);
+    }
+    let statuses = patch.strings("status_values")?;
+    let priorities = patch.strings("priority_values")?;
+    let origins = patch.strings("origin_values")?;
     sim.update_config(|c| {
-        if let Some(secs) = number("access_token_lifetime_secs") {
+        if let Some(secs) = lifetime {
             c.access_token_lifetime = Duration::from_secs(secs);
         }
-        if let Some(rotate) = patch.get("rotate_refresh_tokens").and_then(Value::as_bool) {
+        if let Some(rotate) = rotate {
             c.rotate_refresh_tokens = rotate;
         }
-        match patch.get("daily_api_limit") {
-            Some(Value::Null) => c.daily_api_limit = None,
-            Some(v) => {
-                if let Some(n) = v.as_u64() {
-                    c.daily_api_limit = Some(u32::try_from(n).unwrap_or(u32::MAX));
-                }
-            }
-            None => {}
+        if let Some(limit) = daily {
+            c.daily_api_limit = limit;
         }
-        for (key, slot) in [
-            ("query_batch_size", &mut c.query_batch_size),
-            ("min_batch_size", &mut c.min_batch_size),
-            ("max_batch_size", &mut c.max_batch_size),
-        ] {
-            if let Some(n) = number(key) {
+        let slots = [
+            &mut c.query_batch_size,
+            &mut c.min_batch_size,
+            &mut c.max_batch_size,
+        ];
+        for (slot, size) in slots.into_iter().zip(batch_sizes) {
+            if let Some(n) = size {
                 *slot = usize::try_from(n).unwrap_or(usize::MAX).max(1);
             }
         }
-        if let Some(values) = list("status_values") {
-            c.status_values = values;
-        }
-        if let Some(values) = list("priority_values") {
-            c.priority_values = values;
-        }
-        if let Some(values) = list("origin_values") {
-            c.origin_values = values;
+        for (slot, values) in [
+            (&mut c.status_values, statuses),
+            (&mut c.priority_values, priorities),
+            (&mut c.origin_values, origins),
+        ] {
+            if let Some(values) = values {
+                *slot = values;
+            }
         }
     });
-    ok(config_json(&sim))
-}
-
-async fn control_advance_clock(State(sim): State<Simulator>, body: Bytes) -> ApiResult {
-    let value = lax_json(&body)?;
-    let secs = value.get("secs").and_then(Value::as_u64).ok_or_else(|| {
-        ApiError::fields(
-            "REQUIRED_FIELD_MISSING",
-            "Required fields are missing: [secs]",
-            &["secs"],
-        )
-    })?;
-    sim.advance_clock(Duration::from_secs(secs));
-    ok(json!({"now": sf_datetime(sim.now_ms())}))
+    Ok(())
 }

@@ -159,3 +159,41 @@ impl IntoResponse for OAuthError {
             .into_response()
     }
 }
+
+/// How the REST API refuses, for the kit's fault layer. Salesforce has no 429: an exhausted
+/// allocation is 403 `REQUEST_LIMIT_EXCEEDED` without Retry-After, whatever the wait.
+pub(crate) struct Rest;
+
+impl crate::kit::VendorErrors for Rest {
+    fn rate_limited(&self, _retry_after_secs: u64) -> Response {
+        ApiError::request_limit().into_response()
+    }
+
+    fn status(&self, status: u16) -> Response {
+        ApiError::injected(status).into_response()
+    }
+}
+
+/// How the OAuth endpoints refuse: their `{"error","error_description"}` shape; too many
+/// logins are 400 `invalid_grant` "login rate exceeded".
+pub(crate) struct OAuth;
+
+impl crate::kit::VendorErrors for OAuth {
+    fn rate_limited(&self, _retry_after_secs: u64) -> Response {
+        OAuthError::invalid_grant("login rate exceeded").into_response()
+    }
+
+    fn status(&self, status: u16) -> Response {
+        let error = if status >= 500 {
+            "server_error"
+        } else {
+            "invalid_request"
+        };
+        OAuthError {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            error,
+            description: format!("injected fault {status}"),
+        }
+        .into_response()
+    }
+}

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::OAuthError;
 use super::store::{Record, Store};
-use super::{base_url, Simulator};
+use super::Simulator;
 
 /// How long an authorization code can be exchanged (Salesforce: 15 minutes).
 const CODE_TTL_MS: i64 = 15 * 60 * 1000;
@@ -265,7 +265,7 @@ pub(crate) async fn token(
     let result = match params.get("grant_type").map(String::as_str) {
         Some("authorization_code") => authorization_code(&mut store, &params, &urls, now_ms),
         Some("refresh_token") => refresh_token(&mut store, &params, &urls, now_ms),
-        Some(JWT_BEARER) => jwt_bearer(&mut store, &params, &urls, &base_url(&headers), now_ms),
+        Some(JWT_BEARER) => jwt_bearer(&mut store, &params, &urls, &urls.own, now_ms),
         Some("client_credentials") => client_credentials(&mut store, &params, &urls, now_ms),
         _ => Err(OAuthError::new(
             "unsupported_grant_type",

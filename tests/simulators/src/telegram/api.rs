@@ -15,7 +15,7 @@ use super::format::{self, ParseMode};
 use super::params::Params;
 use super::state::{bot_json, insert_opt, Webhook};
 use super::{webhook, SentMessage, Simulator};
-use crate::faults::{Budget, Fault};
+use crate::kit::{Budget, VendorErrors};
 
 /// Telegram's longest message, in UTF-16 code units after markup is parsed.
 const MAX_TEXT_LEN: usize = 4096;
@@ -84,6 +84,20 @@ impl ApiError {
 
     fn webhook_active() -> Self {
         Self::conflict("can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first")
+    }
+}
+
+/// How the Bot API refuses, for the kit's fault layer: 429 with `parameters.retry_after` in the
+/// body (Telegram sends no Retry-After header), and its envelope for injected statuses.
+pub(crate) struct Telegram;
+
+impl VendorErrors for Telegram {
+    fn rate_limited(&self, retry_after_secs: u64) -> Response {
+        ApiError::too_many_requests(retry_after_secs).into_response()
+    }
+
+    fn status(&self, status: u16) -> Response {
+        ApiError::from_status(status).into_response()
     }
 }
 
@@ -192,17 +206,9 @@ pub async fn handle(
         return ApiError::not_found().into_response();
     };
     // Faults match on the canonical path, so `sendMessage` catches `sendmessage` calls too.
-    match sim
-        .inner
-        .faults
-        .next_fault(&format!("/bot{token}/{}", method.name()))
-    {
-        Some(Fault::Status { status }) => return ApiError::from_status(status).into_response(),
-        Some(Fault::RateLimited { retry_after_secs }) => {
-            return ApiError::too_many_requests(retry_after_secs).into_response()
-        }
-        Some(Fault::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
-        None => {}
+    let path = format!("/bot{token}/{}", method.name());
+    if let Err(refused) = sim.faults().admit(&path, &Telegram).await {
+        return refused;
     }
     let params = match Params::from_request(&headers, uri.query(), body).await {
         Ok(params) => params,
@@ -290,7 +296,7 @@ async fn get_updates(sim: &Simulator, params: &Params) -> Result<Reply, ApiError
             if state.webhook.is_some() {
                 return Err(ApiError::webhook_active());
             }
-            state.prune(inner.clock.now_ms(), inner.config.update_retention);
+            state.prune(inner.base.clock.now_ms(), inner.config.update_retention);
             let batch: Vec<Value> = state
                 .updates
                 .iter()
@@ -401,7 +407,7 @@ fn delete_webhook(sim: &Simulator, params: &Params) -> Reply {
 fn get_webhook_info(sim: &Simulator) -> Reply {
     let inner = &sim.inner;
     let mut state = inner.state();
-    state.prune(inner.clock.now_ms(), inner.config.update_retention);
+    state.prune(inner.base.clock.now_ms(), inner.config.update_retention);
     let mut info = json!({
         "url": state.webhook.as_ref().map(|w| w.url.as_str()).unwrap_or(""),
         "has_custom_certificate": false,
@@ -542,7 +548,7 @@ fn send_message(sim: &Simulator, params: &Params) -> Result<Reply, ApiError> {
         .filter(|s| !s.is_empty());
     let disable_notification = params.flag("disable_notification");
 
-    let now_ms = inner.clock.now_ms();
+    let now_ms = inner.base.clock.now_ms();
     let mut state = inner.state();
     let per_chat_interval = state.per_chat_interval;
     let chat = state
@@ -586,7 +592,7 @@ fn send_message(sim: &Simulator, params: &Params) -> Result<Reply, ApiError> {
     }
     if let Budget::Exceeded {
         retry_after_secs, ..
-    } = inner.faults.check_budget()
+    } = sim.faults().check_budget()
     {
         return Err(ApiError::too_many_requests(retry_after_secs));
     }

@@ -1,25 +1,33 @@
 //! `/_control/*`: how tests play the customer and inspect the bot, over HTTP. Each route is
-//! a thin wrapper over the matching [`Simulator`] method.
+//! a thin wrapper over the matching [`Simulator`] method; the clock, faults and state routes
+//! are the kit's ([`crate::kit::control`]), whose conventions these follow.
 
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
 
-use super::{CustomerMessage, Injected, SentMessage, SimError, Simulator, StateSummary};
+use super::{CustomerMessage, Injected, SentMessage, SimError, Simulator};
+use crate::kit::control::{json_body, ControlError};
 
-impl IntoResponse for SimError {
-    fn into_response(self) -> Response {
-        let status = match self {
+impl From<SimError> for ControlError {
+    fn from(error: SimError) -> Self {
+        let status = match error {
             SimError::ChatNotFound(_) | SimError::MessageNotFound { .. } => StatusCode::NOT_FOUND,
             SimError::NotCustomerMessage { .. } => StatusCode::BAD_REQUEST,
         };
-        (status, Json(json!({"error": self.to_string()}))).into_response()
+        ControlError::new(status, error.to_string())
+    }
+}
+
+impl IntoResponse for SimError {
+    fn into_response(self) -> Response {
+        ControlError::from(self).into_response()
     }
 }
 
@@ -31,16 +39,15 @@ pub fn routes() -> Router<Simulator> {
         .route("/_control/updates", get(updates))
         .route("/_control/block", post(block))
         .route("/_control/unblock", post(unblock))
-        .route("/_control/clock/advance", post(clock))
         .route("/_control/flood", post(flood))
-        .route("/_control/state", get(state))
 }
 
 async fn customer_message(
     State(sim): State<Simulator>,
-    Json(msg): Json<CustomerMessage>,
-) -> Json<Injected> {
-    Json(sim.inject_customer_message(msg))
+    body: Bytes,
+) -> Result<Json<Injected>, ControlError> {
+    let msg: CustomerMessage = json_body(&body)?;
+    Ok(Json(sim.inject_customer_message(msg)))
 }
 
 #[derive(Deserialize)]
@@ -52,10 +59,11 @@ struct Edit {
 
 async fn edit_message(
     State(sim): State<Simulator>,
-    Json(edit): Json<Edit>,
-) -> Result<Json<Injected>, SimError> {
-    sim.edit_customer_message(edit.chat_id, edit.message_id, edit.text)
-        .map(Json)
+    body: Bytes,
+) -> Result<Json<Injected>, ControlError> {
+    let edit: Edit = json_body(&body)?;
+    let injected = sim.edit_customer_message(edit.chat_id, edit.message_id, edit.text)?;
+    Ok(Json(injected))
 }
 
 #[derive(Deserialize)]
@@ -79,32 +87,16 @@ struct ChatRef {
     chat_id: i64,
 }
 
-async fn block(
-    State(sim): State<Simulator>,
-    Json(chat): Json<ChatRef>,
-) -> Result<StatusCode, SimError> {
-    sim.block(chat.chat_id).map(|()| StatusCode::NO_CONTENT)
+async fn block(State(sim): State<Simulator>, body: Bytes) -> Result<StatusCode, ControlError> {
+    let chat: ChatRef = json_body(&body)?;
+    sim.block(chat.chat_id)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
-async fn unblock(
-    State(sim): State<Simulator>,
-    Json(chat): Json<ChatRef>,
-) -> Result<StatusCode, SimError> {
-    sim.unblock(chat.chat_id).map(|()| StatusCode::NO_CONTENT)
-}
-
-#[derive(Deserialize)]
-struct Advance {
-    secs: u64,
-}
-
-/// Answers with the simulator's new time, as the Zendesk simulator does.
-async fn clock(
-    State(sim): State<Simulator>,
-    Json(advance): Json<Advance>,
-) -> Json<serde_json::Value> {
-    sim.advance_clock(Duration::from_secs(advance.secs));
-    Json(json!({"now": sim.inner.clock.now_ms() / 1000}))
+async fn unblock(State(sim): State<Simulator>, body: Bytes) -> Result<StatusCode, ControlError> {
+    let chat: ChatRef = json_body(&body)?;
+    sim.unblock(chat.chat_id)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]
@@ -112,11 +104,8 @@ struct Flood {
     per_chat_interval_ms: Option<u64>,
 }
 
-async fn flood(State(sim): State<Simulator>, Json(flood): Json<Flood>) -> StatusCode {
+async fn flood(State(sim): State<Simulator>, body: Bytes) -> Result<StatusCode, ControlError> {
+    let flood: Flood = json_body(&body)?;
     sim.set_per_chat_interval(flood.per_chat_interval_ms.map(Duration::from_millis));
-    StatusCode::NO_CONTENT
-}
-
-async fn state(State(sim): State<Simulator>) -> Json<StateSummary> {
-    Json(sim.summary())
+    Ok(StatusCode::NO_CONTENT)
 }

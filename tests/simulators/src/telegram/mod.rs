@@ -27,7 +27,7 @@
 //!   `format` module), limits the parsed text to 1–4096 UTF-16 code units, checks the chat
 //!   exists (the customer wrote first) and hasn't blocked the bot, resolves `reply_parameters`
 //!   (also the legacy `reply_to_message_id`), and applies flood control: the shared
-//!   [`Faults`] budget (`/_control/rate-limit`) counts sent messages, and an optional per-chat
+//!   [`Faults`](crate::kit::Faults) budget (`/_control/rate-limit`) counts sent messages, and an optional per-chat
 //!   minimum interval ([`Config::per_chat_interval`]) models the ~1 message/s per chat limit.
 //! * **Updates**: `message`, `edited_message`, `business_message` (customer messages with a
 //!   `business_connection_id`) and `my_chat_member` (the customer blocked or unblocked the
@@ -46,10 +46,10 @@
 //! | `GET /_control/sent?chat_id=` | [`SentMessage`]s, oldest first |
 //! | `GET /_control/updates` | pending updates, as the bot would receive them |
 //! | `POST /_control/block`, `/_control/unblock` | `{"chat_id"}`: the customer blocks/unblocks the bot |
-//! | `POST /_control/clock/advance` | `{"secs"}`: move the simulator's clock forward → `{"now"}` |
 //! | `POST /_control/flood` | `{"per_chat_interval_ms": 1000}` (or `null`): per-chat limit |
-//! | `GET /_control/state` | a [`StateSummary`] |
-//! | `POST`/`DELETE /_control/faults`, `POST /_control/rate-limit` | see [`crate::faults`] |
+//! | `GET`/`POST /_control/config` | the same setting, `{"per_chat_interval_ms"}` |
+//! | `GET /_control/state` | a [`StateSummary`], plus the kit's `clock` and `faults` |
+//! | `/_control/faults`, `/_control/rate-limit`, `/_control/clock…` | the kit's, see [`crate::kit::control`] |
 
 mod api;
 mod control;
@@ -60,18 +60,17 @@ mod webhook;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::faults::Faults;
-use state::{Clock, State};
+use crate::kit::control::{ControlError, Patch};
+use crate::kit::{Base, Simulated};
+use state::State;
 
 /// How the simulated bot and server behave. Start from [`Config::default`] or
 /// [`Config::for_token`] and override what a test needs.
@@ -270,8 +269,8 @@ impl std::fmt::Debug for Simulator {
 /// State shared by the HTTP handlers, the webhook worker and the test accessors.
 struct Inner {
     config: Config,
-    faults: Arc<Faults>,
-    clock: Clock,
+    /// The clock and the fault layer.
+    base: Base,
     state: Mutex<State>,
     /// Wakes pending `getUpdates` long polls: new updates, a newer poll, a webhook change.
     updates_changed: Notify,
@@ -289,10 +288,7 @@ impl Drop for Inner {
 
 impl Inner {
     fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves plain data behind; keep serving it.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::kit::lock(&self.state)
     }
 
     /// Wakes everyone waiting for updates after the queue or the webhook changed.
@@ -320,8 +316,7 @@ impl Simulator {
         Self {
             inner: Arc::new(Inner {
                 config,
-                faults: Arc::new(Faults::default()),
-                clock: Clock::default(),
+                base: Base::default(),
                 state: Mutex::new(state),
                 updates_changed: Notify::new(),
                 webhook_wake: Arc::new(Notify::new()),
@@ -340,29 +335,12 @@ impl Simulator {
         Router::new()
             .route("/{bot_token}/{method}", axum::routing::any(api::handle))
             .merge(control::routes())
-            .merge(crate::faults::control_routes(|s: &Simulator| s.faults()))
+            .merge(crate::kit::control::routes())
             .fallback(api::not_found)
             .with_state(self.clone())
     }
 
-    /// Binds `addr` (port 0 picks a free port) and serves [`Simulator::router`] in a
-    /// background task. Returns the bound address; abort the handle to stop serving.
-    pub async fn serve(
-        self,
-        addr: SocketAddr,
-    ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding the Telegram simulator to {addr}"))?;
-        let bound = listener.local_addr().context("reading the bound address")?;
-        let router = self.router();
-        let handle = tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, router).await {
-                tracing::error!(%err, "telegram simulator stopped");
-            }
-        });
-        Ok((bound, handle))
-    }
+    crate::kit::simulator_methods!("telegram");
 
     /// The customer writes to the bot; returns the new update's `update_id`. See
     /// [`Simulator::inject_customer_message`] for the message id too.
@@ -373,7 +351,7 @@ impl Simulator {
     /// The customer writes to the bot: creates the chat on first contact, stores the message
     /// and queues a `message` (or `business_message`) update for the bot.
     pub fn inject_customer_message(&self, msg: CustomerMessage) -> Injected {
-        let now_ms = self.inner.clock.now_ms();
+        let now_ms = self.inner.base.clock.now_ms();
         let injected = self.inner.state().customer_message(now_ms, msg);
         self.inner.wake_consumers();
         injected
@@ -386,7 +364,7 @@ impl Simulator {
         message_id: i64,
         text: impl Into<String>,
     ) -> Result<Injected, SimError> {
-        let now_ms = self.inner.clock.now_ms();
+        let now_ms = self.inner.base.clock.now_ms();
         let injected = self.inner.state().edit_customer_message(
             &self.inner.config,
             now_ms,
@@ -410,7 +388,7 @@ impl Simulator {
     }
 
     fn set_blocked(&self, chat_id: i64, blocked: bool) -> Result<(), SimError> {
-        let now_ms = self.inner.clock.now_ms();
+        let now_ms = self.inner.base.clock.now_ms();
         self.inner
             .state()
             .set_blocked(&self.inner.config, now_ms, chat_id, blocked)?;
@@ -431,7 +409,7 @@ impl Simulator {
 
     /// Updates still waiting for the bot, as it would receive them.
     pub fn pending_updates(&self) -> Vec<Value> {
-        let now_ms = self.inner.clock.now_ms();
+        let now_ms = self.inner.base.clock.now_ms();
         let mut state = self.inner.state();
         state.prune(now_ms, self.inner.config.update_retention);
         state.updates.iter().map(|u| u.body.clone()).collect()
@@ -439,26 +417,44 @@ impl Simulator {
 
     /// A snapshot of counters and settings.
     pub fn summary(&self) -> StateSummary {
-        let now_ms = self.inner.clock.now_ms();
+        let now_ms = self.inner.base.clock.now_ms();
         let mut state = self.inner.state();
         state.prune(now_ms, self.inner.config.update_retention);
-        state.summary(self.inner.clock.offset_secs())
-    }
-
-    /// Moves the simulator's clock forward: message dates, the 24-hour update retention and
-    /// the per-chat flood interval all follow it.
-    pub fn advance_clock(&self, by: Duration) {
-        self.inner.clock.advance(by);
-        self.inner.wake_consumers();
+        state.summary(self.inner.base.clock.offset_secs())
     }
 
     /// Turns the per-chat flood limit on (`Some(interval)`) or off at run time.
     pub fn set_per_chat_interval(&self, interval: Option<Duration>) {
         self.inner.state().per_chat_interval = interval;
     }
+}
 
-    /// The fault queue and request budget of this simulator.
-    pub fn faults(&self) -> Arc<Faults> {
-        self.inner.faults.clone()
+impl Simulated for Simulator {
+    fn base(&self) -> &Base {
+        &self.inner.base
+    }
+
+    fn control_state(&self) -> Value {
+        serde_json::to_value(self.summary()).unwrap_or_default()
+    }
+
+    fn control_config(&self) -> Value {
+        let interval = self.inner.state().per_chat_interval;
+        let ms = interval.map(|i| u64::try_from(i.as_millis()).unwrap_or(u64::MAX));
+        serde_json::json!({ "per_chat_interval_ms": ms })
+    }
+
+    fn patch_config(&self, patch: &Patch) -> Result<(), ControlError> {
+        if let Some(ms) = patch.nullable("per_chat_interval_ms")? {
+            self.set_per_chat_interval(ms.map(Duration::from_millis));
+        }
+        Ok(())
+    }
+
+    /// Message dates, the 24-hour update retention and the per-chat flood interval follow the
+    /// clock; long polls and the webhook worker are woken to notice.
+    fn advance_clock(&self, by: Duration) {
+        self.inner.base.clock.advance(by);
+        self.inner.wake_consumers();
     }
 }

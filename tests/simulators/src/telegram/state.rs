@@ -1,38 +1,11 @@
 //! The simulator's in-memory world: chats, their messages, the update queue, the webhook.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
 use super::{Config, Customer, CustomerMessage, Injected, SentMessage, SimError, StateSummary};
-
-/// Wall-clock time that tests can move forward (never back).
-#[derive(Debug, Default)]
-pub struct Clock {
-    offset_ms: AtomicI64,
-}
-
-impl Clock {
-    /// Milliseconds since the Unix epoch on the simulator's clock.
-    pub fn now_ms(&self) -> i64 {
-        let real = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        real + self.offset_ms.load(Ordering::Relaxed)
-    }
-
-    pub fn advance(&self, by: Duration) {
-        self.offset_ms
-            .fetch_add(by.as_millis() as i64, Ordering::Relaxed);
-    }
-
-    pub fn offset_secs(&self) -> i64 {
-        self.offset_ms.load(Ordering::Relaxed) / 1000
-    }
-}
 
 /// One queued update and its webhook delivery bookkeeping.
 #[derive(Debug)]

@@ -73,7 +73,7 @@ impl Worker {
         if state.webhook_generation != self.generation {
             return None;
         }
-        state.prune(inner.clock.now_ms(), inner.config.update_retention);
+        state.prune(inner.base.clock.now_ms(), inner.config.update_retention);
         let now = Instant::now();
         let mut next_retry: Option<Instant> = None;
         let mut busy_chats = HashSet::new();
@@ -109,7 +109,7 @@ impl Worker {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
-        let now_secs = inner.clock.now_ms() / 1000;
+        let now_secs = inner.base.clock.now_ms() / 1000;
         let mut state = inner.state();
         if state.webhook_generation != self.generation {
             return;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, LOCATION};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -15,12 +15,13 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::error::ApiError;
+use super::error::{ApiError, Zendesk};
 use super::model::{Fields, IdempotentResponse, Store, User};
 use super::util::{decode_cursor, encode_cursor, iso8601, with_query};
 use super::webhooks::{webhook_not_found, Webhook};
-use super::{lock, Simulator};
-use crate::faults::{self, Budget, Fault};
+use super::Simulator;
+use crate::kit::control::{self, ControlError};
+use crate::kit::Budget;
 
 /// Shown in rate-limit headers when no budget is configured (Zendesk Enterprise's limit).
 const NOMINAL_LIMIT: u32 = 700;
@@ -134,19 +135,9 @@ pub(crate) fn router(sim: Simulator) -> Router {
     let api = api.route_layer(middleware::from_fn_with_state(sim.clone(), gate));
 
     let control = Router::new()
-        .route("/_control/tickets", get(control_tickets))
-        .route(
-            "/_control/tickets/{id}/agent_reply",
-            post(control_agent_reply),
-        )
-        .route("/_control/tickets/{id}/status", post(control_status))
-        .route(
-            "/_control/config",
-            get(control_get_config).post(control_set_config),
-        )
-        .route("/_control/clock/advance", post(control_advance_clock))
         .route("/_control/webhook_deliveries", get(control_deliveries))
-        .merge(faults::control_routes(|s: &Simulator| s.faults()));
+        .merge(control::routes())
+        .merge(control::helpdesk_routes());
 
     api.merge(control)
         .fallback(unknown_endpoint)
@@ -167,10 +158,10 @@ async fn unknown_endpoint() -> ApiError {
 /// Runs before every API handler and stamps rate-limit headers on every API response.
 async fn gate(State(sim): State<Simulator>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
-    let budget = sim.inner.faults.check_budget();
+    let budget = sim.faults().check_budget();
     let mut response = match admit(&sim, &mut request, budget, &path).await {
         Ok(()) => next.run(request).await,
-        Err(error) => error.into_response(),
+        Err(refused) => refused,
     };
     let ticket_endpoint =
         path.starts_with("/api/v2/tickets") || path.starts_with("/api/v2/incremental/ticket");
@@ -178,29 +169,20 @@ async fn gate(State(sim): State<Simulator>, mut request: Request, next: Next) ->
     response
 }
 
+/// The account budget, then injected faults, then auth and scopes: Zendesk counts every call.
 async fn admit(
     sim: &Simulator,
     request: &mut Request,
     budget: Budget,
     path: &str,
-) -> Result<(), ApiError> {
-    if let Budget::Exceeded {
-        retry_after_secs, ..
-    } = budget
-    {
-        return Err(ApiError::rate_limited(retry_after_secs));
+) -> Result<(), Response> {
+    if let Some(refused) = budget.refusal(&Zendesk) {
+        return Err(refused);
     }
-    match sim.inner.faults.next_fault(path) {
-        Some(Fault::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
-        Some(Fault::Status { status }) => return Err(ApiError::injected(status)),
-        Some(Fault::RateLimited { retry_after_secs }) => {
-            return Err(ApiError::rate_limited(retry_after_secs))
-        }
-        None => {}
-    }
-    let principal = authenticate(sim, request.headers())?;
+    sim.faults().admit(path, &Zendesk).await?;
+    let principal = authenticate(sim, request.headers()).map_err(IntoResponse::into_response)?;
     if !principal.allows(request.method(), path) {
-        return Err(ApiError::forbidden());
+        return Err(ApiError::forbidden().into_response());
     }
     request.extensions_mut().insert(principal);
     Ok(())
@@ -315,25 +297,11 @@ fn parse_id(raw: &str) -> Result<u64, ApiError> {
 
 /// `http://{Host}` of the request, so links point back at this server.
 fn base_url(sim: &Simulator, headers: &HeaderMap) -> String {
-    let proto = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("http");
-    match headers.get(HOST).and_then(|v| v.to_str().ok()) {
-        Some(host) => format!("{proto}://{host}"),
-        None => sim.origin(),
-    }
+    sim.request_origin(headers)
 }
 
 fn ok(body: Value) -> ApiResult {
     Ok(Json(body).into_response())
-}
-
-fn lax_json(body: &Bytes) -> Result<Value, ApiError> {
-    if body.is_empty() {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("InvalidJSON", e.to_string()))
 }
 
 // ----- pagination ----------------------------------------------------------------------------
@@ -984,7 +952,7 @@ async fn patch_webhook(
 ) -> ApiResult {
     let value = json_body(&headers, &body)?;
     let input = root(&value, "webhook")?;
-    let now = sim.inner.clock.now_secs();
+    let now = sim.inner.base.clock.now_secs();
     let mut store = sim.store();
     let id = webhook_id(&id);
     let hook = store
@@ -1312,75 +1280,9 @@ async fn export_ticket_events(
     }))
 }
 
-// ----- control API ---------------------------------------------------------------------------
+// ----- control API (the kit mounts the rest) ------------------------------------------------
 
-async fn control_tickets(State(sim): State<Simulator>, headers: HeaderMap) -> ApiResult {
-    let base = base_url(&sim, &headers);
-    let store = sim.store();
-    let tickets: Vec<Value> = store
-        .tickets
-        .values()
-        .map(|t| {
-            let mut v = store.ticket_json(t, &base);
-            v["comments"] =
-                Value::Array(t.comments.iter().map(|c| store.comment_json(c)).collect());
-            v
-        })
-        .collect();
-    ok(json!({"tickets": tickets}))
-}
-
-async fn control_agent_reply(
-    State(sim): State<Simulator>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let id = parse_id(&id)?;
-    let value = lax_json(&body)?;
-    let text = value
-        .get("body")
-        .and_then(Value::as_str)
-        .filter(|b| !b.trim().is_empty());
-    let Some(text) = text else {
-        return Err(ApiError::bad_request("InvalidValue", "body is required"));
-    };
-    let public = value.get("public").and_then(Value::as_bool).unwrap_or(true);
-    let status = value
-        .get("status")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    if let Some(s) = &status {
-        if !super::model::STATUSES.contains(&s.as_str()) {
-            return Err(ApiError::bad_request(
-                "InvalidValue",
-                format!("unknown status {s}"),
-            ));
-        }
-    }
-    let comment_id = sim.try_agent_reply(id, text, public, status)?;
-    ok(json!({"comment_id": comment_id}))
-}
-
-async fn control_status(
-    State(sim): State<Simulator>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let id = parse_id(&id)?;
-    let value = lax_json(&body)?;
-    let status = value
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    sim.try_set_status(id, status)?;
-    let base = base_url(&sim, &headers);
-    let store = sim.store();
-    let ticket = store.tickets.get(&id).map(|t| store.ticket_json(t, &base));
-    ok(json!({"ticket": ticket}))
-}
-
-fn config_json(sim: &Simulator) -> Value {
+pub(super) fn config_json(sim: &Simulator) -> Value {
     let c = sim.config();
     json!({
         "rate_limit_per_minute": c.rate_limit_per_minute,
@@ -1394,39 +1296,22 @@ fn config_json(sim: &Simulator) -> Value {
     })
 }
 
-async fn control_get_config(State(sim): State<Simulator>) -> ApiResult {
-    ok(config_json(&sim))
-}
-
-/// Patches settings; a `null` limit removes that limit.
-async fn control_set_config(State(sim): State<Simulator>, body: Bytes) -> ApiResult {
-    let value = lax_json(&body)?;
-    let patch = value
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("InvalidValue", "expected a JSON object"))?;
-    let number = |key: &str| -> Result<Option<Option<u64>>, ApiError> {
-        match patch.get(key) {
-            None => Ok(None),
-            Some(Value::Null) => Ok(Some(None)),
-            Some(v) => v.as_u64().map(|n| Some(Some(n))).ok_or_else(|| {
-                ApiError::bad_request("InvalidValue", format!("{key} must be a number or null"))
-            }),
-        }
-    };
-    let to_u32 = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-    let rate = number("rate_limit_per_minute")?;
-    let page = number("export_page_size")?;
-    let window = number("export_window_secs")?;
-    let export_limit = number("export_rate_limit_per_minute")?;
-    let update_limit = number("ticket_update_limit")?;
-    let ttl = number("idempotency_ttl_secs")?;
-    let retries = number("webhook_max_retries")?;
-    let delay = number("webhook_retry_delay_ms")?;
+/// `POST /_control/config`: the settings named; a `null` limit lifts that limit.
+pub(super) fn apply_config(sim: &Simulator, patch: &control::Patch) -> Result<(), ControlError> {
+    let rate = patch.limit("rate_limit_per_minute")?;
+    let page = patch.number("export_page_size")?;
+    // No window is the same as a window of 0.
+    let window = patch.nullable("export_window_secs")?;
+    let export_limit = patch.limit("export_rate_limit_per_minute")?;
+    let update_limit = patch.limit("ticket_update_limit")?;
+    let ttl = patch.number("idempotency_ttl_secs")?;
+    let retries = patch.limit("webhook_max_retries")?;
+    let delay = patch.number("webhook_retry_delay_ms")?;
     sim.update_config(|c| {
         if let Some(v) = rate {
-            c.rate_limit_per_minute = v.map(to_u32);
+            c.rate_limit_per_minute = v;
         }
-        if let Some(Some(v)) = page {
+        if let Some(v) = page {
             c.export_page_size = usize::try_from(v)
                 .unwrap_or(MAX_EXPORT_PAGE)
                 .clamp(1, MAX_EXPORT_PAGE);
@@ -1435,37 +1320,26 @@ async fn control_set_config(State(sim): State<Simulator>, body: Bytes) -> ApiRes
             c.export_window_secs = v.unwrap_or(0);
         }
         if let Some(v) = export_limit {
-            c.export_rate_limit_per_minute = v.map(to_u32);
+            c.export_rate_limit_per_minute = v;
         }
         if let Some(v) = update_limit {
-            c.ticket_update_limit = v.map(to_u32);
+            c.ticket_update_limit = v;
         }
-        if let Some(Some(v)) = ttl {
+        if let Some(v) = ttl {
             c.idempotency_ttl = Duration::from_secs(v);
         }
         if let Some(Some(v)) = retries {
-            c.webhook_max_retries = to_u32(v);
+            c.webhook_max_retries = v;
         }
-        if let Some(Some(v)) = delay {
+        if let Some(v) = delay {
             c.webhook_retry_delay = Duration::from_millis(v);
         }
     });
-    ok(config_json(&sim))
+    Ok(())
 }
 
-async fn control_advance_clock(State(sim): State<Simulator>, body: Bytes) -> ApiResult {
-    let value = lax_json(&body)?;
-    let secs = value
-        .get("secs")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| ApiError::bad_request("InvalidValue", "secs is required"))?;
-    sim.advance_clock(Duration::from_secs(secs));
-    ok(json!({"now": sim.inner.clock.now_secs()}))
-}
-
-async fn control_deliveries(State(sim): State<Simulator>) -> ApiResult {
-    let deliveries = lock(&sim.inner.deliveries).clone();
-    ok(json!({"deliveries": deliveries}))
+async fn control_deliveries(State(sim): State<Simulator>) -> Json<Value> {
+    Json(json!({"deliveries": sim.webhook_deliveries()}))
 }
 
 #[cfg(test)]

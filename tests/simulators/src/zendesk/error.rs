@@ -138,6 +138,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// How Zendesk refuses, for the kit's fault layer: 429 with `Retry-After` and its
+/// `RateLimited` body, and its bodies for injected statuses.
+pub(crate) struct Zendesk;
+
+impl crate::kit::VendorErrors for Zendesk {
+    fn rate_limited(&self, retry_after_secs: u64) -> Response {
+        ApiError::rate_limited(retry_after_secs).into_response()
+    }
+
+    fn status(&self, status: u16) -> Response {
+        ApiError::injected(status).into_response()
+    }
+}
+
 /// Field-keyed validation problems, rendered as Zendesk's 422 `RecordInvalid`.
 #[derive(Debug, Default)]
 pub(crate) struct Details(BTreeMap<String, Vec<Value>>);
