@@ -8,19 +8,18 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use base64::Engine as _;
-use serde_json::{json, Value};
-use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    ChangeKind, CommentAuthor, NewTicket, RequesterRequest, TicketChange,
-    TicketPriority, TicketStatus,
-};
-use switchboard::runtime::bindings::types::{Attachment, ConnectorError, SocialIdentity, Visibility};
-use switchboard::runtime::{HelpdeskConnector, Installation, Plugin, Runtime};
-use switchboard_simulators::faults::{Fault, FaultSpec};
-use switchboard_simulators::freshdesk::{AutomationWebhook, Config, Simulator};
 use common::helpdesk::{
     comment, comment_changes, connector_error, now_ms, requester_request, retried, retried_ticket,
     update,
 };
+use serde_json::{json, Value};
+use switchboard::runtime::latest::{
+    Attachment, ChangeKind, CommentAuthor, ConnectorError, NewTicket, RequesterRequest,
+    SocialIdentity, TicketChange, TicketPriority, TicketStatus, Visibility,
+};
+use switchboard::runtime::{HelpdeskConnector, Installation, Plugin, Runtime};
+use switchboard_simulators::faults::{Fault, FaultSpec};
+use switchboard_simulators::freshdesk::{AutomationWebhook, Config, Simulator};
 
 const PLUGIN: &str = "plugins/freshdesk";
 const STREAM: &str = "ticket-changes";

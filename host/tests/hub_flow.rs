@@ -369,7 +369,7 @@ async fn an_event_that_always_fails_is_quarantined_and_the_rest_go_on() {
     let run = w.hub.run_job_now(TG_JOB).await.expect("poll telegram");
     assert_eq!(run.outcome, "ok", "{run:?}");
     let mut failed_passes = 0;
-    while switchboard::hub::engine::process_pending(&w.hub)
+    while switchboard::hub::processor::process_pending(&w.hub)
         .await
         .is_err()
     {

@@ -278,7 +278,7 @@ async fn deliveries_wait_for_reauthorization_instead_of_dying() {
     let cycle = || async {
         let run = hub.run_job_now("tg:updates").await.expect("telegram job");
         assert_eq!(run.outcome, "ok", "{run:?}");
-        switchboard::hub::engine::process_pending(hub)
+        switchboard::hub::processor::process_pending(hub)
             .await
             .expect("process");
         switchboard::hub::outbox::deliver_due(hub)

@@ -13,12 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    ChangeKind, CommentAuthor, NewTicket, TicketChange,
-    TicketPriority, TicketStatus, TicketUpdate,
-};
-use switchboard::runtime::bindings::types::{
-    Attachment, ConnectorError, Visibility, WebhookRequest,
+use switchboard::runtime::latest::{
+    Attachment, ChangeKind, CommentAuthor, ConnectorError, NewTicket, TicketChange, TicketPriority,
+    TicketStatus, TicketUpdate, Visibility, WebhookRequest,
 };
 use switchboard::runtime::{HelpdeskConnector, Installation, Plugin, Runtime};
 

@@ -8,21 +8,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    ChangeKind, CommentAuthor, NewTicket, PollPage, TicketChange,
-    TicketPriority, TicketStatus,
+use common::helpdesk::{
+    comment, comment_changes, connector_error, now_ms, requester_request, retried, update,
 };
-use switchboard::runtime::bindings::types::{
-    Attachment, ConnectorError, Visibility, WebhookRequest,
+use serde_json::{json, Value};
+use switchboard::runtime::latest::{
+    Attachment, ChangeKind, CommentAuthor, ConnectorError, HelpdeskPollPage, NewTicket,
+    TicketChange, TicketPriority, TicketStatus, Visibility, WebhookRequest,
 };
 use switchboard::runtime::{HelpdeskConnector, Installation, Plugin, Runtime, StaticToken};
 use switchboard_simulators::faults::{Fault, FaultSpec};
 use switchboard_simulators::salesforce::{Config, ExternalIdField, Simulator};
-use common::helpdesk::{
-    comment, comment_changes, connector_error, now_ms, requester_request, retried,
-    update,
-};
 
 const PLUGIN: &str = "plugins/salesforce";
 const STREAM: &str = "ticket-events";
@@ -146,7 +142,7 @@ impl World {
         let mut changes = Vec::new();
         let mut polls = 0;
         loop {
-            let page: PollPage = conn
+            let page: HelpdeskPollPage = conn
                 .poll_changes(STREAM, cursor.as_deref())
                 .await
                 .expect("poll");

@@ -289,8 +289,8 @@ async fn private_addresses_and_plain_http_are_refused_before_connecting_unless_a
 
 // ----- bounds on what a plugin returns (runtime::bounds) ---------------------------------------
 
-use switchboard::runtime::bindings::types::{ConnectorError, WebhookRequest};
 use switchboard::runtime::bounds;
+use switchboard::runtime::latest::{ConnectorError, WebhookRequest};
 
 const SECRET: &str = "sb-Very/Secret+Token?v=1";
 

@@ -8,10 +8,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchboard::runtime::bindings::social::exports::switchboard::connector::social_connector::{
-    MessageKind, OutboundMessage, SocialEvent,
+use switchboard::runtime::latest::{
+    Attachment, ConnectorError, MessageKind, OutboundMessage, SocialEvent, Visibility,
 };
-use switchboard::runtime::bindings::types::{Attachment, ConnectorError, Visibility};
 use switchboard::runtime::{CallError, Installation, Plugin, Runtime, SocialConnector};
 use switchboard_simulators::faults::{Fault, FaultSpec};
 use switchboard_simulators::telegram::{Config, Customer, CustomerMessage, Simulator};

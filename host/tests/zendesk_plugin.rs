@@ -8,18 +8,18 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
-use serde_json::{json, Value};
-use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    ChangeKind, CommentAuthor, NewTicket, TicketPriority, TicketStatus,
+use common::helpdesk::{
+    comment, comment_changes, connector_error, now_ms, requester_request, retried, retried_ticket,
+    unconfirmed, update,
 };
-use switchboard::runtime::bindings::types::{Attachment, ConnectorError, Visibility};
+use serde_json::{json, Value};
+use switchboard::runtime::latest::{
+    Attachment, ChangeKind, CommentAuthor, ConnectorError, NewTicket, TicketPriority, TicketStatus,
+    Visibility,
+};
 use switchboard::runtime::{HelpdeskConnector, Installation, Plugin, Runtime};
 use switchboard_simulators::faults::{Fault, FaultSpec};
 use switchboard_simulators::zendesk::{sign_webhook, Config, Simulator};
-use common::helpdesk::{
-    comment, comment_changes, connector_error, now_ms, requester_request, retried,
-    retried_ticket, unconfirmed, update,
-};
 
 const PLUGIN: &str = "plugins/zendesk";
 const STREAM: &str = "ticket-events";

@@ -1,11 +1,10 @@
 //! Requests and checks shared by the helpdesk plugins' tests (`*_plugin.rs`): the contract's
 //! records as the hub fills them, and readers of what the plugins answer.
 
-use switchboard::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    ChangeKind, CommentAuthor, NewComment, NewTicket, RequesterRequest, TicketChange,
-    TicketUpdate, UnconfirmedAttempt,
+use switchboard::runtime::latest::{
+    ChangeKind, CommentAuthor, ConnectorError, NewComment, NewTicket, RequesterRequest,
+    SocialIdentity, TicketChange, TicketUpdate, UnconfirmedAttempt, Visibility,
 };
-use switchboard::runtime::bindings::types::{ConnectorError, SocialIdentity, Visibility};
 use switchboard::runtime::CallError;
 
 /// A Telegram user `@aiko` called `name`, as the hub asks for them.

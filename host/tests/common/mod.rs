@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use switchboard::plugin_build::{build_plugin, BuildOptions};
-use switchboard::runtime::bindings::types::WebhookRequest;
+use switchboard::runtime::latest::WebhookRequest;
 use switchboard::runtime::{Plugin, Runtime, RuntimeConfig};
 
 pub fn workspace_root() -> PathBuf {

@@ -162,7 +162,7 @@ impl World {
 
     /// Processes stored events and delivers every due outbox row.
     pub async fn settle(&self) {
-        switchboard::hub::engine::process_pending(&self.hub)
+        switchboard::hub::processor::process_pending(&self.hub)
             .await
             .expect("process");
         switchboard::hub::outbox::deliver_due(&self.hub)
