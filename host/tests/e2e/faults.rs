@@ -211,8 +211,7 @@ async fn account_rate_limit_delivers_everything_once(helpdesk: Helpdesk) {
     let (world, hub) = linked(helpdesk, dir.path(), FAST_RETRIES).await;
     // Each new conversation costs a requester lookup and a ticket request: 6 need 12 or more.
     world
-        .desk
-        .faults()
+        .simulator_faults()
         .expect("a simulator")
         .set_budget(Some(5), Duration::from_secs(2));
 

@@ -22,7 +22,7 @@ const BRUNO_NOTE: &str = "Internal: check the address-change policy first.";
 /// agent write one; else as long as the helpdesk allows (Salesforce: 4,000 bytes a comment).
 fn long_reply(helpdesk: Helpdesk) -> String {
     let full: String = (1..=700).map(|n| format!("step {n:03}. ")).collect();
-    let max = helpdesk.max_comment_bytes().unwrap_or(full.len());
+    let max = max_comment_bytes(helpdesk).unwrap_or(full.len());
     full[..max].trim_end().to_string()
 }
 

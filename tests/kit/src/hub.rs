@@ -964,6 +964,15 @@ macro_rules! helpdesk_tests {
     };
 }
 
+/// The longest comment an agent can write in `helpdesk`, in bytes (Salesforce: 4,000 per
+/// CaseComment).
+pub fn max_comment_bytes(helpdesk: Helpdesk) -> Option<usize> {
+    match helpdesk {
+        Helpdesk::Salesforce => Some(4000),
+        _ => None,
+    }
+}
+
 /// The helpdesk whose [`Helpdesk::name`] is `name`.
 pub fn helpdesk_named(name: &str) -> Helpdesk {
     Helpdesk::ALL
@@ -1178,6 +1187,12 @@ impl World {
                 count,
                 path: path.map(str::to_string),
             });
+    }
+
+    /// The helpdesk simulator's fault queue and rate budget; `None` for RT, whose proxy takes
+    /// injected faults ([`World::fault`]) but has no budget.
+    pub fn simulator_faults(&self) -> Option<&Arc<switchboard_simulators::faults::Faults>> {
+        (self.helpdesk != Helpdesk::Rt).then_some(&self.faults)
     }
 
     /// Removes injected faults and rate limits of the helpdesk.
