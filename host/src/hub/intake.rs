@@ -148,7 +148,7 @@ pub(crate) async fn handle_webhook(
     let span = tracing::info_span!("webhook", installation = %installation_id);
     async move {
         // Counted until its events are stored: the processor waits for them (see
-        // `process_ready`) so that concurrent deliveries are taken in order.
+        // `ordering::ready`) so that concurrent deliveries are taken in order.
         let in_flight = hub.webhook_started(installation_id);
         let bound = match hub.bind(installation_id).await {
             Ok(bound) if bound.installation.enabled => bound,

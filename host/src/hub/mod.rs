@@ -1,33 +1,34 @@
 //! The sync hub: the one facade the server, the CLI and the tests use.
 //!
 //! [`Hub`] owns the database, the plugin runtime, the secret box and the metrics. Its methods
-//! are the admin operations ([`admin`]) and the webhook intake ([`intake`]);
+//! are the admin operations (`admin.rs`) and the webhook intake (`intake.rs`);
 //! [`Hub::start_workers`] runs the background parts. A message goes through these stages,
 //! one file each:
-//! - [`intake`]: webhooks and polled pages into the durable inbound queue, deduplicated;
-//! - [`ordering`]: which stored events are ready, in the order their service made them;
+//! - `intake.rs`: webhooks and polled pages into the durable inbound queue, deduplicated;
+//! - `ordering.rs`: which stored events are ready, in the order their service made them;
 //! - [`processor`]: turns events into conversations, tickets, messages and outbox rows,
 //!   several events per transaction (each event's rows and outbox rows commit together),
-//!   deciding what each means with the [`social_events`] and [`helpdesk_changes`] mappers;
+//!   deciding what each means with the two mappers, `social_events.rs` and
+//!   `helpdesk_changes.rs`;
 //! - [`outbox`]: delivers side effects through the plugins, in order per conversation, with
 //!   retries and dead letters;
 //! - [`scheduler`]: polls each installation's streams on cron schedules, into the intake.
 //!
-//! Beside them: [`binding`] (installations bound to their plugins, cached), [`maintenance`]
+//! Beside them: `binding.rs` (installations bound to their plugins, cached), `maintenance.rs`
 //! (checkpoints and pruning), [`metrics`], OAuth2 connections and the admin API's views.
 
 mod admin;
 mod binding;
-pub mod helpdesk_changes;
-pub mod intake;
+mod helpdesk_changes;
+mod intake;
 mod maintenance;
 pub mod metrics;
 mod oauth;
-pub mod ordering;
+mod ordering;
 pub mod outbox;
 pub mod processor;
 pub mod scheduler;
-pub mod social_events;
+mod social_events;
 pub mod split;
 mod views;
 

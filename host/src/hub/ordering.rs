@@ -2,8 +2,8 @@
 //!
 //! Networks and helpdesks may deliver webhooks concurrently, so a customer's second message
 //! (or an agent's second reply) can be stored before the first. An event therefore waits (up
-//! to [`MAX_HOLD_MS`]) while webhook requests of its installation that started before it was
-//! stored are still running, and while its thread's intake has not settled ([`SETTLE_MS`]);
+//! to `MAX_HOLD_MS`) while webhook requests of its installation that started before it was
+//! stored are still running, and while its thread's intake has not settled (`SETTLE_MS`);
 //! the ready events are then taken in the order the service made them, not the order they
 //! arrived in. Order matters only within a thread (a conversation, or a ticket), so a busy
 //! installation's other threads go on meanwhile.

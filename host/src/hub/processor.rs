@@ -1,11 +1,11 @@
 //! The inbound processor: turns stored events into conversations, tickets, messages and
 //! outbox rows.
 //!
-//! Events are taken in the order [`super::ordering`] decides, several per transaction; each
+//! Events are taken in the order `ordering.rs` decides, several per transaction; each
 //! event's rows commit together with the outbox rows it causes, so a crash leaves either
 //! nothing or everything of it. The hub's own messages coming back are recognized by their
 //! echo flag or by the ids the outbox recorded when it posted them. What an event means is
-//! decided by its side's mapper: [`super::social_events`] or [`super::helpdesk_changes`].
+//! decided by its side's mapper: `social_events.rs` or `helpdesk_changes.rs`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -62,14 +62,15 @@ pub(crate) async fn run_processor(hub: Hub, shutdown: CancellationToken) {
     }
 }
 
-/// Processes everything waiting in the intake, waiting out holds (see [`process_ready`]).
+/// Processes everything waiting in the intake, waiting out holds (see `ordering::ready`):
+/// for tests and tools that drive the hub without its workers.
 /// Returns how many events were handled.
 pub async fn process_pending(hub: &Hub) -> Result<usize, StoreError> {
     let mut handled = 0;
     loop {
         let (count, held_until) = process_ready(hub).await?;
         handled += count;
-        // Held events become ready within MAX_HOLD_MS, so this ends.
+        // Held events become ready within ordering::MAX_HOLD_MS, so this ends.
         match held_until {
             Some(at) => {
                 tokio::time::sleep(Duration::from_millis((at - now_ms()).max(1) as u64)).await
