@@ -5,12 +5,10 @@
 //! A plain bench binary rather than criterion: the figures asked for are percentiles of single
 //! operations and memory deltas, which criterion does not report.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
 use switchboard::runtime::{CacheOutcome, Installation, Runtime};
+use switchboard_testkit as kit;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -45,8 +43,8 @@ fn main() {
 
 async fn run() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let wasm = common::component("tests/plugins/misbehave");
-    let runtime = common::runtime(dir.path());
+    let wasm = kit::component("tests/plugins/misbehave");
+    let runtime = kit::runtime(dir.path());
     println!("pooling allocator: {}", runtime.pooling());
     let (plugin, _) = runtime.load(&wasm).await.expect("load");
     let installation = Installation {

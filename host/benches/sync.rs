@@ -22,14 +22,11 @@
 //! 100000; 0 skips the drain). A plain bench binary, not criterion: the figures asked for are
 //! percentiles, rates and memory of other processes.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::hub::*;
 use futures::stream::{self, StreamExt};
+use switchboard_testkit::hub::*;
 
 /// Update ids and chat ids handed out so far; each message is new to the hub.
 static NEXT_UPDATE: AtomicI64 = AtomicI64::new(1);

@@ -15,13 +15,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::engine::{kind_from_name, new_ticket_row, priority, to_json};
+use super::helpdesk_changes::priority;
+use super::social_events::{kind_from_name, new_ticket_row};
 use super::{now_ms, retry_of, Hub, HubError, LinkSettings, Retry};
-use crate::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::{
-    CommentAuthor, NewComment, NewTicket, RequesterRequest, UnconfirmedAttempt,
+use crate::runtime::latest::{
+    Attachment, CommentAuthor, ConnectorError, NewComment, NewTicket, OutboundMessage,
+    RequesterRequest, SocialIdentity, UnconfirmedAttempt, Visibility,
 };
-use crate::runtime::bindings::social::exports::switchboard::connector::social_connector::OutboundMessage;
-use crate::runtime::bindings::types::{Attachment, ConnectorError, SocialIdentity, Visibility};
 use crate::runtime::{CallError, HelpdeskConnector};
 use crate::store::{ConversationRow, GroupCommit, OutboxRow, StoreError, TicketRow, Tx};
 
@@ -34,6 +34,12 @@ const RENEWALS_PER_LEASE: u32 = 3;
 const IDLE: Duration = Duration::from_millis(500);
 /// Shortest sleep of a worker that found nothing to claim.
 const MIN_IDLE: Duration = Duration::from_millis(20);
+
+/// A payload as the outbox row stores it.
+pub(crate) fn to_json<T: Serialize>(value: &T) -> String {
+    // Plain structs of strings and lists: serializing cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
 
 /// A ticket to create, with the requester's first message.
 #[derive(Debug, Clone, Serialize, Deserialize)]

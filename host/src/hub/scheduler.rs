@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::engine::{store_events, Events, Source};
+use super::intake::{store_events, Events, Source};
 use super::{now_ms, Hub, HubError, JobRunView};
-use crate::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector::PollPage as HelpdeskPage;
-use crate::runtime::bindings::social::exports::switchboard::connector::social_connector::PollPage as SocialPage;
+use crate::runtime::latest::{HelpdeskPollPage, SocialPollPage};
 use crate::runtime::{CallError, HelpdeskConnector, SocialConnector};
 use crate::schedule::Schedule;
 use crate::store::JobRow;
@@ -184,8 +183,8 @@ enum Poller {
 
 /// One page a [`Poller`] read.
 enum Page {
-    Social(SocialPage),
-    Helpdesk(HelpdeskPage),
+    Social(SocialPollPage),
+    Helpdesk(HelpdeskPollPage),
 }
 
 impl Poller {

@@ -789,8 +789,8 @@ mod tests {
 
     #[test]
     fn jwt_assertions_are_rs256_with_the_documented_claims() {
-        let key = include_str!("../../tests/oauth_support/test_rsa_key.pem");
-        let public = include_str!("../../tests/oauth_support/test_rsa_key.pub.pem");
+        let key = include_str!("../../tests/oauth/support/test_rsa_key.pem");
+        let public = include_str!("../../tests/oauth/support/test_rsa_key.pub.pem");
         let mut config = ClientConfig::new(
             "sf",
             &spec(),

@@ -14,6 +14,7 @@ pub mod cache;
 mod connector;
 pub mod engine;
 pub mod http;
+pub mod latest;
 pub mod log;
 pub mod oauth;
 mod state;

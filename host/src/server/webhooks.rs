@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::{ApiBytes, ApiError, ApiPath};
 use super::{AppState, Verbatim};
 use crate::hub::HubError;
-use crate::runtime::bindings::types::{WebhookRequest, WebhookResponse};
+use crate::runtime::latest::{WebhookRequest, WebhookResponse};
 
 /// `/webhooks/{installation}`, any method (GET for verification handshakes).
 pub(super) async fn receive(

@@ -95,14 +95,6 @@ impl Helpdesk {
         matches!(self, Helpdesk::Zendesk | Helpdesk::Freshdesk)
     }
 
-    /// The longest comment an agent can write, in bytes (Salesforce: 4,000 per CaseComment).
-    pub fn max_comment_bytes(self) -> Option<usize> {
-        match self {
-            Helpdesk::Salesforce => Some(4000),
-            _ => None,
-        }
-    }
-
     /// What the hub reads after an agent sets a ticket [`Desk::set_status`] `solved`:
     /// Salesforce's standard picklist has no solved, only Closed.
     pub fn solved_reads_as(self) -> &'static str {
@@ -376,16 +368,6 @@ impl Desk {
         match &self.backend {
             Backend::Salesforce(sim) => Some(sim),
             _ => None,
-        }
-    }
-
-    /// The simulator's fault queue and rate budget; `None` for RT.
-    pub fn faults(&self) -> Option<std::sync::Arc<switchboard_simulators::faults::Faults>> {
-        match &self.backend {
-            Backend::Zendesk(sim) => Some(sim.faults()),
-            Backend::Freshdesk(sim) => Some(sim.faults()),
-            Backend::Salesforce(sim) => Some(sim.faults()),
-            Backend::Rt(_) => None,
         }
     }
 

@@ -1,0 +1,7 @@
+//! The hub in process: the real runtime and plugins, the simulators and a SQLite file, driven
+//! through the `Hub` facade ([`support::World`]).
+
+mod admin;
+mod faults;
+mod flow;
+mod support;
