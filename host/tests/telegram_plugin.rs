@@ -132,6 +132,11 @@ fn outbound(thread_id: &str, text: &str) -> OutboundMessage {
         attachments: vec![],
         last_inbound_at: None,
         reply_handle: None,
+        visibility: switchboard::runtime::bindings::types::Visibility::Private,
+        part: switchboard::runtime::bindings::social::exports::switchboard::connector::social_connector::MessagePart {
+            index: 1,
+            count: 1,
+        },
     }
 }
 

@@ -196,6 +196,7 @@ fn new_ticket(key: &str, requester: &str, body: &str) -> NewTicket {
         status: None,
         channel: "telegram".into(),
         unconfirmed: None,
+        customer_context: None,
     }
 }
 

@@ -198,6 +198,13 @@ pub(crate) async fn handle_webhook(
                 None,
             )
             .await?;
+            super::care::apply_reports(
+                hub,
+                installation_id,
+                &outcome.statuses,
+                &outcome.ownership_changes,
+            )
+            .await?;
             outcome.response
         } else {
             let outcome = hub
@@ -602,7 +609,8 @@ impl Lookups {
                             tracing::warn!(unit = %l.unit, "unknown text-limit unit; counting UTF-8 bytes, which never undercounts");
                             LengthUnit::FALLBACK
                         });
-                        (l.max_length as usize, unit)
+                        // The plugin's reserve per part stays free in every part.
+                        (l.part_length() as usize, unit)
                     })
             });
         self.text_limits.insert(key, limit);
@@ -695,6 +703,7 @@ enum Prepared {
 fn prepare(event: &InboundEvent) -> Result<Prepared, String> {
     match event.kind.as_str() {
         "social" => serde_json::from_str(&event.payload)
+            .or_else(|e| super::care::stored_v0_2_event(&event.payload).ok_or(e))
             .map(Prepared::Social)
             .map_err(|e| format!("corrupt event: {e}")),
         _ => serde_json::from_str(&event.payload)
@@ -838,9 +847,15 @@ async fn social_event(
             false,
         ));
     }
+    super::care::apply_event_ownership(tx, installation, ev).await?;
+    let context = super::care::MessageContext::of(ev);
+    if let Some(context) = &context {
+        tx.set_message_context(&message.id, &to_json(context))
+            .await?;
+    }
 
     let (kind, key, payload) = if creating {
-        let payload = CreateTicketPayload::first_message(
+        let mut payload = CreateTicketPayload::first_message(
             &conversation,
             &settings,
             &ev.text,
@@ -848,6 +863,7 @@ async fn social_event(
             ev.attachments.clone(),
             &contact_id,
         );
+        payload.context = context;
         (
             "create-ticket",
             format!("ticket:{}", ticket.id),
@@ -961,12 +977,14 @@ async fn helpdesk_change(
                     false,
                 ));
             }
+            let private_replies = lookups
+                .link_for_social(tx, &conversation.social_installation_id)
+                .await?
+                .is_some_and(|link| LinkSettings::of(&link).private_replies);
+            let answer = super::care::answer_visibility(&conversation.visibility, private_replies)
+                .to_string();
             let limit = lookups
-                .text_limit(
-                    tx,
-                    &conversation.social_installation_id,
-                    &conversation.visibility,
-                )
+                .text_limit(tx, &conversation.social_installation_id, &answer)
                 .await?;
             let split = match limit {
                 Some((max, unit)) => split(text, max, unit, MAX_REPLY_PARTS),
@@ -987,6 +1005,54 @@ async fn helpdesk_change(
                 }
             };
             message.parts = parts.len() as i64;
+            if let Err(refused) = super::care::check_reply_in(
+                tx,
+                &conversation,
+                &answer,
+                comment.attachments.len(),
+                parts.len(),
+                now,
+            )
+            .await?
+            {
+                // Decided here, from the manifest, rather than learned from the network's
+                // refusal: kept as a dead letter that says why, never sent in part.
+                tracing::warn!(comment = %comment.comment_id, error = %refused, "reply refused before sending");
+                message.state = "dead".into();
+                if !tx.insert_message(&message).await? {
+                    return Ok(Outcome::in_conversation(
+                        "duplicate",
+                        &conversation.id,
+                        false,
+                    ));
+                }
+                let payload = SendMessagePayload {
+                    part: 1,
+                    parts: 1,
+                    text: text.to_string(),
+                    attachments: comment.attachments.clone(),
+                    visibility: Some(answer.clone()),
+                };
+                tx.insert_dead_outbox(
+                    &NewOutbox {
+                        kind: "send-message",
+                        installation_id: conversation.social_installation_id.clone(),
+                        conversation_id: conversation.id.clone(),
+                        ticket_id: Some(ticket.id.clone()),
+                        message_id: Some(message.id.clone()),
+                        idempotency_key: format!("send:{}:1", message.id),
+                        payload: to_json(&payload),
+                        now,
+                    },
+                    &format!("refused before sending: {refused}"),
+                )
+                .await?;
+                return Ok(Outcome::in_conversation(
+                    format!("reply-refused: {refused}"),
+                    &conversation.id,
+                    false,
+                ));
+            }
             if !tx.insert_message(&message).await? {
                 return Ok(Outcome::in_conversation(
                     "duplicate",
@@ -1006,6 +1072,7 @@ async fn helpdesk_change(
                     } else {
                         Vec::new()
                     },
+                    visibility: Some(answer.clone()),
                 };
                 tx.insert_outbox(&NewOutbox {
                     kind: "send-message",
@@ -1103,6 +1170,7 @@ impl CreateTicketPayload {
             channel: conversation.channel.clone(),
             external_id: conversation.id.clone(),
             contact_id: contact_id.to_string(),
+            context: None,
         }
     }
 }

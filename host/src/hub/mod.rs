@@ -9,6 +9,7 @@
 //!   conversation, with retries and dead letters;
 //! - the scheduler ([`scheduler`]): polls each installation's streams on cron schedules.
 
+pub mod care;
 pub mod engine;
 mod intake;
 pub mod metrics;
@@ -27,7 +28,7 @@ use tokio::sync::{Notify, OnceCell};
 use tokio_util::sync::CancellationToken;
 
 use crate::manifest::{PluginKind, PluginManifest};
-use crate::runtime::bindings::{self, types::ConnectorError};
+use crate::runtime::bindings::types::ConnectorError;
 use crate::runtime::{
     CallError, CallLimits, HelpdeskConnector, Installation, Plugin, Runtime, RuntimeConfig,
     SocialConnector,
@@ -415,7 +416,7 @@ impl Hub {
             .db
             .install_plugin(NewPlugin {
                 manifest,
-                contract: bindings::CONTRACT,
+                contract: plugin.contract().package(),
                 sha256: plugin.sha256(),
                 approved_hosts: &approved,
                 wasm,
@@ -823,6 +824,7 @@ impl Hub {
             approved_hosts: record.approved_hosts,
             limits,
             token_source,
+            meter: Some(care::HubMeter::new(&self.inner)),
         };
         Ok(Bound {
             installation,
@@ -1032,7 +1034,7 @@ impl Hub {
             .into_iter()
             .map(TicketView::from)
             .collect();
-        let messages = self
+        let mut messages: Vec<MessageView> = self
             .inner
             .db
             .conversation_messages(id)
@@ -1040,11 +1042,14 @@ impl Hub {
             .into_iter()
             .map(MessageView::from)
             .collect();
+        let (ownership, deliveries) = care::conversation_details(self, id, &mut messages).await?;
         let current = tickets.iter().find(|t| t.is_current).cloned();
         Ok(ConversationDetail {
             conversation: ConversationView::new(conversation, current),
             tickets,
             messages,
+            ownership,
+            deliveries,
         })
     }
 
