@@ -30,3 +30,6 @@ CREATE TABLE billable_calls (
     updated_at      BIGINT NOT NULL,
     PRIMARY KEY (installation_id, kind)
 );
+
+-- The admin view of a conversation lists its sent parts with their delivery status.
+CREATE INDEX outbox_by_conversation ON outbox (conversation_id, id);
