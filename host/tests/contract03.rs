@@ -325,6 +325,16 @@ async fn replies_wait_while_another_app_owns_the_conversation() {
     let detail = care_conversation(&w).await;
     assert_eq!(detail.deliveries[0].status, "done");
     assert_eq!(detail.deliveries[0].held, None);
+
+    // A message that arrives on the standby channel says so itself.
+    let mut standby = customer("m2", "post", "still there?", 4000);
+    standby["events"][0]["owned"] = json!(false);
+    deliver(&w, standby).await;
+    assert!(!care_conversation(&w).await.ownership.owned);
+    w.comment_as(w.ticket_id(0), agent, "Yes, one moment.", true)
+        .await;
+    w.helpdesk_cycle().await;
+    assert_eq!(sent_bodies(&api).len(), 1, "sent while on standby");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,6 +41,10 @@ pub mod social {
         export_macro_name: "__export_social_v0_3_world",
         default_bindings_module: "::switchboard_plugin_sdk::v0_3::social",
     });
+
+    /// Type-checks a connector in native builds, where nothing is exported.
+    #[doc(hidden)]
+    pub fn __assert_guest<T: exports::switchboard::connector::social_connector::Guest>() {}
 }
 
 /// World `helpdesk` of 0.3: exports `helpdesk-connector@0.3.0`.
@@ -62,6 +66,10 @@ pub mod helpdesk {
         export_macro_name: "__export_helpdesk_v0_3_world",
         default_bindings_module: "::switchboard_plugin_sdk::v0_3::helpdesk",
     });
+
+    /// Type-checks a connector in native builds, where nothing is exported.
+    #[doc(hidden)]
+    pub fn __assert_guest<T: exports::switchboard::connector::helpdesk_connector::Guest>() {}
 }
 
 /// Exports a type implementing the 0.3 `social-connector` `Guest` trait as the plugin's
@@ -70,6 +78,11 @@ pub mod helpdesk {
 #[macro_export]
 macro_rules! export_social_v0_3 {
     ($connector:ty) => {
+        // Native builds (unit tests, workspace checks) only type-check the connector: the
+        // component exports' names aren't valid in native linker scripts.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() = $crate::v0_3::social::__assert_guest::<$connector>;
+
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             type __SwitchboardSocialV0_3Export = $connector;
@@ -86,6 +99,9 @@ macro_rules! export_social_v0_3 {
 #[macro_export]
 macro_rules! export_helpdesk_v0_3 {
     ($connector:ty) => {
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() = $crate::v0_3::helpdesk::__assert_guest::<$connector>;
+
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             type __SwitchboardHelpdeskV0_3Export = $connector;

@@ -302,7 +302,7 @@ pub(crate) struct HubMeter {
 }
 
 impl HubMeter {
-    pub(crate) fn new(hub: &Arc<Inner>) -> Arc<dyn MeterSink> {
+    pub(crate) fn sink(hub: &Arc<Inner>) -> Arc<dyn MeterSink> {
         Arc::new(Self {
             hub: Arc::downgrade(hub),
         })
@@ -481,6 +481,20 @@ mod tests {
         let long = check_reply(&rule, "comment", "public", "private", 0, 2, Some(0))
             .expect_err("two messages");
         assert!(long.contains("at most 1 message"), "{long}");
+    }
+
+    #[test]
+    fn events_stored_by_a_0_2_hub_are_read_with_0_3_defaults() {
+        let stored = r#"{"message_id":"m1","thread_id":"t1","parent_id":null,"kind":"DirectMessage",
+            "visibility":"Private","author":{"external_id":"u1","network":"telegram","handle":null,
+            "display_name":"Aiko"},"is_echo":false,"created_at":1000,"text":"hi","attachments":[],
+            "reply_handle":null}"#;
+        assert!(serde_json::from_str::<SocialEvent>(stored).is_err());
+        let event = stored_v0_2_event(stored).expect("a 0.2 event");
+        assert_eq!(event.message_id, "m1");
+        assert!(event.owned);
+        assert!(event.referral.is_none() && event.addresses_brand.is_none());
+        assert!(MessageContext::of(&event).is_none());
     }
 
     #[test]

@@ -824,7 +824,7 @@ impl Hub {
             approved_hosts: record.approved_hosts,
             limits,
             token_source,
-            meter: Some(care::HubMeter::new(&self.inner)),
+            meter: Some(care::HubMeter::sink(&self.inner)),
         };
         Ok(Bound {
             installation,

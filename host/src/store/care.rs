@@ -75,7 +75,7 @@ impl Tx {
             .execute(&mut *self.inner)
             .await?;
         if owned && !was_owned {
-            let released = self.release_held(&id, at.max(0)).await?;
+            let released = self.release_held(&id).await?;
             return Ok(OwnershipChange::Returned {
                 conversation: id,
                 released,
@@ -85,7 +85,7 @@ impl Tx {
     }
 
     /// Makes the held rows of a conversation due again.
-    async fn release_held(&mut self, conversation_id: &str, _at: i64) -> Result<u64, StoreError> {
+    async fn release_held(&mut self, conversation_id: &str) -> Result<u64, StoreError> {
         Ok(sqlx::query(
             "UPDATE outbox SET held_reason = NULL, next_attempt_at = updated_at \
              WHERE conversation_id = ? AND status = 'pending' AND held_reason IS NOT NULL",
