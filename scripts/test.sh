@@ -9,7 +9,7 @@ cargo build -p switchboard --bin switchboard
 
 plugin_dir="$PWD/target/test-plugins"
 mkdir -p "$plugin_dir"
-for crate in plugins/telegram plugins/zendesk plugins/salesforce plugins/freshdesk plugins/rt tests/plugins/misbehave tests/plugins/oauth-helpdesk; do
+for crate in plugins/telegram plugins/zendesk plugins/salesforce plugins/freshdesk plugins/rt tests/plugins/misbehave tests/plugins/oauth-helpdesk tests/plugins/care03; do
     component=$(target/debug/switchboard plugin build "$crate" | tail -n 1)
     cp "$component" "$plugin_dir/$(basename "$crate").wasm"
 done

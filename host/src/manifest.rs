@@ -86,6 +86,61 @@ pub struct TextLimit {
     pub visibility: String,
     pub max_length: u32,
     pub unit: String,
+    /// Room the plugin keeps in every part of a split reply for text it adds (contract 0.3);
+    /// the splitter's limit is `max_length - reserve_per_part`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reserve_per_part: u32,
+}
+
+impl TextLimit {
+    /// The most text of the agent's reply one part may carry.
+    pub fn part_length(&self) -> u32 {
+        self.max_length.saturating_sub(self.reserve_per_part)
+    }
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
+/// The names of message kinds, as the contract spells them.
+pub mod kind_names {
+    pub const DIRECT_MESSAGE: &str = "direct-message";
+    pub const POST: &str = "post";
+    pub const COMMENT: &str = "comment";
+}
+
+/// A private answer to a public post or comment, and its limits (contract 0.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivateReplyRule {
+    #[serde(default)]
+    pub window_seconds: Option<u64>,
+    #[serde(default)]
+    pub max_messages: Option<u32>,
+    pub note: String,
+}
+
+/// What a social network lets the brand do (contract 0.3 `channel-capabilities`); the hub
+/// checks a reply against it before sending. Message kinds by their contract names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelCapabilities {
+    pub public_reply_kinds: Vec<String>,
+    pub private_reply_kinds: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_reply_to_public: Option<PrivateReplyRule>,
+    pub edits: bool,
+    pub deletes: bool,
+    /// `None`: no limit declared; `Some(0)`: no attachments.
+    #[serde(default)]
+    pub max_attachments: Option<u32>,
+    pub text_unit: String,
+}
+
+/// A kind of call the network bills, which the plugin reports (contract 0.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillableKind {
+    pub name: String,
+    pub description: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +173,13 @@ pub struct PluginManifest {
     pub reply_windows: Vec<ReplyWindow>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<OAuth2Spec>,
+    /// Social plugins: what the network allows. Plugins built for contract 0.2 get theirs
+    /// derived by the runtime's adapter; manifests stored before 0.3 have none (see
+    /// [`PluginManifest::channel`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<ChannelCapabilities>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub billable_kinds: Vec<BillableKind>,
 }
 
 /// Everything wrong with a manifest, one problem per line.
@@ -125,6 +187,15 @@ pub struct PluginManifest {
 #[error("invalid plugin manifest:\n  - {}", .problems.join("\n  - "))]
 pub struct ManifestError {
     pub problems: Vec<String>,
+}
+
+fn kind_name(kind: wit::MessageKind) -> String {
+    match kind {
+        wit::MessageKind::DirectMessage => kind_names::DIRECT_MESSAGE,
+        wit::MessageKind::Post => kind_names::POST,
+        wit::MessageKind::Comment => kind_names::COMMENT,
+    }
+    .to_string()
 }
 
 fn visibility(v: wit::Visibility) -> String {
@@ -216,6 +287,7 @@ impl From<wit::Manifest> for PluginManifest {
                     visibility: visibility(t.visibility),
                     max_length: t.max_length,
                     unit: length_unit_name(t.unit).to_string(),
+                    reserve_per_part: t.reserve_per_part,
                 })
                 .collect(),
             reply_windows: m
@@ -245,11 +317,57 @@ impl From<wit::Manifest> for PluginManifest {
                     })
                     .collect(),
             }),
+            channel: m.channel.map(|c| ChannelCapabilities {
+                public_reply_kinds: c.public_reply_kinds.into_iter().map(kind_name).collect(),
+                private_reply_kinds: c.private_reply_kinds.into_iter().map(kind_name).collect(),
+                private_reply_to_public: c.private_reply_to_public.map(|r| PrivateReplyRule {
+                    window_seconds: r.window_seconds,
+                    max_messages: r.max_messages,
+                    note: r.note,
+                }),
+                edits: c.edits,
+                deletes: c.deletes,
+                max_attachments: c.max_attachments,
+                text_unit: length_unit_name(c.text_unit).to_string(),
+            }),
+            billable_kinds: m
+                .billable_kinds
+                .into_iter()
+                .map(|k| BillableKind {
+                    name: k.name,
+                    description: k.description,
+                })
+                .collect(),
         }
     }
 }
 
 impl PluginManifest {
+    /// The channel capabilities: declared, or for a manifest stored before contract 0.3,
+    /// what the 0.2 hub did (see `runtime::contract::adapter::derived_channel`).
+    pub fn channel(&self) -> ChannelCapabilities {
+        self.channel.clone().unwrap_or_else(|| {
+            let every_kind = vec![
+                kind_names::DIRECT_MESSAGE.to_string(),
+                kind_names::POST.to_string(),
+                kind_names::COMMENT.to_string(),
+            ];
+            ChannelCapabilities {
+                public_reply_kinds: every_kind.clone(),
+                private_reply_kinds: every_kind,
+                private_reply_to_public: None,
+                edits: false,
+                deletes: false,
+                max_attachments: None,
+                text_unit: self
+                    .text_limits
+                    .first()
+                    .map(|l| l.unit.clone())
+                    .unwrap_or_else(|| crate::hub::split::unit_names::CHARS.to_string()),
+            }
+        })
+    }
+
     pub fn setting(&self, key: &str) -> Option<&SettingSpec> {
         self.settings.iter().find(|s| s.key == key)
     }
@@ -393,6 +511,35 @@ impl PluginManifest {
                     "text limit for `{}` messages is {} {}; the least the host accepts is {min}",
                     limit.visibility, limit.max_length, limit.unit
                 ));
+            } else if limit.reserve_per_part > 0 && limit.part_length() < min {
+                problems.push(format!(
+                    "text limit for `{}` messages reserves {} of its {} {} per part, leaving {}; \
+                     the least the host accepts is {min}",
+                    limit.visibility,
+                    limit.reserve_per_part,
+                    limit.max_length,
+                    limit.unit,
+                    limit.part_length()
+                ));
+            }
+        }
+        if world == PluginKind::Social && self.channel.is_none() {
+            problems.push(
+                "a social plugin declares its channel capabilities (`channel`): which messages \
+                 it can answer publicly and privately, edits, deletes, attachments"
+                    .into(),
+            );
+        }
+        let mut billable = BTreeSet::new();
+        for kind in &self.billable_kinds {
+            if !is_identifier(&kind.name, true) {
+                problems.push(format!(
+                    "billable kind `{}` must be 1-64 chars of a-z, 0-9, `.`, `_`, `-`",
+                    kind.name
+                ));
+            }
+            if !billable.insert(&kind.name) {
+                problems.push(format!("billable kind `{}` is declared twice", kind.name));
             }
         }
         let mut streams = BTreeSet::new();
@@ -670,6 +817,8 @@ mod tests {
                 scopes: vec![],
                 flows: vec!["authorization-code-pkce".into()],
             }),
+            channel: None,
+            billable_kinds: vec![],
         }
     }
 
@@ -779,6 +928,7 @@ mod tests {
             visibility: "private".into(),
             max_length,
             unit: "chars".into(),
+            reserve_per_part: 0,
         };
         let mut manifest = PluginManifest {
             id: "acme.chat".into(),
@@ -796,7 +946,10 @@ mod tests {
             text_limits: vec![limit(1)],
             reply_windows: vec![],
             oauth2: None,
+            channel: None,
+            billable_kinds: vec![],
         };
+        manifest.channel = Some(manifest.channel());
         let error = manifest
             .validate(PluginKind::Social)
             .expect_err("a limit of 1 is refused");
@@ -808,5 +961,28 @@ mod tests {
         );
         manifest.text_limits = vec![limit(crate::runtime::bounds::MIN_TEXT_LIMIT)];
         assert!(manifest.validate(PluginKind::Social).is_ok());
+        // A reserve per part must leave the minimum.
+        manifest.text_limits[0].reserve_per_part = 1;
+        let error = manifest
+            .validate(PluginKind::Social)
+            .expect_err("63 left is refused");
+        assert!(
+            error.to_string().contains("reserves 1 of its 64"),
+            "{error}"
+        );
+        manifest.text_limits = vec![TextLimit {
+            reserve_per_part: 36,
+            ..limit(100)
+        }];
+        assert!(manifest.validate(PluginKind::Social).is_ok());
+        // A social plugin says what its channel can do.
+        manifest.channel = None;
+        let error = manifest
+            .validate(PluginKind::Social)
+            .expect_err("no channel capabilities");
+        assert!(
+            error.to_string().contains("channel capabilities"),
+            "{error}"
+        );
     }
 }

@@ -85,6 +85,11 @@ pub mod text;
 pub mod time;
 pub mod webhook;
 
+/// Contract 0.3 bindings (features `social-v0_3`, `helpdesk-v0_3`).
+#[cfg(feature = "v0_3")]
+#[allow(missing_docs)]
+pub mod v0_3;
+
 #[cfg(feature = "helpdesk")]
 pub mod helpdesk;
 #[cfg(feature = "social")]

@@ -215,6 +215,7 @@ pub async fn link(ctx: &Context, args: LinkArgs) -> anyhow::Result<ExitCode> {
                     reopen_solved,
                     tags,
                     priority,
+                    ..LinkSettings::default()
                 },
             };
             print_one(json, &hub.create_link(new).await.map_err(hub_error)?)?;

@@ -13,7 +13,7 @@ use super::settings::SettingsArgs;
 use super::Context;
 use crate::manifest::{CredentialPlacement, PluginKind, PluginManifest, PLUGIN_ITSELF};
 use crate::plugin_build::{build_plugin, BuildOptions};
-use crate::runtime::bindings::{self, types::WebhookRequest};
+use crate::runtime::latest::{WebhookRequest, WebhookResponse};
 use crate::runtime::{CallError, Installation, Plugin, Runtime};
 use crate::store::{InstallOutcome, NewPlugin};
 
@@ -168,6 +168,7 @@ pub async fn run(ctx: &Context, command: PluginCommand) -> anyhow::Result<ExitCo
                 approved_hosts,
                 limits: None,
                 token_source: None,
+                meter: None,
             };
             if let Some(token) = oauth_token {
                 let mut source = crate::runtime::StaticToken::new(token);
@@ -211,7 +212,7 @@ impl<'a> PluginInfo<'a> {
     fn of(plugin: &'a Plugin) -> Self {
         Self {
             manifest: plugin.manifest(),
-            contract: bindings::CONTRACT,
+            contract: plugin.contract().package(),
             sha256: plugin.sha256(),
         }
     }
@@ -244,7 +245,7 @@ async fn install(ctx: &Context, file: &Path, approve: bool) -> anyhow::Result<()
         manifest.id,
         manifest.version,
         manifest.kind.as_str(),
-        bindings::CONTRACT
+        plugin.contract().package()
     );
     println!("sha256 {}", plugin.sha256());
     for line in capability_lines(manifest) {
@@ -267,7 +268,7 @@ async fn install(ctx: &Context, file: &Path, approve: bool) -> anyhow::Result<()
     let outcome = db
         .install_plugin(NewPlugin {
             manifest,
-            contract: bindings::CONTRACT,
+            contract: plugin.contract().package(),
             sha256: plugin.sha256(),
             approved_hosts: &approved,
             wasm: &wasm,
@@ -563,7 +564,7 @@ async fn exec(
 /// UTF-8) rather than as an array of numbers, which took gigabytes for a large body.
 fn webhook_json<T: Serialize>(
     result: Result<T, CallError>,
-    response: impl FnOnce(&mut T) -> &mut bindings::types::WebhookResponse,
+    response: impl FnOnce(&mut T) -> &mut WebhookResponse,
 ) -> anyhow::Result<Result<serde_json::Value, CallError>> {
     let mut outcome = match result {
         Ok(outcome) => outcome,
@@ -648,6 +649,8 @@ mod tests {
                 scopes: vec![],
                 flows: vec!["authorization-code-pkce".into()],
             }),
+            channel: None,
+            billable_kinds: vec![],
         };
         let shown = capability_lines(&manifest).join("\n");
         assert!(

@@ -10,7 +10,6 @@ use super::{
     MessageView, NewInstallation, NewLink, QuarantinedEventView, TestReport, TicketView,
 };
 use crate::manifest::PluginKind;
-use crate::runtime::latest::CONTRACT;
 use crate::runtime::Installation;
 use crate::schedule::Schedule;
 use crate::store::{
@@ -44,7 +43,7 @@ impl Hub {
             .db
             .install_plugin(NewPlugin {
                 manifest,
-                contract: CONTRACT,
+                contract: plugin.contract().package(),
                 sha256: plugin.sha256(),
                 approved_hosts: &approved,
                 wasm,
@@ -515,7 +514,7 @@ impl Hub {
             .into_iter()
             .map(TicketView::from)
             .collect();
-        let messages = self
+        let mut messages: Vec<MessageView> = self
             .inner
             .db
             .conversation_messages(id)
@@ -523,11 +522,15 @@ impl Hub {
             .into_iter()
             .map(MessageView::from)
             .collect();
+        let (ownership, deliveries) =
+            super::care::conversation_details(self, id, &mut messages).await?;
         let current = tickets.iter().find(|t| t.is_current).cloned();
         Ok(ConversationDetail {
             conversation: ConversationView::new(conversation, current),
             tickets,
             messages,
+            ownership,
+            deliveries,
         })
     }
 

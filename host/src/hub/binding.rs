@@ -169,6 +169,7 @@ impl Hub {
             approved_hosts: record.approved_hosts,
             limits,
             token_source,
+            meter: Some(super::care::HubMeter::sink(&self.inner)),
         };
         Ok(Bound {
             installation,

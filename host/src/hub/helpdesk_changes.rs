@@ -2,10 +2,10 @@
 //! to the network's text limit), internal notes are only recorded, status changes move the
 //! ticket on.
 
-use super::new_id;
 use super::outbox::{to_json, SendMessagePayload};
 use super::processor::{visibility_name, Lookups, Outcome};
 use super::split::split;
+use super::{new_id, LinkSettings};
 use crate::runtime::bounds::MAX_REPLY_PARTS;
 use crate::runtime::latest::{ChangeKind, TicketChange, TicketPriority, TicketStatus, Visibility};
 use crate::store::{InboundEvent, MessageRow, NewOutbox, StoreError, Tx};
@@ -85,12 +85,14 @@ pub(super) async fn helpdesk_change(
                     false,
                 ));
             }
+            let private_replies = lookups
+                .link_for_social(tx, &conversation.social_installation_id)
+                .await?
+                .is_some_and(|link| LinkSettings::of(&link).private_replies);
+            let answer = super::care::answer_visibility(&conversation.visibility, private_replies)
+                .to_string();
             let limit = lookups
-                .text_limit(
-                    tx,
-                    &conversation.social_installation_id,
-                    &conversation.visibility,
-                )
+                .text_limit(tx, &conversation.social_installation_id, &answer)
                 .await?;
             let split = match limit {
                 Some((max, unit)) => split(text, max, unit, MAX_REPLY_PARTS),
@@ -111,6 +113,54 @@ pub(super) async fn helpdesk_change(
                 }
             };
             message.parts = parts.len() as i64;
+            if let Err(refused) = super::care::check_reply_in(
+                tx,
+                &conversation,
+                &answer,
+                comment.attachments.len(),
+                parts.len(),
+                now,
+            )
+            .await?
+            {
+                // Decided here, from the manifest, rather than learned from the network's
+                // refusal: kept as a dead letter that says why, never sent in part.
+                tracing::warn!(comment = %comment.comment_id, error = %refused, "reply refused before sending");
+                message.state = "dead".into();
+                if !tx.insert_message(&message).await? {
+                    return Ok(Outcome::in_conversation(
+                        "duplicate",
+                        &conversation.id,
+                        false,
+                    ));
+                }
+                let payload = SendMessagePayload {
+                    part: 1,
+                    parts: 1,
+                    text: text.to_string(),
+                    attachments: comment.attachments.clone(),
+                    visibility: Some(answer.clone()),
+                };
+                tx.insert_dead_outbox(
+                    &NewOutbox {
+                        kind: "send-message",
+                        installation_id: conversation.social_installation_id.clone(),
+                        conversation_id: conversation.id.clone(),
+                        ticket_id: Some(ticket.id.clone()),
+                        message_id: Some(message.id.clone()),
+                        idempotency_key: format!("send:{}:1", message.id),
+                        payload: to_json(&payload),
+                        now,
+                    },
+                    &format!("refused before sending: {refused}"),
+                )
+                .await?;
+                return Ok(Outcome::in_conversation(
+                    format!("reply-refused: {refused}"),
+                    &conversation.id,
+                    false,
+                ));
+            }
             if !tx.insert_message(&message).await? {
                 return Ok(Outcome::in_conversation(
                     "duplicate",
@@ -130,6 +180,7 @@ pub(super) async fn helpdesk_change(
                     } else {
                         Vec::new()
                     },
+                    visibility: Some(answer.clone()),
                 };
                 tx.insert_outbox(&NewOutbox {
                     kind: "send-message",

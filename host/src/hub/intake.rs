@@ -184,6 +184,13 @@ pub(crate) async fn handle_webhook(
                 None,
             )
             .await?;
+            super::care::apply_reports(
+                hub,
+                installation_id,
+                &outcome.statuses,
+                &outcome.ownership_changes,
+            )
+            .await?;
             outcome.response
         } else {
             let outcome = hub

@@ -55,6 +55,7 @@ pub struct Metrics {
     job_lag: Family<JobLabel, Gauge<f64, AtomicU64>>,
     plugin_calls: HistogramFamily,
     needs_reauth: Family<InstallationLabel, Gauge>,
+    billable_calls: Family<KindLabels, Counter>,
 }
 
 fn call_histogram() -> Histogram {
@@ -131,7 +132,14 @@ impl Metrics {
             "1 while an installation's OAuth2 grant must be connected again (jobs skipped, deliveries waiting)",
             needs_reauth.clone(),
         );
+        let billable_calls = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "billable_calls",
+            "Calls the network bills, as plugins reported them, by installation and kind",
+            billable_calls.clone(),
+        );
         Self {
+            billable_calls,
             needs_reauth,
             registry,
             messages_in,
@@ -178,6 +186,15 @@ impl Metrics {
                 kind: kind.into(),
             })
             .inc();
+    }
+
+    pub fn billable(&self, installation: &str, kind: &str, count: u64) {
+        self.billable_calls
+            .get_or_create(&KindLabels {
+                installation: installation.into(),
+                kind: kind.into(),
+            })
+            .inc_by(count);
     }
 
     pub fn plugin_call(&self, installation: &str, operation: &str, took: Duration) {

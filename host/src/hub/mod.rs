@@ -19,6 +19,7 @@
 
 mod admin;
 mod binding;
+pub mod care;
 mod helpdesk_changes;
 mod intake;
 mod maintenance;

@@ -19,7 +19,7 @@ use super::helpdesk_changes::priority;
 use super::social_events::{kind_from_name, new_ticket_row};
 use super::{now_ms, retry_of, Hub, HubError, LinkSettings, Retry};
 use crate::runtime::latest::{
-    Attachment, CommentAuthor, ConnectorError, NewComment, NewTicket, OutboundMessage,
+    Attachment, CommentAuthor, ConnectorError, MessagePart, NewComment, NewTicket, OutboundMessage,
     RequesterRequest, SocialIdentity, UnconfirmedAttempt, Visibility,
 };
 use crate::runtime::{CallError, HelpdeskConnector};
@@ -54,6 +54,9 @@ pub struct CreateTicketPayload {
     /// The hub conversation id, stored on the ticket to link back.
     pub external_id: String,
     pub contact_id: String,
+    /// What the network said about the customer's first message (contract 0.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<super::care::MessageContext>,
 }
 
 /// A customer's follow-up message for an existing ticket.
@@ -74,6 +77,10 @@ pub struct SendMessagePayload {
     pub parts: u32,
     pub text: String,
     pub attachments: Vec<Attachment>,
+    /// `public` or `private`: how the reply goes out. `None` (rows queued before contract
+    /// 0.3): the conversation's own visibility.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<String>,
 }
 
 /// Why one delivery attempt failed.
@@ -209,7 +216,7 @@ async fn deliver(hub: &Hub, row: OutboxRow) {
             match row.kind.as_str() {
                 "create-ticket" => create_ticket(hub, &row).await.map(|()| true),
                 "add-comment" => add_comment(hub, &row).await,
-                "send-message" => send_message(hub, &row).await.map(|()| true),
+                "send-message" => send_message(hub, &row).await,
                 other => Err(DeliveryError::Permanent(format!("unknown outbox kind `{other}`"))),
             }
         };
@@ -456,6 +463,7 @@ async fn create_ticket(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> 
                 hub.inner.db.helpdesk_ids_of_tickets(&row.conversation_id)
             })
             .await?,
+            customer_context: p.context.as_ref().map(|c| c.to_contract()),
         };
         let created = timed(
             hub,
@@ -650,13 +658,39 @@ async fn refile_on_new_ticket(
     Ok(())
 }
 
-async fn send_message(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> {
+/// Sends one part of an agent's reply. Returns false when the row is held instead, because
+/// another app owns the conversation.
+async fn send_message(hub: &Hub, row: &OutboxRow) -> Result<bool, DeliveryError> {
     let p: SendMessagePayload = payload(row)?;
     let conversation: ConversationRow = hub.inner.db.get_conversation(&row.conversation_id).await?;
+    let ownership = hub.inner.db.ownership(&conversation.id).await?;
+    if !ownership.owned {
+        let reason = super::care::not_owned_reason(ownership.owner.as_deref());
+        tracing::info!(%reason, "reply held");
+        hub.inner
+            .db
+            .hold_outbox_row(row.id, &reason, now_ms())
+            .await?;
+        return Ok(false);
+    }
+    let bound = hub.bind(&row.installation_id).await?;
+    let answer = p
+        .visibility
+        .clone()
+        .unwrap_or_else(|| conversation.visibility.clone());
+    super::care::check_reply(
+        &bound.manifest().channel(),
+        &conversation.message_kind,
+        &conversation.visibility,
+        &answer,
+        p.attachments.len(),
+        p.parts as usize,
+        conversation.last_inbound_at.map(|at| now_ms() - at),
+    )
+    .map_err(|refused| DeliveryError::Permanent(format!("refused before sending: {refused}")))?;
     let recipient = identity(hub, &conversation.contact_id, &conversation.channel)
         .await
         .ok();
-    let bound = hub.bind(&row.installation_id).await?;
     let conn = hub.social_connector(&bound)?;
     let message = OutboundMessage {
         idempotency_key: row.idempotency_key.clone(),
@@ -668,6 +702,15 @@ async fn send_message(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> {
         attachments: p.attachments.clone(),
         last_inbound_at: conversation.last_inbound_at.map(|t| t.max(0) as u64),
         reply_handle: conversation.reply_handle.clone(),
+        visibility: if answer == "private" {
+            Visibility::Private
+        } else {
+            Visibility::Public
+        },
+        part: MessagePart {
+            index: p.part,
+            count: p.parts,
+        },
     };
     let sent = timed(hub, &row.installation_id, "send", conn.send(&message))
         .await
@@ -684,6 +727,7 @@ async fn send_message(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> {
             for id in &sent.message_ids {
                 tx.insert_own_id(&installation, id, message.as_deref(), now)
                     .await?;
+                tx.link_sent_id(&installation, id, outbox_row).await?;
             }
             tx.complete_outbox(outbox_row, now).await?;
             if let Some(message) = &message {
@@ -696,7 +740,7 @@ async fn send_message(hub: &Hub, row: &OutboxRow) -> Result<(), DeliveryError> {
         })
     })
     .await?;
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

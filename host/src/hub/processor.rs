@@ -253,7 +253,8 @@ impl Lookups {
                             tracing::warn!(unit = %l.unit, "unknown text-limit unit; counting UTF-8 bytes, which never undercounts");
                             LengthUnit::FALLBACK
                         });
-                        (l.max_length as usize, unit)
+                        // The plugin's reserve per part stays free in every part.
+                        (l.part_length() as usize, unit)
                     })
             });
         self.text_limits.insert(key, limit);
@@ -350,6 +351,7 @@ enum Prepared {
 fn prepare(event: &InboundEvent) -> Result<Prepared, String> {
     match event.kind.as_str() {
         "social" => serde_json::from_str(&event.payload)
+            .or_else(|e| super::care::stored_v0_2_event(&event.payload).ok_or(e))
             .map(Prepared::Social)
             .map_err(|e| format!("corrupt event: {e}")),
         _ => serde_json::from_str(&event.payload)

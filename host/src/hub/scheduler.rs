@@ -277,6 +277,15 @@ async fn poll_pages(
             position,
         )
         .await?;
+        if let Page::Social(page) = &page {
+            super::care::apply_reports(
+                hub,
+                &job.installation_id,
+                &page.statuses,
+                &page.ownership_changes,
+            )
+            .await?;
+        }
         *pages += 1;
         *stored += new as i64;
         // Without a new cursor another call would read the same page again.

@@ -145,9 +145,15 @@ pub(super) async fn social_event(
             false,
         ));
     }
+    super::care::apply_event_ownership(tx, installation, ev).await?;
+    let context = super::care::MessageContext::of(ev);
+    if let Some(context) = &context {
+        tx.set_message_context(&message.id, &to_json(context))
+            .await?;
+    }
 
     let (kind, key, payload) = if creating {
-        let payload = CreateTicketPayload::first_message(
+        let mut payload = CreateTicketPayload::first_message(
             &conversation,
             &settings,
             &ev.text,
@@ -155,6 +161,7 @@ pub(super) async fn social_event(
             ev.attachments.clone(),
             &contact_id,
         );
+        payload.context = context;
         (
             "create-ticket",
             format!("ticket:{}", ticket.id),
@@ -233,6 +240,7 @@ impl CreateTicketPayload {
             channel: conversation.channel.clone(),
             external_id: conversation.id.clone(),
             contact_id: contact_id.to_string(),
+            context: None,
         }
     }
 }

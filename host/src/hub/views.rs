@@ -95,6 +95,9 @@ pub struct LinkSettings {
     pub tags: Vec<String>,
     /// Priority of new tickets: low, normal, high or urgent.
     pub priority: Option<String>,
+    /// Agents' replies to public posts and comments go out as private replies, where the
+    /// network has them (contract 0.3 channel capabilities); otherwise they are refused.
+    pub private_replies: bool,
 }
 
 impl LinkSettings {
@@ -262,6 +265,10 @@ pub struct MessageView {
     pub parts: i64,
     pub created_at: String,
     pub delivered_at: Option<String>,
+    /// Inbound messages: what the network said about the author and the message's origin
+    /// (followers, verification, whether it addresses the brand, referral).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<super::care::MessageContext>,
 }
 
 impl From<MessageRow> for MessageView {
@@ -279,6 +286,7 @@ impl From<MessageRow> for MessageView {
             parts: m.parts,
             created_at: iso(m.created_at),
             delivered_at: m.delivered_at.map(iso),
+            context: None,
         }
     }
 }
@@ -289,6 +297,11 @@ pub struct ConversationDetail {
     pub conversation: ConversationView,
     pub tickets: Vec<TicketView>,
     pub messages: Vec<MessageView>,
+    /// Whether the hub owns the conversation (contract 0.3); replies wait while it does not.
+    pub ownership: super::care::OwnershipView,
+    /// The parts of agents' replies sent (or waiting) to the network, with their delivery
+    /// status.
+    pub deliveries: Vec<super::care::DeliveryView>,
 }
 
 #[derive(Debug, Clone, Serialize)]

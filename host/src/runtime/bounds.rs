@@ -166,6 +166,38 @@ fn social_events(what: &str, events: &[so::SocialEvent]) -> Checked {
         identity(&format!("{at}.author"), &e.author)?;
         text(&format!("{at}.text"), &e.text)?;
         attachments(&at, &e.attachments)?;
+        opt_id(
+            &format!("{at}.author-signals.verification-kind"),
+            &e.author_signals.verification_kind,
+        )?;
+        if let Some(referral) = &e.referral {
+            opt_id(&format!("{at}.referral.source-id"), &referral.source_id)?;
+            opt_id(&format!("{at}.referral.headline"), &referral.headline)?;
+            opt_id(&format!("{at}.referral.ref-param"), &referral.ref_param)?;
+            if let Some(url) = &referral.source_url {
+                over(
+                    format!("{at}.referral.source-url (bytes)"),
+                    url.len(),
+                    MAX_URL_BYTES,
+                    "MAX_URL_BYTES",
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Delivery statuses and ownership changes (contract 0.3), counted with the events.
+fn social_reports(statuses: &[so::DeliveryStatus], ownership: &[so::OwnershipChange]) -> Checked {
+    events_count("statuses", statuses.len())?;
+    for (i, s) in statuses.iter().enumerate() {
+        id(&format!("statuses[{i}].message-id"), &s.message_id)?;
+        opt_id(&format!("statuses[{i}].reason"), &s.reason)?;
+    }
+    events_count("ownership-changes", ownership.len())?;
+    for (i, o) in ownership.iter().enumerate() {
+        id(&format!("ownership-changes[{i}].thread-id"), &o.thread_id)?;
+        opt_id(&format!("ownership-changes[{i}].owner"), &o.owner)?;
     }
     Ok(())
 }
@@ -222,6 +254,7 @@ pub trait Bounded {
 impl Bounded for so::PollPage {
     fn check_bounds(&self) -> Checked {
         cursor(&self.next_cursor)?;
+        social_reports(&self.statuses, &self.ownership_changes)?;
         social_events("events", &self.events)
     }
 }
@@ -229,6 +262,7 @@ impl Bounded for so::PollPage {
 impl Bounded for so::WebhookOutcome {
     fn check_bounds(&self) -> Checked {
         webhook_response(&self.response)?;
+        social_reports(&self.statuses, &self.ownership_changes)?;
         social_events("events", &self.events)
     }
 }
@@ -576,6 +610,8 @@ mod tests {
             events: vec![],
             next_cursor: Some("c".repeat(MAX_CURSOR_BYTES + 1)),
             has_more: false,
+            statuses: vec![],
+            ownership_changes: vec![],
         };
         let error = page.check_bounds().expect_err("cursor over the limit");
         assert!(error.to_string().contains("MAX_CURSOR_BYTES"), "{error}");

@@ -12,6 +12,8 @@ use super::bindings::social::exports::switchboard::connector::social_connector a
 use super::bindings::social::Social;
 use super::bindings::types::{ConnectorError, Manifest, WebhookRequest};
 use super::bounds::{self, Bounded, Redactor};
+use super::contract::adapter::Adapt;
+use super::contract::v0_2;
 use super::log::LogLine;
 use super::state::PluginState;
 use super::{CallError, Prepared, WorldPre};
@@ -80,6 +82,13 @@ impl Prepared {
             let lines = store.data_mut().log.take_captured();
             if let Ok(mut logs) = logs.lock() {
                 logs.extend(lines);
+            }
+        }
+        let billable = std::mem::take(&mut store.data_mut().billable.reported);
+        if let Some(meter) = &self.meter {
+            // Counted whatever the call's outcome: the network billed the calls it made.
+            for (kind, count) in billable {
+                meter.billable(&self.context.installation_id, &kind, count);
             }
         }
         let state = store.data();
@@ -177,6 +186,20 @@ async fn describe_unchecked(prepared: &Prepared) -> Result<Manifest, CallError> 
                 .call_describe(&mut *store)
                 .await
         }),
+        WorldPre::SocialV0_2(pre) => in_fresh_store!(prepared, None, |store| {
+            let b: v0_2::social::Social = pre.instantiate_async(&mut *store).await?;
+            b.switchboard_connector_social_connector()
+                .call_describe(&mut *store)
+                .await
+        })
+        .map(Adapt::adapt),
+        WorldPre::HelpdeskV0_2(pre) => in_fresh_store!(prepared, None, |store| {
+            let b: v0_2::helpdesk::Helpdesk = pre.instantiate_async(&mut *store).await?;
+            b.switchboard_connector_helpdesk_connector()
+                .call_describe(&mut *store)
+                .await
+        })
+        .map(Adapt::adapt),
     }
 }
 
@@ -202,47 +225,82 @@ pub struct HelpdeskConnector {
     logs: CapturedLogs,
 }
 
-macro_rules! social_call {
-    ($self:ident, |$b:ident, $store:ident| $body:expr) => {{
-        let WorldPre::Social(pre) = &$self.prepared.plugin.inner.pre else {
-            unreachable!("checked in new")
-        };
+/// One export call on `pre` (an instance-pre of world `$world`), unchecked.
+macro_rules! raw_call {
+    ($self:ident, $pre:ident, $world:ty, $exports:ident, |$b:ident, $store:ident| $body:expr) => {{
         let logs = $self.logs.as_deref();
-        $self
-            .prepared
-            .checked(in_fresh_store!(&$self.prepared, logs, |$store| {
-                let instance: Social = pre.instantiate_async(&mut *$store).await?;
-                let $b = instance.switchboard_connector_social_connector();
-                $body.await
-            }))
+        in_fresh_store!(&$self.prepared, logs, |$store| {
+            let instance: $world = $pre.instantiate_async(&mut *$store).await?;
+            let $b = instance.$exports();
+            $body.await
+        })
     }};
 }
 
-macro_rules! helpdesk_call {
-    ($self:ident, |$b:ident, $store:ident| $body:expr) => {{
-        let WorldPre::Helpdesk(pre) = &$self.prepared.plugin.inner.pre else {
-            unreachable!("checked in new")
+/// One call of a world's export: `$current` on a 0.3 component; on a 0.2 one `$v0_2`, which
+/// passes its arguments through [`down`], and whose result is adapted to 0.3 here. Then the
+/// result is checked against the host's bounds.
+macro_rules! versioned_call {
+    ($self:ident, $current_variant:ident, $current_world:ty, $v0_2_variant:ident, $v0_2_world:ty,
+     $exports:ident, |$b:ident, $store:ident| $current:expr, $v0_2:expr) => {{
+        let raw = match &$self.prepared.plugin.inner.pre {
+            WorldPre::$current_variant(pre) => {
+                raw_call!($self, pre, $current_world, $exports, |$b, $store| $current)
+            }
+            WorldPre::$v0_2_variant(pre) => {
+                raw_call!($self, pre, $v0_2_world, $exports, |$b, $store| $v0_2).map(Adapt::adapt)
+            }
+            _ => unreachable!("checked in new"),
         };
-        let logs = $self.logs.as_deref();
-        $self
-            .prepared
-            .checked(in_fresh_store!(&$self.prepared, logs, |$store| {
-                let instance: Helpdesk = pre.instantiate_async(&mut *$store).await?;
-                let $b = instance.switchboard_connector_helpdesk_connector();
-                $body.await
-            }))
+        $self.prepared.checked(raw)
     }};
+}
+
+macro_rules! social_call {
+    ($self:ident, |$b:ident, $store:ident| $current:expr, $v0_2:expr) => {
+        versioned_call!(
+            $self,
+            Social,
+            Social,
+            SocialV0_2,
+            v0_2::social::Social,
+            switchboard_connector_social_connector,
+            |$b, $store| $current,
+            $v0_2
+        )
+    };
+}
+
+macro_rules! helpdesk_call {
+    ($self:ident, |$b:ident, $store:ident| $current:expr, $v0_2:expr) => {
+        versioned_call!(
+            $self,
+            Helpdesk,
+            Helpdesk,
+            HelpdeskV0_2,
+            v0_2::helpdesk::Helpdesk,
+            switchboard_connector_helpdesk_connector,
+            |$b, $store| $current,
+            $v0_2
+        )
+    };
+}
+
+/// A 0.3 argument in its 0.2 form.
+fn down<A: Clone + Adapt<B>, B>(value: &A) -> B {
+    value.clone().adapt()
 }
 
 impl SocialConnector {
     pub(crate) fn new(prepared: Prepared) -> anyhow::Result<Self> {
-        let WorldPre::Social(pre) = &prepared.plugin.inner.pre else {
-            anyhow::bail!(
+        let pre = match &prepared.plugin.inner.pre {
+            WorldPre::Social(pre) => pre.instance_pre().clone(),
+            WorldPre::SocialV0_2(pre) => pre.instance_pre().clone(),
+            WorldPre::Helpdesk(_) | WorldPre::HelpdeskV0_2(_) => anyhow::bail!(
                 "plugin `{}` is a helpdesk plugin, not a social one",
                 prepared.plugin.manifest().id
-            );
+            ),
         };
-        let pre = pre.instance_pre().clone();
         Ok(Self {
             prepared: Arc::new(prepared),
             pre,
@@ -265,11 +323,11 @@ impl SocialConnector {
         request: WebhookRequest,
     ) -> Result<SocialWebhookOutcome, CallError> {
         let ctx = &self.prepared.context;
-        social_call!(self, |b, store| b.call_handle_webhook(
-            &mut *store,
-            ctx,
-            &request
-        ))
+        social_call!(
+            self,
+            |b, store| b.call_handle_webhook(&mut *store, ctx, &request),
+            b.call_handle_webhook(&mut *store, &down(ctx), &down(&request))
+        )
     }
 
     pub async fn poll(
@@ -278,17 +336,20 @@ impl SocialConnector {
         cursor: Option<&str>,
     ) -> Result<SocialPollPage, CallError> {
         let ctx = &self.prepared.context;
-        social_call!(self, |b, store| b.call_poll(
-            &mut *store,
-            ctx,
-            stream,
-            cursor
-        ))
+        social_call!(
+            self,
+            |b, store| b.call_poll(&mut *store, ctx, stream, cursor),
+            b.call_poll(&mut *store, &down(ctx), stream, cursor)
+        )
     }
 
     pub async fn send(&self, message: &OutboundMessage) -> Result<so::SentMessage, CallError> {
         let ctx = &self.prepared.context;
-        social_call!(self, |b, store| b.call_send(&mut *store, ctx, message))
+        social_call!(
+            self,
+            |b, store| b.call_send(&mut *store, ctx, message),
+            b.call_send(&mut *store, &down(ctx), &down(message))
+        )
     }
 
     /// Calls `poll(stream, cursor)` `calls` times on ONE instance and returns the time taken.
@@ -303,6 +364,20 @@ impl SocialConnector {
     ) -> Result<Duration, CallError> {
         let pre = &self.pre;
         let ctx = &self.prepared.context;
+        if self.prepared.plugin.contract() == super::ContractVersion::V0_2 {
+            let ctx: v0_2::types::CallContext = down(ctx);
+            return in_fresh_store!(&self.prepared, None, |store| {
+                let raw = pre.instantiate_async(&mut *store).await?;
+                let instance = v0_2::social::Social::new(&mut *store, &raw)?;
+                let exports = instance.switchboard_connector_social_connector();
+                let started = std::time::Instant::now();
+                for _ in 0..calls {
+                    // Results are dropped: only the crossing is measured.
+                    let _ = exports.call_poll(&mut *store, &ctx, stream, cursor).await?;
+                }
+                Ok(started.elapsed())
+            });
+        }
         in_fresh_store!(&self.prepared, None, |store| {
             let raw = pre.instantiate_async(&mut *store).await?;
             let instance = Social::new(&mut *store, &raw)?;
@@ -328,7 +403,10 @@ impl SocialConnector {
 
 impl HelpdeskConnector {
     pub(crate) fn new(prepared: Prepared) -> anyhow::Result<Self> {
-        if !matches!(prepared.plugin.inner.pre, WorldPre::Helpdesk(_)) {
+        if !matches!(
+            prepared.plugin.inner.pre,
+            WorldPre::Helpdesk(_) | WorldPre::HelpdeskV0_2(_)
+        ) {
             anyhow::bail!(
                 "plugin `{}` is a social plugin, not a helpdesk one",
                 prepared.plugin.manifest().id
@@ -354,47 +432,47 @@ impl HelpdeskConnector {
         request: &RequesterRequest,
     ) -> Result<hd::Requester, CallError> {
         let ctx = &self.prepared.context;
-        helpdesk_call!(self, |b, store| b.call_find_or_create_requester(
-            &mut *store,
-            ctx,
-            request
-        ))
+        helpdesk_call!(
+            self,
+            |b, store| b.call_find_or_create_requester(&mut *store, ctx, request),
+            b.call_find_or_create_requester(&mut *store, &down(ctx), &down(request))
+        )
     }
 
     pub async fn create_ticket(&self, ticket: &NewTicket) -> Result<hd::TicketRef, CallError> {
         let ctx = &self.prepared.context;
-        helpdesk_call!(self, |b, store| b.call_create_ticket(
-            &mut *store,
-            ctx,
-            ticket
-        ))
+        helpdesk_call!(
+            self,
+            |b, store| b.call_create_ticket(&mut *store, ctx, ticket),
+            b.call_create_ticket(&mut *store, &down(ctx), &down(ticket))
+        )
     }
 
     pub async fn add_comment(&self, comment: &NewComment) -> Result<hd::CommentRef, CallError> {
         let ctx = &self.prepared.context;
-        helpdesk_call!(self, |b, store| b.call_add_comment(
-            &mut *store,
-            ctx,
-            comment
-        ))
+        helpdesk_call!(
+            self,
+            |b, store| b.call_add_comment(&mut *store, ctx, comment),
+            b.call_add_comment(&mut *store, &down(ctx), &down(comment))
+        )
     }
 
     pub async fn update_ticket(&self, update: &TicketUpdate) -> Result<hd::TicketState, CallError> {
         let ctx = &self.prepared.context;
-        helpdesk_call!(self, |b, store| b.call_update_ticket(
-            &mut *store,
-            ctx,
-            update
-        ))
+        helpdesk_call!(
+            self,
+            |b, store| b.call_update_ticket(&mut *store, ctx, update),
+            b.call_update_ticket(&mut *store, &down(ctx), &down(update))
+        )
     }
 
     pub async fn get_ticket(&self, ticket_id: &str) -> Result<hd::TicketState, CallError> {
         let ctx = &self.prepared.context;
-        helpdesk_call!(self, |b, store| b.call_get_ticket(
-            &mut *store,
-            ctx,
-            ticket_id
-        ))
+        helpdesk_call!(
+            self,
+            |b, store| b.call_get_ticket(&mut *store, ctx, ticket_id),
+            b.call_get_ticket(&mut *store, &down(ctx), ticket_id)
+        )
     }
 
     pub async fn poll_changes(
@@ -403,12 +481,11 @@ impl HelpdeskConnector {
         cursor: Option<&str>,
     ) -> Result<HelpdeskPollPage, CallError> {
         let ctx = &self.prepared.context;
-        helpdesk_call!(self, |b, store| b.call_poll_changes(
-            &mut *store,
-            ctx,
-            stream,
-            cursor
-        ))
+        helpdesk_call!(
+            self,
+            |b, store| b.call_poll_changes(&mut *store, ctx, stream, cursor),
+            b.call_poll_changes(&mut *store, &down(ctx), stream, cursor)
+        )
     }
 
     pub async fn handle_webhook(
@@ -416,10 +493,10 @@ impl HelpdeskConnector {
         request: WebhookRequest,
     ) -> Result<HelpdeskWebhookOutcome, CallError> {
         let ctx = &self.prepared.context;
-        helpdesk_call!(self, |b, store| b.call_handle_webhook(
-            &mut *store,
-            ctx,
-            &request
-        ))
+        helpdesk_call!(
+            self,
+            |b, store| b.call_handle_webhook(&mut *store, ctx, &request),
+            b.call_handle_webhook(&mut *store, &down(ctx), &down(&request))
+        )
     }
 }

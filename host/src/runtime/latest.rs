@@ -14,16 +14,17 @@ pub use super::bindings::CONTRACT;
 
 /// Types shared by both worlds: errors, attachments, identities, webhooks, the manifest.
 pub use super::bindings::types::{
-    Attachment, BasicCredential, CallContext, ConnectorError, CredentialPlacement, CredentialRule,
-    InvalidField, LengthUnit, Manifest, NamedTemplate, Oauth2Flow, Oauth2Spec, PluginKind,
-    PolicyViolation, RateLimit, ReplyWindow, Setting, SettingSpec, SocialIdentity, StreamSpec,
-    TextLimit, Visibility, WebhookRequest, WebhookResponse,
+    Attachment, AuthorSignals, BasicCredential, BillableKind, CallContext, ChannelCapabilities,
+    ConnectorError, CredentialPlacement, CredentialRule, CustomerContext, InvalidField, LengthUnit,
+    Manifest, NamedTemplate, Oauth2Flow, Oauth2Spec, PluginKind, PolicyViolation, PrivateReplyRule,
+    RateLimit, Referral, ReferralSource, ReplyWindow, Setting, SettingSpec, SocialIdentity,
+    StreamSpec, TextLimit, Visibility, WebhookRequest, WebhookResponse,
 };
 
 /// What a social connector exchanges with the hub.
 pub use self::social::{
-    MessageKind, OutboundMessage, PollPage as SocialPollPage, SentMessage, SocialEvent,
-    WebhookOutcome as SocialWebhookOutcome,
+    DeliveryState, DeliveryStatus, MessageKind, MessagePart, OutboundMessage, OwnershipChange,
+    PollPage as SocialPollPage, SentMessage, SocialEvent, WebhookOutcome as SocialWebhookOutcome,
 };
 
 /// What a helpdesk connector exchanges with the hub.

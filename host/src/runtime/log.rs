@@ -119,6 +119,11 @@ impl LogSink {
     }
 
     /// Lines dropped because of the cap.
+    /// The plugin these lines come from.
+    pub fn plugin_id(&self) -> &str {
+        &self.plugin_id
+    }
+
     pub fn dropped(&self) -> usize {
         self.dropped
     }

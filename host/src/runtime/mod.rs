@@ -12,6 +12,7 @@ pub mod bindings;
 pub mod bounds;
 pub mod cache;
 mod connector;
+pub mod contract;
 pub mod engine;
 pub mod http;
 pub mod latest;
@@ -33,6 +34,7 @@ use self::admission::{Admission, AdmissionConfig};
 pub use self::cache::CacheOutcome;
 use self::cache::ComponentCache;
 pub use self::connector::{HelpdeskConnector, SocialConnector};
+pub use self::contract::ContractVersion;
 use self::engine::EngineLimits;
 use self::http::{Credential, HttpPolicy, HttpSender, OriginPattern};
 pub use self::http::{NetworkAccess, NetworkRefused};
@@ -97,7 +99,10 @@ impl RuntimeConfig {
 pub enum LoadError {
     #[error("not a valid wasm component: {0}")]
     NotAComponent(String),
-    #[error("the component does not match the contract {contract}: {reason}", contract = bindings::CONTRACT)]
+    #[error(
+        "the component does not match the contract ({}): {reason}",
+        contract::ContractVersion::ALL.map(|v| v.package()).join(" or ")
+    )]
     ContractMismatch { reason: String },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
@@ -153,9 +158,34 @@ pub enum PrepareError {
     Template { template: String, reason: String },
 }
 
+/// A component ready to instantiate, by world and by the contract version it was built for.
 enum WorldPre {
     Social(bindings::social::SocialPre<PluginState>),
     Helpdesk(bindings::helpdesk::HelpdeskPre<PluginState>),
+    SocialV0_2(contract::v0_2::social::SocialPre<PluginState>),
+    HelpdeskV0_2(contract::v0_2::helpdesk::HelpdeskPre<PluginState>),
+}
+
+impl WorldPre {
+    fn kind(&self) -> PluginKind {
+        match self {
+            WorldPre::Social(_) | WorldPre::SocialV0_2(_) => PluginKind::Social,
+            WorldPre::Helpdesk(_) | WorldPre::HelpdeskV0_2(_) => PluginKind::Helpdesk,
+        }
+    }
+
+    fn version(&self) -> ContractVersion {
+        match self {
+            WorldPre::Social(_) | WorldPre::Helpdesk(_) => ContractVersion::V0_3,
+            WorldPre::SocialV0_2(_) | WorldPre::HelpdeskV0_2(_) => ContractVersion::V0_2,
+        }
+    }
+}
+
+/// Where the billable calls plugins report go (contract 0.3 `metering`): the hub counts them
+/// per installation.
+pub trait MeterSink: Send + Sync {
+    fn billable(&self, installation_id: &str, kind: &str, count: u64);
 }
 
 struct PluginInner {
@@ -180,10 +210,12 @@ impl Plugin {
     }
 
     pub fn kind(&self) -> PluginKind {
-        match self.inner.pre {
-            WorldPre::Social(_) => PluginKind::Social,
-            WorldPre::Helpdesk(_) => PluginKind::Helpdesk,
-        }
+        self.inner.pre.kind()
+    }
+
+    /// The contract version the component was built for.
+    pub fn contract(&self) -> ContractVersion {
+        self.inner.pre.version()
     }
 }
 
@@ -200,6 +232,8 @@ pub struct Installation {
     /// The OAuth2 access token for credentials that say `{oauth.access-token}`, fetched per
     /// request; `None` when the installation has no OAuth2 connection.
     pub token_source: Option<Arc<dyn TokenSource>>,
+    /// Where the billable calls the plugin reports are counted; `None` drops them (tools).
+    pub meter: Option<Arc<dyn MeterSink>>,
 }
 
 // Settings hold secrets: show their keys only.
@@ -214,6 +248,7 @@ impl std::fmt::Debug for Installation {
                 "token_source",
                 &self.token_source.as_ref().map(|_| "[redacted]"),
             )
+            .field("meter", &self.meter.is_some())
             .finish()
     }
 }
@@ -231,6 +266,8 @@ pub(crate) struct Prepared {
     admission: Arc<Admission>,
     /// The installation's share of the pool (shared by every binding of the installation).
     installation_permits: Arc<Semaphore>,
+    meter: Option<Arc<dyn MeterSink>>,
+    billable_kinds: Arc<[String]>,
 }
 
 /// The wasm engine, host interfaces and compile cache. Create one per process.
@@ -251,11 +288,18 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         // Only the contract's host interfaces are linked: no WASI, so a plugin that imports the
         // filesystem, sockets or the environment fails to load rather than being handed them.
+        // Every contract version's interfaces are linked side by side (their names carry the
+        // version); the 0.2 ones are served by the 0.3 implementations.
         bindings::social::Social::add_to_linker::<PluginState, HasSelf<PluginState>>(
             &mut linker,
             |s| s,
         )
         .map_err(|e| anyhow::anyhow!("linking host interfaces: {e:#}"))?;
+        contract::v0_2::social::Social::add_to_linker::<PluginState, HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow::anyhow!("linking the 0.2 host interfaces: {e:#}"))?;
         let cache = ComponentCache::new(&engine, &config.cache_dir)?;
         let admission = Arc::new(Admission::new(
             config.engine.max_instances,
@@ -289,28 +333,32 @@ impl Runtime {
             // Compilation failures of valid components are our problem; report them as such.
             LoadError::NotAComponent(format!("{e:#}"))
         })?;
-        let kind = self.check_world(&component)?;
+        let (kind, version) = self.check_world(&component)?;
         let instance_pre =
             self.linker
                 .instantiate_pre(&component)
                 .map_err(|e| LoadError::ContractMismatch {
                     reason: format!("{e:#}"),
                 })?;
-        let pre = match kind {
-            PluginKind::Social => {
-                WorldPre::Social(bindings::social::SocialPre::new(instance_pre).map_err(|e| {
-                    LoadError::ContractMismatch {
-                        reason: format!("world `social`: {e:#}"),
-                    }
-                })?)
+        let mismatch = |world: &'static str| {
+            move |e: wasmtime::Error| LoadError::ContractMismatch {
+                reason: format!("world `{world}` of {version}: {e:#}"),
             }
-            PluginKind::Helpdesk => {
-                WorldPre::Helpdesk(bindings::helpdesk::HelpdeskPre::new(instance_pre).map_err(
-                    |e| LoadError::ContractMismatch {
-                        reason: format!("world `helpdesk`: {e:#}"),
-                    },
-                )?)
-            }
+        };
+        let pre = match (kind, version) {
+            (PluginKind::Social, ContractVersion::V0_3) => WorldPre::Social(
+                bindings::social::SocialPre::new(instance_pre).map_err(mismatch("social"))?,
+            ),
+            (PluginKind::Helpdesk, ContractVersion::V0_3) => WorldPre::Helpdesk(
+                bindings::helpdesk::HelpdeskPre::new(instance_pre).map_err(mismatch("helpdesk"))?,
+            ),
+            (PluginKind::Social, ContractVersion::V0_2) => WorldPre::SocialV0_2(
+                contract::v0_2::social::SocialPre::new(instance_pre).map_err(mismatch("social"))?,
+            ),
+            (PluginKind::Helpdesk, ContractVersion::V0_2) => WorldPre::HelpdeskV0_2(
+                contract::v0_2::helpdesk::HelpdeskPre::new(instance_pre)
+                    .map_err(mismatch("helpdesk"))?,
+            ),
         };
         let placeholder = PluginManifest {
             id: "(loading)".into(),
@@ -328,6 +376,8 @@ impl Runtime {
             text_limits: vec![],
             reply_windows: vec![],
             oauth2: None,
+            channel: None,
+            billable_kinds: vec![],
         };
         let plugin = Plugin {
             inner: Arc::new(PluginInner {
@@ -359,8 +409,12 @@ impl Runtime {
         Ok((plugin, outcome))
     }
 
-    /// Tells the world from the component's exports, with a message that says what is missing.
-    fn check_world(&self, component: &Component) -> Result<PluginKind, LoadError> {
+    /// Tells the world and the contract version from the component's exports, with a message
+    /// that says what is missing.
+    fn check_world(
+        &self,
+        component: &Component,
+    ) -> Result<(PluginKind, ContractVersion), LoadError> {
         let ty = component.component_type();
         let exports: Vec<String> = ty
             .exports(&self.engine)
@@ -387,30 +441,49 @@ impl Runtime {
                 ),
             });
         }
-        let social = exports.iter().any(|e| e == bindings::SOCIAL_EXPORT);
-        let helpdesk = exports.iter().any(|e| e == bindings::HELPDESK_EXPORT);
-        match (social, helpdesk) {
-            (true, false) => Ok(PluginKind::Social),
-            (false, true) => Ok(PluginKind::Helpdesk),
-            (true, true) => Err(LoadError::ContractMismatch {
-                reason: "it exports both `social-connector` and `helpdesk-connector`; a plugin implements one world"
-                    .into(),
-            }),
-            (false, false) => {
+        let mut found = Vec::new();
+        for version in ContractVersion::ALL {
+            let (social, helpdesk) = version.exports();
+            if exports.iter().any(|e| e == social) {
+                found.push((PluginKind::Social, version));
+            }
+            if exports.iter().any(|e| e == helpdesk) {
+                found.push((PluginKind::Helpdesk, version));
+            }
+        }
+        match found.as_slice() {
+            [one] => Ok(*one),
+            [] => {
                 let other_version = exports
                     .iter()
                     .find(|e| e.starts_with("switchboard:connector/"))
-                    .map(|e| format!(" It exports `{e}`, built for another contract version."))
+                    .map(|e| format!(" It exports `{e}`, built for a contract version this host does not know."))
                     .unwrap_or_default();
+                let expected = ContractVersion::ALL
+                    .iter()
+                    .map(|v| {
+                        let (social, helpdesk) = v.exports();
+                        format!("`{social}` or `{helpdesk}`")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", or ");
                 Err(LoadError::ContractMismatch {
                     reason: format!(
-                        "it exports neither `{}` (world `social`) nor `{}` (world `helpdesk`); exports found: [{}].{other_version}",
-                        bindings::SOCIAL_EXPORT,
-                        bindings::HELPDESK_EXPORT,
+                        "it exports none of {expected}; exports found: [{}].{other_version}",
                         exports.join(", ")
                     ),
                 })
             }
+            _ => Err(LoadError::ContractMismatch {
+                reason: format!(
+                    "it exports several connector interfaces ({}); a plugin implements one world of one contract version",
+                    found
+                        .iter()
+                        .map(|(kind, version)| format!("{} of {version}", kind.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
         }
     }
 
@@ -576,6 +649,13 @@ impl Runtime {
             limits,
             admission: Arc::clone(&self.admission),
             installation_permits: self.admission.installation(&installation.id),
+            meter: installation.meter.clone(),
+            billable_kinds: manifest
+                .billable_kinds
+                .iter()
+                .map(|k| k.name.clone())
+                .collect::<Vec<_>>()
+                .into(),
         })
     }
 
@@ -640,6 +720,7 @@ impl Prepared {
             started: Instant::now(),
             deadline: self.limits.deadline,
             timed_out: false,
+            billable: state::BillableCalls::new(Arc::clone(&self.billable_kinds)),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::bindings::{clock, http, log, types};
+use super::bindings::{clock, http, log, metering, types};
 use super::http::{HttpPolicy, HttpSender};
 use super::log::LogSink;
 
@@ -18,6 +18,40 @@ pub struct PluginState {
     pub(crate) deadline: Duration,
     /// Set when the epoch callback interrupted the call at its deadline.
     pub(crate) timed_out: bool,
+    /// Billable calls the plugin reported during this call (contract 0.3 `metering`).
+    pub(crate) billable: BillableCalls,
+}
+
+/// The billable calls one call reported, per declared kind.
+#[derive(Debug, Default)]
+pub struct BillableCalls {
+    /// The manifest's `billable-kinds`.
+    pub(crate) declared: Arc<[String]>,
+    pub(crate) reported: Vec<(String, u64)>,
+}
+
+impl BillableCalls {
+    pub(crate) fn new(declared: Arc<[String]>) -> Self {
+        Self {
+            declared,
+            reported: Vec::new(),
+        }
+    }
+
+    fn report(&mut self, kind: &str, count: u32) -> Result<(), String> {
+        if !self.declared.iter().any(|k| k == kind) {
+            return Err(format!(
+                "billable kind `{}` is not declared in the manifest's billable-kinds [{}]",
+                super::bounds::truncate(kind, 128),
+                self.declared.join(", ")
+            ));
+        }
+        match self.reported.iter_mut().find(|(k, _)| k == kind) {
+            Some((_, total)) => *total = total.saturating_add(u64::from(count)),
+            None => self.reported.push((kind.to_string(), u64::from(count))),
+        }
+        Ok(())
+    }
 }
 
 impl PluginState {
@@ -84,6 +118,16 @@ impl http::Host for PluginState {
             }
         }
         result
+    }
+}
+
+impl metering::Host for PluginState {
+    async fn report_billable(&mut self, kind: String, count: u32) -> Result<(), String> {
+        let reported = self.billable.report(&kind, count);
+        if let Err(error) = &reported {
+            tracing::warn!(plugin = %self.log.plugin_id(), %error, "plugin reported an undeclared billable kind");
+        }
+        reported
     }
 }
 

@@ -10,6 +10,7 @@
 //! | `POST /installations` `{id, plugin_id, settings, enabled?, deadline_ms?}` | `create_installation` |
 //! | `GET /installations`, `GET /installations/{id}` | `list_installations`, `get_installation` |
 //! | `POST /installations/{id}/test`, `/enable`, `/disable` | `test_installation`, `set_installation_enabled` |
+//! | `GET /installations/{id}/billable-calls` | `billable_calls` |
 //! | `POST /links`, `GET /links`, `DELETE /links/{id}` | `create_link`, `list_links`, `delete_link` |
 //! | `GET /jobs`, `POST /jobs/{id}/run`, `/pause`, `/resume`, `PUT /jobs/{id}/schedule` | jobs |
 //! | `PATCH /jobs/{id}` `{schedule?, time_zone?, paused?}` | `set_job_schedule`, `set_job_paused` |
@@ -53,6 +54,10 @@ pub(super) fn routes() -> Router<AppState> {
             get(list_installations).post(create_installation),
         )
         .route("/installations/{id}", get(get_installation))
+        .route(
+            "/installations/{id}/billable-calls",
+            get(installation_billable_calls),
+        )
         .route("/installations/{id}/test", post(test_installation))
         .route("/installations/{id}/enable", post(enable_installation))
         .route("/installations/{id}/disable", post(disable_installation))
@@ -244,6 +249,13 @@ async fn get_installation(
     Ok(Json(state.hub.get_installation(&id).await?).into_response())
 }
 
+async fn installation_billable_calls(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Response> {
+    Ok(Json(state.hub.billable_calls(&id).await?).into_response())
+}
+
 /// 200 whether or not the connection works: the report says which, and why.
 async fn test_installation(
     State(state): State<AppState>,
@@ -287,6 +299,8 @@ struct LinkSettingsBody {
     #[serde(default)]
     tags: Vec<String>,
     priority: Option<String>,
+    #[serde(default)]
+    private_replies: bool,
 }
 
 async fn create_link(
@@ -301,6 +315,7 @@ async fn create_link(
             reopen_solved: body.settings.reopen_solved,
             tags: body.settings.tags,
             priority: body.settings.priority,
+            private_replies: body.settings.private_replies,
         },
     };
     Ok(created(state.hub.create_link(new).await?))

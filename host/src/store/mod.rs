@@ -3,6 +3,7 @@
 //!
 //! Functions here only read and write rows: no HTTP, no plugin calls.
 
+mod care;
 mod files;
 mod group_commit;
 mod installations;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+pub use care::{DeliveryRow, Ownership, OwnershipChange};
 pub use group_commit::GroupCommit;
 pub use installations::{InstallationRow, LinkRow};
 pub use jobs::{JobRow, JobRunRow, NewJob};

@@ -178,6 +178,7 @@ fn new_ticket(requester: &str, body: &str) -> NewTicket {
         status: None,
         channel: "telegram".into(),
         unconfirmed: None,
+        customer_context: None,
     }
 }
 
@@ -1262,7 +1263,7 @@ async fn the_integration_agents_conversations_are_echoes() {
 #[tokio::test]
 async fn automation_webhooks_are_checked_and_read_back_from_the_api() {
     let w = world(config()).await;
-    let receiver = crate::recorder::Recorder::start(200, json!({})).await;
+    let receiver = switchboard_testkit::recorder::Recorder::start(200, json!({})).await;
     let endpoint = format!("{}/webhooks/freshdesk-test", receiver.url);
     w.sim.add_automation(
         AutomationWebhook::new(endpoint.clone())
@@ -1379,7 +1380,7 @@ async fn automation_webhooks_are_checked_and_read_back_from_the_api() {
 #[tokio::test]
 async fn credentials_are_added_by_the_host_not_the_plugin() {
     // A stand-in for Freshdesk that records exactly what arrives.
-    let fake = crate::recorder::Recorder::start(
+    let fake = switchboard_testkit::recorder::Recorder::start(
         200,
         json!({"id": 7, "status": 2, "priority": 1, "tags": ["switchboard"],
                "updated_at": "2024-05-01T10:00:00Z", "custom_fields": {}}),

@@ -3,7 +3,6 @@
 
 mod freshdesk;
 mod helpdesk;
-mod recorder;
 mod rt;
 mod rt_server;
 mod salesforce;

@@ -101,6 +101,7 @@ fn installation(rt: &Rt, queue: &str, auth: Auth, extra: &[(&str, &str)]) -> Ins
         approved_hosts: vec!["{base_url}".into()],
         limits: None,
         token_source: None,
+        meter: None,
     }
 }
 
@@ -270,6 +271,7 @@ fn new_ticket(key: &str, requester: &str, body: &str) -> NewTicket {
         status: None,
         channel: "telegram".into(),
         unconfirmed: None,
+        customer_context: None,
     }
 }
 

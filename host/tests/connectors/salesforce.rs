@@ -172,6 +172,7 @@ fn new_ticket(key: &str, requester: &str, body: &str) -> NewTicket {
         status: None,
         channel: "telegram".into(),
         unconfirmed: None,
+        customer_context: None,
     }
 }
 
@@ -1113,7 +1114,7 @@ async fn webhooks_are_not_accepted() {
 #[tokio::test]
 async fn the_host_adds_the_bearer_token_only_for_the_instance() {
     // A stand-in for Salesforce that records exactly what arrives.
-    let fake = crate::recorder::Recorder::start(
+    let fake = switchboard_testkit::recorder::Recorder::start(
         200,
         json!({"attributes": {"type": "Case"}, "Id": "5005g0000000001AAA", "Status": "Working",
                "IsClosed": false, "Priority": "Medium", "SystemModstamp": "2024-05-01T09:14:57.000+0000",

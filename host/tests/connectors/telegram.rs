@@ -130,6 +130,8 @@ fn outbound(thread_id: &str, text: &str) -> OutboundMessage {
         attachments: vec![],
         last_inbound_at: None,
         reply_handle: None,
+        visibility: switchboard::runtime::latest::Visibility::Private,
+        part: switchboard::runtime::latest::MessagePart { index: 1, count: 1 },
     }
 }
 
@@ -580,7 +582,7 @@ async fn server_errors_are_transient() {
 #[tokio::test]
 async fn webhook_deliveries_need_the_secret_token() {
     let w = world().await;
-    let receiver = crate::recorder::Recorder::start(200, json!({})).await;
+    let receiver = switchboard_testkit::recorder::Recorder::start(200, json!({})).await;
     let secret = "s3cret-Token_1";
     w.bot_api(
         "setWebhook",
@@ -673,7 +675,7 @@ async fn webhook_deliveries_need_the_secret_token() {
 #[tokio::test]
 async fn the_bot_token_is_added_by_the_host_and_never_shown() {
     // A stand-in Bot API that records the path the request really arrived on.
-    let fake = crate::recorder::Recorder::start(
+    let fake = switchboard_testkit::recorder::Recorder::start(
         200,
         json!({"ok": true, "result": {"message_id": 5, "date": DATE, "chat": {"id": 42, "type": "private"}, "text": "hi"}}),
     )

@@ -195,6 +195,7 @@ fn new_ticket(key: &str, requester: &str, body: &str) -> NewTicket {
         status: None,
         channel: "telegram".into(),
         unconfirmed: None,
+        customer_context: None,
     }
 }
 
@@ -1126,7 +1127,7 @@ async fn the_integration_users_comments_are_echoes() {
 async fn signed_webhooks_are_verified_and_normalized() {
     let w = world(Config::default().relaxed()).await;
     let agent = w.human_agent().await;
-    let receiver = crate::recorder::Recorder::start(200, json!({})).await;
+    let receiver = switchboard_testkit::recorder::Recorder::start(200, json!({})).await;
     let hook = json!({"webhook": {
         "name": "Switchboard", "endpoint": format!("{}/webhooks/zendesk-test", receiver.url),
         "http_method": "POST", "request_format": "json", "status": "active",
@@ -1287,7 +1288,7 @@ async fn signed_webhooks_are_verified_and_normalized() {
                       "detail": {"id": ticket}, "event": {}})
     .to_string();
     let timestamp = "2024-05-01T10:00:00Z";
-    let request = crate::recorder::Recorded {
+    let request = switchboard_testkit::recorder::Recorded {
         method: "POST".into(),
         path: String::new(),
         query: String::new(),
@@ -1313,7 +1314,7 @@ async fn signed_webhooks_are_verified_and_normalized() {
 #[tokio::test]
 async fn credentials_are_added_by_the_host_not_the_plugin() {
     // A stand-in for Zendesk that records exactly what arrives.
-    let fake = crate::recorder::Recorder::start(
+    let fake = switchboard_testkit::recorder::Recorder::start(
         200,
         json!({"ticket": {"id": 7, "status": "open", "tags": ["switchboard"]}}),
     )

@@ -2,6 +2,7 @@
 //! through the `Hub` facade ([`support::World`]).
 
 mod admin;
+mod contract03;
 mod faults;
 mod flow;
 mod support;

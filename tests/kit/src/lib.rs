@@ -2,6 +2,7 @@
 //!
 //! - plugin components built from source (or taken from `SWITCHBOARD_PLUGIN_DIR`), and plugin
 //!   runtimes on temp dirs;
+//! - [`recorder`]: a local HTTP server that records what it is sent;
 //! - [`hub`]: the end-to-end harness: the real `switchboard` binary, the Telegram simulator and
 //!   one helpdesk, wired up through the admin API as an admin would.
 //!
@@ -11,6 +12,7 @@
 //! the host's library depends on this crate.
 
 pub mod hub;
+pub mod recorder;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
