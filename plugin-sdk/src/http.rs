@@ -361,11 +361,7 @@ pub fn rate_limit_wait_ms(headers: &[(String, String)], body: &[u8]) -> Option<u
 /// milliseconds. Fractions round up; a negative or non-numeric value counts as none.
 pub fn retry_after_in_body(body: &[u8]) -> Option<u64> {
     // Only JSON objects can carry it; skip parsing anything else (an HTML error page).
-    if !body
-        .iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|&b| b == b'{')
-    {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return None;
     }
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;

@@ -83,6 +83,7 @@ pub mod http;
 pub mod ids;
 #[doc(hidden)]
 pub mod log;
+mod manifest;
 pub mod paging;
 mod settings;
 pub mod signature;
