@@ -25,7 +25,7 @@ use common::helpdesk::{
 };
 
 const PLUGIN: &str = "plugins/salesforce";
-const STREAM: &str = "ticket-events";
+const STREAM: &str = "ticket-changes";
 const EXT: &str = "Switchboard_External_Id__c";
 const V: &str = "/services/data/v60.0";
 

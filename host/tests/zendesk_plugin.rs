@@ -22,7 +22,7 @@ use common::helpdesk::{
 };
 
 const PLUGIN: &str = "plugins/zendesk";
-const STREAM: &str = "ticket-events";
+const STREAM: &str = "ticket-changes";
 
 /// One test's world: a simulated Zendesk account, a runtime of its own with the plugin loaded,
 /// and an installation pointed at the simulator.
