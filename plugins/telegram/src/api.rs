@@ -10,8 +10,8 @@ use switchboard_plugin_sdk::http::{self, Request, Response};
 use switchboard_plugin_sdk::prelude::*;
 use switchboard_plugin_sdk::social::OutboundMessage;
 
-pub(crate) use crate::updates::User;
-use crate::updates::{message_key, BUSINESS_HANDLE_PREFIX};
+pub(crate) use crate::events::User;
+use crate::events::{message_key, BUSINESS_HANDLE_PREFIX};
 
 /// Longest text `sendMessage` accepts, in UTF-16 code units.
 pub const MAX_TEXT_UTF16: usize = 4096;
@@ -31,8 +31,6 @@ struct Envelope<T> {
 
 #[derive(Debug, Deserialize)]
 struct ResponseParameters {
-    /// Seconds to wait after flood control kicked in.
-    retry_after: Option<u64>,
     /// A group was upgraded to a supergroup under this new id.
     migrate_to_chat_id: Option<i64>,
 }
@@ -79,10 +77,9 @@ fn api_error(
     let lower = description.to_ascii_lowercase();
     match code {
         429 => {
-            let retry_after_ms = parameters
-                .and_then(|p| p.retry_after)
-                .map(|secs| secs.saturating_mul(1000))
-                .or_else(|| http::retry_after_ms(&response.headers))
+            // Flood control names its wait in `parameters.retry_after`.
+            let retry_after_ms = response
+                .rate_limit_wait_ms()
                 .unwrap_or(http::DEFAULT_RETRY_AFTER_MS);
             ConnectorError::rate_limited(retry_after_ms, message)
         }
