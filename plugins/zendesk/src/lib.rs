@@ -39,7 +39,7 @@ use switchboard_plugin_sdk::prelude::*;
 use crate::account::Account;
 use crate::api::{CommentBody, ExportCursor, TicketChanges};
 use crate::changes::WebhookEvent;
-use crate::manifest::{settings, LEGACY_STREAM, TICKET_CHANGES_STREAM};
+use crate::manifest::{LEGACY_STREAM, TICKET_CHANGES_STREAM};
 
 /// The Zendesk Support connector.
 pub struct Zendesk;
@@ -215,12 +215,13 @@ impl HelpdeskConnector for Zendesk {
     }
 
     fn handle_webhook(ctx: &Context, request: WebhookRequest) -> Result<WebhookOutcome> {
-        changes::verify_signature(ctx.setting(settings::WEBHOOK_SECRET), &request)?;
+        let account = Account::of(ctx)?;
+        account.verify_webhook(&request)?;
         let event: WebhookEvent = serde_json::from_slice(&request.body).map_err(|err| {
             ConnectorError::invalid("body", format!("not a Zendesk event payload: {err}"))
         })?;
         let integration_user = if event.needs_integration_user() {
-            Some(Account::of(ctx)?.integration_user_id()?)
+            Some(account.integration_user_id()?)
         } else {
             None
         };
