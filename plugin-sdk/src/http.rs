@@ -254,6 +254,25 @@ pub struct Response {
 }
 
 impl Response {
+    /// A response built by hand, for a plugin's unit tests of its response handling.
+    ///
+    /// ```
+    /// # use switchboard_plugin_sdk::http::Response;
+    /// let response = Response::new(429, &[("Retry-After", "3")], "slow down");
+    /// assert_eq!(response.header("retry-after"), Some("3"));
+    /// assert_eq!(response.text(), "slow down");
+    /// ```
+    pub fn new(status: u16, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Self {
+        Response {
+            status,
+            headers: headers
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            body: body.into(),
+        }
+    }
+
     /// The first value of header `name`, compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
         find_header(&self.headers, name)

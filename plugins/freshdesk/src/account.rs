@@ -507,16 +507,7 @@ mod tests {
     use super::*;
 
     fn webhook_request(headers: &[(&str, &str)]) -> WebhookRequest {
-        WebhookRequest {
-            method: "POST".into(),
-            path: String::new(),
-            query: String::new(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: br#"{"ticket_id": 5}"#.to_vec(),
-        }
+        webhook::post(headers, br#"{"ticket_id": 5}"#.as_slice())
     }
 
     fn account(extra: &[(&str, &str)]) -> Result<Account> {

@@ -105,16 +105,7 @@ mod tests {
     use super::*;
 
     fn request_with(headers: &[(&str, &str)]) -> WebhookRequest {
-        WebhookRequest {
-            method: "POST".into(),
-            path: String::new(),
-            query: String::new(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: br#"{"update_id":1}"#.to_vec(),
-        }
+        webhook::post(headers, br#"{"update_id":1}"#.as_slice())
     }
 
     #[test]

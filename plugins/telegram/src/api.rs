@@ -283,11 +283,7 @@ mod tests {
     use switchboard_plugin_sdk::social::MessageKind;
 
     fn response(status: u16, body: &str) -> Response {
-        Response {
-            status,
-            headers: Vec::new(),
-            body: body.as_bytes().to_vec(),
-        }
+        Response::new(status, &[], body)
     }
 
     fn error_of(status: u16, body: &str) -> ConnectorError {

@@ -348,16 +348,14 @@ mod tests {
         let mut message = timestamp.as_bytes().to_vec();
         message.extend_from_slice(body);
         let mac = signature::hmac_sha256(secret.as_bytes(), &message);
-        WebhookRequest {
-            method: "POST".into(),
-            path: String::new(),
-            query: String::new(),
-            headers: vec![
-                (SIGNATURE_HEADER.into(), base64_encode(&mac)),
-                (SIGNATURE_TIMESTAMP_HEADER.into(), timestamp.into()),
+        let signature = base64_encode(&mac);
+        webhook::post(
+            &[
+                (SIGNATURE_HEADER, signature.as_str()),
+                (SIGNATURE_TIMESTAMP_HEADER, timestamp),
             ],
-            body: body.to_vec(),
-        }
+            body,
+        )
     }
 
     /// Standard base64, so the test does not depend on the verifier's own encoder.
