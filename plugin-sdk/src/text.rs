@@ -170,6 +170,30 @@ fn decode_entities(text: &str) -> String {
     out
 }
 
+/// `body` with the attachments listed after it as links, one per line under `Attachments:`,
+/// for a service that files text while the hub passes attachments as links it never
+/// downloads (the agent follows the links). Without attachments, `body` as it is.
+///
+/// ```
+/// # use switchboard_plugin_sdk::{text::with_attachment_links, Attachment};
+/// let photo = Attachment {
+///     url: "tg-file:1".into(), content_type: None, name: Some("photo.jpg".into()), size_bytes: None,
+/// };
+/// assert_eq!(with_attachment_links("Look\n", &[photo]), "Look\n\nAttachments:\n- photo.jpg: tg-file:1");
+/// ```
+pub fn with_attachment_links(body: &str, attachments: &[crate::Attachment]) -> String {
+    if attachments.is_empty() {
+        return body.to_string();
+    }
+    let mut text = body.trim_end().to_string();
+    text.push_str("\n\nAttachments:");
+    for attachment in attachments {
+        let name = attachment.name.as_deref().unwrap_or("file");
+        text.push_str(&format!("\n- {name}: {}", attachment.url));
+    }
+    text
+}
+
 /// `text` as HTML that shows it as written: `&`, `<`, `>` and `"` escaped, line breaks
 /// (`\n` or `\r\n`) as `<br>`, trailing white space dropped. Nothing in `text` can add markup.
 ///
@@ -279,6 +303,21 @@ mod tests {
         // Round trip: what text_to_html writes, html_to_text reads back.
         let text = "If 1 < 2 & 3 > 2,\nthen \"so\" it's";
         assert_eq!(html_to_text(&text_to_html(text)), text);
+    }
+
+    #[test]
+    fn attachments_become_links_after_the_text() {
+        let file = |name: Option<&str>| crate::Attachment {
+            url: format!("https://x.example/{}", name.unwrap_or("blob")),
+            content_type: None,
+            name: name.map(str::to_string),
+            size_bytes: None,
+        };
+        assert_eq!(with_attachment_links("Hi  \n", &[]), "Hi  \n");
+        assert_eq!(
+            with_attachment_links("Hi\n", &[file(Some("a.pdf")), file(None)]),
+            "Hi\n\nAttachments:\n- a.pdf: https://x.example/a.pdf\n- file: https://x.example/blob"
+        );
     }
 
     #[test]

@@ -638,10 +638,6 @@ mod tests {
         assert_eq!(twitter_id(&identity("telegram", None, None)), None);
     }
 
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response::new(status, headers, body)
-    }
-
     #[test]
     fn statuses_and_priorities_map_both_ways() {
         let plain = StatusMapping::default();
@@ -731,13 +727,13 @@ mod tests {
 
     #[test]
     fn errors_map_to_what_the_host_acts_on() {
-        let unauthorized = freshdesk_error(&response(
+        let unauthorized = freshdesk_error(&Response::new(
             401,
             &[],
             r#"{"code":"invalid_credentials","message":"You have to be logged in to perform this action."}"#,
         ));
         assert!(matches!(unauthorized, ConnectorError::Unauthorized(m) if m.contains("api_key")));
-        let invalid = freshdesk_error(&response(
+        let invalid = freshdesk_error(&Response::new(
             400,
             &[],
             r#"{"description":"Validation failed","errors":[{"field":"priority","message":"It should be one of these values: '1,2,3,4'","code":"invalid_value"}]}"#,
@@ -746,7 +742,7 @@ mod tests {
             matches!(&invalid, ConnectorError::InvalidInput(f) if f.field == "priority" && f.message.contains("1,2,3,4")),
             "{invalid:?}"
         );
-        let conflict = response(
+        let conflict = Response::new(
             409,
             &[],
             r#"{"description":"Validation failed","errors":[{"field":"unique_external_id","additional_info":{"user_id":43000000007},"message":"It should be a unique value","code":"duplicate_value"}]}"#,
@@ -762,28 +758,28 @@ mod tests {
             ConnectorError::InvalidInput(f) if f.field == "unique_external_id"
         ));
         assert!(matches!(
-            freshdesk_error(&response(429, &[("retry-after", "34")], "")),
+            freshdesk_error(&Response::new(429, &[("retry-after", "34")], "")),
             ConnectorError::RateLimited(r) if r.retry_after_ms == 34_000
         ));
         assert!(matches!(
-            freshdesk_error(&response(429, &[], "")),
+            freshdesk_error(&Response::new(429, &[], "")),
             ConnectorError::RateLimited(r) if r.retry_after_ms == 60_000
         ));
         assert!(matches!(
-            freshdesk_error(&response(404, &[], "")),
+            freshdesk_error(&Response::new(404, &[], "")),
             ConnectorError::NotFound(_)
         ));
         assert!(matches!(
-            freshdesk_error(&response(403, &[], r#"{"code":"access_denied"}"#)),
+            freshdesk_error(&Response::new(403, &[], r#"{"code":"access_denied"}"#)),
             ConnectorError::Unauthorized(_)
         ));
         assert!(matches!(
-            freshdesk_error(&response(415, &[], "{}")),
+            freshdesk_error(&Response::new(415, &[], "{}")),
             ConnectorError::Fatal(_)
         ));
         for status in [500, 502, 503] {
             assert!(matches!(
-                freshdesk_error(&response(status, &[], "")),
+                freshdesk_error(&Response::new(status, &[], "")),
                 ConnectorError::Transient(_)
             ));
         }

@@ -369,23 +369,6 @@ pub fn id_from_location(location: &str) -> Option<String> {
     (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())).then(|| last.to_string())
 }
 
-/// The body with the attachments listed after it.
-///
-/// The hub passes attachments as links it never downloads, and RT takes files only as
-/// uploaded content, so agents get the links in the text.
-pub fn body_with_attachments(body: &str, attachments: &[Attachment]) -> String {
-    if attachments.is_empty() {
-        return body.to_string();
-    }
-    let mut text = body.trim_end().to_string();
-    text.push_str("\n\nAttachments:");
-    for attachment in attachments {
-        let name = attachment.name.as_deref().unwrap_or("file");
-        text.push_str(&format!("\n- {name}: {}", attachment.url));
-    }
-    text
-}
-
 /// The line that names the customer above a message the integration user files for them.
 pub fn attributed(author: &User, body: &str) -> String {
     let address = author.email.as_deref().unwrap_or(author.name.as_str());
@@ -453,10 +436,6 @@ pub fn messages(response: &Response) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response::new(status, headers, body)
-    }
 
     #[test]
     fn statuses_map_both_ways() {
@@ -591,7 +570,7 @@ mod tests {
 
     #[test]
     fn bodies_name_attachments_and_authors() {
-        assert_eq!(body_with_attachments("hi", &[]), "hi");
+        assert_eq!(text::with_attachment_links("hi", &[]), "hi");
         let attachments = [Attachment {
             url: "tg-file:abc".into(),
             content_type: None,
@@ -599,7 +578,7 @@ mod tests {
             size_bytes: None,
         }];
         assert_eq!(
-            body_with_attachments("see\n", &attachments),
+            text::with_attachment_links("see\n", &attachments),
             "see\n\nAttachments:\n- a.jpg: tg-file:abc"
         );
         let user: User = serde_json::from_value(serde_json::json!({
@@ -617,42 +596,46 @@ mod tests {
     #[test]
     fn errors_map_from_rt_answers() {
         assert!(matches!(
-            rt_error(&response(401, &[], r#"{"message":"Unauthorized"}"#)),
+            rt_error(&Response::new(401, &[], r#"{"message":"Unauthorized"}"#)),
             ConnectorError::Unauthorized(m) if m.contains("Unauthorized")
         ));
         assert!(matches!(
-            rt_error(&response(403, &[], r#"{"message":"No permission to create tickets in the queue 'X'"}"#)),
+            rt_error(&Response::new(403, &[], r#"{"message":"No permission to create tickets in the queue 'X'"}"#)),
             ConnectorError::Unauthorized(m) if m.contains("No permission")
         ));
         assert!(matches!(
-            rt_error(&response(404, &[], r#"{"message":"Not Found"}"#)),
+            rt_error(&Response::new(404, &[], r#"{"message":"Not Found"}"#)),
             ConnectorError::NotFound(m) if m == "RT 404: Not Found"
         ));
         assert!(matches!(
-            rt_error(&response(400, &[], r#"{"message":"Name in use"}"#)),
+            rt_error(&Response::new(400, &[], r#"{"message":"Name in use"}"#)),
             ConnectorError::InvalidInput(f) if f.message.contains("Name in use")
         ));
         assert!(matches!(
-            rt_error(&response(412, &[], r#"{"message":"Precondition Failed"}"#)),
+            rt_error(&Response::new(
+                412,
+                &[],
+                r#"{"message":"Precondition Failed"}"#
+            )),
             ConnectorError::Transient(_)
         ));
         assert!(matches!(
-            rt_error(&response(429, &[("retry-after", "7")], "")),
+            rt_error(&Response::new(429, &[("retry-after", "7")], "")),
             ConnectorError::RateLimited(r) if r.retry_after_ms == 7000
         ));
         assert!(matches!(
-            rt_error(&response(500, &[], "")),
+            rt_error(&Response::new(500, &[], "")),
             ConnectorError::Transient(_)
         ));
         assert!(matches!(
-            rt_error(&response(502, &[], "<html>Bad gateway</html>")),
+            rt_error(&Response::new(502, &[], "<html>Bad gateway</html>")),
             ConnectorError::Transient(m) if m.contains("Bad gateway")
         ));
     }
 
     #[test]
     fn put_answers_carry_messages() {
-        let answer = response(
+        let answer = Response::new(
             200,
             &[],
             r#"["Ticket 1: Status 'bogus' isn't a valid status for this ticket."]"#,
@@ -661,6 +644,6 @@ mod tests {
             messages(&answer),
             vec!["Ticket 1: Status 'bogus' isn't a valid status for this ticket.".to_string()]
         );
-        assert!(messages(&response(200, &[], "{}")).is_empty());
+        assert!(messages(&Response::new(200, &[], "{}")).is_empty());
     }
 }

@@ -135,7 +135,7 @@ impl HelpdeskConnector for Rt {
         let external_id_field = account::custom_field(&queue, &account.external_id_field);
         let idempotency_field = account::custom_field(&queue, &account.idempotency_field);
 
-        let text = api::body_with_attachments(&ticket.body, &ticket.attachments);
+        let text = text::with_attachment_links(&ticket.body, &ticket.attachments);
         if text.trim().is_empty() {
             return Err(ConnectorError::invalid(
                 "body",
@@ -226,7 +226,7 @@ impl HelpdeskConnector for Rt {
     fn add_comment(ctx: &Context, comment: NewComment) -> Result<CommentRef> {
         let account = Account::of(ctx)?;
         let ticket_id = numeric_id("ticket-id", &comment.ticket_id)?;
-        let text = api::body_with_attachments(&comment.body, &comment.attachments);
+        let text = text::with_attachment_links(&comment.body, &comment.attachments);
         if text.trim().is_empty() {
             return Err(ConnectorError::invalid("body", "the comment is empty"));
         }

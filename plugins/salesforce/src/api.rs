@@ -233,7 +233,7 @@ pub fn new_case_body(ticket: &NewTicket, mappings: &Mappings) -> Result<Value> {
     } else {
         truncate_chars(ticket.subject.trim(), SUBJECT_MAX_CHARS)
     };
-    let description = body_with_attachments(&ticket.body, &ticket.attachments);
+    let description = text::with_attachment_links(&ticket.body, &ticket.attachments);
     let mut fields = Map::new();
     fields.insert("Subject".into(), Value::String(subject));
     fields.insert(
@@ -258,20 +258,6 @@ pub fn new_case_body(ticket: &NewTicket, mappings: &Mappings) -> Result<Value> {
 
 pub fn truncate_chars(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
-}
-
-/// The text with the attachments listed after it: the hub passes links it never downloads.
-pub fn body_with_attachments(body: &str, attachments: &[Attachment]) -> String {
-    if attachments.is_empty() {
-        return body.to_string();
-    }
-    let mut text = body.trim_end().to_string();
-    text.push_str("\n\nAttachments:");
-    for attachment in attachments {
-        let name = attachment.name.as_deref().unwrap_or("file");
-        text.push_str(&format!("\n- {name}: {}", attachment.url));
-    }
-    text
 }
 
 /// Splits `text` into parts of at most `max` bytes, at a line break or space where one is
@@ -382,13 +368,9 @@ mod tests {
         assert!(parts[0].ends_with("word") && parts[1].starts_with("word"));
     }
 
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response::new(status, headers, body)
-    }
-
     #[test]
     fn errors_map_by_status_and_code() {
-        let session = salesforce_error(&response(
+        let session = salesforce_error(&Response::new(
             401,
             &[],
             r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#,
@@ -396,7 +378,7 @@ mod tests {
         assert!(
             matches!(session, ConnectorError::Unauthorized(m) if m.contains("INVALID_SESSION_ID"))
         );
-        let limit = salesforce_error(&response(
+        let limit = salesforce_error(&Response::new(
             403,
             &[],
             r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
@@ -404,13 +386,13 @@ mod tests {
         assert!(
             matches!(limit, ConnectorError::RateLimited(r) if r.retry_after_ms == REQUEST_LIMIT_BACKOFF_MS)
         );
-        let access = salesforce_error(&response(
+        let access = salesforce_error(&Response::new(
             403,
             &[],
             r#"[{"message":"insufficient access","errorCode":"INSUFFICIENT_ACCESS_OR_READONLY"}]"#,
         ));
         assert!(matches!(access, ConnectorError::Unauthorized(_)));
-        let picklist = salesforce_error(&response(
+        let picklist = salesforce_error(&Response::new(
             400,
             &[],
             r#"[{"message":"Origin: bad value for restricted picklist field: Telegram","errorCode":"INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST","fields":["Origin"]}]"#,
@@ -419,7 +401,7 @@ mod tests {
             matches!(&picklist, ConnectorError::InvalidInput(f) if f.field == "Origin" && f.message.contains("Telegram")),
             "{picklist:?}"
         );
-        let query = salesforce_error(&response(
+        let query = salesforce_error(&Response::new(
             400,
             &[],
             r#"[{"message":"unexpected token","errorCode":"MALFORMED_QUERY"}]"#,
@@ -427,19 +409,19 @@ mod tests {
         assert!(
             matches!(&query, ConnectorError::InvalidInput(f) if f.field == "request" && f.message.contains("MALFORMED_QUERY"))
         );
-        let gone = salesforce_error(&response(
+        let gone = salesforce_error(&Response::new(
             400,
             &[],
             r#"[{"message":"invalid cross reference id","errorCode":"INVALID_CROSS_REFERENCE_KEY","fields":["ParentId"]}]"#,
         ));
         assert!(matches!(gone, ConnectorError::NotFound(_)));
-        let missing = salesforce_error(&response(
+        let missing = salesforce_error(&Response::new(
             404,
             &[],
             r#"[{"errorCode":"NOT_FOUND","message":"The requested resource does not exist"}]"#,
         ));
         assert!(matches!(missing, ConnectorError::NotFound(_)));
-        let down = salesforce_error(&response(
+        let down = salesforce_error(&Response::new(
             503,
             &[],
             r#"[{"errorCode":"SERVER_UNAVAILABLE","message":"later"}]"#,
@@ -447,14 +429,14 @@ mod tests {
         assert!(matches!(down, ConnectorError::Transient(_)));
         // Not an error array (a proxy's HTML page): the generic mapping.
         assert!(matches!(
-            salesforce_error(&response(502, &[], "<html>")),
+            salesforce_error(&Response::new(502, &[], "<html>")),
             ConnectorError::Transient(_)
         ));
     }
 
     #[test]
     fn upsert_answers() {
-        let created = response(
+        let created = Response::new(
             201,
             &[],
             r#"{"id":"0035g0000000001AAA","success":true,"errors":[],"created":true}"#,
@@ -463,7 +445,7 @@ mod tests {
             upserted(&created, "Contact", "F", "v", "s").ok(),
             Some(Upserted::Created("0035g0000000001AAA".into()))
         );
-        let updated = response(
+        let updated = Response::new(
             200,
             &[],
             r#"{"id":"0035g0000000001AAA","success":true,"errors":[],"created":false}"#,
@@ -473,10 +455,10 @@ mod tests {
             Some(Upserted::Updated(Some("0035g0000000001AAA".into())))
         );
         assert_eq!(
-            upserted(&response(204, &[], ""), "Contact", "F", "v", "s").ok(),
+            upserted(&Response::new(204, &[], ""), "Contact", "F", "v", "s").ok(),
             Some(Upserted::Updated(None))
         );
-        let several = response(
+        let several = Response::new(
             300,
             &[],
             r#"["/services/data/v60.0/sobjects/Case/500A","/services/data/v60.0/sobjects/Case/500B"]"#,
@@ -484,7 +466,7 @@ mod tests {
         assert!(
             matches!(upserted(&several, "Case", "Ext__c", "k", "s"), Err(ConnectorError::Fatal(m)) if m.contains("500B") && m.contains("Ext__c"))
         );
-        let no_field = response(
+        let no_field = Response::new(
             404,
             &[],
             r#"[{"errorCode":"NOT_FOUND","message":"Provided external ID field does not exist or is not accessible: Ext__c"}]"#,
@@ -525,12 +507,12 @@ mod tests {
 
     #[test]
     fn usage_header() {
-        let r = response(
+        let r = Response::new(
             200,
             &[("sforce-limit-info", "api-usage=18/15000; api-bursts=1/750")],
             "",
         );
         assert_eq!(api_usage(&r), Some((18, 15000)));
-        assert_eq!(api_usage(&response(200, &[], "")), None);
+        assert_eq!(api_usage(&Response::new(200, &[], "")), None);
     }
 }

@@ -119,7 +119,7 @@ impl HelpdeskConnector for Salesforce {
                 requester = id
             );
         }
-        let text = api::body_with_attachments(&comment.body, &comment.attachments);
+        let text = text::with_attachment_links(&comment.body, &comment.attachments);
         let parts = api::split_bytes(&text, api::COMMENT_MAX_BYTES);
         if parts.is_empty() {
             return Err(ConnectorError::invalid("body", "the comment is empty"));

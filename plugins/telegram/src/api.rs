@@ -282,12 +282,8 @@ mod tests {
     use super::*;
     use switchboard_plugin_sdk::social::MessageKind;
 
-    fn response(status: u16, body: &str) -> Response {
-        Response::new(status, &[], body)
-    }
-
     fn error_of(status: u16, body: &str) -> ConnectorError {
-        read_result::<serde_json::Value>(&response(status, body)).expect_err("an error")
+        read_result::<serde_json::Value>(&Response::new(status, &[], body)).expect_err("an error")
     }
 
     fn outbound(thread_id: &str, text: &str) -> OutboundMessage {
@@ -310,9 +306,12 @@ mod tests {
 
     #[test]
     fn ok_envelope_yields_the_result() {
-        let result: Vec<serde_json::Value> =
-            read_result(&response(200, r#"{"ok":true,"result":[{"update_id":1}]}"#))
-                .expect("result");
+        let result: Vec<serde_json::Value> = read_result(&Response::new(
+            200,
+            &[],
+            r#"{"ok":true,"result":[{"update_id":1}]}"#,
+        ))
+        .expect("result");
         assert_eq!(result.len(), 1);
     }
 
@@ -391,7 +390,7 @@ mod tests {
             ConnectorError::Transient(_)
         ));
         assert!(matches!(
-            read_result::<serde_json::Value>(&response(200, "not json")),
+            read_result::<serde_json::Value>(&Response::new(200, &[], "not json")),
             Err(ConnectorError::Fatal(_))
         ));
     }
@@ -487,8 +486,9 @@ mod tests {
 
     #[test]
     fn sent_message_key_matches_inbound_ids() {
-        let sent: SentMessageResult = read_result(&response(
+        let sent: SentMessageResult = read_result(&Response::new(
             200,
+            &[],
             r#"{"ok":true,"result":{"message_id":43,"date":1,"chat":{"id":987654321,"type":"private"},"text":"x"}}"#,
         ))
         .expect("message");

@@ -338,23 +338,6 @@ pub fn normalize_tag(tag: &str) -> String {
         .join("_")
 }
 
-/// The comment body with the attachments listed after it.
-///
-/// Zendesk attaches files only from upload tokens, and the hub passes attachments as links it
-/// never downloads, so the agent gets the links in the text instead.
-pub fn body_with_attachments(body: &str, attachments: &[Attachment]) -> String {
-    if attachments.is_empty() {
-        return body.to_string();
-    }
-    let mut text = body.trim_end().to_string();
-    text.push_str("\n\nAttachments:");
-    for attachment in attachments {
-        let name = attachment.name.as_deref().unwrap_or("file");
-        text.push_str(&format!("\n- {name}: {}", attachment.url));
-    }
-    text
-}
-
 #[derive(Debug, Deserialize)]
 struct ErrorBody {
     error: Option<serde_json::Value>,
@@ -531,7 +514,7 @@ pub fn new_ticket_body(ticket: &NewTicket) -> Result<serde_json::Value> {
     let mut fields = json!({
         "subject": subject,
         "comment": CommentBody {
-            body: body_with_attachments(&ticket.body, &ticket.attachments),
+            body: text::with_attachment_links(&ticket.body, &ticket.attachments),
             public: ticket.visibility == Visibility::Public,
             author_id: Some(requester_id),
         },
@@ -669,10 +652,6 @@ mod tests {
         assert_eq!(zendesk_identity(&identity("x", None)), None);
     }
 
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response::new(status, headers, body)
-    }
-
     #[test]
     fn statuses_map_both_ways() {
         for status in [
@@ -799,7 +778,7 @@ mod tests {
     #[test]
     fn tags_and_bodies_are_prepared_for_zendesk() {
         assert_eq!(normalize_tag(" Telegram Business "), "telegram_business");
-        assert_eq!(body_with_attachments("hi", &[]), "hi");
+        assert_eq!(text::with_attachment_links("hi", &[]), "hi");
         let attachments = [Attachment {
             url: "tg-file:abc".into(),
             content_type: Some("image/jpeg".into()),
@@ -807,14 +786,14 @@ mod tests {
             size_bytes: Some(3),
         }];
         assert_eq!(
-            body_with_attachments("see photo\n", &attachments),
+            text::with_attachment_links("see photo\n", &attachments),
             "see photo\n\nAttachments:\n- file: tg-file:abc"
         );
     }
 
     #[test]
     fn errors_are_refined_from_zendesk_bodies() {
-        let closed = zendesk_error(&response(
+        let closed = zendesk_error(&Response::new(
             422,
             &[],
             r#"{"error":"RecordInvalid","description":"Record validation errors",
@@ -822,7 +801,7 @@ mod tests {
         ));
         assert!(matches!(closed, ConnectorError::Policy(p) if p.code == "ticket-closed"));
 
-        let closed_on_create = zendesk_error(&response(
+        let closed_on_create = zendesk_error(&Response::new(
             422,
             &[],
             r#"{"error":"RecordInvalid","description":"Record validation errors",
@@ -833,7 +812,7 @@ mod tests {
             ConnectorError::InvalidInput(f) if f.field == "status"
         ));
 
-        let invalid = zendesk_error(&response(
+        let invalid = zendesk_error(&Response::new(
             422,
             &[],
             r#"{"error":"RecordInvalid","description":"Record validation errors",
@@ -845,7 +824,7 @@ mod tests {
         ));
 
         assert!(matches!(
-            zendesk_error(&response(
+            zendesk_error(&Response::new(
                 409,
                 &[],
                 r#"{"error":"DatabaseConflict","description":"Database collision"}"#
@@ -853,7 +832,7 @@ mod tests {
             ConnectorError::Transient(_)
         ));
         assert!(matches!(
-            zendesk_error(&response(
+            zendesk_error(&Response::new(
                 400,
                 &[],
                 r#"{"error":"IdempotentRequestError","description":"Request parameters don't match the given idempotency key"}"#
@@ -861,11 +840,11 @@ mod tests {
             ConnectorError::Fatal(_)
         ));
         assert!(matches!(
-            zendesk_error(&response(400, &[], "Bad request")),
+            zendesk_error(&Response::new(400, &[], "Bad request")),
             ConnectorError::InvalidInput(_)
         ));
         assert!(matches!(
-            zendesk_error(&response(
+            zendesk_error(&Response::new(
                 401,
                 &[],
                 r#"{"error":"Couldn't authenticate you"}"#
@@ -873,11 +852,11 @@ mod tests {
             ConnectorError::Unauthorized(_)
         ));
         assert!(matches!(
-            zendesk_error(&response(429, &[("retry-after", "41")], r#"{"error":"RateLimited"}"#)),
+            zendesk_error(&Response::new(429, &[("retry-after", "41")], r#"{"error":"RateLimited"}"#)),
             ConnectorError::RateLimited(r) if r.retry_after_ms == 41_000
         ));
         assert!(matches!(
-            zendesk_error(&response(
+            zendesk_error(&Response::new(
                 404,
                 &[],
                 r#"{"error":"RecordNotFound","description":"Not found"}"#
@@ -885,7 +864,7 @@ mod tests {
             ConnectorError::NotFound(_)
         ));
         assert!(matches!(
-            zendesk_error(&response(503, &[], "")),
+            zendesk_error(&Response::new(503, &[], "")),
             ConnectorError::Transient(_)
         ));
     }

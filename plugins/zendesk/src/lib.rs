@@ -88,7 +88,7 @@ impl HelpdeskConnector for Zendesk {
             Some(id) => Ok(id.to_string()),
             None => account.integration_user_id(),
         };
-        let text = api::body_with_attachments(&comment.body, &comment.attachments);
+        let text = text::with_attachment_links(&comment.body, &comment.attachments);
         let public = comment.visibility == Visibility::Public;
 
         // A ticket update takes no idempotency key: when an earlier attempt may have added
