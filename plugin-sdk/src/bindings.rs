@@ -13,7 +13,7 @@
 pub mod host {
     wit_bindgen::generate!({
         world: "host-imports",
-        path: "../wit/v0.2",
+        path: "wit/v0.2",
         runtime_path: "::switchboard_plugin_sdk::__private::wit_bindgen::rt",
         additional_derives: [PartialEq],
     });
@@ -24,7 +24,7 @@ pub mod host {
 pub mod social {
     wit_bindgen::generate!({
         world: "social",
-        path: "../wit/v0.2",
+        path: "wit/v0.2",
         runtime_path: "::switchboard_plugin_sdk::__private::wit_bindgen::rt",
         additional_derives: [PartialEq],
         with: {
@@ -45,7 +45,7 @@ pub mod social {
 pub mod helpdesk {
     wit_bindgen::generate!({
         world: "helpdesk",
-        path: "../wit/v0.2",
+        path: "wit/v0.2",
         runtime_path: "::switchboard_plugin_sdk::__private::wit_bindgen::rt",
         additional_derives: [PartialEq],
         with: {

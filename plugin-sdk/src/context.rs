@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::settings::{SettingsDeserializer, SettingsError};
 use crate::{CallContext, ConnectorError, Result};
 
 /// What every operation receives: which installation the call is for, and its settings.
@@ -66,6 +67,50 @@ impl Context {
         self.setting(key).unwrap_or(default)
     }
 
+    /// Reads the settings into a typed struct `T` (`#[derive(Deserialize)]`, fields named
+    /// like the setting keys).
+    ///
+    /// Each value is parsed from its string into the field's type: numbers, `bool` (`true`,
+    /// `false`, `yes`, `no`, `on`, `off`, `1`, `0`), `Vec`s from comma-separated lists, and
+    /// unit-variant enums by name. An empty setting counts as absent: an `Option` field is
+    /// `None`, a field with `#[serde(default)]` takes its default, any other field is
+    /// required. Unknown settings are ignored.
+    ///
+    /// A missing or unreadable setting is an `InvalidInput` error whose field is the setting's
+    /// key, so the host can point the admin at it.
+    ///
+    /// ```
+    /// # use switchboard_plugin_sdk::{Context, ConnectorError};
+    /// #[derive(serde::Deserialize)]
+    /// struct Settings {
+    ///     subdomain: String,
+    ///     base_url: Option<String>,
+    ///     #[serde(default = "hour")]
+    ///     initial_lookback_secs: u64,
+    /// }
+    /// fn hour() -> u64 { 3600 }
+    ///
+    /// let ctx = Context::new("inst", [("subdomain", "acme"), ("base_url", "")]);
+    /// let settings: Settings = ctx.parse_settings().unwrap();
+    /// assert_eq!((settings.base_url, settings.initial_lookback_secs), (None, 3600));
+    ///
+    /// let ctx = Context::new("inst", [("subdomain", "acme"), ("initial_lookback_secs", "soon")]);
+    /// let err = ctx.parse_settings::<Settings>().err().unwrap();
+    /// assert!(matches!(err, ConnectorError::InvalidInput(f) if f.field == "initial_lookback_secs"));
+    /// ```
+    pub fn parse_settings<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        let entries = self
+            .settings
+            .iter()
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect();
+        T::deserialize(SettingsDeserializer { entries }).map_err(|err| {
+            let SettingsError { key, message } = err;
+            ConnectorError::invalid(key.unwrap_or_else(|| "settings".to_string()), message)
+        })
+    }
+
     /// Every setting the call received, in key order (empty values included).
     pub fn settings(&self) -> impl Iterator<Item = (&str, &str)> {
         self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str()))
@@ -114,6 +159,107 @@ mod tests {
         assert_eq!(ctx.setting_or("blank", "dflt"), "dflt");
         assert_eq!(ctx.setting_or("token", "dflt"), "abc");
         assert_eq!(ctx.require("token"), Ok("abc"));
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Mode {
+        Poll,
+        Webhook,
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    struct Typed {
+        token: String,
+        blank: Option<String>,
+        #[serde(default)]
+        limit: u32,
+        ratio: Option<f64>,
+        enabled: Option<bool>,
+        #[serde(default)]
+        tags: Vec<String>,
+        #[serde(default)]
+        ids: Vec<u64>,
+        mode: Option<Mode>,
+    }
+
+    fn typed(pairs: &[(&str, &str)]) -> Result<Typed> {
+        Context::new("inst", pairs.iter().copied()).parse_settings()
+    }
+
+    fn bad_field(result: Result<Typed>) -> (String, String) {
+        match result {
+            Err(ConnectorError::InvalidInput(f)) => (f.field, f.message),
+            other => panic!("expected invalid input, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn typed_settings_parse_each_type() {
+        let settings = typed(&[
+            ("token", "abc"),
+            ("blank", ""),
+            ("limit", " 25 "),
+            ("ratio", "0.5"),
+            ("enabled", "Yes"),
+            ("tags", "a, b,,c "),
+            ("ids", "1,2"),
+            ("mode", "webhook"),
+            ("unknown", "ignored"),
+        ])
+        .expect("settings");
+        assert_eq!(
+            settings,
+            Typed {
+                token: "abc".into(),
+                blank: None,
+                limit: 25,
+                ratio: Some(0.5),
+                enabled: Some(true),
+                tags: vec!["a".into(), "b".into(), "c".into()],
+                ids: vec![1, 2],
+                mode: Some(Mode::Webhook),
+            }
+        );
+        let defaults = typed(&[("token", "t")]).expect("settings");
+        assert_eq!(
+            (defaults.limit, defaults.enabled, defaults.mode),
+            (0, None, None)
+        );
+        assert_eq!(
+            typed(&[("token", "t"), ("enabled", "off"), ("mode", "poll")])
+                .map(|s| (s.enabled, s.mode))
+                .ok(),
+            Some((Some(false), Some(Mode::Poll)))
+        );
+    }
+
+    #[test]
+    fn typed_settings_name_the_missing_or_bad_one() {
+        assert_eq!(
+            bad_field(typed(&[("limit", "1")])),
+            ("token".into(), "setting `token` is required".into())
+        );
+        // Empty is absent, for required settings too.
+        assert_eq!(bad_field(typed(&[("token", "")])).0, "token");
+        let (field, message) = bad_field(typed(&[("token", "t"), ("limit", "-3")]));
+        assert_eq!(field, "limit");
+        assert!(message.contains("setting `limit`"), "{message}");
+        assert!(message.contains("a whole number"), "{message}");
+        assert!(message.contains("`-3`"), "{message}");
+        assert_eq!(
+            bad_field(typed(&[("token", "t"), ("enabled", "maybe")])).0,
+            "enabled"
+        );
+        assert_eq!(bad_field(typed(&[("token", "t"), ("ids", "1,x")])).0, "ids");
+        assert_eq!(
+            bad_field(typed(&[("token", "t"), ("mode", "push")])).0,
+            "mode"
+        );
+        assert_eq!(
+            bad_field(typed(&[("token", "t"), ("ratio", "NaNx")])).0,
+            "ratio"
+        );
     }
 
     #[test]

@@ -254,6 +254,25 @@ pub struct Response {
 }
 
 impl Response {
+    /// A response built by hand, for a plugin's unit tests of its response handling.
+    ///
+    /// ```
+    /// # use switchboard_plugin_sdk::http::Response;
+    /// let response = Response::new(429, &[("Retry-After", "3")], "slow down");
+    /// assert_eq!(response.header("retry-after"), Some("3"));
+    /// assert_eq!(response.text(), "slow down");
+    /// ```
+    pub fn new(status: u16, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Self {
+        Response {
+            status,
+            headers: headers
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            body: body.into(),
+        }
+    }
+
     /// The first value of header `name`, compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
         find_header(&self.headers, name)
@@ -280,6 +299,19 @@ impl Response {
         }
     }
 
+    /// Checks the status and parses the JSON body in one step: a 2xx body parsed as `T`, or
+    /// the error [`status_error`] picks, whose message quotes the start of the body the
+    /// service sent. For a service with its own error bodies, use a [`Service`].
+    pub fn json_ok<T: DeserializeOwned>(self) -> Result<T> {
+        self.error_for_status()?.json()
+    }
+
+    /// How long a 429 (or a service's own flood error) asks to wait; see
+    /// [`rate_limit_wait_ms`].
+    pub fn rate_limit_wait_ms(&self) -> Option<u64> {
+        rate_limit_wait_ms(&self.headers, &self.body)
+    }
+
     /// The body as text; invalid UTF-8 is replaced with `U+FFFD`.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -290,7 +322,7 @@ impl Response {
 ///
 /// | status               | error                                                        |
 /// |----------------------|--------------------------------------------------------------|
-/// | 429                  | `RateLimited`, delay from `Retry-After` (seconds or HTTP-date), else 1000 ms |
+/// | 429                  | `RateLimited`, delay from [`rate_limit_wait_ms`], else 1000 ms |
 /// | 401, 403             | `Unauthorized`                                               |
 /// | 404, 410             | `NotFound`                                                   |
 /// | 400, 422             | `InvalidInput` with field `request`                          |
@@ -304,7 +336,7 @@ pub fn status_error(status: u16, headers: &[(String, String)], body: &[u8]) -> C
     let message = status_message(status, body);
     match status {
         429 => ConnectorError::rate_limited(
-            retry_after_ms(headers).unwrap_or(DEFAULT_RETRY_AFTER_MS),
+            rate_limit_wait_ms(headers, body).unwrap_or(DEFAULT_RETRY_AFTER_MS),
             message,
         ),
         401 | 403 => ConnectorError::Unauthorized(message),
@@ -313,6 +345,68 @@ pub fn status_error(status: u16, headers: &[(String, String)], body: &[u8]) -> C
         408 | 409 | 500..=599 => ConnectorError::Transient(message),
         _ => ConnectorError::Fatal(message),
     }
+}
+
+/// How long a rate-limited answer asks the plugin to wait, in milliseconds, from the first of
+/// these that it carries:
+///
+/// 1. a `retry_after` number of seconds in a JSON body, under `parameters` (Telegram's
+///    `{"parameters": {"retry_after": 5}}`) or at the top (`{"retry_after": 1.5}`);
+/// 2. a `Retry-After` header, seconds or an HTTP-date ([`retry_after_ms`]);
+/// 3. an `X-RateLimit-Reset` or `X-Rate-Limit-Reset` header (any case): the Unix time, in
+///    seconds, at which the limit resets ([`parse_rate_limit_reset`]).
+///
+/// `None` when it names no delay: pick the service's usual wait then.
+///
+/// ```
+/// # use switchboard_plugin_sdk::http::rate_limit_wait_ms;
+/// let headers = vec![("retry-after".to_string(), "3".to_string())];
+/// assert_eq!(rate_limit_wait_ms(&headers, b""), Some(3000));
+/// let body = br#"{"ok":false,"error_code":429,"parameters":{"retry_after":7}}"#;
+/// assert_eq!(rate_limit_wait_ms(&headers, body), Some(7000));
+/// ```
+pub fn rate_limit_wait_ms(headers: &[(String, String)], body: &[u8]) -> Option<u64> {
+    retry_after_in_body(body)
+        .or_else(|| retry_after_ms(headers))
+        .or_else(|| {
+            ["x-ratelimit-reset", "x-rate-limit-reset"]
+                .into_iter()
+                .find_map(|name| find_header(headers, name))
+                .and_then(|value| parse_rate_limit_reset(value, crate::now_ms()))
+        })
+}
+
+/// The `retry_after` seconds of a JSON error body, under `parameters` or at the top, in
+/// milliseconds. Fractions round up; a negative or non-numeric value counts as none.
+pub fn retry_after_in_body(body: &[u8]) -> Option<u64> {
+    // Only JSON objects can carry it; skip parsing anything else (an HTML error page).
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let seconds = value
+        .get("parameters")
+        .and_then(|p| p.get("retry_after"))
+        .or_else(|| value.get("retry_after"))?;
+    seconds_to_ms(seconds.as_f64()?)
+}
+
+/// Parses an `X-RateLimit-Reset` value into the wait until then, in milliseconds, given the
+/// current time. The value is the Unix time of the reset in seconds (X, GitHub, Zendesk's
+/// per-endpoint limits); a value below 1,000,000,000 (before 2001) cannot be such a time and
+/// is read as a number of seconds to wait instead, as some services send. A reset in the past
+/// means no wait (`Some(0)`).
+pub fn parse_rate_limit_reset(value: &str, now_ms: u64) -> Option<u64> {
+    let seconds: u64 = value.trim().parse().ok()?;
+    if seconds < 1_000_000_000 {
+        return Some(seconds.saturating_mul(1000));
+    }
+    Some(seconds.saturating_mul(1000).saturating_sub(now_ms))
+}
+
+fn seconds_to_ms(seconds: f64) -> Option<u64> {
+    // `parse` also accepts "inf" and "NaN"; only finite, non-negative delays count.
+    (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).ceil() as u64)
 }
 
 /// The delay a `Retry-After` header asks for, in milliseconds, if it has a valid one.
@@ -334,8 +428,7 @@ pub fn parse_retry_after(value: &str, now_ms: u64) -> Option<u64> {
         return Some(seconds.saturating_mul(1000));
     }
     if let Ok(seconds) = value.parse::<f64>() {
-        // `parse` also accepts "inf" and "NaN"; only finite, non-negative delays count.
-        return (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).ceil() as u64);
+        return seconds_to_ms(seconds);
     }
     let at = httpdate::parse_http_date(value).ok()?;
     let at_ms = at
@@ -345,6 +438,95 @@ pub fn parse_retry_after(value: &str, now_ms: u64) -> Option<u64> {
         .try_into()
         .ok()?;
     Some(u64::saturating_sub(at_ms, now_ms))
+}
+
+/// One service's API as a plugin reads its answers: the name its messages use, and the
+/// function that turns an unsuccessful answer into the [`ConnectorError`] the host acts on
+/// (reading the service's error body, so its own words end up in the message).
+///
+/// Every connector checked each response and then parsed its JSON in two calls, with the same
+/// two helpers written again in each; a `Service` constant does both:
+///
+/// ```
+/// use switchboard_plugin_sdk::http::{status_error, Response, Service};
+/// use switchboard_plugin_sdk::ConnectorError;
+///
+/// fn acme_error(response: &Response) -> ConnectorError {
+///     status_error(response.status, &response.headers, &response.body)
+/// }
+/// const ACME: Service = Service::new("Acme", acme_error);
+///
+/// #[derive(serde::Deserialize)]
+/// struct Ticket { id: u64 }
+///
+/// let ok = Response { status: 200, headers: vec![], body: br#"{"id":7}"#.to_vec() };
+/// let ticket: Ticket = ACME.json(ok, "ticket").unwrap();
+/// assert_eq!(ticket.id, 7);
+///
+/// let gone = Response { status: 404, headers: vec![], body: b"no such ticket".to_vec() };
+/// let err = ACME.json::<Ticket>(gone, "ticket").err().unwrap();
+/// assert_eq!(err, ConnectorError::NotFound("HTTP 404: no such ticket".into()));
+/// ```
+#[derive(Clone, Copy)]
+pub struct Service {
+    name: &'static str,
+    error: fn(&Response) -> ConnectorError,
+}
+
+impl Service {
+    /// A service called `name` in messages, whose unsuccessful answers `error` maps.
+    pub const fn new(name: &'static str, error: fn(&Response) -> ConnectorError) -> Self {
+        Service { name, error }
+    }
+
+    /// The service's name, as messages use it.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The error for an unsuccessful `response`.
+    pub fn error(&self, response: &Response) -> ConnectorError {
+        (self.error)(response)
+    }
+
+    /// Passes a 2xx response through and turns any other into the service's error.
+    pub fn check(&self, response: Response) -> Result<Response> {
+        if response.is_success() {
+            Ok(response)
+        } else {
+            Err(self.error(&response))
+        }
+    }
+
+    /// Parses a response's JSON body as `T`. Unreadable JSON is `Fatal` (a contract break that
+    /// retrying won't fix), saying which `what` from which service it was.
+    pub fn parse<T: DeserializeOwned>(&self, response: &Response, what: &str) -> Result<T> {
+        serde_json::from_slice(&response.body).map_err(|err| {
+            ConnectorError::fatal(format!("unexpected {what} from {}: {err}", self.name))
+        })
+    }
+
+    /// [`check`](Self::check), then [`parse`](Self::parse): the `what` of a 2xx answer.
+    pub fn json<T: DeserializeOwned>(&self, response: Response, what: &str) -> Result<T> {
+        let response = self.check(response)?;
+        self.parse(&response, what)
+    }
+
+    /// Sends `request`, then [`check`](Self::check)s the answer.
+    pub fn send(&self, request: Request) -> Result<Response> {
+        self.check(request.send()?)
+    }
+
+    /// Sends `request`, then reads the `what` of the 2xx answer with [`json`](Self::json).
+    pub fn fetch<T: DeserializeOwned>(&self, request: Request, what: &str) -> Result<T> {
+        self.json(request.send()?, what)
+    }
+}
+
+impl core::fmt::Debug for Service {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Service").field("name", &self.name).finish()
+    }
 }
 
 fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -370,7 +552,7 @@ fn status_message(status: u16, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{InvalidField, RateLimit};
+    use crate::{now_ms, InvalidField, RateLimit};
 
     fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
@@ -481,6 +663,124 @@ mod tests {
             Some(7000)
         );
         assert_eq!(retry_after_ms(&headers(&[("x-other", "7")])), None);
+    }
+
+    #[test]
+    fn rate_limits_from_bodies_and_reset_headers() {
+        let now = 1_700_000_000_000;
+        assert_eq!(parse_rate_limit_reset("1700000030", now), Some(30_000));
+        assert_eq!(parse_rate_limit_reset(" 1699999990 ", now), Some(0));
+        assert_eq!(parse_rate_limit_reset("45", now), Some(45_000));
+        assert_eq!(parse_rate_limit_reset("soon", now), None);
+        assert_eq!(parse_rate_limit_reset("-1", now), None);
+
+        assert_eq!(
+            retry_after_in_body(br#"{"ok":false,"parameters":{"retry_after":12}}"#),
+            Some(12_000)
+        );
+        assert_eq!(retry_after_in_body(br#" {"retry_after": 0.25}"#), Some(250));
+        assert_eq!(retry_after_in_body(br#"{"retry_after": -1}"#), None);
+        assert_eq!(retry_after_in_body(br#"{"retry_after": "5"}"#), None);
+        assert_eq!(retry_after_in_body(br#"{"error":"slow"}"#), None);
+        assert_eq!(retry_after_in_body(b"<html>slow down</html>"), None);
+        assert_eq!(retry_after_in_body(b""), None);
+
+        // The body wins over the headers; Retry-After over the reset time.
+        let far = (now_ms() / 1000 + 3600).to_string();
+        let both = headers(&[("Retry-After", "2"), ("X-RateLimit-Reset", far.as_str())]);
+        assert_eq!(
+            rate_limit_wait_ms(&both, br#"{"retry_after":9}"#),
+            Some(9000)
+        );
+        assert_eq!(rate_limit_wait_ms(&both, b""), Some(2000));
+        for name in ["X-RateLimit-Reset", "x-rate-limit-reset"] {
+            let wait =
+                rate_limit_wait_ms(&headers(&[(name, far.as_str())]), b"").expect("a reset time");
+            assert!((3_500_000..=3_600_000).contains(&wait), "{name}: {wait}");
+        }
+        assert_eq!(
+            rate_limit_wait_ms(&headers(&[("x-other", "5")]), b"{}"),
+            None
+        );
+
+        // status_error reads them all.
+        match status_error(429, &headers(&[("x-rate-limit-reset", "4")]), b"") {
+            ConnectorError::RateLimited(r) => assert_eq!(r.retry_after_ms, 4000),
+            other => panic!("unexpected {other:?}"),
+        }
+        match status_error(429, &[], br#"{"parameters":{"retry_after":3}}"#) {
+            ConnectorError::RateLimited(r) => assert_eq!(r.retry_after_ms, 3000),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn teapot_error(response: &Response) -> ConnectorError {
+        ConnectorError::fatal(format!(
+            "Teapot said {}: {}",
+            response.status,
+            response.text()
+        ))
+    }
+
+    const TEAPOT: Service = Service::new("Teapot", teapot_error);
+
+    #[test]
+    fn services_check_and_parse_in_one_step() {
+        let ok = |body: &str| Response {
+            status: 201,
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+        };
+        let value: serde_json::Value = TEAPOT.json(ok(r#"{"id":1}"#), "pot").expect("json");
+        assert_eq!(value["id"], 1);
+        assert_eq!(
+            TEAPOT.json::<serde_json::Value>(
+                Response {
+                    status: 418,
+                    headers: vec![],
+                    body: b"{\"error\":\"short and stout\"}".to_vec()
+                },
+                "pot"
+            ),
+            Err(ConnectorError::Fatal(
+                "Teapot said 418: {\"error\":\"short and stout\"}".into()
+            ))
+        );
+        match TEAPOT.json::<u32>(ok("[1]"), "pot count") {
+            Err(ConnectorError::Fatal(m)) => {
+                assert!(m.starts_with("unexpected pot count from Teapot: "), "{m}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(TEAPOT.name(), "Teapot");
+        assert!(TEAPOT.check(ok("")).is_ok());
+        // Without a host, sending fails before the service is asked.
+        assert!(matches!(
+            TEAPOT.fetch::<u32>(get("https://example.com"), "x"),
+            Err(ConnectorError::Fatal(m)) if m.contains("only available inside")
+        ));
+    }
+
+    #[test]
+    fn json_ok_keeps_the_body_of_an_error() {
+        let resp = Response {
+            status: 422,
+            headers: vec![],
+            body: br#"{"description":"Subject is blank"}"#.to_vec(),
+        };
+        assert_eq!(
+            resp.json_ok::<serde_json::Value>(),
+            Err(ConnectorError::invalid(
+                "request",
+                r#"HTTP 422: {"description":"Subject is blank"}"#
+            ))
+        );
+        let resp = Response {
+            status: 200,
+            headers: vec![],
+            body: b"[1,2]".to_vec(),
+        };
+        assert_eq!(resp.json_ok::<Vec<u8>>(), Ok(vec![1, 2]));
     }
 
     #[test]

@@ -18,8 +18,11 @@
 //! - [`now_ms`] reads the host's clock.
 //!
 //! The rest of the crate is helpers for the chores every connector has: mapping HTTP statuses
-//! to [`ConnectorError`]s ([`http::status_error`]), pagination ([`paging`]), webhook signatures
-//! ([`signature`]), webhook answers ([`webhook`]) and text lengths ([`text`]).
+//! to [`ConnectorError`]s ([`http::status_error`], [`http::Service`]), rate limits
+//! ([`http::rate_limit_wait_ms`]), typed settings ([`Context::parse_settings`]), ids that come
+//! as numbers or strings ([`ids`]), pagination ([`paging`]), timestamps ([`time`]), webhook
+//! signatures ([`signature`]), webhook answers ([`webhook`]) and text ([`text`]: lengths, HTML
+//! to and from plain text, the loose comparison of stored text).
 //!
 //! ## Example
 //!
@@ -77,9 +80,12 @@ mod bindings;
 mod context;
 mod error;
 pub mod http;
+pub mod ids;
 #[doc(hidden)]
 pub mod log;
+mod manifest;
 pub mod paging;
+mod settings;
 pub mod signature;
 pub mod text;
 pub mod time;
@@ -163,7 +169,7 @@ pub fn secret_for_plugin(key: &str) -> CredentialRule {
 /// and `helpdesk`; import them from there, by name or with a glob.
 pub mod prelude {
     pub use crate::{
-        http, log_debug, log_error, log_info, log_trace, log_warn, now_ms, paging,
+        http, ids, log_debug, log_error, log_info, log_trace, log_warn, now_ms, paging,
         secret_for_plugin, signature, text, webhook, Attachment, BasicCredential, CallContext,
         ConnectorError, Context, CredentialPlacement, CredentialRule, InvalidField, LengthUnit,
         Manifest, NamedTemplate, Oauth2Flow, Oauth2Spec, PluginKind, PolicyViolation, RateLimit,

@@ -31,6 +31,24 @@ use crate::{ConnectorError, Result};
 /// assert_eq!(next_link(link).as_deref(), Some("https://api.example.com/items?page=3"));
 /// ```
 pub fn next_link(link_header: &str) -> Option<String> {
+    link(link_header, "next")
+}
+
+/// The URL of the `rel="prev"` link in a `Link` header (also spelled `rel="previous"`), for
+/// paging backwards, as a listing sorted newest first is read back in time.
+///
+/// ```
+/// # use switchboard_plugin_sdk::paging::prev_link;
+/// let link = r#"<https://x.example/items?page=1>; rel="prev", <https://x.example/items?page=3>; rel="next""#;
+/// assert_eq!(prev_link(link).as_deref(), Some("https://x.example/items?page=1"));
+/// ```
+pub fn prev_link(link_header: &str) -> Option<String> {
+    link(link_header, "prev").or_else(|| link(link_header, "previous"))
+}
+
+/// The URL of the first link in a `Link` header whose `rel` includes `relation` (compared
+/// case-insensitively): `next`, `prev`, `first`, `last`, ...
+pub fn link(link_header: &str, relation: &str) -> Option<String> {
     let mut rest = link_header;
     loop {
         // Each link is `<uri-reference>` followed by `; param` pairs; URIs may contain `,` and `;`.
@@ -39,7 +57,7 @@ pub fn next_link(link_header: &str) -> Option<String> {
         let url = &rest[start + 1..end];
         let after = &rest[end + 1..];
         let params_end = next_link_start(after);
-        if params_rel_is_next(&after[..params_end]) {
+        if params_have_rel(&after[..params_end], relation) {
             return Some(url.trim().to_owned());
         }
         rest = &after[params_end..];
@@ -62,7 +80,7 @@ fn next_link_start(params: &str) -> usize {
     params.len()
 }
 
-fn params_rel_is_next(params: &str) -> bool {
+fn params_have_rel(params: &str, relation: &str) -> bool {
     params.split(';').any(|param| {
         let Some((name, value)) = param.split_once('=') else {
             return false;
@@ -73,7 +91,7 @@ fn params_rel_is_next(params: &str) -> bool {
                 .trim()
                 .trim_matches('"')
                 .split_ascii_whitespace()
-                .any(|rel| rel.eq_ignore_ascii_case("next"))
+                .any(|rel| rel.eq_ignore_ascii_case(relation))
     })
 }
 
@@ -133,6 +151,31 @@ mod tests {
         assert_eq!(next_link(r#"<https://a.example/1>; rel="prev""#), None);
         assert_eq!(next_link(""), None);
         assert_eq!(next_link("<unterminated; rel=next"), None);
+    }
+
+    #[test]
+    fn finds_links_in_both_directions() {
+        let header = r#"<https://a.example/x?before=b1>; rel="prev", <https://a.example/x?after=a9>; rel="next", <https://a.example/x>; rel="first""#;
+        assert_eq!(
+            next_link(header).as_deref(),
+            Some("https://a.example/x?after=a9")
+        );
+        assert_eq!(
+            prev_link(header).as_deref(),
+            Some("https://a.example/x?before=b1")
+        );
+        assert_eq!(
+            link(header, "FIRST").as_deref(),
+            Some("https://a.example/x")
+        );
+        assert_eq!(link(header, "last"), None);
+        assert_eq!(
+            prev_link(r#"<https://a.example/p>; rel="previous""#).as_deref(),
+            Some("https://a.example/p")
+        );
+        // `prev` is not `next`, and a page with no previous one has no prev link.
+        assert_eq!(prev_link(r#"<https://a.example/n>; rel="next""#), None);
+        assert_eq!(next_link(r#"<https://a.example/p>; rel="prev""#), None);
     }
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]

@@ -22,6 +22,28 @@ pub fn response(status: u16, body: impl Into<Vec<u8>>) -> WebhookResponse {
     }
 }
 
+/// A `POST` delivery with these headers and body, as the host hands one to `handle_webhook`:
+/// for a plugin's unit tests of its webhook checks and parsing.
+///
+/// ```
+/// # use switchboard_plugin_sdk::webhook;
+/// let delivery = webhook::post(&[("X-Signature", "abc")], r#"{"id":1}"#);
+/// assert_eq!(webhook::header(&delivery, "x-signature"), Some("abc"));
+/// assert_eq!(delivery.method, "POST");
+/// ```
+pub fn post(headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> WebhookRequest {
+    WebhookRequest {
+        method: "POST".to_string(),
+        path: String::new(),
+        query: String::new(),
+        headers: headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect(),
+        body: body.into(),
+    }
+}
+
 /// The first value of header `name` in a webhook request, compared case-insensitively.
 pub fn header<'a>(req: &'a WebhookRequest, name: &str) -> Option<&'a str> {
     req.headers

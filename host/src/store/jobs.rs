@@ -306,3 +306,176 @@ impl Db {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::str::FromStr;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+    use super::*;
+
+    /// A database as an installation from before migration 0007 left it: Zendesk and
+    /// Salesforce polled a stream named `ticket-events`, with a changed schedule, a paused
+    /// job, a run history and a cursor; a Freshdesk and a third-party plugin's stream of the
+    /// same name must stay as they are.
+    async fn database_before_the_rename(url: &str) {
+        let options = SqliteConnectOptions::from_str(url)
+            .expect("url")
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .expect("open");
+        let mut migrator = sqlx::migrate!("../migrations/sqlite");
+        migrator.migrations = Cow::Owned(
+            migrator
+                .migrations
+                .iter()
+                .filter(|m| m.version < 7)
+                .cloned()
+                .collect(),
+        );
+        migrator.run(&pool).await.expect("migrations 1 to 6");
+        for sql in [
+            "INSERT INTO installations (id, plugin_id, kind, settings_json, created_at, updated_at) VALUES \
+             ('zd', 'zendesk', 'helpdesk', '{}', 0, 0), ('sf', 'salesforce', 'helpdesk', '{}', 0, 0), \
+             ('fd', 'freshdesk', 'helpdesk', '{}', 0, 0), ('other', 'acme-desk', 'helpdesk', '{}', 0, 0)",
+            "INSERT INTO jobs (id, installation_id, stream, schedule, time_zone, paused, next_run_at) VALUES \
+             ('zd:ticket-events', 'zd', 'ticket-events', '0 */5 * * * *', 'Asia/Tokyo', FALSE, 1234), \
+             ('sf:ticket-events', 'sf', 'ticket-events', '*/30 * * * * *', 'UTC', TRUE, 99), \
+             ('fd:ticket-changes', 'fd', 'ticket-changes', '*/30 * * * * *', 'UTC', FALSE, 5), \
+             ('other:ticket-events', 'other', 'ticket-events', '*/30 * * * * *', 'UTC', FALSE, 7)",
+            "INSERT INTO job_runs (job_id, trigger, started_at, finished_at, outcome, pages, events_stored) VALUES \
+             ('zd:ticket-events', 'schedule', 10, 11, 'ok', 2, 5), \
+             ('zd:ticket-events', 'manual', 20, 21, 'error', 0, 0), \
+             ('other:ticket-events', 'schedule', 10, 11, 'ok', 1, 1)",
+            "INSERT INTO cursors (installation_id, stream, cursor, updated_at) VALUES \
+             ('zd', 'ticket-events', 'zd-cursor', 11), ('sf', 'ticket-events', 'sf-cursor', 12), \
+             ('fd', 'ticket-changes', 'fd-cursor', 13), ('other', 'ticket-events', 'other-cursor', 14)",
+        ] {
+            sqlx::query(sql).execute(&pool).await.expect(sql);
+        }
+        pool.close().await;
+    }
+
+    #[tokio::test]
+    async fn zendesk_and_salesforce_streams_keep_schedule_runs_and_cursor_under_the_new_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        database_before_the_rename(&url).await;
+
+        let db = Db::connect(&url).await.expect("migrate to the latest");
+
+        let jobs: Vec<(String, String, String, String, bool, Option<i64>)> = db
+            .list_jobs()
+            .await
+            .expect("jobs")
+            .into_iter()
+            .map(|j| {
+                (
+                    j.id,
+                    j.stream,
+                    j.schedule,
+                    j.time_zone,
+                    j.paused,
+                    j.next_run_at,
+                )
+            })
+            .collect();
+        let job = |id: &str, stream: &str, schedule: &str, zone: &str, paused, next| {
+            (
+                id.to_string(),
+                stream.to_string(),
+                schedule.to_string(),
+                zone.to_string(),
+                paused,
+                Some(next),
+            )
+        };
+        assert_eq!(
+            jobs,
+            vec![
+                job(
+                    "fd:ticket-changes",
+                    "ticket-changes",
+                    "*/30 * * * * *",
+                    "UTC",
+                    false,
+                    5
+                ),
+                job(
+                    "other:ticket-events",
+                    "ticket-events",
+                    "*/30 * * * * *",
+                    "UTC",
+                    false,
+                    7
+                ),
+                job(
+                    "sf:ticket-changes",
+                    "ticket-changes",
+                    "*/30 * * * * *",
+                    "UTC",
+                    true,
+                    99
+                ),
+                job(
+                    "zd:ticket-changes",
+                    "ticket-changes",
+                    "0 */5 * * * *",
+                    "Asia/Tokyo",
+                    false,
+                    1234
+                ),
+            ]
+        );
+
+        let runs: Vec<(String, String)> = db
+            .job_runs("zd:ticket-changes", 10)
+            .await
+            .expect("runs")
+            .into_iter()
+            .map(|r| (r.job_id, r.outcome))
+            .collect();
+        assert_eq!(
+            runs,
+            vec![
+                ("zd:ticket-changes".to_string(), "error".to_string()),
+                ("zd:ticket-changes".to_string(), "ok".to_string())
+            ]
+        );
+        assert_eq!(
+            db.job_runs("other:ticket-events", 10)
+                .await
+                .expect("runs")
+                .len(),
+            1
+        );
+        assert!(db
+            .job_runs("zd:ticket-events", 10)
+            .await
+            .expect("runs")
+            .is_empty());
+
+        for (installation, stream, cursor) in [
+            ("zd", "ticket-changes", Some("zd-cursor")),
+            ("sf", "ticket-changes", Some("sf-cursor")),
+            ("fd", "ticket-changes", Some("fd-cursor")),
+            ("other", "ticket-events", Some("other-cursor")),
+            ("zd", "ticket-events", None),
+        ] {
+            assert_eq!(
+                db.get_cursor(installation, stream)
+                    .await
+                    .expect("cursor")
+                    .as_deref(),
+                cursor,
+                "{installation} {stream}"
+            );
+        }
+    }
+}

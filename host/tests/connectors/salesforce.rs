@@ -20,7 +20,7 @@ use switchboard_simulators::salesforce::{Config, ExternalIdField, Simulator};
 use switchboard_testkit as kit;
 
 const PLUGIN: &str = "plugins/salesforce";
-const STREAM: &str = "ticket-events";
+const STREAM: &str = "ticket-changes";
 const EXT: &str = "Switchboard_External_Id__c";
 const V: &str = "/services/data/v60.0";
 

@@ -21,7 +21,7 @@ use switchboard_simulators::zendesk::{sign_webhook, Config, Simulator};
 use switchboard_testkit as kit;
 
 const PLUGIN: &str = "plugins/zendesk";
-const STREAM: &str = "ticket-events";
+const STREAM: &str = "ticket-changes";
 
 /// One test's world: a simulated Zendesk account, a runtime of its own with the plugin loaded,
 /// and an installation pointed at the simulator.

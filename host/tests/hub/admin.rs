@@ -267,7 +267,7 @@ async fn a_running_job_is_not_started_again_and_missed_slots_run_once() {
     assert!(w
         .hub
         .render_metrics()
-        .contains("switchboard_job_lag_seconds{job=\"zd:ticket-events\"}"));
+        .contains("switchboard_job_lag_seconds{job=\"zd:ticket-changes\"}"));
     shutdown.cancel();
     while workers.join_next().await.is_some() {}
 }

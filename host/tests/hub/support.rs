@@ -13,7 +13,7 @@ use switchboard_testkit as kit;
 pub const TG: &str = "tg";
 pub const ZD: &str = "zd";
 pub const TG_JOB: &str = "tg:updates";
-pub const ZD_JOB: &str = "zd:ticket-events";
+pub const ZD_JOB: &str = "zd:ticket-changes";
 pub const TG_SECRET: &str = "tg-webhook-secret";
 
 pub struct World {

@@ -3,11 +3,18 @@
 //! Nothing here calls the host, so all of it is unit-tested natively; `lib.rs` sends.
 
 use serde::{Deserialize, Serialize};
-use switchboard_plugin_sdk::helpdesk::{TicketPriority, TicketState, TicketStatus};
-use switchboard_plugin_sdk::http::{self, Response};
+use serde_json::json;
+use switchboard_plugin_sdk::helpdesk::{NewTicket, TicketPriority, TicketState, TicketStatus};
+use switchboard_plugin_sdk::http::{self, Response, Service};
+use switchboard_plugin_sdk::ids::numeric_id;
 use switchboard_plugin_sdk::prelude::*;
+use switchboard_plugin_sdk::text::{escape_html, html_to_text, text_to_html};
+use switchboard_plugin_sdk::time::parse_rfc3339_ms as parse_iso8601_ms;
 
-use crate::time::parse_iso8601_ms;
+use crate::look_back::{ExpectedConversation, SOURCE_NOTE};
+
+/// Freshdesk's API: its answers are checked with [`freshdesk_error`].
+pub const FRESHDESK: Service = Service::new("Freshdesk", freshdesk_error);
 
 /// How long to wait on a 429 that names no delay: Freshdesk's limits are per minute.
 const DEFAULT_RATE_LIMIT_WAIT_MS: u64 = 60_000;
@@ -211,16 +218,6 @@ pub fn priority_to_freshdesk(priority: TicketPriority) -> u64 {
     }
 }
 
-/// Checks that an id the hub passes is a Freshdesk numeric id.
-pub fn numeric_id(field: &str, id: &str) -> Result<u64> {
-    id.trim().parse().map_err(|_| {
-        ConnectorError::invalid(
-            field,
-            format!("expected a numeric Freshdesk id, got `{id}`"),
-        )
-    })
-}
-
 /// A tag as Freshdesk takes it: no commas, at most 32 characters.
 pub fn clean_tag(tag: &str) -> String {
     let tag = tag.replace(',', " ");
@@ -248,48 +245,16 @@ pub fn clean_tags<'a>(tags: impl IntoIterator<Item = &'a str>) -> Vec<String> {
 /// Freshdesk attaches files only from multipart uploads, and the hub passes attachments as
 /// links it never downloads, so the agent gets the links instead.
 pub fn html_body(text: &str, attachments: &[Attachment]) -> String {
-    let mut html = escape(text.trim_end())
-        .replace("\r\n", "\n")
-        .replace('\n', "<br>");
+    let mut html = text_to_html(text);
     if !attachments.is_empty() {
         html.push_str("<br><br>Attachments:");
         for a in attachments {
-            let name = escape(a.name.as_deref().unwrap_or("file"));
-            let url = escape(&a.url);
+            let name = escape_html(a.name.as_deref().unwrap_or("file"));
+            let url = escape_html(&a.url);
             html.push_str(&format!("<br>- {name}: <a href=\"{url}\">{url}</a>"));
         }
     }
     html
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// The plain text of an HTML body, for when `body_text` is missing.
-pub fn text_of(html: &str) -> String {
-    let html = html.replace("<br>", "\n").replace("<br/>", "\n");
-    let mut out = String::with_capacity(html.len());
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => in_tag = false,
-            _ if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&nbsp;", " ")
-        .replace("&amp;", "&")
-        .trim()
-        .to_string()
 }
 
 /// One entry of Freshdesk's `errors` list.
@@ -382,21 +347,6 @@ pub fn freshdesk_error(response: &Response) -> ConnectorError {
     }
 }
 
-/// Passes a successful response through; maps any other with [`freshdesk_error`].
-pub fn check(response: Response) -> Result<Response> {
-    if response.is_success() {
-        Ok(response)
-    } else {
-        Err(freshdesk_error(&response))
-    }
-}
-
-/// Parses a successful response body; JSON the plugin cannot read is a contract break.
-pub fn parse<T: serde::de::DeserializeOwned>(response: &Response, what: &str) -> Result<T> {
-    serde_json::from_slice(&response.body)
-        .map_err(|err| ConnectorError::fatal(format!("unexpected {what} from Freshdesk: {err}")))
-}
-
 /// The poll cursor of the `ticket-changes` stream: list tickets updated at or after `since`
 /// (Unix seconds), from `page` of that listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -449,19 +399,243 @@ pub fn next_cursor(
     (PollCursor { since, page: 1 }, false)
 }
 
+/// The body of `POST /api/v2/tickets`.
+///
+/// `source` is the source number new tickets get, `statuses` how statuses are written, and
+/// `external_id_field` the custom field that keeps the hub's external id, when there is one.
+pub fn new_ticket_body(
+    ticket: &NewTicket,
+    source: u64,
+    statuses: &StatusMapping,
+    external_id_field: Option<&str>,
+) -> Result<serde_json::Value> {
+    let requester_id = numeric_id("requester-id", &ticket.requester_id)?;
+    let subject = if ticket.subject.trim().is_empty() {
+        text::first_line(&ticket.body, 80)
+    } else {
+        ticket.subject.clone()
+    };
+    let subject = if subject.trim().is_empty() {
+        format!("Message from {}", ticket.channel)
+    } else {
+        subject
+    };
+    let description = match ticket.visibility {
+        Visibility::Public => html_body(&ticket.body, &ticket.attachments),
+        Visibility::Private => html_body(
+            &format!(
+                "A private message from {}; its text is in the private note below.",
+                ticket.channel
+            ),
+            &[],
+        ),
+    };
+    let tags = clean_tags(
+        [HUB_TAG, ticket.channel.as_str()]
+            .into_iter()
+            .chain(ticket.tags.iter().map(String::as_str)),
+    );
+    let mut body = json!({
+        "subject": subject.chars().take(255).collect::<String>(),
+        "description": description,
+        "requester_id": requester_id,
+        "status": statuses.write(ticket.status.unwrap_or(
+            switchboard_plugin_sdk::helpdesk::TicketStatus::Open,
+        )),
+        "priority": priority_to_freshdesk(ticket.priority.unwrap_or(
+            switchboard_plugin_sdk::helpdesk::TicketPriority::Low,
+        )),
+        "source": source,
+        "tags": tags,
+    });
+    if let Some(field) = external_id_field {
+        if !ticket.external_id.is_empty() {
+            body["custom_fields"] = json!({ field.trim(): ticket.external_id });
+        }
+    }
+    Ok(body)
+}
+
+/// `current` minus `remove`, plus `add`, compared case-insensitively as Freshdesk does.
+pub fn merged_tags(current: &[String], add: &[String], remove: &[String]) -> Vec<String> {
+    let mut tags: Vec<String> = current
+        .iter()
+        .filter(|t| !remove.iter().any(|r| r.eq_ignore_ascii_case(t)))
+        .cloned()
+        .collect();
+    for tag in add {
+        if !tags.iter().any(|t| t.eq_ignore_ascii_case(tag)) {
+            tags.push(tag.clone());
+        }
+    }
+    tags
+}
+
+/// The contact name: the display name, else the handle, else the external id.
+pub fn contact_name(identity: &SocialIdentity, external_id: &str) -> String {
+    let name = [identity.display_name.as_deref(), identity.handle.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .find(|n| !n.is_empty())
+        .unwrap_or(external_id);
+    name.chars().take(NAME_MAX_CHARS).collect()
+}
+
+/// The X user id, which Freshdesk keeps as `twitter_id` since 2020.
+pub fn twitter_id(identity: &SocialIdentity) -> Option<String> {
+    matches!(identity.network.as_str(), "x" | "twitter")
+        .then(|| identity.external_id.trim().to_string())
+        .filter(|id| !id.is_empty())
+}
+
+/// The private incoming note a private first message goes into, and how to recognize it.
+pub fn first_note(ticket: &NewTicket) -> Result<(serde_json::Value, ExpectedConversation)> {
+    let requester = numeric_id("requester-id", &ticket.requester_id)?;
+    let body = html_body(&ticket.body, &ticket.attachments);
+    let expected = ExpectedConversation {
+        user_id: requester,
+        private: true,
+        incoming: true,
+        source: SOURCE_NOTE,
+        text: html_to_text(&body),
+    };
+    let note = json!({"body": body, "private": true, "incoming": true, "user_id": requester});
+    Ok((note, expected))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
+    fn ctx(extra: &[(&str, &str)]) -> Context {
+        let mut settings = vec![("domain", "acme"), ("api_key", "k")];
+        settings.extend_from_slice(extra);
+        Context::new("i", settings)
+    }
+
+    fn new_ticket() -> NewTicket {
+        NewTicket {
+            idempotency_key: "ticket:1".into(),
+            external_id: "conv-1".into(),
+            requester_id: "43000000005".into(),
+            subject: "Order late".into(),
+            body: "My order is late".into(),
+            visibility: Visibility::Public,
+            attachments: Vec::new(),
+            tags: vec!["VIP customer".into(), "switchboard".into()],
+            priority: Some(TicketPriority::High),
+            status: None,
+            channel: "telegram".into(),
+            unconfirmed: None,
         }
+    }
+
+    /// The body `create_ticket` posts for an installation with these settings.
+    fn body_for(ctx: &Context, ticket: &NewTicket) -> Result<serde_json::Value> {
+        let account = crate::account::Account::of(ctx)?;
+        new_ticket_body(
+            ticket,
+            account.source,
+            &account.statuses,
+            account.external_id_field.as_deref(),
+        )
+    }
+
+    #[test]
+    fn ticket_body_is_flat_with_requester_source_and_tags() {
+        let body = body_for(&ctx(&[]), &new_ticket()).expect("body");
+        assert_eq!(
+            body,
+            json!({
+                "subject": "Order late",
+                "description": "My order is late",
+                "requester_id": 43000000005_u64,
+                "status": 2,
+                "priority": 3,
+                "source": 7,
+                "tags": ["switchboard", "telegram", "VIP customer"],
+            })
+        );
+        let mut ticket = new_ticket();
+        ticket.subject = " ".into();
+        ticket.status = Some(TicketStatus::OnHold);
+        ticket.priority = None;
+        let body = body_for(
+            &ctx(&[
+                ("source", "101"),
+                ("on_hold_status", "7"),
+                ("external_id_field", "cf_switchboard_id"),
+            ]),
+            &ticket,
+        )
+        .expect("body");
+        assert_eq!(body["subject"], "My order is late");
+        assert_eq!((&body["status"], &body["priority"]), (&json!(7), &json!(1)));
+        assert_eq!(body["source"], 101);
+        assert_eq!(
+            body["custom_fields"],
+            json!({"cf_switchboard_id": "conv-1"})
+        );
+
+        ticket.visibility = Visibility::Private;
+        let body = body_for(&ctx(&[]), &ticket).expect("body");
+        assert!(!body["description"]
+            .as_str()
+            .expect("description")
+            .contains("late"));
+        for (key, value) in [("source", "chat"), ("on_hold_status", "3")] {
+            assert!(matches!(
+                body_for(&ctx(&[(key, value)]), &new_ticket()),
+                Err(ConnectorError::InvalidInput(f)) if f.field == key
+            ));
+        }
+        ticket.requester_id = "aiko".into();
+        assert!(matches!(
+            body_for(&ctx(&[]), &ticket),
+            Err(ConnectorError::InvalidInput(f)) if f.field == "requester-id"
+        ));
+    }
+
+    #[test]
+    fn tags_merge_case_insensitively() {
+        let current = vec!["switchboard".to_string(), "Telegram".to_string()];
+        assert_eq!(
+            merged_tags(
+                &current,
+                &["vip".into(), "SWITCHBOARD".into()],
+                &["telegram".into()]
+            ),
+            vec!["switchboard".to_string(), "vip".to_string()]
+        );
+    }
+
+    #[test]
+    fn contact_names_and_twitter_ids() {
+        let identity = |network: &str, name: Option<&str>, handle: Option<&str>| SocialIdentity {
+            external_id: "99".into(),
+            network: network.into(),
+            handle: handle.map(str::to_string),
+            display_name: name.map(str::to_string),
+        };
+        assert_eq!(
+            contact_name(&identity("x", Some("Fan"), None), "x:99"),
+            "Fan"
+        );
+        assert_eq!(
+            contact_name(&identity("x", Some(" "), Some("fan")), "x:99"),
+            "fan"
+        );
+        assert_eq!(contact_name(&identity("x", None, None), "x:99"), "x:99");
+        assert_eq!(
+            twitter_id(&identity("x", None, None)).as_deref(),
+            Some("99")
+        );
+        assert_eq!(
+            twitter_id(&identity("twitter", None, None)).as_deref(),
+            Some("99")
+        );
+        assert_eq!(twitter_id(&identity("telegram", None, None)), None);
     }
 
     #[test]
@@ -549,18 +723,17 @@ mod tests {
             html,
             "see<br><br>Attachments:<br>- photo.jpg: <a href=\"tg-file:abc\">tg-file:abc</a>"
         );
-        assert_eq!(text_of("<div>a &amp; b<br>c</div>"), "a & b\nc");
     }
 
     #[test]
     fn errors_map_to_what_the_host_acts_on() {
-        let unauthorized = freshdesk_error(&response(
+        let unauthorized = freshdesk_error(&Response::new(
             401,
             &[],
             r#"{"code":"invalid_credentials","message":"You have to be logged in to perform this action."}"#,
         ));
         assert!(matches!(unauthorized, ConnectorError::Unauthorized(m) if m.contains("api_key")));
-        let invalid = freshdesk_error(&response(
+        let invalid = freshdesk_error(&Response::new(
             400,
             &[],
             r#"{"description":"Validation failed","errors":[{"field":"priority","message":"It should be one of these values: '1,2,3,4'","code":"invalid_value"}]}"#,
@@ -569,7 +742,7 @@ mod tests {
             matches!(&invalid, ConnectorError::InvalidInput(f) if f.field == "priority" && f.message.contains("1,2,3,4")),
             "{invalid:?}"
         );
-        let conflict = response(
+        let conflict = Response::new(
             409,
             &[],
             r#"{"description":"Validation failed","errors":[{"field":"unique_external_id","additional_info":{"user_id":43000000007},"message":"It should be a unique value","code":"duplicate_value"}]}"#,
@@ -585,28 +758,28 @@ mod tests {
             ConnectorError::InvalidInput(f) if f.field == "unique_external_id"
         ));
         assert!(matches!(
-            freshdesk_error(&response(429, &[("retry-after", "34")], "")),
+            freshdesk_error(&Response::new(429, &[("retry-after", "34")], "")),
             ConnectorError::RateLimited(r) if r.retry_after_ms == 34_000
         ));
         assert!(matches!(
-            freshdesk_error(&response(429, &[], "")),
+            freshdesk_error(&Response::new(429, &[], "")),
             ConnectorError::RateLimited(r) if r.retry_after_ms == 60_000
         ));
         assert!(matches!(
-            freshdesk_error(&response(404, &[], "")),
+            freshdesk_error(&Response::new(404, &[], "")),
             ConnectorError::NotFound(_)
         ));
         assert!(matches!(
-            freshdesk_error(&response(403, &[], r#"{"code":"access_denied"}"#)),
+            freshdesk_error(&Response::new(403, &[], r#"{"code":"access_denied"}"#)),
             ConnectorError::Unauthorized(_)
         ));
         assert!(matches!(
-            freshdesk_error(&response(415, &[], "{}")),
+            freshdesk_error(&Response::new(415, &[], "{}")),
             ConnectorError::Fatal(_)
         ));
         for status in [500, 502, 503] {
             assert!(matches!(
-                freshdesk_error(&response(status, &[], "")),
+                freshdesk_error(&Response::new(status, &[], "")),
                 ConnectorError::Transient(_)
             ));
         }

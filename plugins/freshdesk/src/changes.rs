@@ -10,8 +10,10 @@ use std::collections::HashMap;
 use switchboard_plugin_sdk::helpdesk::{ChangeAuthor, ChangeKind, CommentChange, TicketChange};
 use switchboard_plugin_sdk::prelude::*;
 
-use crate::api::{text_of, Conversation, StatusMapping, Ticket};
-use crate::time::parse_iso8601_ms;
+use switchboard_plugin_sdk::text::html_to_text;
+use switchboard_plugin_sdk::time::parse_rfc3339_ms as parse_iso8601_ms;
+
+use crate::api::{Conversation, StatusMapping, Ticket};
 
 pub fn conversation_change_id(conversation_id: u64) -> String {
     format!("conversation:{conversation_id}")
@@ -74,7 +76,7 @@ pub fn ticket_changes(
                     body: c
                         .body_text
                         .clone()
-                        .or_else(|| c.body.as_deref().map(text_of))
+                        .or_else(|| c.body.as_deref().map(html_to_text))
                         .unwrap_or_default(),
                     visibility: if c.private {
                         Visibility::Private

@@ -1,12 +1,17 @@
 //! Request Tracker's REST 2.0: response shapes, value mappings, request pieces and error
 //! mapping.
 //!
-//! Nothing here calls the host, so all of it is unit-tested natively; `lib.rs` sends.
+//! Nothing here calls the host, so all of it is unit-tested natively; `account.rs` sends.
 
 use serde::{Deserialize, Deserializer};
 use switchboard_plugin_sdk::helpdesk::{TicketPriority, TicketStatus};
-use switchboard_plugin_sdk::http::{self, Response};
+use switchboard_plugin_sdk::http::{self, Response, Service};
+use switchboard_plugin_sdk::ids::Id;
 use switchboard_plugin_sdk::prelude::*;
+use switchboard_plugin_sdk::time::parse_utc_datetime_ms;
+
+/// RT's REST 2.0: its answers are checked with [`rt_error`].
+pub const RT: Service = Service::new("RT", rt_error);
 
 /// The domain of the addresses given to social requesters. `.invalid` can never resolve
 /// (RFC 2606), so RT's notifications to them go nowhere.
@@ -14,31 +19,6 @@ pub const REQUESTER_DOMAIN: &str = "social.invalid";
 
 /// How long to wait on a 429 that names no delay. RT itself never sends one; a proxy might.
 const DEFAULT_RATE_LIMIT_WAIT_MS: u64 = 10_000;
-
-/// An RT id, which REST 2.0 writes as a number in some places and a string in others.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-pub struct RtId(pub String);
-
-impl<'de> Deserialize<'de> for RtId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(i64),
-            Text(String),
-        }
-        Ok(RtId(match Raw::deserialize(deserializer)? {
-            Raw::Number(n) => n.to_string(),
-            Raw::Text(s) => s,
-        }))
-    }
-}
-
-impl core::fmt::Display for RtId {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// A number RT may also write as a string (`"Privileged": 1`, `"Priority": "50"`).
 fn loose_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
@@ -55,7 +35,7 @@ fn loose_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RecordRef {
     #[serde(default)]
-    pub id: RtId,
+    pub id: Id,
     #[serde(rename = "Name")]
     pub name: Option<String>,
     #[serde(rename = "RealName")]
@@ -65,7 +45,7 @@ pub struct RecordRef {
 /// `GET /user/{id or name}`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct User {
-    pub id: RtId,
+    pub id: Id,
     #[serde(rename = "Name", default)]
     pub name: String,
     #[serde(rename = "RealName")]
@@ -113,7 +93,7 @@ impl Queue {
 /// `GET /ticket/{id}`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Ticket {
-    pub id: RtId,
+    pub id: Id,
     #[serde(rename = "Status", default)]
     pub status: String,
     /// A number, or a label on sites with `$EnablePriorityAsString`.
@@ -184,33 +164,13 @@ impl Ticket {
     pub fn updated_at_ms(&self) -> u64 {
         self.last_updated
             .as_deref()
-            .and_then(crate::time::parse_rt_datetime_ms)
+            .and_then(parse_utc_datetime_ms)
             .unwrap_or(0)
     }
 
     pub fn created_ms(&self) -> Option<u64> {
-        self.created
-            .as_deref()
-            .and_then(crate::time::parse_rt_datetime_ms)
+        self.created.as_deref().and_then(parse_utc_datetime_ms)
     }
-}
-
-/// The longest subject RT keeps, in bytes (`Tickets.Subject` is `varchar(200)`).
-const SUBJECT_MAX_BYTES: usize = 200;
-
-/// Whether a ticket's subject as RT keeps it (`kept`) is the subject the plugin `sent`. RT
-/// drops the line feeds from a new ticket's subject and cuts it to 200 bytes on a character
-/// boundary; white space at the ends is not compared.
-pub fn is_same_subject(sent: &str, kept: &str) -> bool {
-    let mut stored: String = sent.chars().filter(|&c| c != '\n').collect();
-    if stored.len() > SUBJECT_MAX_BYTES {
-        let mut end = SUBJECT_MAX_BYTES;
-        while !stored.is_char_boundary(end) {
-            end -= 1;
-        }
-        stored.truncate(end);
-    }
-    stored.trim() == kept.trim()
 }
 
 /// One page of a collection (`/transactions`, `/ticket/{id}/history`, ...).
@@ -224,11 +184,11 @@ pub struct Page<T> {
 /// A transaction, with the fields the poll asks for.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Transaction {
-    pub id: RtId,
+    pub id: Id,
     #[serde(rename = "Type", default)]
     pub kind: String,
     #[serde(rename = "ObjectId", default)]
-    pub object_id: RtId,
+    pub object_id: Id,
     #[serde(rename = "Created")]
     pub created: Option<String>,
     /// An object with `fields[Creator]=...`; an empty string when the user may not see it.
@@ -252,9 +212,7 @@ fn record_ref_or_empty<'de, D: Deserializer<'de>>(
 
 impl Transaction {
     pub fn created_ms(&self) -> Option<u64> {
-        self.created
-            .as_deref()
-            .and_then(crate::time::parse_rt_datetime_ms)
+        self.created.as_deref().and_then(parse_utc_datetime_ms)
     }
 }
 
@@ -262,7 +220,7 @@ impl Transaction {
 /// only when asked for.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Part {
-    pub id: RtId,
+    pub id: Id,
     #[serde(rename = "ContentType", default)]
     pub content_type: String,
     #[serde(rename = "Filename", default)]
@@ -270,7 +228,7 @@ pub struct Part {
     #[serde(rename = "ContentLength", default, deserialize_with = "loose_u64")]
     pub content_length: Option<u64>,
     #[serde(rename = "TransactionId", default)]
-    pub transaction_id: RtId,
+    pub transaction_id: Id,
     #[serde(rename = "Content")]
     pub content: Option<String>,
 }
@@ -284,7 +242,7 @@ impl Part {
 /// The body of a `201 Created`: `{"id": ..., "type": ..., "_url": ...}`.
 #[derive(Debug, Deserialize)]
 pub struct Created {
-    pub id: RtId,
+    pub id: Id,
 }
 
 /// The default lifecycle's statuses onto the contract's.
@@ -377,13 +335,6 @@ pub fn requester_login(network: &str, person_id: &str) -> String {
     format!("{local}@{REQUESTER_DOMAIN}")
 }
 
-/// Checks that an id the hub passes is an RT numeric id, so it can go into a path safely.
-pub fn numeric_id(field: &str, id: &str) -> Result<u64> {
-    id.trim().parse().map_err(|_| {
-        ConnectorError::invalid(field, format!("expected a numeric RT id, got `{id}`"))
-    })
-}
-
 /// A value quoted for TicketSQL and TransactionSQL: single quotes, with `\` and `'` escaped.
 pub fn sql_quote(value: &str) -> String {
     let mut quoted = String::with_capacity(value.len() + 2);
@@ -416,23 +367,6 @@ pub fn path_segment(value: &str) -> String {
 pub fn id_from_location(location: &str) -> Option<String> {
     let last = location.trim().trim_end_matches('/').rsplit('/').next()?;
     (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())).then(|| last.to_string())
-}
-
-/// The body with the attachments listed after it.
-///
-/// The hub passes attachments as links it never downloads, and RT takes files only as
-/// uploaded content, so agents get the links in the text.
-pub fn body_with_attachments(body: &str, attachments: &[Attachment]) -> String {
-    if attachments.is_empty() {
-        return body.to_string();
-    }
-    let mut text = body.trim_end().to_string();
-    text.push_str("\n\nAttachments:");
-    for attachment in attachments {
-        let name = attachment.name.as_deref().unwrap_or("file");
-        text.push_str(&format!("\n- {name}: {}", attachment.url));
-    }
-    text
 }
 
 /// The line that names the customer above a message the integration user files for them.
@@ -483,21 +417,6 @@ pub fn rt_error(response: &Response) -> ConnectorError {
     }
 }
 
-/// Passes a successful response through; maps any other with [`rt_error`].
-pub fn check(response: Response) -> Result<Response> {
-    if response.is_success() {
-        Ok(response)
-    } else {
-        Err(rt_error(&response))
-    }
-}
-
-/// Parses a successful response body; JSON the plugin cannot read is a contract break.
-pub fn parse<T: serde::de::DeserializeOwned>(response: &Response, what: &str) -> Result<T> {
-    serde_json::from_slice(&response.body)
-        .map_err(|err| ConnectorError::fatal(format!("unexpected {what} from RT: {err}")))
-}
-
 /// The messages of a `PUT` answer (`["Ticket 1: Status changed from 'new' to 'open'"]`).
 /// RT answers 200 even when it refused a change, saying so only here.
 pub fn messages(response: &Response) -> Vec<String> {
@@ -517,17 +436,6 @@ pub fn messages(response: &Response) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
 
     #[test]
     fn statuses_map_both_ways() {
@@ -606,13 +514,6 @@ mod tests {
             Some("29")
         );
         assert_eq!(id_from_location("/REST/2.0/user/bob"), None);
-        let ids: Vec<RtId> = serde_json::from_str(r#"[29, "7"]"#).expect("ids");
-        assert_eq!((ids[0].0.as_str(), ids[1].0.as_str()), ("29", "7"));
-        assert!(numeric_id("ticket-id", " 12 ").is_ok());
-        assert!(matches!(
-            numeric_id("ticket-id", "12/../1"),
-            Err(ConnectorError::InvalidInput(f)) if f.field == "ticket-id"
-        ));
     }
 
     #[test]
@@ -646,21 +547,6 @@ mod tests {
     }
 
     #[test]
-    fn subjects_compare_as_rt_keeps_them() {
-        assert!(is_same_subject("Order late", "Order late"));
-        assert!(is_same_subject(" Order late ", "Order late"));
-        assert!(is_same_subject("Order late\nsecond", "Order latesecond"));
-        assert!(!is_same_subject("Order late", "order late"));
-        assert!(!is_same_subject("Order late", "Order late again"));
-        // 280 bytes in, 199 kept: the 200th byte is inside an `é`.
-        let sent = format!("  Ünïcødé subject\r\nline two \t {}tail  ", "é".repeat(120));
-        let kept = format!("  Ünïcødé subject\rline two \t {}", "é".repeat(83));
-        assert_eq!(kept.len(), 199);
-        assert!(is_same_subject(&sent, &kept));
-        assert!(!is_same_subject(&sent, &kept[..kept.len() - 2]));
-    }
-
-    #[test]
     fn transactions_tolerate_hidden_creators() {
         let page: Page<Transaction> = serde_json::from_value(serde_json::json!({
             "items": [
@@ -684,7 +570,7 @@ mod tests {
 
     #[test]
     fn bodies_name_attachments_and_authors() {
-        assert_eq!(body_with_attachments("hi", &[]), "hi");
+        assert_eq!(text::with_attachment_links("hi", &[]), "hi");
         let attachments = [Attachment {
             url: "tg-file:abc".into(),
             content_type: None,
@@ -692,7 +578,7 @@ mod tests {
             size_bytes: None,
         }];
         assert_eq!(
-            body_with_attachments("see\n", &attachments),
+            text::with_attachment_links("see\n", &attachments),
             "see\n\nAttachments:\n- a.jpg: tg-file:abc"
         );
         let user: User = serde_json::from_value(serde_json::json!({
@@ -710,42 +596,46 @@ mod tests {
     #[test]
     fn errors_map_from_rt_answers() {
         assert!(matches!(
-            rt_error(&response(401, &[], r#"{"message":"Unauthorized"}"#)),
+            rt_error(&Response::new(401, &[], r#"{"message":"Unauthorized"}"#)),
             ConnectorError::Unauthorized(m) if m.contains("Unauthorized")
         ));
         assert!(matches!(
-            rt_error(&response(403, &[], r#"{"message":"No permission to create tickets in the queue 'X'"}"#)),
+            rt_error(&Response::new(403, &[], r#"{"message":"No permission to create tickets in the queue 'X'"}"#)),
             ConnectorError::Unauthorized(m) if m.contains("No permission")
         ));
         assert!(matches!(
-            rt_error(&response(404, &[], r#"{"message":"Not Found"}"#)),
+            rt_error(&Response::new(404, &[], r#"{"message":"Not Found"}"#)),
             ConnectorError::NotFound(m) if m == "RT 404: Not Found"
         ));
         assert!(matches!(
-            rt_error(&response(400, &[], r#"{"message":"Name in use"}"#)),
+            rt_error(&Response::new(400, &[], r#"{"message":"Name in use"}"#)),
             ConnectorError::InvalidInput(f) if f.message.contains("Name in use")
         ));
         assert!(matches!(
-            rt_error(&response(412, &[], r#"{"message":"Precondition Failed"}"#)),
+            rt_error(&Response::new(
+                412,
+                &[],
+                r#"{"message":"Precondition Failed"}"#
+            )),
             ConnectorError::Transient(_)
         ));
         assert!(matches!(
-            rt_error(&response(429, &[("retry-after", "7")], "")),
+            rt_error(&Response::new(429, &[("retry-after", "7")], "")),
             ConnectorError::RateLimited(r) if r.retry_after_ms == 7000
         ));
         assert!(matches!(
-            rt_error(&response(500, &[], "")),
+            rt_error(&Response::new(500, &[], "")),
             ConnectorError::Transient(_)
         ));
         assert!(matches!(
-            rt_error(&response(502, &[], "<html>Bad gateway</html>")),
+            rt_error(&Response::new(502, &[], "<html>Bad gateway</html>")),
             ConnectorError::Transient(m) if m.contains("Bad gateway")
         ));
     }
 
     #[test]
     fn put_answers_carry_messages() {
-        let answer = response(
+        let answer = Response::new(
             200,
             &[],
             r#"["Ticket 1: Status 'bogus' isn't a valid status for this ticket."]"#,
@@ -754,6 +644,6 @@ mod tests {
             messages(&answer),
             vec!["Ticket 1: Status 'bogus' isn't a valid status for this ticket.".to_string()]
         );
-        assert!(messages(&response(200, &[], "{}")).is_empty());
+        assert!(messages(&Response::new(200, &[], "{}")).is_empty());
     }
 }

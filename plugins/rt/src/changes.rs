@@ -50,13 +50,6 @@ pub fn messages_query(ticket_id: u64, visibility: Visibility, creator: &str) -> 
     )
 }
 
-/// Whether a message's text as RT keeps it (`kept`, read as [`message_text`] does) is the text
-/// the plugin `sent`: the same, but for line endings and trailing white space.
-pub fn is_same_text(sent: &str, kept: &str) -> bool {
-    let normal = |text: &str| text.replace("\r\n", "\n").trim_end().to_string();
-    normal(sent) == normal(kept)
-}
-
 /// How many of `items` (in id order) are old enough to report: those up to the first one
 /// created after `cutoff_ms`. A transaction without a date counts as settled.
 pub fn settled_len(items: &[Transaction], cutoff_ms: u64) -> usize {
@@ -183,129 +176,10 @@ pub fn message_text(content: &str, content_type: &str) -> String {
         .next()
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/html"));
     if is_html {
-        html_to_text(content)
+        text::html_to_text(content)
     } else {
         content.trim_end().to_string()
     }
-}
-
-/// The text of an HTML message: tags dropped, block ends and `<br>` as line breaks, the
-/// common entities decoded, `<script>`/`<style>` bodies removed.
-///
-/// Enough for what RT's editor produces; a social network shows plain text anyway.
-pub fn html_to_text(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut rest = html;
-    // HTML's own line breaks are spaces; only tags break lines.
-    let push_text = |out: &mut String, text: &str| {
-        out.extend(decode_entities(text).chars().map(|c| match c {
-            '\n' | '\r' | '\t' => ' ',
-            c => c,
-        }))
-    };
-    while let Some(start) = rest.find('<') {
-        push_text(&mut out, &rest[..start]);
-        let Some(end) = rest[start..].find('>') else {
-            // A lone `<`: text, not a tag.
-            push_text(&mut out, &rest[start..]);
-            rest = "";
-            break;
-        };
-        let tag = &rest[start + 1..start + end];
-        rest = &rest[start + end + 1..];
-        let name: String = tag
-            .trim_start_matches('/')
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric())
-            .collect::<String>()
-            .to_ascii_lowercase();
-        let closing = tag.starts_with('/');
-        match name.as_str() {
-            "script" | "style" if !closing => {
-                let close = format!("</{name}");
-                match rest.to_ascii_lowercase().find(&close) {
-                    Some(at) => {
-                        rest = &rest[at..];
-                    }
-                    None => rest = "",
-                }
-            }
-            "br" => out.push('\n'),
-            "p" | "div" | "li" | "tr" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "blockquote"
-            | "pre" | "table" | "ul" | "ol"
-                if closing =>
-            {
-                out.push('\n')
-            }
-            "hr" => out.push('\n'),
-            "li" => out.push_str("- "),
-            _ => {}
-        }
-    }
-    push_text(&mut out, rest);
-    // Collapse the spaces and blank runs the markup left.
-    let lines: Vec<String> = out
-        .lines()
-        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
-    let mut text = String::new();
-    let mut blank = 0;
-    for line in lines {
-        if line.is_empty() {
-            blank += 1;
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(if blank > 0 { "\n\n" } else { "\n" });
-        }
-        blank = 0;
-        text.push_str(&line);
-    }
-    text
-}
-
-fn decode_entities(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find('&') {
-        out.push_str(&rest[..start]);
-        rest = &rest[start..];
-        let end = rest.find(';').filter(|&end| end <= 10);
-        let decoded = end.and_then(|end| {
-            let entity = &rest[1..end];
-            let c = match entity {
-                "amp" => '&',
-                "lt" => '<',
-                "gt" => '>',
-                "quot" => '"',
-                "apos" => '\'',
-                "nbsp" => ' ',
-                _ => {
-                    let code = if let Some(hex) =
-                        entity.strip_prefix("#x").or(entity.strip_prefix("#X"))
-                    {
-                        u32::from_str_radix(hex, 16).ok()
-                    } else {
-                        entity.strip_prefix('#').and_then(|d| d.parse().ok())
-                    };
-                    char::from_u32(code?)?
-                }
-            };
-            Some((c, end))
-        });
-        match decoded {
-            Some((c, end)) => {
-                out.push(c);
-                rest = &rest[end + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]
@@ -360,7 +234,7 @@ mod tests {
     #[test]
     fn only_settled_transactions_are_reported() {
         let txns = transactions();
-        let at = |s: &str| crate::time::parse_rt_datetime_ms(s).expect("date");
+        let at = |s: &str| switchboard_plugin_sdk::time::parse_utc_datetime_ms(s).expect("date");
         assert_eq!(settled_len(&txns, at("2026-11-25T00:37:04Z")), 2);
         assert_eq!(settled_len(&txns, at("2026-11-25T00:37:03Z")), 0);
         assert_eq!(settled_len(&txns, at("2026-11-25T01:00:00Z")), txns.len());
@@ -452,13 +326,6 @@ mod tests {
             "ObjectType = 'RT::Ticket' AND ObjectId = 7 AND Type = 'Comment' AND \
              Creator = 'o\\'brien'"
         );
-        let sent = "Aiko Sato <telegram-5001@social.invalid> wrote:\n\nAny news?\n";
-        assert!(is_same_text(
-            sent,
-            "Aiko Sato <telegram-5001@social.invalid> wrote:\r\n\r\nAny news?"
-        ));
-        assert!(!is_same_text(sent, "Any news?"));
-        assert!(!is_same_text("Any news?", "Any news?!"));
     }
 
     #[test]
@@ -471,12 +338,5 @@ mod tests {
             message_text("<p>注文<br>届きます</p>", "text/html; charset=utf-8"),
             "注文\n届きます"
         );
-        let html = "<p>Hello <b>there</b>,<br>it ships&nbsp;today &amp; arrives\n soon.</p>\
-                    <p>Regards &#8212; Hana</p><style>p{color:red}</style><ul><li>one</li></ul>";
-        assert_eq!(
-            html_to_text(html),
-            "Hello there,\nit ships today & arrives soon.\nRegards — Hana\n- one"
-        );
-        assert_eq!(html_to_text("a < b &bogus; c"), "a < b &bogus; c");
     }
 }

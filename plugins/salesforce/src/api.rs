@@ -1,12 +1,19 @@
-//! Salesforce REST API: response shapes, ids, error mapping.
+//! Salesforce REST API: response shapes, ids, request bodies, error mapping.
 //!
-//! Nothing here calls the host, so all of it is unit-tested natively; `lib.rs` sends.
+//! Nothing here calls the host, so all of it is unit-tested natively; `account.rs` sends.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
-use serde_json::Value;
-use switchboard_plugin_sdk::http::{self, Response};
+use serde_json::{Map, Value};
+use switchboard_plugin_sdk::helpdesk::NewTicket;
+use switchboard_plugin_sdk::http::{self, Response, Service};
 use switchboard_plugin_sdk::prelude::*;
+use switchboard_plugin_sdk::time::format_rfc3339_secs;
+
+use crate::mapping::Mappings;
+
+/// Salesforce's REST API: its answers are checked with [`salesforce_error`].
+pub const SALESFORCE: Service = Service::new("Salesforce", salesforce_error);
 
 /// How long to wait after `REQUEST_LIMIT_EXCEEDED`, which comes without Retry-After.
 ///
@@ -80,21 +87,6 @@ pub fn salesforce_error(response: &Response) -> ConnectorError {
     }
 }
 
-/// Passes a 2xx response through; maps any other with [`salesforce_error`].
-pub fn check(response: Response) -> Result<Response> {
-    if response.is_success() {
-        Ok(response)
-    } else {
-        Err(salesforce_error(&response))
-    }
-}
-
-/// Parses a successful body; JSON the plugin cannot read is a contract break.
-pub fn parse<T: serde::de::DeserializeOwned>(response: &Response, what: &str) -> Result<T> {
-    serde_json::from_slice(&response.body)
-        .map_err(|err| ConnectorError::fatal(format!("unexpected {what} from Salesforce: {err}")))
-}
-
 /// A value as one URL path segment.
 pub fn path_segment(value: &str) -> String {
     utf8_percent_encode(value, SEGMENT).to_string()
@@ -156,9 +148,9 @@ pub fn upserted(
     setting: &str,
 ) -> Result<Upserted> {
     match response.status {
-        201 => Ok(Upserted::Created(parse::<SaveResult>(response, "upsert result")?.id)),
+        201 => Ok(Upserted::Created(SALESFORCE.parse::<SaveResult>(response, "upsert result")?.id)),
         200 => {
-            let result: SaveResult = parse(response, "upsert result")?;
+            let result: SaveResult = SALESFORCE.parse(response, "upsert result")?;
             Ok(match result.created {
                 Some(true) => Upserted::Created(result.id),
                 _ => Upserted::Updated(Some(result.id)),
@@ -221,24 +213,164 @@ pub fn api_usage(response: &Response) -> Option<(u64, u64)> {
     Some((used.trim().parse().ok()?, max.trim().parse().ok()?))
 }
 
+/// CaseComment bodies are limited to 4,000 bytes.
+pub const COMMENT_MAX_BYTES: usize = 4000;
+/// Case Subject and Contact LastName lengths.
+const SUBJECT_MAX_CHARS: usize = 255;
+pub const LAST_NAME_MAX_CHARS: usize = 80;
+const DESCRIPTION_MAX_CHARS: usize = 32_000;
+
+/// A SOQL dateTime literal for `ms`, truncated to the second (SOQL takes no fractions).
+pub fn soql_datetime(ms: u64) -> String {
+    format_rfc3339_secs(ms / 1000)
+}
+
+/// The fields of the Case upsert for a new ticket (the external id goes in the URL).
+pub fn new_case_body(ticket: &NewTicket, mappings: &Mappings) -> Result<Value> {
+    let contact = record_id("requester-id", &ticket.requester_id, "003", "Contact")?;
+    let subject = if ticket.subject.trim().is_empty() {
+        text::first_line(&ticket.body, 80)
+    } else {
+        truncate_chars(ticket.subject.trim(), SUBJECT_MAX_CHARS)
+    };
+    let description = text::with_attachment_links(&ticket.body, &ticket.attachments);
+    let mut fields = Map::new();
+    fields.insert("Subject".into(), Value::String(subject));
+    fields.insert(
+        "Description".into(),
+        Value::String(truncate_chars(&description, DESCRIPTION_MAX_CHARS)),
+    );
+    fields.insert("ContactId".into(), Value::String(contact));
+    if let Some(status) = ticket.status {
+        let value = mappings.statuses.write(status, "status_map")?.to_string();
+        fields.insert("Status".into(), Value::String(value));
+    }
+    if let Some(priority) = ticket.priority {
+        if let Some(value) = mappings.priorities.write(priority) {
+            fields.insert("Priority".into(), Value::String(value.to_string()));
+        }
+    }
+    if let Some(origin) = mappings.origins.origin(&ticket.channel) {
+        fields.insert("Origin".into(), Value::String(origin.to_string()));
+    }
+    Ok(Value::Object(fields))
+}
+
+pub fn truncate_chars(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// Splits `text` into parts of at most `max` bytes, at a line break or space where one is
+/// near the end, never inside a character.
+pub fn split_bytes(text: &str, max: usize) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        if rest.len() <= max {
+            parts.push(rest.to_string());
+            break;
+        }
+        let mut cut = max;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        // Prefer a break in the last quarter of the part.
+        if let Some(space) = rest[..cut].rfind(['\n', ' ']).filter(|i| *i > max * 3 / 4) {
+            cut = space;
+        }
+        parts.push(rest[..cut].trim_end().to_string());
+        rest = rest[cut..].trim_start();
+    }
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+    use switchboard_plugin_sdk::helpdesk::{TicketPriority, TicketStatus};
 
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
+    fn new_ticket() -> NewTicket {
+        NewTicket {
+            idempotency_key: "ticket:01J".into(),
+            external_id: "conv-1".into(),
+            requester_id: "0035g0000000001AAA".into(),
+            subject: "Order late".into(),
+            body: "My order is late".into(),
+            visibility: Visibility::Public,
+            attachments: Vec::new(),
+            tags: vec!["vip".into()],
+            priority: Some(TicketPriority::Urgent),
+            status: None,
+            channel: "telegram".into(),
+            unconfirmed: None,
         }
     }
 
     #[test]
+    fn case_body_maps_values() {
+        let defaults = Mappings::parse(
+            crate::mapping::DEFAULT_STATUS_MAP,
+            crate::mapping::DEFAULT_PRIORITY_MAP,
+            crate::mapping::DEFAULT_ORIGIN_MAP,
+        )
+        .expect("mappings");
+        let body = new_case_body(&new_ticket(), &defaults).expect("body");
+        assert_eq!(
+            body,
+            json!({"Subject": "Order late", "Description": "My order is late",
+                   "ContactId": "0035g0000000001AAA", "Priority": "High", "Origin": "Web"})
+        );
+        let mappings = Mappings::parse(
+            "Nieuw=new,Open=open",
+            crate::mapping::DEFAULT_PRIORITY_MAP,
+            "telegram=Telegram",
+        )
+        .expect("mappings");
+        let mut ticket = new_ticket();
+        ticket.subject = " ".into();
+        ticket.status = Some(TicketStatus::New);
+        ticket.priority = None;
+        ticket.attachments = vec![Attachment {
+            url: "tg-file:1".into(),
+            content_type: None,
+            name: Some("photo.jpg".into()),
+            size_bytes: None,
+        }];
+        let body = new_case_body(&ticket, &mappings).expect("body");
+        assert_eq!(body["Subject"], "My order is late");
+        assert_eq!(body["Status"], "Nieuw");
+        assert_eq!(body["Origin"], "Telegram");
+        assert!(body.get("Priority").is_none());
+        assert!(body["Description"]
+            .as_str()
+            .expect("text")
+            .ends_with("- photo.jpg: tg-file:1"));
+        ticket.requester_id = "5001".into();
+        assert!(matches!(
+            new_case_body(&ticket, &mappings),
+            Err(ConnectorError::InvalidInput(f)) if f.field == "requester-id"
+        ));
+    }
+
+    #[test]
+    fn long_comments_are_split_on_boundaries() {
+        assert_eq!(split_bytes("short", 4000), vec!["short"]);
+        assert!(split_bytes("  ", 4000).is_empty());
+        let text = "あ".repeat(3000); // 9,000 bytes, no spaces
+        let parts = split_bytes(&text, 4000);
+        assert_eq!(parts.len(), 3);
+        assert!(parts.iter().all(|p| p.len() <= 4000));
+        assert_eq!(parts.concat(), text);
+        let words = "word ".repeat(1000); // 5,000 bytes
+        let parts = split_bytes(&words, 4000);
+        assert_eq!(parts.len(), 2);
+        assert!(parts[0].ends_with("word") && parts[1].starts_with("word"));
+    }
+
+    #[test]
     fn errors_map_by_status_and_code() {
-        let session = salesforce_error(&response(
+        let session = salesforce_error(&Response::new(
             401,
             &[],
             r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#,
@@ -246,7 +378,7 @@ mod tests {
         assert!(
             matches!(session, ConnectorError::Unauthorized(m) if m.contains("INVALID_SESSION_ID"))
         );
-        let limit = salesforce_error(&response(
+        let limit = salesforce_error(&Response::new(
             403,
             &[],
             r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
@@ -254,13 +386,13 @@ mod tests {
         assert!(
             matches!(limit, ConnectorError::RateLimited(r) if r.retry_after_ms == REQUEST_LIMIT_BACKOFF_MS)
         );
-        let access = salesforce_error(&response(
+        let access = salesforce_error(&Response::new(
             403,
             &[],
             r#"[{"message":"insufficient access","errorCode":"INSUFFICIENT_ACCESS_OR_READONLY"}]"#,
         ));
         assert!(matches!(access, ConnectorError::Unauthorized(_)));
-        let picklist = salesforce_error(&response(
+        let picklist = salesforce_error(&Response::new(
             400,
             &[],
             r#"[{"message":"Origin: bad value for restricted picklist field: Telegram","errorCode":"INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST","fields":["Origin"]}]"#,
@@ -269,7 +401,7 @@ mod tests {
             matches!(&picklist, ConnectorError::InvalidInput(f) if f.field == "Origin" && f.message.contains("Telegram")),
             "{picklist:?}"
         );
-        let query = salesforce_error(&response(
+        let query = salesforce_error(&Response::new(
             400,
             &[],
             r#"[{"message":"unexpected token","errorCode":"MALFORMED_QUERY"}]"#,
@@ -277,19 +409,19 @@ mod tests {
         assert!(
             matches!(&query, ConnectorError::InvalidInput(f) if f.field == "request" && f.message.contains("MALFORMED_QUERY"))
         );
-        let gone = salesforce_error(&response(
+        let gone = salesforce_error(&Response::new(
             400,
             &[],
             r#"[{"message":"invalid cross reference id","errorCode":"INVALID_CROSS_REFERENCE_KEY","fields":["ParentId"]}]"#,
         ));
         assert!(matches!(gone, ConnectorError::NotFound(_)));
-        let missing = salesforce_error(&response(
+        let missing = salesforce_error(&Response::new(
             404,
             &[],
             r#"[{"errorCode":"NOT_FOUND","message":"The requested resource does not exist"}]"#,
         ));
         assert!(matches!(missing, ConnectorError::NotFound(_)));
-        let down = salesforce_error(&response(
+        let down = salesforce_error(&Response::new(
             503,
             &[],
             r#"[{"errorCode":"SERVER_UNAVAILABLE","message":"later"}]"#,
@@ -297,14 +429,14 @@ mod tests {
         assert!(matches!(down, ConnectorError::Transient(_)));
         // Not an error array (a proxy's HTML page): the generic mapping.
         assert!(matches!(
-            salesforce_error(&response(502, &[], "<html>")),
+            salesforce_error(&Response::new(502, &[], "<html>")),
             ConnectorError::Transient(_)
         ));
     }
 
     #[test]
     fn upsert_answers() {
-        let created = response(
+        let created = Response::new(
             201,
             &[],
             r#"{"id":"0035g0000000001AAA","success":true,"errors":[],"created":true}"#,
@@ -313,7 +445,7 @@ mod tests {
             upserted(&created, "Contact", "F", "v", "s").ok(),
             Some(Upserted::Created("0035g0000000001AAA".into()))
         );
-        let updated = response(
+        let updated = Response::new(
             200,
             &[],
             r#"{"id":"0035g0000000001AAA","success":true,"errors":[],"created":false}"#,
@@ -323,10 +455,10 @@ mod tests {
             Some(Upserted::Updated(Some("0035g0000000001AAA".into())))
         );
         assert_eq!(
-            upserted(&response(204, &[], ""), "Contact", "F", "v", "s").ok(),
+            upserted(&Response::new(204, &[], ""), "Contact", "F", "v", "s").ok(),
             Some(Upserted::Updated(None))
         );
-        let several = response(
+        let several = Response::new(
             300,
             &[],
             r#"["/services/data/v60.0/sobjects/Case/500A","/services/data/v60.0/sobjects/Case/500B"]"#,
@@ -334,7 +466,7 @@ mod tests {
         assert!(
             matches!(upserted(&several, "Case", "Ext__c", "k", "s"), Err(ConnectorError::Fatal(m)) if m.contains("500B") && m.contains("Ext__c"))
         );
-        let no_field = response(
+        let no_field = Response::new(
             404,
             &[],
             r#"[{"errorCode":"NOT_FOUND","message":"Provided external ID field does not exist or is not accessible: Ext__c"}]"#,
@@ -375,12 +507,12 @@ mod tests {
 
     #[test]
     fn usage_header() {
-        let r = response(
+        let r = Response::new(
             200,
             &[("sforce-limit-info", "api-usage=18/15000; api-bursts=1/750")],
             "",
         );
         assert_eq!(api_usage(&r), Some((18, 15000)));
-        assert_eq!(api_usage(&response(200, &[], "")), None);
+        assert_eq!(api_usage(&Response::new(200, &[], "")), None);
     }
 }

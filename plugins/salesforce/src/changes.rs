@@ -1,4 +1,4 @@
-//! Polling: the `ticket-events` cursor and turning queried CaseComments and Cases into the
+//! Polling: the `ticket-changes` cursor and turning queried CaseComments and Cases into the
 //! hub's [`TicketChange`]s.
 //!
 //! Change ids:
@@ -13,9 +13,10 @@ use switchboard_plugin_sdk::helpdesk::{
 };
 use switchboard_plugin_sdk::prelude::*;
 
-use crate::api::{related, text};
+use switchboard_plugin_sdk::time::parse_iso8601_ms as parse_ms;
+
+use crate::api::{related, soql_datetime, text};
 use crate::mapping::PicklistMap;
-use crate::time::{parse_ms, soql_datetime};
 
 /// Where reading one object's changes stands.
 ///
@@ -60,7 +61,7 @@ impl Mark {
     }
 }
 
-/// The `ticket-events` poll cursor: comments and cases are read separately.
+/// The `ticket-changes` poll cursor: comments and cases are read separately.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cursor {
     pub comments: Mark,

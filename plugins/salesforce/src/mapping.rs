@@ -191,6 +191,25 @@ impl OriginMap {
     }
 }
 
+/// The three mappings an installation's settings hold, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mappings {
+    pub statuses: PicklistMap<TicketStatus>,
+    pub priorities: PicklistMap<TicketPriority>,
+    pub origins: OriginMap,
+}
+
+impl Mappings {
+    /// Parses the `status_map`, `priority_map` and `origin_map` settings' values.
+    pub fn parse(status_map: &str, priority_map: &str, origin_map: &str) -> Result<Self> {
+        Ok(Self {
+            statuses: PicklistMap::statuses("status_map", status_map)?,
+            priorities: PicklistMap::priorities("priority_map", priority_map)?,
+            origins: OriginMap::parse("origin_map", origin_map)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

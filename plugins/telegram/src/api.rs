@@ -10,8 +10,8 @@ use switchboard_plugin_sdk::http::{self, Request, Response};
 use switchboard_plugin_sdk::prelude::*;
 use switchboard_plugin_sdk::social::OutboundMessage;
 
-pub(crate) use crate::updates::User;
-use crate::updates::{message_key, BUSINESS_HANDLE_PREFIX};
+pub(crate) use crate::events::User;
+use crate::events::{message_key, BUSINESS_HANDLE_PREFIX};
 
 /// Longest text `sendMessage` accepts, in UTF-16 code units.
 pub const MAX_TEXT_UTF16: usize = 4096;
@@ -31,8 +31,6 @@ struct Envelope<T> {
 
 #[derive(Debug, Deserialize)]
 struct ResponseParameters {
-    /// Seconds to wait after flood control kicked in.
-    retry_after: Option<u64>,
     /// A group was upgraded to a supergroup under this new id.
     migrate_to_chat_id: Option<i64>,
 }
@@ -79,10 +77,9 @@ fn api_error(
     let lower = description.to_ascii_lowercase();
     match code {
         429 => {
-            let retry_after_ms = parameters
-                .and_then(|p| p.retry_after)
-                .map(|secs| secs.saturating_mul(1000))
-                .or_else(|| http::retry_after_ms(&response.headers))
+            // Flood control names its wait in `parameters.retry_after`.
+            let retry_after_ms = response
+                .rate_limit_wait_ms()
                 .unwrap_or(http::DEFAULT_RETRY_AFTER_MS);
             ConnectorError::rate_limited(retry_after_ms, message)
         }
@@ -285,16 +282,8 @@ mod tests {
     use super::*;
     use switchboard_plugin_sdk::social::MessageKind;
 
-    fn response(status: u16, body: &str) -> Response {
-        Response {
-            status,
-            headers: Vec::new(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
-
     fn error_of(status: u16, body: &str) -> ConnectorError {
-        read_result::<serde_json::Value>(&response(status, body)).expect_err("an error")
+        read_result::<serde_json::Value>(&Response::new(status, &[], body)).expect_err("an error")
     }
 
     fn outbound(thread_id: &str, text: &str) -> OutboundMessage {
@@ -317,9 +306,12 @@ mod tests {
 
     #[test]
     fn ok_envelope_yields_the_result() {
-        let result: Vec<serde_json::Value> =
-            read_result(&response(200, r#"{"ok":true,"result":[{"update_id":1}]}"#))
-                .expect("result");
+        let result: Vec<serde_json::Value> = read_result(&Response::new(
+            200,
+            &[],
+            r#"{"ok":true,"result":[{"update_id":1}]}"#,
+        ))
+        .expect("result");
         assert_eq!(result.len(), 1);
     }
 
@@ -398,7 +390,7 @@ mod tests {
             ConnectorError::Transient(_)
         ));
         assert!(matches!(
-            read_result::<serde_json::Value>(&response(200, "not json")),
+            read_result::<serde_json::Value>(&Response::new(200, &[], "not json")),
             Err(ConnectorError::Fatal(_))
         ));
     }
@@ -494,8 +486,9 @@ mod tests {
 
     #[test]
     fn sent_message_key_matches_inbound_ids() {
-        let sent: SentMessageResult = read_result(&response(
+        let sent: SentMessageResult = read_result(&Response::new(
             200,
+            &[],
             r#"{"ok":true,"result":{"message_id":43,"date":1,"chat":{"id":987654321,"type":"private"},"text":"x"}}"#,
         ))
         .expect("message");

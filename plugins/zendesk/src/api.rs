@@ -2,46 +2,26 @@
 //!
 //! Nothing here calls the host, so all of it is unit-tested natively; `lib.rs` sends.
 
-use serde::{Deserialize, Deserializer, Serialize};
-use switchboard_plugin_sdk::helpdesk::{TicketPriority, TicketState, TicketStatus};
-use switchboard_plugin_sdk::http::{self, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use switchboard_plugin_sdk::helpdesk::{
+    NewTicket, RequesterRequest, TicketPriority, TicketState, TicketStatus,
+};
+use switchboard_plugin_sdk::http::{self, Response, Service};
+use switchboard_plugin_sdk::ids::{numeric_id, Id};
 use switchboard_plugin_sdk::prelude::*;
+use switchboard_plugin_sdk::time::parse_rfc3339_ms as parse_iso8601_ms;
 
-use crate::time::parse_iso8601_ms;
+/// Zendesk's API: its answers are checked with [`zendesk_error`].
+pub const ZENDESK: Service = Service::new("Zendesk", zendesk_error);
 
 /// How long to wait on a 429 that names no delay: Zendesk's limits are per minute.
 const DEFAULT_RATE_LIMIT_WAIT_MS: u64 = 60_000;
 
-/// A Zendesk id, which Zendesk writes as a number in the REST API and as a string in event
-/// webhooks. Kept as the decimal string the hub uses.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ZendeskId(pub String);
-
-impl<'de> Deserialize<'de> for ZendeskId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(i64),
-            Text(String),
-        }
-        Ok(ZendeskId(match Raw::deserialize(deserializer)? {
-            Raw::Number(n) => n.to_string(),
-            Raw::Text(s) => s,
-        }))
-    }
-}
-
-impl core::fmt::Display for ZendeskId {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// A ticket as the REST API and the incremental export return it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Ticket {
-    pub id: ZendeskId,
+    pub id: Id,
     #[serde(default)]
     pub status: String,
     pub priority: Option<String>,
@@ -49,7 +29,7 @@ pub struct Ticket {
     pub updated_at: Option<String>,
     /// `None` when the response leaves tags out; see [`is_hub_ticket`].
     pub tags: Option<Vec<String>>,
-    pub requester_id: Option<ZendeskId>,
+    pub requester_id: Option<Id>,
     pub subject: Option<String>,
     pub created_at: Option<String>,
 }
@@ -69,7 +49,7 @@ pub struct Audit {
 
 #[derive(Debug, Deserialize)]
 pub struct AuditEvent {
-    pub id: ZendeskId,
+    pub id: Id,
     #[serde(rename = "type", default)]
     pub event_type: String,
 }
@@ -95,7 +75,7 @@ pub struct UserEnvelope {
 #[derive(Debug, Clone, Deserialize)]
 pub struct User {
     /// `null` for the anonymous user `users/me` returns to unauthenticated calls.
-    pub id: Option<ZendeskId>,
+    pub id: Option<Id>,
     pub name: Option<String>,
     /// `end-user`, `agent` or `admin`.
     pub role: Option<String>,
@@ -109,12 +89,12 @@ impl User {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Comment {
-    pub id: ZendeskId,
+    pub id: Id,
     pub body: Option<String>,
     pub plain_body: Option<String>,
     #[serde(default = "default_true")]
     pub public: bool,
-    pub author_id: Option<ZendeskId>,
+    pub author_id: Option<Id>,
     pub created_at: Option<String>,
     #[serde(default)]
     pub attachments: Vec<CommentAttachment>,
@@ -133,26 +113,10 @@ impl Comment {
         self.author_id.as_ref().is_some_and(|a| a.0 == author_id)
     }
 
-    /// Whether this comment carries `text` as sent. Zendesk may trim or reflow whitespace in
-    /// `body`, and `plain_body` is rendered from the HTML, so both are compared with runs of
-    /// whitespace made equal.
-    pub fn has_text(&self, text: &str) -> bool {
-        let wanted = squeeze_whitespace(text);
-        [&self.body, &self.plain_body]
-            .into_iter()
-            .flatten()
-            .any(|stored| squeeze_whitespace(stored) == wanted)
-    }
-
     /// Creation order: Zendesk ids grow, so they settle comments made in the same second.
     pub fn order_key(&self) -> (Option<u64>, Option<u64>) {
         (self.created_at_ms(), self.id.0.parse::<u64>().ok())
     }
-}
-
-/// `text` with every run of whitespace (non-breaking spaces included) as one space, trimmed.
-fn squeeze_whitespace(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -359,25 +323,10 @@ impl Ticket {
         self.created_at.as_deref().and_then(parse_iso8601_ms)
     }
 
-    /// Whether this ticket has `subject`, as Zendesk may have trimmed or reflowed it.
-    pub fn has_subject(&self, subject: &str) -> bool {
-        self.subject
-            .as_deref()
-            .is_some_and(|s| squeeze_whitespace(s) == squeeze_whitespace(subject))
-    }
-
     /// Creation order: Zendesk ids grow, so they settle tickets made in the same second.
     pub fn order_key(&self) -> (Option<u64>, Option<u64>) {
         (self.created_at_ms(), self.id.0.parse::<u64>().ok())
     }
-}
-
-/// Checks that an id the hub passes is a Zendesk numeric id, so it can go into a path or a
-/// JSON number safely.
-pub fn numeric_id(field: &str, id: &str) -> Result<u64> {
-    id.trim().parse().map_err(|_| {
-        ConnectorError::invalid(field, format!("expected a numeric Zendesk id, got `{id}`"))
-    })
 }
 
 /// A tag as Zendesk stores it: lower case, no spaces (Zendesk splits tags on whitespace).
@@ -387,23 +336,6 @@ pub fn normalize_tag(tag: &str) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join("_")
-}
-
-/// The comment body with the attachments listed after it.
-///
-/// Zendesk attaches files only from upload tokens, and the hub passes attachments as links it
-/// never downloads, so the agent gets the links in the text instead.
-pub fn body_with_attachments(body: &str, attachments: &[Attachment]) -> String {
-    if attachments.is_empty() {
-        return body.to_string();
-    }
-    let mut text = body.trim_end().to_string();
-    text.push_str("\n\nAttachments:");
-    for attachment in attachments {
-        let name = attachment.name.as_deref().unwrap_or("file");
-        text.push_str(&format!("\n- {name}: {}", attachment.url));
-    }
-    text
 }
 
 #[derive(Debug, Deserialize)]
@@ -508,43 +440,216 @@ fn invalid_record_error(
     ConnectorError::invalid(field, detail)
 }
 
-/// Passes a successful response through; maps any other with [`zendesk_error`].
-pub fn check(response: Response) -> Result<Response> {
-    if response.is_success() {
-        Ok(response)
-    } else {
-        Err(zendesk_error(&response))
+#[derive(Serialize)]
+pub struct CommentBody {
+    pub body: String,
+    pub public: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author_id: Option<u64>,
+}
+
+/// The fields of a ticket update; absent ones are left alone by Zendesk.
+#[derive(Serialize)]
+pub struct TicketChanges {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub additional_tags: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remove_tags: Vec<String>,
+}
+
+impl TicketChanges {
+    pub fn is_empty(&self) -> bool {
+        self.status.is_none()
+            && self.priority.is_none()
+            && self.additional_tags.is_empty()
+            && self.remove_tags.is_empty()
     }
 }
 
-/// Parses a successful response body; JSON the plugin cannot read is a contract break.
-pub fn parse<T: serde::de::DeserializeOwned>(response: &Response, what: &str) -> Result<T> {
-    serde_json::from_slice(&response.body)
-        .map_err(|err| ConnectorError::fatal(format!("unexpected {what} from Zendesk: {err}")))
+pub fn normalize_tags(tags: &[String]) -> Vec<String> {
+    let mut normalized: Vec<String> = Vec::new();
+    for tag in tags.iter().map(|t| normalize_tag(t)) {
+        if !tag.is_empty() && !normalized.contains(&tag) {
+            normalized.push(tag);
+        }
+    }
+    normalized
+}
+
+/// The body of `POST /users/create_or_update` for a requester: an end user keyed by the
+/// hub's external id, named after the social identity.
+pub fn requester_body(request: &RequesterRequest) -> serde_json::Value {
+    let identity = &request.identity;
+    let name = identity
+        .display_name
+        .as_deref()
+        .or(identity.handle.as_deref())
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or(&request.external_id);
+    json!({"user": {
+        "name": name,
+        "external_id": request.external_id,
+        "role": "end-user",
+        // Social users have no email; never mail them a verification link.
+        "skip_verify_email": true,
+    }})
+}
+
+/// The body of `POST /api/v2/tickets` for a new ticket.
+pub fn new_ticket_body(ticket: &NewTicket) -> Result<serde_json::Value> {
+    let requester_id = numeric_id("requester-id", &ticket.requester_id)?;
+    let mut tags = vec![HUB_TAG.to_string()];
+    tags.extend(normalize_tags(std::slice::from_ref(&ticket.channel)));
+    tags.extend(normalize_tags(&ticket.tags));
+    let tags = normalize_tags(&tags);
+    let subject = if ticket.subject.trim().is_empty() {
+        text::first_line(&ticket.body, 80)
+    } else {
+        ticket.subject.clone()
+    };
+    let mut fields = json!({
+        "subject": subject,
+        "comment": CommentBody {
+            body: text::with_attachment_links(&ticket.body, &ticket.attachments),
+            public: ticket.visibility == Visibility::Public,
+            author_id: Some(requester_id),
+        },
+        "requester_id": requester_id,
+        "tags": tags,
+    });
+    if !ticket.external_id.is_empty() {
+        fields["external_id"] = json!(ticket.external_id);
+    }
+    if let Some(priority) = ticket.priority {
+        fields["priority"] = json!(priority_to_zendesk(priority));
+    }
+    if let Some(status) = ticket.status {
+        fields["status"] = json!(status_to_zendesk(status));
+    }
+    Ok(json!({ "ticket": fields }))
+}
+
+/// The Zendesk identity type and value for a social identity, where Zendesk has one.
+pub fn zendesk_identity(identity: &SocialIdentity) -> Option<(&'static str, String)> {
+    match identity.network.as_str() {
+        // Zendesk keys X users by screen name.
+        "x" | "twitter" => identity.handle.clone().map(|handle| ("twitter", handle)),
+        "facebook" => Some(("facebook", identity.external_id.clone())),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchboard_plugin_sdk::helpdesk::{TicketPriority, TicketStatus};
 
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
-        Response {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
+    fn new_ticket() -> NewTicket {
+        NewTicket {
+            idempotency_key: "telegram:5:42".into(),
+            external_id: "telegram:5".into(),
+            requester_id: "20".into(),
+            subject: "Order late".into(),
+            body: "My order is late".into(),
+            visibility: Visibility::Public,
+            attachments: Vec::new(),
+            tags: vec!["VIP customer".into(), "switchboard".into()],
+            priority: Some(TicketPriority::High),
+            status: Some(TicketStatus::New),
+            channel: "telegram".into(),
+            unconfirmed: None,
         }
     }
 
     #[test]
-    fn ids_read_from_numbers_and_strings() {
-        let ids: Vec<ZendeskId> =
-            serde_json::from_str(r#"[35436, "35437", 9007199254740993]"#).expect("ids");
-        assert_eq!(ids[0].0, "35436");
-        assert_eq!(ids[1].0, "35437");
-        assert_eq!(ids[2].0, "9007199254740993");
+    fn ticket_body_has_requester_comment_tags_and_values() {
+        let body = new_ticket_body(&new_ticket()).expect("body");
+        assert_eq!(
+            body,
+            json!({"ticket": {
+                "subject": "Order late",
+                "comment": {"body": "My order is late", "public": true, "author_id": 20},
+                "requester_id": 20,
+                "external_id": "telegram:5",
+                "tags": ["switchboard", "telegram", "vip_customer"],
+                "priority": "high",
+                "status": "new",
+            }})
+        );
+    }
+
+    #[test]
+    fn private_first_message_and_missing_subject() {
+        let mut ticket = new_ticket();
+        ticket.visibility = Visibility::Private;
+        ticket.subject = " ".into();
+        ticket.priority = None;
+        ticket.status = None;
+        let body = new_ticket_body(&ticket).expect("body");
+        assert_eq!(body["ticket"]["comment"]["public"], false);
+        assert_eq!(body["ticket"]["subject"], "My order is late");
+        assert!(body["ticket"].get("priority").is_none());
+        ticket.requester_id = "abc".into();
+        assert!(matches!(
+            new_ticket_body(&ticket),
+            Err(ConnectorError::InvalidInput(f)) if f.field == "requester-id"
+        ));
+    }
+
+    #[test]
+    fn ticket_changes_serialize_only_what_changes() {
+        let changes = TicketChanges {
+            status: Some("hold"),
+            priority: None,
+            additional_tags: normalize_tags(&["Escalated".into(), "escalated".into()]),
+            remove_tags: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_value(&changes).expect("json"),
+            json!({"status": "hold", "additional_tags": ["escalated"]})
+        );
+        assert!(TicketChanges {
+            status: None,
+            priority: None,
+            additional_tags: Vec::new(),
+            remove_tags: Vec::new()
+        }
+        .is_empty());
+    }
+
+    #[test]
+    fn integration_comments_omit_the_author() {
+        let body = serde_json::to_value(CommentBody {
+            body: "note".into(),
+            public: false,
+            author_id: None,
+        })
+        .expect("json");
+        assert_eq!(body, json!({"body": "note", "public": false}));
+    }
+
+    #[test]
+    fn identities_exist_for_x_and_facebook_only() {
+        let identity = |network: &str, handle: Option<&str>| SocialIdentity {
+            external_id: "123".into(),
+            network: network.into(),
+            handle: handle.map(str::to_string),
+            display_name: None,
+        };
+        assert_eq!(
+            zendesk_identity(&identity("x", Some("acme"))),
+            Some(("twitter", "acme".to_string()))
+        );
+        assert_eq!(
+            zendesk_identity(&identity("facebook", None)),
+            Some(("facebook", "123".to_string()))
+        );
+        assert_eq!(zendesk_identity(&identity("telegram", Some("a"))), None);
+        assert_eq!(zendesk_identity(&identity("x", None)), None);
     }
 
     #[test]
@@ -605,25 +710,6 @@ mod tests {
     }
 
     #[test]
-    fn comments_match_their_text_with_whitespace_reflowed() {
-        let comment: Comment = serde_json::from_str(
-            r#"{"id":1,"body":"Hi  there\n\nsee below ","plain_body":"Hi there\u00a0see below",
-                "author_id":20,"created_at":"2024-05-01T09:10:00Z"}"#,
-        )
-        .expect("comment");
-        assert!(comment.has_text("Hi there\n\nsee below"));
-        assert!(comment.has_text(" Hi there see below\n"));
-        assert!(!comment.has_text("Hi there, see below"));
-        assert!(!comment.has_text(""));
-        assert!(comment.public, "public unless said otherwise");
-        assert!(comment.is_by("20") && !comment.is_by("2"));
-        assert_eq!(comment.created_at_ms(), Some(1_714_554_600_000));
-        let plain_only: Comment =
-            serde_json::from_str(r#"{"id":2,"plain_body":"ok","public":false}"#).expect("comment");
-        assert!(plain_only.has_text("ok") && !plain_only.public);
-    }
-
-    #[test]
     fn comment_pages_follow_cursor_or_offset_links() {
         let cursor: CommentsPage = serde_json::from_str(
             r#"{"comments":[],"meta":{"has_more":true},"links":{"next":"https://x/next"}}"#,
@@ -674,7 +760,7 @@ mod tests {
     #[test]
     fn hub_tickets_are_recognised_by_tag() {
         let ticket = |tags: Option<&[&str]>| Ticket {
-            id: ZendeskId("1".into()),
+            id: Id("1".into()),
             status: "open".into(),
             priority: None,
             external_id: None,
@@ -692,7 +778,7 @@ mod tests {
     #[test]
     fn tags_and_bodies_are_prepared_for_zendesk() {
         assert_eq!(normalize_tag(" Telegram Business "), "telegram_business");
-        assert_eq!(body_with_attachments("hi", &[]), "hi");
+        assert_eq!(text::with_attachment_links("hi", &[]), "hi");
         let attachments = [Attachment {
             url: "tg-file:abc".into(),
             content_type: Some("image/jpeg".into()),
@@ -700,14 +786,14 @@ mod tests {
             size_bytes: Some(3),
         }];
         assert_eq!(
-            body_with_attachments("see photo\n", &attachments),
+            text::with_attachment_links("see photo\n", &attachments),
             "see photo\n\nAttachments:\n- file: tg-file:abc"
         );
     }
 
     #[test]
     fn errors_are_refined_from_zendesk_bodies() {
-        let closed = zendesk_error(&response(
+        let closed = zendesk_error(&Response::new(
             422,
             &[],
             r#"{"error":"RecordInvalid","description":"Record validation errors",
@@ -715,7 +801,7 @@ mod tests {
         ));
         assert!(matches!(closed, ConnectorError::Policy(p) if p.code == "ticket-closed"));
 
-        let closed_on_create = zendesk_error(&response(
+        let closed_on_create = zendesk_error(&Response::new(
             422,
             &[],
             r#"{"error":"RecordInvalid","description":"Record validation errors",
@@ -726,7 +812,7 @@ mod tests {
             ConnectorError::InvalidInput(f) if f.field == "status"
         ));
 
-        let invalid = zendesk_error(&response(
+        let invalid = zendesk_error(&Response::new(
             422,
             &[],
             r#"{"error":"RecordInvalid","description":"Record validation errors",
@@ -738,7 +824,7 @@ mod tests {
         ));
 
         assert!(matches!(
-            zendesk_error(&response(
+            zendesk_error(&Response::new(
                 409,
                 &[],
                 r#"{"error":"DatabaseConflict","description":"Database collision"}"#
@@ -746,7 +832,7 @@ mod tests {
             ConnectorError::Transient(_)
         ));
         assert!(matches!(
-            zendesk_error(&response(
+            zendesk_error(&Response::new(
                 400,
                 &[],
                 r#"{"error":"IdempotentRequestError","description":"Request parameters don't match the given idempotency key"}"#
@@ -754,11 +840,11 @@ mod tests {
             ConnectorError::Fatal(_)
         ));
         assert!(matches!(
-            zendesk_error(&response(400, &[], "Bad request")),
+            zendesk_error(&Response::new(400, &[], "Bad request")),
             ConnectorError::InvalidInput(_)
         ));
         assert!(matches!(
-            zendesk_error(&response(
+            zendesk_error(&Response::new(
                 401,
                 &[],
                 r#"{"error":"Couldn't authenticate you"}"#
@@ -766,11 +852,11 @@ mod tests {
             ConnectorError::Unauthorized(_)
         ));
         assert!(matches!(
-            zendesk_error(&response(429, &[("retry-after", "41")], r#"{"error":"RateLimited"}"#)),
+            zendesk_error(&Response::new(429, &[("retry-after", "41")], r#"{"error":"RateLimited"}"#)),
             ConnectorError::RateLimited(r) if r.retry_after_ms == 41_000
         ));
         assert!(matches!(
-            zendesk_error(&response(
+            zendesk_error(&Response::new(
                 404,
                 &[],
                 r#"{"error":"RecordNotFound","description":"Not found"}"#
@@ -778,7 +864,7 @@ mod tests {
             ConnectorError::NotFound(_)
         ));
         assert!(matches!(
-            zendesk_error(&response(503, &[], "")),
+            zendesk_error(&Response::new(503, &[], "")),
             ConnectorError::Transient(_)
         ));
     }

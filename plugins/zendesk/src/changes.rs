@@ -13,8 +13,10 @@ use serde::Deserialize;
 use switchboard_plugin_sdk::helpdesk::{ChangeAuthor, ChangeKind, CommentChange, TicketChange};
 use switchboard_plugin_sdk::prelude::*;
 
-use crate::api::{priority_from_zendesk, status_from_zendesk, Comment, Ticket, User, ZendeskId};
-use crate::time::parse_iso8601_ms;
+use switchboard_plugin_sdk::ids::Id;
+use switchboard_plugin_sdk::time::parse_rfc3339_ms as parse_iso8601_ms;
+
+use crate::api::{priority_from_zendesk, status_from_zendesk, Comment, Ticket, User};
 
 pub fn comment_change_id(comment_id: &str) -> String {
     format!("comment:{comment_id}")
@@ -104,7 +106,7 @@ pub fn ticket_changes(
     changes
 }
 
-fn is_integration(author_id: Option<&ZendeskId>, integration_user_id: Option<&str>) -> bool {
+fn is_integration(author_id: Option<&Id>, integration_user_id: Option<&str>) -> bool {
     matches!((author_id, integration_user_id), (Some(a), Some(i)) if a.0 == i)
 }
 
@@ -124,7 +126,7 @@ pub struct WebhookEvent {
 
 #[derive(Debug, Deserialize)]
 pub struct EventTicket {
-    pub id: Option<ZendeskId>,
+    pub id: Option<Id>,
     pub status: Option<String>,
     pub priority: Option<String>,
     pub external_id: Option<String>,
@@ -133,7 +135,7 @@ pub struct EventTicket {
 
 #[derive(Debug, Deserialize)]
 struct EventComment {
-    id: ZendeskId,
+    id: Id,
     #[serde(default)]
     body: String,
     #[serde(default = "default_true")]
@@ -149,7 +151,7 @@ fn default_true() -> bool {
 
 #[derive(Debug, Deserialize)]
 struct EventAuthor {
-    id: ZendeskId,
+    id: Id,
     #[serde(default)]
     is_staff: bool,
     name: Option<String>,

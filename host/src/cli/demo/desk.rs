@@ -77,12 +77,9 @@ impl Helpdesk {
         }
     }
 
-    /// The plugin's poll stream of ticket changes.
+    /// The plugin's poll stream of ticket changes: one name for every helpdesk.
     pub fn stream(self) -> &'static str {
-        match self {
-            Helpdesk::Zendesk | Helpdesk::Salesforce => "ticket-events",
-            Helpdesk::Freshdesk | Helpdesk::Rt => "ticket-changes",
-        }
+        "ticket-changes"
     }
 
     /// Whether the helpdesk can push its changes to the hub (else the hub polls).

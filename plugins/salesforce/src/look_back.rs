@@ -13,8 +13,9 @@
 use serde_json::Value;
 use switchboard_plugin_sdk::helpdesk::LookBack;
 
-use crate::api::text;
-use crate::time::{parse_ms, soql_datetime};
+use switchboard_plugin_sdk::time::parse_iso8601_ms as parse_ms;
+
+use crate::api::{soql_datetime, text};
 
 /// The SOQL of the case's comments by `user` created since `since_ms`, oldest first (ids grow
 /// with creation, which orders comments of the same second).

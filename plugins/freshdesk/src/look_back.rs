@@ -3,28 +3,24 @@
 //! the requester's recent tickets or the ticket's conversations and compares them with what
 //! it would send now.
 //!
-//! Nothing here calls the host; `lib.rs` lists and decides with [`LookBack`] which records are
-//! recent enough and not already the hub's.
+//! Nothing here calls the host; `account.rs` lists and decides with [`LookBack`] which records
+//! are recent enough and not already the hub's.
 //!
 //! [`LookBack`]: switchboard_plugin_sdk::helpdesk::LookBack
 
 use serde_json::Value;
+use switchboard_plugin_sdk::helpdesk::LookBack;
+use switchboard_plugin_sdk::text::{html_to_text, same_text};
 
-use crate::api::{is_hub_ticket, text_of, Conversation, Ticket};
+use crate::api::{is_hub_ticket, Conversation, Ticket};
 
 /// Conversation sources (Freshdesk's codes): a reply and a note.
 pub const SOURCE_REPLY: u64 = 0;
 pub const SOURCE_NOTE: u64 = 2;
 
-/// Text compared as people read it: Freshdesk's `body_text` and `description_text` may break
-/// lines or space things differently from the HTML the plugin sent.
-pub fn same_text(a: &str, b: &str) -> bool {
-    a.split_whitespace().eq(b.split_whitespace())
-}
-
 /// The readable text of a record: Freshdesk's plain-text copy, else the HTML's text.
 fn readable(text: Option<&str>, html: Option<&str>) -> Option<String> {
-    text.map(str::to_string).or_else(|| html.map(text_of))
+    text.map(str::to_string).or_else(|| html.map(html_to_text))
 }
 
 /// The ticket a create would file, from the body it would POST.
@@ -49,7 +45,7 @@ impl ExpectedTicket {
         Some(Self {
             requester_id: body.get("requester_id")?.as_u64()?,
             subject: body.get("subject")?.as_str()?.to_string(),
-            description: text_of(body.get("description")?.as_str()?),
+            description: html_to_text(body.get("description")?.as_str()?),
             external_id,
         })
     }
@@ -102,6 +98,26 @@ impl ExpectedConversation {
             && conversation.source.is_none_or(|s| s == self.source)
             && text.is_some_and(|t| same_text(&t, &self.text))
     }
+
+    /// The newest of `conversations` (listed oldest first) that is this one and, with a
+    /// look-back, that the earlier attempt may have added.
+    pub fn newest_in(
+        &self,
+        conversations: &[Conversation],
+        earlier: Option<LookBack<'_>>,
+    ) -> Option<u64> {
+        conversations
+            .iter()
+            .rev()
+            .find(|c| {
+                self.matches(c)
+                    && earlier.is_none_or(|earlier| {
+                        c.created_at_ms()
+                            .is_some_and(|at| earlier.may_be(&c.id.to_string(), at))
+                    })
+            })
+            .map(|c| c.id)
+    }
 }
 
 #[cfg(test)]
@@ -137,14 +153,6 @@ mod tests {
             "custom_fields": {"cf_switchboard_id": "conv-1"},
         }))
         .expect("expected ticket")
-    }
-
-    #[test]
-    fn text_compares_by_words() {
-        assert!(same_text("a  b\nc ", " a b c"));
-        assert!(same_text("a\u{a0}b", "a b"));
-        assert!(!same_text("a b", "ab"));
-        assert!(!same_text("a b", "a b c"));
     }
 
     #[test]
@@ -198,7 +206,7 @@ mod tests {
             private: false,
             incoming: true,
             source: SOURCE_NOTE,
-            text: text_of("Any news?<br>It's &quot;urgent&quot;"),
+            text: html_to_text("Any news?<br>It's &quot;urgent&quot;"),
         };
         assert!(expected.matches(&conversation(json!({}))));
         assert!(expected.matches(&conversation(json!({"body_text": null}))));
