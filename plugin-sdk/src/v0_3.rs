@@ -16,7 +16,7 @@
 pub mod host {
     wit_bindgen::generate!({
         world: "host-imports",
-        path: "../wit/v0.3",
+        path: "wit/v0.3",
         runtime_path: "::switchboard_plugin_sdk::__private::wit_bindgen::rt",
         additional_derives: [PartialEq],
     });
@@ -31,7 +31,7 @@ pub mod social {
         // in a build with both features.
         inline: "package switchboard:plugin-sdk; world social-v3 { include switchboard:connector/social@0.3.0; }",
         world: "switchboard:plugin-sdk/social-v3",
-        path: "../wit/v0.3",
+        path: "wit/v0.3",
         runtime_path: "::switchboard_plugin_sdk::__private::wit_bindgen::rt",
         additional_derives: [PartialEq],
         with: {
@@ -60,7 +60,7 @@ pub mod helpdesk {
         // in a build with both features.
         inline: "package switchboard:plugin-sdk; world helpdesk-v3 { include switchboard:connector/helpdesk@0.3.0; }",
         world: "switchboard:plugin-sdk/helpdesk-v3",
-        path: "../wit/v0.3",
+        path: "wit/v0.3",
         runtime_path: "::switchboard_plugin_sdk::__private::wit_bindgen::rt",
         additional_derives: [PartialEq],
         with: {

@@ -237,7 +237,7 @@ impl ExportPage {
     }
 }
 
-/// The poll cursor of the `ticket-events` stream.
+/// The poll cursor of the `ticket-changes` stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportCursor {
     /// Zendesk's `after_cursor` of the last page read.
