@@ -2,12 +2,15 @@
 //! sandboxed WebAssembly connector plugins.
 
 pub mod cli;
+pub mod acceptance;
 pub mod config;
+pub mod exchange;
 pub mod hub;
 pub mod manifest;
 pub mod oauth;
 pub mod plugin_build;
 pub mod runtime;
+pub mod scaffold;
 pub mod schedule;
 pub mod secrets;
 pub mod server;

@@ -81,6 +81,8 @@ pub mod http;
 pub mod log;
 pub mod paging;
 pub mod signature;
+#[cfg(all(feature = "testkit", not(target_arch = "wasm32")))]
+pub mod testkit;
 pub mod text;
 pub mod time;
 pub mod webhook;
@@ -114,6 +116,10 @@ pub fn now_ms() -> u64 {
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
+        #[cfg(feature = "testkit")]
+        if let Some(frozen) = testkit::frozen_now_ms() {
+            return frozen;
+        }
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
