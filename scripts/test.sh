@@ -9,7 +9,7 @@ cargo build -p switchboard --bin switchboard
 
 plugin_dir="$PWD/target/test-plugins"
 mkdir -p "$plugin_dir"
-for crate in plugins/telegram plugins/zendesk plugins/salesforce plugins/freshdesk plugins/rt tests/plugins/misbehave host/tests/oauth_support/oauth-helpdesk; do
+for crate in plugins/telegram plugins/zendesk plugins/salesforce plugins/freshdesk plugins/rt tests/plugins/misbehave tests/plugins/rulebreaker tests/plugins/rulebreaker-desk host/tests/oauth_support/oauth-helpdesk; do
     component=$(target/debug/switchboard plugin build "$crate" | tail -n 1)
     cp "$component" "$plugin_dir/$(basename "$crate").wasm"
 done

@@ -26,6 +26,9 @@ const SECRET_WORDS: &[&str] = &[
     "access_key",
 ];
 
+/// Key endings that say a setting names something rather than holding it.
+const NOT_SECRET_SUFFIXES: &[&str] = &["_header", "_name", "_field", "_param", "_url"];
+
 pub fn check(manifest: &PluginManifest) -> Vec<CheckResult> {
     vec![
         id_and_version(manifest),
@@ -98,6 +101,10 @@ fn secret_settings(manifest: &PluginManifest) -> CheckResult {
     let mut problems = Vec::new();
     for setting in manifest.settings.iter().filter(|s| !s.secret) {
         let key = setting.key.to_ascii_lowercase();
+        // `webhook_secret_header` names where a secret travels; it holds none.
+        if NOT_SECRET_SUFFIXES.iter().any(|suffix| key.ends_with(suffix)) {
+            continue;
+        }
         if let Some(word) = SECRET_WORDS.iter().find(|w| key.contains(*w)) {
             problems.push(format!(
                 "setting `{}` looks like a secret (`{word}`) but is not marked secret",
@@ -326,6 +333,9 @@ mod tests {
     #[test]
     fn a_good_manifest_passes() {
         assert_eq!(failed(&good()), Vec::<String>::new());
+        let mut naming = good();
+        naming.settings.push(setting("webhook_secret_header", false));
+        assert_eq!(failed(&naming), Vec::<String>::new(), "it names a header, holds no secret");
     }
 
     #[test]
@@ -340,6 +350,12 @@ mod tests {
             (
                 "secret-settings-marked",
                 Box::new(|m| m.settings.push(setting("webhook_secret", false))),
+            ),
+            (
+                "secret-settings-marked",
+                Box::new(|m| m.capabilities.credentials[0].placement = CredentialPlacement::Bearer {
+                    token: "fixed-token".into(),
+                }),
             ),
             (
                 "host-patterns-use-declared-settings",

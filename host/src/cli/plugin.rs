@@ -108,6 +108,20 @@ pub enum PluginCommand {
         /// Approve every capability the plugin requests, without asking (for scripts).
         #[arg(long)]
         approve: bool,
+        /// Swap the component of an installed version for this rebuilt one, keeping the
+        /// version. Development only: refused without --dev, and recorded in the plugin's
+        /// history (`plugin history`). In production, bump the version instead.
+        #[arg(long)]
+        replace: bool,
+        /// Says this database is a development one, where --replace is allowed.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Show what happened to an installed plugin: installs and development replacements.
+    History {
+        plugin_id: String,
+        #[arg(long)]
+        json: bool,
     },
     /// List installed plugins.
     List {
@@ -292,7 +306,44 @@ pub async fn run(ctx: &Context, command: PluginCommand) -> anyhow::Result<ExitCo
             let plugin = load_file(&runtime, &file).await?;
             print_json(&PluginInfo::of(&plugin))?;
         }
-        PluginCommand::Install { file, approve } => install(ctx, &file, approve).await?,
+        PluginCommand::Install {
+            file,
+            approve,
+            replace,
+            dev,
+        } => {
+            if replace && !dev {
+                bail!(
+                    "--replace swaps the component of an installed version without a version \
+                     bump, which is for development only: add --dev to confirm this is a \
+                     development hub, or give the build a new version"
+                );
+            }
+            install(ctx, &file, approve, replace).await?
+        }
+        PluginCommand::History { plugin_id, json } => {
+            let history = ctx.db().await?.plugin_history(&plugin_id).await?;
+            if json {
+                print_json(&history)?;
+            } else if history.is_empty() {
+                println!("no history for {plugin_id}: it was never installed here");
+            } else {
+                for entry in history {
+                    let from = entry
+                        .old_sha256
+                        .as_deref()
+                        .map(|old| format!("{} -> ", &old[..old.len().min(12)]))
+                        .unwrap_or_default();
+                    println!(
+                        "{}  {:<10} {:<13} {from}{}",
+                        entry.at,
+                        entry.version,
+                        entry.event,
+                        &entry.new_sha256[..entry.new_sha256.len().min(12)]
+                    );
+                }
+            }
+        }
         PluginCommand::List { json } => {
             let plugins = ctx.db().await?.list_plugins().await?;
             if json {
@@ -440,7 +491,7 @@ async fn load_file(runtime: &Runtime, file: &Path) -> anyhow::Result<Plugin> {
     Ok(plugin)
 }
 
-async fn install(ctx: &Context, file: &Path, approve: bool) -> anyhow::Result<()> {
+async fn install(ctx: &Context, file: &Path, approve: bool, replace: bool) -> anyhow::Result<()> {
     let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let runtime = ctx.runtime()?;
     let (plugin, _) = runtime
@@ -473,6 +524,32 @@ async fn install(ctx: &Context, file: &Path, approve: bool) -> anyhow::Result<()
     }
     let approved = manifest.requested_origins();
     let db = ctx.db().await?;
+    if replace {
+        let replaced = db
+            .replace_plugin_dev(NewPlugin {
+                manifest,
+                contract: bindings::CONTRACT,
+                sha256: plugin.sha256(),
+                approved_hosts: &approved,
+                wasm: &wasm,
+            })
+            .await?;
+        match replaced {
+            Some(old) => println!(
+                "replaced {} {} (development): {} -> {}; recorded in `switchboard plugin history {}`",
+                manifest.id,
+                manifest.version,
+                &old[..old.len().min(12)],
+                &plugin.sha256()[..12],
+                manifest.id
+            ),
+            None => println!(
+                "{} {} is already this build; nothing replaced",
+                manifest.id, manifest.version
+            ),
+        }
+        return Ok(());
+    }
     let outcome = db
         .install_plugin(NewPlugin {
             manifest,
