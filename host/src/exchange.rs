@@ -266,8 +266,8 @@ fn fixture_files(dir: &Path) -> anyhow::Result<Vec<(u32, PathBuf)>> {
 pub fn read_fixtures(dir: &Path) -> anyhow::Result<Vec<Exchange>> {
     let mut exchanges = Vec::new();
     for (_, path) in fixture_files(dir)? {
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         let exchange: Exchange = serde_json::from_str(&text).with_context(|| {
             format!(
                 "{} is not a fixture of format version {FIXTURE_VERSION} (see `plugin exec --record`)",
@@ -317,7 +317,11 @@ impl Replay {
             e.request.method.eq_ignore_ascii_case(&request.method) && e.request.url == url
         };
         let unused = (0..self.exchanges.len()).find(|&i| !self.used[i] && same(&self.exchanges[i]));
-        let chosen = unused.or_else(|| (0..self.exchanges.len()).rev().find(|&i| same(&self.exchanges[i])));
+        let chosen = unused.or_else(|| {
+            (0..self.exchanges.len())
+                .rev()
+                .find(|&i| same(&self.exchanges[i]))
+        });
         let Some(index) = chosen else {
             return Err(HttpError::Transport(format!(
                 "no recorded exchange for {} {url}; record one with `plugin exec --record`",
@@ -396,22 +400,18 @@ impl DevTap {
 
     /// Why recording failed, if it did (a full disk must not pass unnoticed).
     pub fn recording_error(&self) -> Option<String> {
-        self.record
-            .as_ref()
-            .and_then(|r| lock(r).failed.clone())
+        self.record.as_ref().and_then(|r| lock(r).failed.clone())
     }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl HttpTap for DevTap {
-    fn answer(
-        &self,
-        request: &Request,
-        secrets: &[String],
-    ) -> Option<Result<Response, HttpError>> {
+    fn answer(&self, request: &Request, secrets: &[String]) -> Option<Result<Response, HttpError>> {
         if let Some(fault) = lock(&self.fault).as_ref() {
             return Some(fault.clone());
         }
@@ -546,7 +546,10 @@ mod tests {
         tap.observe(&tapped(&request, &timeout, &secrets));
         assert_eq!(tap.recording_error(), None);
         let raw = std::fs::read_to_string(dir.path().join("0001.json")).expect("written");
-        assert!(!raw.contains("s3cr3t") && !raw.contains("Bearer mine"), "{raw}");
+        assert!(
+            !raw.contains("s3cr3t") && !raw.contains("Bearer mine"),
+            "{raw}"
+        );
         assert!(raw.contains(MASK), "{raw}");
 
         let fixtures = read_fixtures(dir.path()).expect("read");
@@ -559,9 +562,15 @@ mod tests {
         let body = |r: Result<Response, HttpError>| r.ok().map(|r| r.body);
         assert_eq!(body(replay.answer(&masked, &[])), Some(b"one".to_vec()));
         assert_eq!(body(replay.answer(&masked, &[])), Some(b"two".to_vec()));
-        assert!(matches!(replay.answer(&masked, &[]), Err(HttpError::Timeout(_))));
+        assert!(matches!(
+            replay.answer(&masked, &[]),
+            Err(HttpError::Timeout(_))
+        ));
         // Used up: the last one again.
-        assert!(matches!(replay.answer(&masked, &[]), Err(HttpError::Timeout(_))));
+        assert!(matches!(
+            replay.answer(&masked, &[]),
+            Err(HttpError::Timeout(_))
+        ));
         let other = Request {
             url: "https://api.example.com/other".into(),
             ..masked

@@ -1,8 +1,8 @@
 //! Switchboard: a self-hosted hub that syncs social conversations with helpdesk tickets through
 //! sandboxed WebAssembly connector plugins.
 
-pub mod cli;
 pub mod acceptance;
+pub mod cli;
 pub mod config;
 pub mod exchange;
 pub mod hub;

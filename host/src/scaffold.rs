@@ -123,9 +123,9 @@ pub fn write(request: &NewPlugin) -> anyhow::Result<Vec<PathBuf>> {
         .sdk_path
         .canonicalize()
         .unwrap_or_else(|_| request.sdk_path.clone());
-    let sdk = sdk_path.to_str().with_context(|| {
-        format!("the SDK path {} is not UTF-8", sdk_path.display())
-    })?;
+    let sdk = sdk_path
+        .to_str()
+        .with_context(|| format!("the SDK path {} is not UTF-8", sdk_path.display()))?;
     // TOML basic strings: a Windows path's backslashes must be escaped.
     let sdk = sdk.replace('\\', "\\\\").replace('"', "\\\"");
     let crate_name = crate_name(&request.name);
@@ -161,7 +161,15 @@ mod tests {
         for good in ["acme", "acme-chat", "x2"] {
             assert!(check_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "Acme", "2acme", "acme_", "acme-", "a b", &"a".repeat(49)] {
+        for bad in [
+            "",
+            "Acme",
+            "2acme",
+            "acme_",
+            "acme-",
+            "a b",
+            &"a".repeat(49),
+        ] {
             let error = check_name(bad).expect_err(bad).to_string();
             assert!(error.contains("a-z"), "{error}");
         }
@@ -184,7 +192,11 @@ mod tests {
             for path in &written {
                 let text = std::fs::read_to_string(path).expect("read");
                 for placeholder in ["__NAME__", "__CRATE__", "__LIB__", "__SDK_PATH__"] {
-                    assert!(!text.contains(placeholder), "{} keeps {placeholder}", path.display());
+                    assert!(
+                        !text.contains(placeholder),
+                        "{} keeps {placeholder}",
+                        path.display()
+                    );
                 }
             }
             let cargo = std::fs::read_to_string(target.join("Cargo.toml")).expect("read");

@@ -138,7 +138,10 @@ async fn each_social_check_fails_on_a_connector_that_breaks_its_rule() {
         ("replay-new-ids", &[("webhooks", "replay-same-ids")]),
         ("handshake-ignored", &[("webhooks", "handshake-answered")]),
         ("no-length-check", &[("sending", "over-limit-refused")]),
-        ("length-check-after-send", &[("sending", "over-limit-refused")]),
+        (
+            "length-check-after-send",
+            &[("sending", "over-limit-refused")],
+        ),
         ("echo-unflagged", &[("sending", "echo-flagged")]),
     ];
     for (rule, checks) in cases {
@@ -224,7 +227,12 @@ fn failures(report: &Value) -> Vec<String> {
         .expect("results")
         .iter()
         .filter(|r| r["outcome"] == "fail")
-        .map(|r| format!("{}/{}: {} (fix: {})", r["group"], r["check"], r["rule"], r["fix"]))
+        .map(|r| {
+            format!(
+                "{}/{}: {} (fix: {})",
+                r["group"], r["check"], r["rule"], r["fix"]
+            )
+        })
         .collect()
 }
 
@@ -248,7 +256,11 @@ async fn telegram_passes_the_suite_against_its_simulator() {
     const TOKEN: &str = "123456789:AAHsimulatedTelegramBotToken-0123456";
     let sim = Simulator::new(Config::for_token(TOKEN));
     // Customers have written, so polling pages through real updates and sending has a chat.
-    for (chat, text) in [(4242, "Hello"), (4243, "Is my order late?"), (4242, "Still there?")] {
+    for (chat, text) in [
+        (4242, "Hello"),
+        (4243, "Is my order late?"),
+        (4242, "Still there?"),
+    ] {
         sim.customer_message(CustomerMessage::new(chat, "Aiko", text));
     }
     let (addr, _) = sim
@@ -266,9 +278,13 @@ async fn telegram_passes_the_suite_against_its_simulator() {
 async fn serve<F, Fut>(serve: F) -> String
 where
     F: FnOnce(std::net::SocketAddr) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>>,
+    Fut: std::future::Future<
+        Output = anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
+    >,
 {
-    let (addr, _) = serve(([127, 0, 0, 1], 0).into()).await.expect("serve simulator");
+    let (addr, _) = serve(([127, 0, 0, 1], 0).into())
+        .await
+        .expect("serve simulator");
     format!("http://{addr}")
 }
 
@@ -308,7 +324,12 @@ async fn freshdesk_passes_the_suite_against_its_simulator() {
     for setting in &settings {
         args.extend(["-s", setting.as_str()]);
     }
-    assert_passes("freshdesk", common::component_once("plugins/freshdesk"), &args).await;
+    assert_passes(
+        "freshdesk",
+        common::component_once("plugins/freshdesk"),
+        &args,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -321,7 +342,12 @@ async fn salesforce_passes_the_suite_against_its_simulator() {
     let login = format!("login_url={base}");
     let oauth_token = format!("--oauth-token={token}");
     let args = ["-s", &instance, "-s", &login, &oauth_token];
-    assert_passes("salesforce", common::component_once("plugins/salesforce"), &args).await;
+    assert_passes(
+        "salesforce",
+        common::component_once("plugins/salesforce"),
+        &args,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -395,18 +421,43 @@ fn a_rebuilt_component_replaces_its_version_only_in_development_and_is_recorded(
     std::fs::write(&second_path, &second).expect("write");
     let path = |p: &PathBuf| p.to_str().expect("utf-8").to_string();
 
-    let (ok, out) = cli(&data, &["plugin", "install", &path(&first_path), "--approve"]);
-    assert!(ok, "{out}");
-    let (ok, out) = cli(&data, &["plugin", "install", &path(&second_path), "--approve"]);
-    assert!(!ok && out.contains("--replace --dev"), "a new digest needs a new version: {out}");
     let (ok, out) = cli(
         &data,
-        &["plugin", "install", &path(&second_path), "--approve", "--replace"],
+        &["plugin", "install", &path(&first_path), "--approve"],
     );
-    assert!(!ok && out.contains("development"), "--replace alone is refused: {out}");
+    assert!(ok, "{out}");
     let (ok, out) = cli(
         &data,
-        &["plugin", "install", &path(&second_path), "--approve", "--replace", "--dev"],
+        &["plugin", "install", &path(&second_path), "--approve"],
+    );
+    assert!(
+        !ok && out.contains("--replace --dev"),
+        "a new digest needs a new version: {out}"
+    );
+    let (ok, out) = cli(
+        &data,
+        &[
+            "plugin",
+            "install",
+            &path(&second_path),
+            "--approve",
+            "--replace",
+        ],
+    );
+    assert!(
+        !ok && out.contains("development"),
+        "--replace alone is refused: {out}"
+    );
+    let (ok, out) = cli(
+        &data,
+        &[
+            "plugin",
+            "install",
+            &path(&second_path),
+            "--approve",
+            "--replace",
+            "--dev",
+        ],
     );
     assert!(ok && out.contains("replaced rulebreaker 0.1.0"), "{out}");
 
@@ -425,5 +476,8 @@ fn a_rebuilt_component_replaces_its_version_only_in_development_and_is_recorded(
     let (ok, out) = cli(&data, &["plugin", "list", "--json"]);
     assert!(ok, "{out}");
     let listed: Value = serde_json::from_str(&out).expect("list JSON");
-    assert_eq!(listed[0]["sha256"], history[1]["new_sha256"], "the new build is installed");
+    assert_eq!(
+        listed[0]["sha256"], history[1]["new_sha256"],
+        "the new build is installed"
+    );
 }

@@ -157,7 +157,10 @@ pub const CREDENTIAL_HEADERS: &[&str] = &[
 impl SentRequest {
     /// The URL's path, without the query.
     pub fn path(&self) -> &str {
-        let after_scheme = self.url.split_once("://").map_or(self.url.as_str(), |(_, r)| r);
+        let after_scheme = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, r)| r);
         let path_and_query = after_scheme.find('/').map_or("/", |at| &after_scheme[at..]);
         path_and_query.split(['?', '#']).next().unwrap_or("/")
     }
@@ -446,9 +449,7 @@ impl ExpectBuilder<'_> {
 }
 
 /// The fake host's answer to a request, when one is installed on this thread.
-pub(crate) fn dispatch(
-    request: &host::Request,
-) -> Option<Result<host::Response, host::HttpError>> {
+pub(crate) fn dispatch(request: &host::Request) -> Option<Result<host::Response, host::HttpError>> {
     let installed = HOST.with(|host| host.borrow().is_some());
     if !installed {
         return None;
@@ -532,8 +533,8 @@ struct FixtureError {
 }
 
 fn read_fixtures(dir: &Path) -> Result<Vec<Fixture>, String> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("reading fixtures in {}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("reading fixtures in {}: {e}", dir.display()))?;
     let mut files: Vec<(u32, std::path::PathBuf)> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| path.extension().is_some_and(|e| e == "json"))

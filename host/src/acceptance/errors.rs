@@ -203,7 +203,11 @@ async fn call(
     match (connector, operation) {
         (Connector::Social(c), Operation::Poll(stream)) => c.poll(stream, None).await.map(drop),
         (Connector::Social(c), Operation::Send) => c
-            .send(&super::sending::sample_message(target, "errors", "Switchboard acceptance check"))
+            .send(&super::sending::sample_message(
+                target,
+                "errors",
+                "Switchboard acceptance check",
+            ))
             .await
             .map(drop),
         (Connector::Helpdesk(c), Operation::GetTicket) => c.get_ticket("1").await.map(drop),
@@ -298,8 +302,10 @@ pub async fn check(target: &Target<'_>) -> Vec<CheckResult> {
                 ));
                 continue;
             }
-            if let (Some((least, most)), Err(CallError::Connector(ConnectorError::RateLimited(r)))) =
-                (fault.delay_ms, &result)
+            if let (
+                Some((least, most)),
+                Err(CallError::Connector(ConnectorError::RateLimited(r))),
+            ) = (fault.delay_ms, &result)
             {
                 if !(least..=most).contains(&r.retry_after_ms) {
                     problems.push(format!(

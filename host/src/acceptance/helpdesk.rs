@@ -186,7 +186,10 @@ async fn note_stays_private(
     };
     let mut cursor = seen.end_cursor.clone();
     for _ in 0..target.options.max_pages.max(1) {
-        let page = match connector.poll_changes(&stream.name, cursor.as_deref()).await {
+        let page = match connector
+            .poll_changes(&stream.name, cursor.as_deref())
+            .await
+        {
             Ok(page) => page,
             Err(error) => {
                 return CheckResult::fail(

@@ -102,7 +102,10 @@ fn secret_settings(manifest: &PluginManifest) -> CheckResult {
     for setting in manifest.settings.iter().filter(|s| !s.secret) {
         let key = setting.key.to_ascii_lowercase();
         // `webhook_secret_header` names where a secret travels; it holds none.
-        if NOT_SECRET_SUFFIXES.iter().any(|suffix| key.ends_with(suffix)) {
+        if NOT_SECRET_SUFFIXES
+            .iter()
+            .any(|suffix| key.ends_with(suffix))
+        {
             continue;
         }
         if let Some(word) = SECRET_WORDS.iter().find(|w| key.contains(*w)) {
@@ -124,10 +127,7 @@ fn secret_settings(manifest: &PluginManifest) -> CheckResult {
             .flatten()
             .collect();
         let any_secret = used.iter().any(|key| {
-            key.starts_with("oauth.")
-                || manifest
-                    .setting(key)
-                    .is_some_and(|s| s.secret)
+            key.starts_with("oauth.") || manifest.setting(key).is_some_and(|s| s.secret)
         });
         if !any_secret {
             problems.push(format!(
@@ -190,9 +190,8 @@ fn streams(manifest: &PluginManifest) -> CheckResult {
         }
     }
     if manifest.streams.is_empty() && !manifest.accepts_webhooks {
-        problems.push(
-            "no streams and no webhooks: nothing could ever come in from the service".into(),
-        );
+        problems
+            .push("no streams and no webhooks: nothing could ever come in from the service".into());
     }
     result(
         "streams-have-valid-schedules",
@@ -334,13 +333,20 @@ mod tests {
     fn a_good_manifest_passes() {
         assert_eq!(failed(&good()), Vec::<String>::new());
         let mut naming = good();
-        naming.settings.push(setting("webhook_secret_header", false));
-        assert_eq!(failed(&naming), Vec::<String>::new(), "it names a header, holds no secret");
+        naming
+            .settings
+            .push(setting("webhook_secret_header", false));
+        assert_eq!(
+            failed(&naming),
+            Vec::<String>::new(),
+            "it names a header, holds no secret"
+        );
     }
 
     #[test]
     fn each_rule_fails_on_a_manifest_that_breaks_it() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut PluginManifest)>)> = vec![
+        type Breaks = Box<dyn Fn(&mut PluginManifest)>;
+        let cases: Vec<(&str, Breaks)> = vec![
             ("id-and-version", Box::new(|m| m.version = "1.0".into())),
             ("id-and-version", Box::new(|m| m.id = "Acme Chat".into())),
             (
@@ -353,13 +359,19 @@ mod tests {
             ),
             (
                 "secret-settings-marked",
-                Box::new(|m| m.capabilities.credentials[0].placement = CredentialPlacement::Bearer {
-                    token: "fixed-token".into(),
+                Box::new(|m| {
+                    m.capabilities.credentials[0].placement = CredentialPlacement::Bearer {
+                        token: "fixed-token".into(),
+                    }
                 }),
             ),
             (
                 "host-patterns-use-declared-settings",
-                Box::new(|m| m.capabilities.http_hosts.push("https://{region}.acme.com".into())),
+                Box::new(|m| {
+                    m.capabilities
+                        .http_hosts
+                        .push("https://{region}.acme.com".into())
+                }),
             ),
             (
                 "streams-have-valid-schedules",
@@ -373,7 +385,10 @@ mod tests {
                 "text-limits-make-sense",
                 Box::new(|m| m.text_limits[0].max_length = 10),
             ),
-            ("text-limits-make-sense", Box::new(|m| m.text_limits.clear())),
+            (
+                "text-limits-make-sense",
+                Box::new(|m| m.text_limits.clear()),
+            ),
             (
                 "reply-windows-make-sense",
                 Box::new(|m| m.reply_windows[0].seconds = 0),

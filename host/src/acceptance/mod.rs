@@ -36,9 +36,16 @@ pub(crate) use crate::runtime::bindings::social::exports::switchboard::connector
 pub enum Outcome {
     Pass,
     /// Legal, but worth a look; does not fail the suite.
-    Warn { note: String },
-    Fail { rule: String, fix: String },
-    Skip { reason: String },
+    Warn {
+        note: String,
+    },
+    Fail {
+        rule: String,
+        fix: String,
+    },
+    Skip {
+        reason: String,
+    },
 }
 
 /// One check's result.
@@ -224,7 +231,6 @@ impl Target<'_> {
 }
 
 /// The variant of a plugin's error, as the checks name it.
-
 pub(crate) fn connector_variant(error: &ConnectorError) -> &'static str {
     match error {
         ConnectorError::Unauthorized(_) => "unauthorized",

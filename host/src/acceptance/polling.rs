@@ -125,9 +125,7 @@ async fn check_stream(
                 results.push(CheckResult::fail(
                     GROUP,
                     name("polls"),
-                    format!(
-                        "poll from cursor {cursor:?} failed after {pages} pages: {error}"
-                    ),
+                    format!("poll from cursor {cursor:?} failed after {pages} pages: {error}"),
                     "make sure the settings reach a working service (simulator, fixtures or \
                      test account); run `plugin exec ... poll --trace-http` to see the requests",
                 ));
@@ -214,7 +212,9 @@ async fn check_stream(
         if pages > 1 {
             match poller.poll(stream, Some(first_cursor)).await {
                 Ok(page) => old.extend(page.ids.into_iter().filter(|id| first_ids.contains(id))),
-                Err(error) => old.push(format!("(polling from the first page's cursor failed: {error})")),
+                Err(error) => old.push(format!(
+                    "(polling from the first page's cursor failed: {error})"
+                )),
             }
         }
     }

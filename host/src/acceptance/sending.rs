@@ -21,7 +21,11 @@ fn thread_of(target: &Target<'_>, seen: Option<&Seen>) -> (String, Option<Social
 }
 
 /// A message for the checks; `purpose` makes its idempotency key distinct.
-pub(crate) fn sample_message(target: &Target<'_>, purpose: &str, text: &str) -> so::OutboundMessage {
+pub(crate) fn sample_message(
+    target: &Target<'_>,
+    purpose: &str,
+    text: &str,
+) -> so::OutboundMessage {
     message_to(target, None, purpose, text)
 }
 
@@ -54,7 +58,11 @@ fn message_to(
 
 pub async fn check(target: &Target<'_>, seen: &Seen) -> Vec<CheckResult> {
     if target.options.read_only {
-        return vec![CheckResult::skip(GROUP, "sending", "--read-only: nothing is sent")];
+        return vec![CheckResult::skip(
+            GROUP,
+            "sending",
+            "--read-only: nothing is sent",
+        )];
     }
     let connector = match target.social() {
         Ok(connector) => connector,
@@ -105,7 +113,11 @@ pub async fn check(target: &Target<'_>, seen: &Seen) -> Vec<CheckResult> {
         }
     }
     results.push(if manifest.text_limits.is_empty() {
-        CheckResult::skip(GROUP, "over-limit-refused", "the manifest declares no text limit")
+        CheckResult::skip(
+            GROUP,
+            "over-limit-refused",
+            "the manifest declares no text limit",
+        )
     } else if problems.is_empty() {
         CheckResult::pass(GROUP, "over-limit-refused")
     } else {
@@ -129,7 +141,10 @@ pub async fn check(target: &Target<'_>, seen: &Seen) -> Vec<CheckResult> {
             let key = &message.idempotency_key;
             let carried = exchanges.iter().any(|e| {
                 e.request.url.contains(key.as_str())
-                    || e.request.headers.iter().any(|(_, v)| v.contains(key.as_str()))
+                    || e.request
+                        .headers
+                        .iter()
+                        .any(|(_, v)| v.contains(key.as_str()))
                     || e.request.body.text().contains(key.as_str())
             });
             results.push(if carried {
@@ -166,7 +181,10 @@ pub async fn check(target: &Target<'_>, seen: &Seen) -> Vec<CheckResult> {
     let mut events: Vec<&so::SocialEvent> = seen.events.iter().collect();
     let mut polled = Vec::new();
     if let Some(stream) = manifest.streams.first() {
-        if let Ok(page) = connector.poll(&stream.name, seen.end_cursor.as_deref()).await {
+        if let Ok(page) = connector
+            .poll(&stream.name, seen.end_cursor.as_deref())
+            .await
+        {
             polled = page.events;
         }
     }

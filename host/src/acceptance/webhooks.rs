@@ -64,7 +64,11 @@ fn unsigned(sample: Option<&WebhookSample>) -> WebhookRequest {
     }
 }
 
-fn refused(check: &str, what: &str, result: &Result<(WebhookResponse, Vec<String>), CallError>) -> CheckResult {
+fn refused(
+    check: &str,
+    what: &str,
+    result: &Result<(WebhookResponse, Vec<String>), CallError>,
+) -> CheckResult {
     match result {
         Err(CallError::Connector(ConnectorError::Unauthorized(_))) => {
             CheckResult::pass(GROUP, check)
@@ -72,7 +76,10 @@ fn refused(check: &str, what: &str, result: &Result<(WebhookResponse, Vec<String
         other => CheckResult::fail(
             GROUP,
             check,
-            format!("{what} must be refused with `unauthorized`, the plugin gave {}", outcome_name(other)),
+            format!(
+                "{what} must be refused with `unauthorized`, the plugin gave {}",
+                outcome_name(other)
+            ),
             "verify the delivery's signature (or secret token) over the raw body before anything \
              else, with `signature::verify_*` in constant time, and return \
              `ConnectorError::unauthorized` when it is missing or wrong; refuse every delivery \
@@ -93,8 +100,17 @@ pub async fn check(target: &Target<'_>) -> Vec<CheckResult> {
     let delivery = target.options.webhook_delivery.as_ref();
     let unsigned_result = deliver(target, unsigned(delivery)).await;
     results.push(match unsigned_result {
-        Ok(result) => refused("unsigned-refused", "a delivery without a signature", &result),
-        Err(error) => CheckResult::fail(GROUP, "unsigned-refused", format!("{error:#}"), "pass the plugin's settings"),
+        Ok(result) => refused(
+            "unsigned-refused",
+            "a delivery without a signature",
+            &result,
+        ),
+        Err(error) => CheckResult::fail(
+            GROUP,
+            "unsigned-refused",
+            format!("{error:#}"),
+            "pass the plugin's settings",
+        ),
     });
     let need_sample = "pass --webhook-delivery FILE: a genuine signed delivery as JSON \
                        {method, path, query, headers, body}, as `plugin exec handle-webhook \
@@ -111,7 +127,12 @@ pub async fn check(target: &Target<'_>) -> Vec<CheckResult> {
                     "the delivery with its signature headers altered",
                     &result,
                 ),
-                Err(error) => CheckResult::fail(GROUP, "forged-refused", format!("{error:#}"), "pass the plugin's settings"),
+                Err(error) => CheckResult::fail(
+                    GROUP,
+                    "forged-refused",
+                    format!("{error:#}"),
+                    "pass the plugin's settings",
+                ),
             });
             let first = deliver(target, sample.to_request()).await;
             let second = deliver(target, sample.to_request()).await;
@@ -144,7 +165,12 @@ pub async fn check(target: &Target<'_>) -> Vec<CheckResult> {
                     ),
                     "check the sample's signature matches the webhook secret in the settings",
                 ),
-                (Err(error), _) | (_, Err(error)) => CheckResult::fail(GROUP, "replay-same-ids", format!("{error:#}"), "pass the plugin's settings"),
+                (Err(error), _) | (_, Err(error)) => CheckResult::fail(
+                    GROUP,
+                    "replay-same-ids",
+                    format!("{error:#}"),
+                    "pass the plugin's settings",
+                ),
             });
         }
     }
@@ -196,7 +222,12 @@ pub async fn check(target: &Target<'_>) -> Vec<CheckResult> {
                     "recognise the handshake (by method, path or query) before checking for a \
                      delivery signature, and answer it",
                 ),
-                Err(error) => CheckResult::fail(GROUP, "handshake-answered", format!("{error:#}"), "pass the plugin's settings"),
+                Err(error) => CheckResult::fail(
+                    GROUP,
+                    "handshake-answered",
+                    format!("{error:#}"),
+                    "pass the plugin's settings",
+                ),
             });
         }
     }

@@ -13,11 +13,11 @@ use super::settings::SettingsArgs;
 use super::Context;
 use crate::acceptance::{self, WebhookSample};
 use crate::exchange::DevTap;
-use crate::scaffold;
 use crate::manifest::{CredentialPlacement, PluginKind, PluginManifest, PLUGIN_ITSELF};
 use crate::plugin_build::{build_plugin, BuildOptions};
 use crate::runtime::bindings::{self, types::WebhookRequest};
 use crate::runtime::{CallError, Installation, Plugin, Runtime};
+use crate::scaffold;
 use crate::store::{InstallOutcome, NewPlugin};
 
 // Parsed once per process: the size of the `exec` variant costs nothing.

@@ -367,8 +367,7 @@ pub trait HttpTap: Send + Sync {
     /// The answer to give instead of sending `request` (as the plugin wrote it, before the
     /// host added credentials); `None` sends it. The origin is checked against the policy
     /// either way. `secrets` are the installation's secret values.
-    fn answer(&self, request: &Request, secrets: &[String])
-        -> Option<Result<Response, HttpError>>;
+    fn answer(&self, request: &Request, secrets: &[String]) -> Option<Result<Response, HttpError>>;
     /// Called once per request with what the plugin got back.
     fn observe(&self, exchange: &TappedExchange<'_>);
 }
@@ -458,9 +457,7 @@ impl HttpSender {
         let scripted = answer.is_some();
         let result = match answer {
             // The token's value does not matter here: only the origin and headers are checked.
-            Some(answer) => policy
-                .authorize_with_token(&seen, Some(""))
-                .and_then(|_| answer),
+            Some(answer) => policy.authorize_with_token(&seen, Some("")).and(answer),
             None => self.send_checked(policy, request, remaining).await,
         };
         tap.observe(&TappedExchange {

@@ -294,7 +294,14 @@ impl Db {
         .bind(&plugin.manifest.version)
         .execute(&mut *tx.inner)
         .await?;
-        record_history(&mut tx, plugin.manifest, "replaced-dev", Some(&old), plugin.sha256).await?;
+        record_history(
+            &mut tx,
+            plugin.manifest,
+            "replaced-dev",
+            Some(&old),
+            plugin.sha256,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(old))
     }

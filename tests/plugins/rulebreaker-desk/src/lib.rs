@@ -61,7 +61,10 @@ impl HelpdeskConnector for Connector {
                 .json()?
         };
         if let Some(user) = found.users.into_iter().next() {
-            return Ok(Requester { id: user.id, created: false });
+            return Ok(Requester {
+                id: user.id,
+                created: false,
+            });
         }
         let name = request
             .identity
@@ -73,7 +76,10 @@ impl HelpdeskConnector for Connector {
             .send()?
             .error_for_status()?
             .json()?;
-        Ok(Requester { id: created.id, created: true })
+        Ok(Requester {
+            id: created.id,
+            created: true,
+        })
     }
 
     fn create_ticket(ctx: &Context, ticket: NewTicket) -> Result<TicketRef> {
@@ -104,7 +110,11 @@ impl HelpdeskConnector for Connector {
             }
             body.id = format!("{}-{stamp}", body.id);
         }
-        Ok(TicketRef { id: body.id, created, url: body.url })
+        Ok(TicketRef {
+            id: body.id,
+            created,
+            url: body.url,
+        })
     }
 
     fn add_comment(ctx: &Context, comment: NewComment) -> Result<CommentRef> {
@@ -113,17 +123,18 @@ impl HelpdeskConnector for Connector {
             CommentAuthor::Requester(id) => Some(id.clone()),
             CommentAuthor::Integration => None,
         };
-        let created: IdOnly = http::post(format!("{base}/v1/tickets/{}/comments", comment.ticket_id))
-            .header("idempotency-key", &comment.idempotency_key)
-            .json(&serde_json::json!({
-                "body": comment.body,
-                // A private comment is an internal note: the customer never sees it.
-                "public": comment.visibility == Visibility::Public,
-                "author_id": author_id,
-            }))
-            .send()?
-            .error_for_status()?
-            .json()?;
+        let created: IdOnly =
+            http::post(format!("{base}/v1/tickets/{}/comments", comment.ticket_id))
+                .header("idempotency-key", &comment.idempotency_key)
+                .json(&serde_json::json!({
+                    "body": comment.body,
+                    // A private comment is an internal note: the customer never sees it.
+                    "public": comment.visibility == Visibility::Public,
+                    "author_id": author_id,
+                }))
+                .send()?
+                .error_for_status()?
+                .json()?;
         Ok(CommentRef { id: created.id })
     }
 
@@ -156,7 +167,10 @@ impl HelpdeskConnector for Connector {
     fn poll_changes(ctx: &Context, stream: &str, cursor: Option<String>) -> Result<PollPage> {
         remember(ctx);
         if stream != CHANGES_STREAM {
-            return Err(ConnectorError::invalid("stream", format!("unknown stream `{stream}`")));
+            return Err(ConnectorError::invalid(
+                "stream",
+                format!("unknown stream `{stream}`"),
+            ));
         }
         let base = ctx.require(settings::API_BASE)?;
         let mut request = http::get(format!("{base}/v1/changes")).query("limit", PAGE_SIZE);
@@ -208,7 +222,8 @@ fn manifest() -> Manifest {
         name: "rulebreaker-desk".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         kind: PluginKind::Helpdesk,
-        description: "Conversations filed as rulebreaker-desk tickets, agents' replies read back.".into(),
+        description: "Conversations filed as rulebreaker-desk tickets, agents' replies read back."
+            .into(),
         settings: vec![
             SettingSpec {
                 key: settings::API_BASE.into(),
@@ -283,7 +298,11 @@ fn parse_status(name: &str) -> Result<TicketStatus> {
         "on-hold" => TicketStatus::OnHold,
         "solved" => TicketStatus::Solved,
         "closed" => TicketStatus::Closed,
-        other => return Err(ConnectorError::fatal(format!("unknown ticket status `{other}`"))),
+        other => {
+            return Err(ConnectorError::fatal(format!(
+                "unknown ticket status `{other}`"
+            )))
+        }
     })
 }
 
@@ -389,7 +408,8 @@ struct ApiComment {
 
 impl ApiChange {
     fn into_change(self) -> Result<TicketChange> {
-        let missing = |what: &str| ConnectorError::fatal(format!("change {} has no {what}", self.id));
+        let missing =
+            |what: &str| ConnectorError::fatal(format!("change {} has no {what}", self.id));
         let kind = match self.kind.as_str() {
             "comment" => {
                 let comment = self.comment.as_ref().ok_or_else(|| missing("comment"))?;
@@ -408,15 +428,25 @@ impl ApiChange {
                 self.status.as_deref().ok_or_else(|| missing("status"))?,
             )?),
             "priority" => ChangeKind::Priority(parse_priority(
-                self.priority.as_deref().ok_or_else(|| missing("priority"))?,
+                self.priority
+                    .as_deref()
+                    .ok_or_else(|| missing("priority"))?,
             )?),
-            other => return Err(ConnectorError::fatal(format!("unknown change type `{other}`"))),
+            other => {
+                return Err(ConnectorError::fatal(format!(
+                    "unknown change type `{other}`"
+                )))
+            }
         };
         Ok(TicketChange {
             change_id: self.id,
             ticket_id: self.ticket_id,
             external_id: self.external_id,
-            author: self.author.map(|a| ChangeAuthor { id: a.id, name: a.name, is_agent: a.is_agent }),
+            author: self.author.map(|a| ChangeAuthor {
+                id: a.id,
+                name: a.name,
+                is_agent: a.is_agent,
+            }),
             // The hub's own comments come back here: flag them so they are not sent twice.
             is_echo: self.from_us,
             at: self.at,
@@ -424,4 +454,3 @@ impl ApiChange {
         })
     }
 }
-

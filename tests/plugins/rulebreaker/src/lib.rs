@@ -57,7 +57,9 @@ fn fetch(ctx: &Context, request: http::Request) -> Result<http::Response> {
         ConnectorError::Unauthorized(m) if broken(ctx, "unauthorized-as-transient") => {
             ConnectorError::Transient(m)
         }
-        ConnectorError::NotFound(m) if broken(ctx, "not-found-as-fatal") => ConnectorError::Fatal(m),
+        ConnectorError::NotFound(m) if broken(ctx, "not-found-as-fatal") => {
+            ConnectorError::Fatal(m)
+        }
         ConnectorError::Transient(m) if status == 409 && broken(ctx, "conflict-as-fatal") => {
             ConnectorError::Fatal(m)
         }
@@ -77,7 +79,10 @@ fn fetch(ctx: &Context, request: http::Request) -> Result<http::Response> {
     })
 }
 
-fn parse<T: serde::de::DeserializeOwned + Default>(ctx: &Context, response: &http::Response) -> Result<T> {
+fn parse<T: serde::de::DeserializeOwned + Default>(
+    ctx: &Context,
+    response: &http::Response,
+) -> Result<T> {
     match response.json() {
         Err(_) if broken(ctx, "malformed-as-empty") => Ok(T::default()),
         other => other,
@@ -103,7 +108,10 @@ impl SocialConnector for Connector {
         if request.method.eq_ignore_ascii_case("GET") {
             // The subscription handshake: echo the challenge.
             if broken(ctx, "handshake-ignored") {
-                return Ok(WebhookOutcome { response: webhook::ok(), events: Vec::new() });
+                return Ok(WebhookOutcome {
+                    response: webhook::ok(),
+                    events: Vec::new(),
+                });
             }
             let challenge = webhook::query_param(&request, "challenge")
                 .ok_or_else(|| ConnectorError::invalid("challenge", "a GET needs ?challenge="))?;
@@ -123,20 +131,25 @@ impl SocialConnector for Connector {
             }
         };
         let signature = webhook::header(&request, "x-signature");
-        let unchecked = broken(ctx, "accept-forged")
-            || (signature.is_none() && broken(ctx, "accept-unsigned"));
+        let unchecked =
+            broken(ctx, "accept-forged") || (signature.is_none() && broken(ctx, "accept-unsigned"));
         let signature = signature.unwrap_or_default();
         if !unchecked && signature.is_empty() {
             return Err(ConnectorError::unauthorized("the delivery is not signed"));
         }
-        if !unchecked && !signature::verify_hmac_sha256_hex(secret.as_bytes(), &request.body, signature) {
+        if !unchecked
+            && !signature::verify_hmac_sha256_hex(secret.as_bytes(), &request.body, signature)
+        {
             return Err(ConnectorError::unauthorized(
                 "the delivery's signature does not match the webhook secret",
             ));
         }
         let delivery: Delivery = serde_json::from_slice(&request.body).unwrap_or_default();
-        let mut events: Vec<SocialEvent> =
-            delivery.messages.into_iter().map(|m| m.into_event(ctx)).collect();
+        let mut events: Vec<SocialEvent> = delivery
+            .messages
+            .into_iter()
+            .map(|m| m.into_event(ctx))
+            .collect();
         if broken(ctx, "replay-new-ids") {
             // Wait for the next millisecond, so two calls never see the same one.
             let start = now_ms();
@@ -148,12 +161,18 @@ impl SocialConnector for Connector {
                 event.message_id = format!("{}-{stamp}", event.message_id);
             }
         }
-        Ok(WebhookOutcome { response: webhook::ok(), events })
+        Ok(WebhookOutcome {
+            response: webhook::ok(),
+            events,
+        })
     }
 
     fn poll(ctx: &Context, stream: &str, cursor: Option<String>) -> Result<PollPage> {
         if stream != MESSAGES_STREAM {
-            return Err(ConnectorError::invalid("stream", format!("unknown stream `{stream}`")));
+            return Err(ConnectorError::invalid(
+                "stream",
+                format!("unknown stream `{stream}`"),
+            ));
         }
         let base = ctx.require(settings::API_BASE)?;
         let mut request = http::get(format!("{base}/v1/messages"))
@@ -165,7 +184,13 @@ impl SocialConnector for Connector {
         let mut page: MessagePage = parse(ctx, &fetch(ctx, request)?)?;
         if broken(ctx, "duplicate-events") {
             if let (Some(after), Some(first)) = (&cursor, page.messages.first()) {
-                page.messages.insert(0, ApiMessage { id: after.clone(), ..first.clone() });
+                page.messages.insert(
+                    0,
+                    ApiMessage {
+                        id: after.clone(),
+                        ..first.clone()
+                    },
+                );
             }
         }
         if broken(ctx, "has-more-always") {
@@ -173,7 +198,11 @@ impl SocialConnector for Connector {
         }
         log_debug!("polled", count = page.messages.len());
         Ok(PollPage {
-            events: page.messages.into_iter().map(|m| m.into_event(ctx)).collect(),
+            events: page
+                .messages
+                .into_iter()
+                .map(|m| m.into_event(ctx))
+                .collect(),
             // No new cursor keeps the one stored: the next poll asks from the same place.
             next_cursor: page.next_after.or(cursor),
             has_more: page.has_more,
@@ -182,7 +211,8 @@ impl SocialConnector for Connector {
 
     fn send(ctx: &Context, message: OutboundMessage) -> Result<SentMessage> {
         let length = message.text.chars().count();
-        let check_first = !broken(ctx, "no-length-check") && !broken(ctx, "length-check-after-send");
+        let check_first =
+            !broken(ctx, "no-length-check") && !broken(ctx, "length-check-after-send");
         if check_first && length > MAX_TEXT_CHARS {
             return Err(ConnectorError::invalid(
                 "text",
@@ -197,11 +227,14 @@ impl SocialConnector for Connector {
         if !broken(ctx, "key-dropped") {
             request = request.header("idempotency-key", &message.idempotency_key);
         }
-        let request =
-            request.json(&serde_json::json!({ "text": message.text, "reply_to": message.reply_to }));
+        let request = request
+            .json(&serde_json::json!({ "text": message.text, "reply_to": message.reply_to }));
         let sent: SentId = parse(ctx, &fetch(ctx, request)?)?;
         if broken(ctx, "length-check-after-send") && length > MAX_TEXT_CHARS {
-            return Err(ConnectorError::invalid("text", "too long (checked too late)"));
+            return Err(ConnectorError::invalid(
+                "text",
+                "too long (checked too late)",
+            ));
         }
         Ok(SentMessage {
             message_ids: vec![sent.id],
@@ -218,7 +251,8 @@ fn manifest() -> Manifest {
         name: "rulebreaker".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         kind: PluginKind::Social,
-        description: "Messages from rulebreaker into the helpdesk, and agents' replies back.".into(),
+        description: "Messages from rulebreaker into the helpdesk, and agents' replies back."
+            .into(),
         settings: vec![
             SettingSpec {
                 key: settings::API_BASE.into(),
@@ -340,4 +374,3 @@ impl ApiMessage {
         }
     }
 }
-
