@@ -62,8 +62,9 @@
 //!
 //! The host interfaces exist only inside the Switchboard runtime. When a plugin's code runs
 //! natively, in its own unit tests, the SDK substitutes harmless stand-ins: logs go to stderr,
-//! [`now_ms`] reads the system clock, and every HTTP request fails with a `Fatal` error. Keep
-//! request building and response parsing in separate functions to unit-test them.
+//! [`now_ms`] reads the system clock, and every HTTP request fails with a `Fatal` error, unless
+//! the test installs a fake host (`testkit::FakeHost`, feature `testkit`): scripted exchanges,
+//! recorded fixtures and assertions on what the plugin sent.
 
 #![warn(missing_docs)]
 
