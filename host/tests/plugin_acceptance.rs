@@ -243,6 +243,19 @@ async fn assert_passes(name: &'static str, component: Arc<Vec<u8>>, args: &[&str
         .await
         .expect("joined");
     let failed = failures(&report);
+    // What did not run or only warned, for the CI log.
+    for result in report["results"].as_array().into_iter().flatten() {
+        if result["outcome"] == "skip" || result["outcome"] == "warn" {
+            let why = result
+                .get("reason")
+                .or(result.get("note"))
+                .unwrap_or(&Value::Null);
+            eprintln!(
+                "{name}: {} {}/{}: {why}",
+                result["outcome"], result["group"], result["check"]
+            );
+        }
+    }
     assert!(
         ok && failed.is_empty(),
         "{name} must pass the acceptance suite:\n{}",

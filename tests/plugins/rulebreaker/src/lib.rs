@@ -374,3 +374,36 @@ impl ApiMessage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_plugin_sdk::testkit::{FakeHost, Reply};
+
+    fn ctx(rule: Option<&str>) -> Context {
+        let mut settings = vec![(settings::API_BASE, "https://api.example.com")];
+        settings.extend(rule.map(|rule| (settings::BREAK, rule)));
+        Context::new("test", settings)
+    }
+
+    #[test]
+    fn a_rule_is_broken_only_when_asked() {
+        let host = FakeHost::new();
+        host.expect("GET", "https://api.example.com/v1/messages")
+            .times(2)
+            .reply(Reply::status(401));
+        let right = Connector::poll(&ctx(None), MESSAGES_STREAM, None).expect_err("401");
+        assert!(
+            matches!(right, ConnectorError::Unauthorized(_)),
+            "{right:?}"
+        );
+        let wrong = Connector::poll(
+            &ctx(Some("unauthorized-as-transient")),
+            MESSAGES_STREAM,
+            None,
+        )
+        .expect_err("401");
+        assert!(matches!(wrong, ConnectorError::Transient(_)), "{wrong:?}");
+        host.verify();
+    }
+}
