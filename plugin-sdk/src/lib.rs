@@ -65,8 +65,9 @@
 //!
 //! The host interfaces exist only inside the Switchboard runtime. When a plugin's code runs
 //! natively, in its own unit tests, the SDK substitutes harmless stand-ins: logs go to stderr,
-//! [`now_ms`] reads the system clock, and every HTTP request fails with a `Fatal` error. Keep
-//! request building and response parsing in separate functions to unit-test them.
+//! [`now_ms`] reads the system clock, and every HTTP request fails with a `Fatal` error, unless
+//! the test installs a fake host (`testkit::FakeHost`, feature `testkit`): scripted exchanges,
+//! recorded fixtures and assertions on what the plugin sent.
 
 #![warn(missing_docs)]
 
@@ -87,6 +88,8 @@ mod manifest;
 pub mod paging;
 mod settings;
 pub mod signature;
+#[cfg(all(feature = "testkit", not(target_arch = "wasm32")))]
+pub mod testkit;
 pub mod text;
 pub mod time;
 pub mod webhook;
@@ -125,6 +128,10 @@ pub fn now_ms() -> u64 {
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
+        #[cfg(feature = "testkit")]
+        if let Some(frozen) = testkit::frozen_now_ms() {
+            return frozen;
+        }
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)

@@ -11,10 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use super::settings::SettingsArgs;
 use super::Context;
+use crate::acceptance::{self, WebhookSample};
+use crate::exchange::DevTap;
 use crate::manifest::{CredentialPlacement, PluginKind, PluginManifest, PLUGIN_ITSELF};
 use crate::plugin_build::{build_plugin, BuildOptions};
 use crate::runtime::latest::{WebhookRequest, WebhookResponse};
 use crate::runtime::{CallError, Installation, Plugin, Runtime};
+use crate::scaffold;
 use crate::store::{InstallOutcome, NewPlugin};
 
 // Parsed once per process: the size of the `exec` variant costs nothing.
@@ -33,6 +36,70 @@ pub enum PluginCommand {
         #[arg(long)]
         target_dir: Option<PathBuf>,
     },
+    /// Write a new plugin crate to start from: a manifest with example settings and
+    /// credentials, operations against a placeholder API, fixtures and a native test.
+    ///
+    /// The crate builds with `plugin build`, passes `cargo test`, and passes `plugin test
+    /// <component> --fixtures <dir>/fixtures -s api_token=test-token` as written.
+    New {
+        /// The plugin id: a-z, 0-9 and `-`, starting with a letter.
+        name: String,
+        /// `social` (a network or messenger) or `helpdesk`.
+        #[arg(long)]
+        kind: String,
+        /// Where to write the crate (default: ./NAME); must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The `plugin-sdk` directory the crate depends on (default: the SDK of the checkout
+        /// this binary was built from).
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
+    /// Run the acceptance suite on a built component: manifest rules, error mapping (scripted
+    /// faults, no service needed), polling, webhooks, sending or helpdesk operations.
+    ///
+    /// The round trips run against the service the settings point at (a simulator or a test
+    /// account), or against fixtures recorded with `plugin exec --record DIR` (`--fixtures`).
+    /// Exits 1 when a check fails; each failure names the rule and how to fix it.
+    Test {
+        component: PathBuf,
+        #[command(flatten)]
+        settings: SettingsArgs,
+        /// Answer the plugin's requests from these recorded exchanges instead of the network.
+        #[arg(long, value_name = "DIR")]
+        fixtures: Option<PathBuf>,
+        /// A genuine signed webhook delivery, as JSON {method, path, query, headers, body}.
+        #[arg(long, value_name = "FILE")]
+        webhook_delivery: Option<PathBuf>,
+        /// A webhook handshake request, as JSON {method, path, query, headers, body}.
+        #[arg(long, value_name = "FILE")]
+        webhook_handshake: Option<PathBuf>,
+        /// The conversation to send test messages to (default: the first one polled).
+        #[arg(long)]
+        thread: Option<String>,
+        /// Makes the run's ids and keys unique (default: `fixture` with --fixtures, else the
+        /// time).
+        #[arg(long)]
+        run_id: Option<String>,
+        /// Most pages read from one stream.
+        #[arg(long, default_value_t = 20)]
+        max_pages: usize,
+        /// Skip the checks that write to the service.
+        #[arg(long)]
+        read_only: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Print each HTTP exchange to standard error, credentials masked.
+        #[arg(long)]
+        trace_http: bool,
+        /// An OAuth2 access token for credentials that say `{oauth.access-token}`.
+        #[arg(long, env = "SWITCHBOARD_OAUTH_TOKEN", hide_env_values = true)]
+        oauth_token: Option<String>,
+        /// A field of the token response for `{oauth.<name>}` templates; repeatable.
+        #[arg(long = "oauth-extra", value_name = "NAME=VALUE")]
+        oauth_extras: Vec<String>,
+    },
     /// Check a component against the contract and print its manifest as JSON.
     Inspect { file: PathBuf },
     /// Install a component into the database after the admin approves its capabilities.
@@ -41,6 +108,20 @@ pub enum PluginCommand {
         /// Approve every capability the plugin requests, without asking (for scripts).
         #[arg(long)]
         approve: bool,
+        /// Swap the component of an installed version for this rebuilt one, keeping the
+        /// version. Development only: refused without --dev, and recorded in the plugin's
+        /// history (`plugin history`). In production, bump the version instead.
+        #[arg(long)]
+        replace: bool,
+        /// Says this database is a development one, where --replace is allowed.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Show what happened to an installed plugin: installs and development replacements.
+    History {
+        plugin_id: String,
+        #[arg(long)]
+        json: bool,
     },
     /// List installed plugins.
     List {
@@ -90,6 +171,14 @@ pub enum PluginCommand {
         /// `instance_url=https://acme.my.salesforce.com`; repeatable.
         #[arg(long = "oauth-extra", value_name = "NAME=VALUE")]
         oauth_extras: Vec<String>,
+        /// Print each HTTP request the plugin makes and its response to standard error,
+        /// credentials and secret values masked.
+        #[arg(long)]
+        trace_http: bool,
+        /// Write each HTTP exchange into DIR as a fixture (`0001.json`, ...; numbering goes
+        /// on after files already there), for `plugin test --fixtures` and the SDK test kit.
+        #[arg(long, value_name = "DIR")]
+        record: Option<PathBuf>,
     },
 }
 
@@ -107,12 +196,154 @@ pub async fn run(ctx: &Context, command: PluginCommand) -> anyhow::Result<ExitCo
             eprintln!("built {} bytes via {:?}", built.size_bytes, built.route);
             println!("{}", built.component_path.display());
         }
+        PluginCommand::New {
+            name,
+            kind,
+            dir,
+            sdk_path,
+        } => {
+            let kind = match kind.as_str() {
+                "social" => PluginKind::Social,
+                "helpdesk" => PluginKind::Helpdesk,
+                other => bail!("--kind `{other}`: expected `social` or `helpdesk`"),
+            };
+            let sdk_path = match sdk_path {
+                Some(path) => path,
+                None => scaffold::default_sdk_path().context(
+                    "the plugin SDK of the checkout this binary was built from is gone; pass                      --sdk-path with a `plugin-sdk` directory",
+                )?,
+            };
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            scaffold::write(&scaffold::NewPlugin {
+                name: name.clone(),
+                kind,
+                dir: dir.clone(),
+                sdk_path,
+            })?;
+            println!(
+                "wrote the {} plugin `{name}` in {}\nnext: switchboard plugin build {}; cargo test; \
+                 switchboard plugin test <component> --fixtures {}/fixtures -s api_token=test-token",
+                kind.as_str(),
+                dir.display(),
+                dir.display(),
+                dir.display()
+            );
+        }
+        PluginCommand::Test {
+            component,
+            settings,
+            fixtures,
+            webhook_delivery,
+            webhook_handshake,
+            thread,
+            run_id,
+            max_pages,
+            read_only,
+            json,
+            trace_http,
+            oauth_token,
+            oauth_extras,
+        } => {
+            let read_sample = |path: &Option<PathBuf>| -> anyhow::Result<Option<WebhookSample>> {
+                path.as_ref()
+                    .map(|path| {
+                        let text = std::fs::read_to_string(path)
+                            .with_context(|| format!("reading {}", path.display()))?;
+                        serde_json::from_str(&text).with_context(|| {
+                            format!(
+                                "{}: expected a webhook request as JSON {{method, path, query, \
+                                 headers: [[name, value]], body}}",
+                                path.display()
+                            )
+                        })
+                    })
+                    .transpose()
+            };
+            let options = acceptance::Options {
+                webhook_delivery: read_sample(&webhook_delivery)?,
+                webhook_handshake: read_sample(&webhook_handshake)?,
+                thread_id: thread,
+                run_id: run_id.unwrap_or_else(|| match &fixtures {
+                    Some(_) => "fixture".into(),
+                    None => crate::acceptance::run_id(),
+                }),
+                max_pages,
+                read_only,
+            };
+            let mut tap = DevTap::new();
+            if trace_http {
+                tap = tap.with_trace();
+            }
+            if let Some(dir) = &fixtures {
+                tap = tap.with_replay(crate::exchange::read_fixtures(dir)?);
+            }
+            let tap = std::sync::Arc::new(tap);
+            let mut runtime = ctx.runtime()?;
+            runtime.set_http_tap(tap.clone());
+            let plugin = load_file(&runtime, &component).await?;
+            let mut installation = Installation {
+                id: "plugin-test".into(),
+                settings: settings.read()?,
+                approved_hosts: plugin.manifest().requested_origins(),
+                limits: None,
+                token_source: None,
+            };
+            installation.token_source = token_source(oauth_token, &oauth_extras)?;
+            let report = acceptance::run(&runtime, &plugin, &installation, tap, &options).await;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!("{report}");
+            }
+            return Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
         PluginCommand::Inspect { file } => {
             let runtime = ctx.runtime()?;
             let plugin = load_file(&runtime, &file).await?;
             print_json(&PluginInfo::of(&plugin))?;
         }
-        PluginCommand::Install { file, approve } => install(ctx, &file, approve).await?,
+        PluginCommand::Install {
+            file,
+            approve,
+            replace,
+            dev,
+        } => {
+            if replace && !dev {
+                bail!(
+                    "--replace swaps the component of an installed version without a version \
+                     bump, which is for development only: add --dev to confirm this is a \
+                     development hub, or give the build a new version"
+                );
+            }
+            install(ctx, &file, approve, replace).await?
+        }
+        PluginCommand::History { plugin_id, json } => {
+            let history = ctx.db().await?.plugin_history(&plugin_id).await?;
+            if json {
+                print_json(&history)?;
+            } else if history.is_empty() {
+                println!("no history for {plugin_id}: it was never installed here");
+            } else {
+                for entry in history {
+                    let from = entry
+                        .old_sha256
+                        .as_deref()
+                        .map(|old| format!("{} -> ", &old[..old.len().min(12)]))
+                        .unwrap_or_default();
+                    println!(
+                        "{}  {:<10} {:<13} {from}{}",
+                        entry.at,
+                        entry.version,
+                        entry.event,
+                        &entry.new_sha256[..entry.new_sha256.len().min(12)]
+                    );
+                }
+            }
+        }
         PluginCommand::List { json } => {
             let plugins = ctx.db().await?.list_plugins().await?;
             if json {
@@ -158,9 +389,22 @@ pub async fn run(ctx: &Context, command: PluginCommand) -> anyhow::Result<ExitCo
             deadline_ms,
             oauth_token,
             oauth_extras,
+            trace_http,
+            record,
         } => {
             let values = settings.read()?;
-            let runtime = ctx.runtime()?;
+            let mut runtime = ctx.runtime()?;
+            let mut tap = DevTap::new();
+            if trace_http {
+                tap = tap.with_trace();
+            }
+            if let Some(dir) = &record {
+                tap = tap.with_recording(dir)?;
+            }
+            let tap = std::sync::Arc::new(tap);
+            if trace_http || record.is_some() {
+                runtime.set_http_tap(tap.clone());
+            }
             let (loaded, approved_hosts) = resolve_plugin(ctx, &runtime, &plugin).await?;
             let mut installation = Installation {
                 id: "exec".into(),
@@ -170,16 +414,7 @@ pub async fn run(ctx: &Context, command: PluginCommand) -> anyhow::Result<ExitCo
                 token_source: None,
                 meter: None,
             };
-            if let Some(token) = oauth_token {
-                let mut source = crate::runtime::StaticToken::new(token);
-                for pair in &oauth_extras {
-                    let (name, value) = pair
-                        .split_once('=')
-                        .with_context(|| format!("--oauth-extra `{pair}`: expected NAME=VALUE"))?;
-                    source = source.with_extra(name, value);
-                }
-                installation.token_source = Some(std::sync::Arc::new(source));
-            }
+            installation.token_source = token_source(oauth_token, &oauth_extras)?;
             if let Some(ms) = deadline_ms {
                 let mut limits = runtime.config().default_limits;
                 limits.deadline = std::time::Duration::from_millis(ms);
@@ -193,10 +428,35 @@ pub async fn run(ctx: &Context, command: PluginCommand) -> anyhow::Result<ExitCo
                 ticket_id,
             };
             let body_limit = ctx.config()?.webhook_body_limit;
-            return exec(&runtime, &loaded, &installation, request, body_limit).await;
+            let code = exec(&runtime, &loaded, &installation, request, body_limit).await?;
+            if let Some(error) = tap.recording_error() {
+                bail!("recording the exchanges failed: {error}");
+            }
+            if let Some(dir) = &record {
+                eprintln!("recorded the HTTP exchanges in {}", dir.display());
+            }
+            return Ok(code);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A fixed OAuth2 token (and token-response fields) for `exec` and `test`.
+fn token_source(
+    token: Option<String>,
+    extras: &[String],
+) -> anyhow::Result<Option<std::sync::Arc<dyn crate::runtime::TokenSource>>> {
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    let mut source = crate::runtime::StaticToken::new(token);
+    for pair in extras {
+        let (name, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--oauth-extra `{pair}`: expected NAME=VALUE"))?;
+        source = source.with_extra(name, value);
+    }
+    Ok(Some(std::sync::Arc::new(source)))
 }
 
 /// What `inspect` prints: the manifest plus what the host knows about the component.
@@ -232,7 +492,7 @@ async fn load_file(runtime: &Runtime, file: &Path) -> anyhow::Result<Plugin> {
     Ok(plugin)
 }
 
-async fn install(ctx: &Context, file: &Path, approve: bool) -> anyhow::Result<()> {
+async fn install(ctx: &Context, file: &Path, approve: bool, replace: bool) -> anyhow::Result<()> {
     let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let runtime = ctx.runtime()?;
     let (plugin, _) = runtime
@@ -265,6 +525,32 @@ async fn install(ctx: &Context, file: &Path, approve: bool) -> anyhow::Result<()
     }
     let approved = manifest.requested_origins();
     let db = ctx.db().await?;
+    if replace {
+        let replaced = db
+            .replace_plugin_dev(NewPlugin {
+                manifest,
+                contract: bindings::CONTRACT,
+                sha256: plugin.sha256(),
+                approved_hosts: &approved,
+                wasm: &wasm,
+            })
+            .await?;
+        match replaced {
+            Some(old) => println!(
+                "replaced {} {} (development): {} -> {}; recorded in `switchboard plugin history {}`",
+                manifest.id,
+                manifest.version,
+                &old[..old.len().min(12)],
+                &plugin.sha256()[..12],
+                manifest.id
+            ),
+            None => println!(
+                "{} {} is already this build; nothing replaced",
+                manifest.id, manifest.version
+            ),
+        }
+        return Ok(());
+    }
     let outcome = db
         .install_plugin(NewPlugin {
             manifest,

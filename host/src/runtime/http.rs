@@ -360,12 +360,64 @@ fn token_error(error: TokenError) -> HttpError {
     }
 }
 
+/// Sees every request a plugin makes, and may answer one in place of the network: the
+/// developer tools (`plugin exec --trace-http` and `--record`, `plugin test`'s scripted
+/// faults and fixture replay) use it. The hub never sets one.
+pub trait HttpTap: Send + Sync {
+    /// The answer to give instead of sending `request` (as the plugin wrote it, before the
+    /// host added credentials); `None` sends it. The origin is checked against the policy
+    /// either way. `secrets` are the installation's secret values.
+    fn answer(&self, request: &Request, secrets: &[String]) -> Option<Result<Response, HttpError>>;
+    /// Called once per request with what the plugin got back.
+    fn observe(&self, exchange: &TappedExchange<'_>);
+}
+
+/// One request of a plugin and its outcome, as an [`HttpTap`] sees it.
+pub struct TappedExchange<'a> {
+    /// As the plugin wrote it: credentials the host adds are not in it.
+    pub request: &'a Request,
+    pub result: &'a Result<Response, HttpError>,
+    pub elapsed: Duration,
+    /// How the host authenticated the request, one line per credential, values left out.
+    pub credentials: Vec<String>,
+    /// The installation's secret values, to mask wherever the exchange is shown or stored.
+    pub secrets: &'a [String],
+    /// Whether the tap answered it rather than the network.
+    pub scripted: bool,
+}
+
+impl fmt::Debug for dyn HttpTap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HttpTap")
+    }
+}
+
+impl HttpPolicy {
+    /// How the host authenticates a request to `url`: one line per matching credential rule,
+    /// without the values.
+    pub fn credential_kinds(&self, url: &str) -> Vec<String> {
+        let Ok(url) = Url::parse(url) else {
+            return Vec::new();
+        };
+        self.credentials
+            .iter()
+            .filter(|(pattern, _)| pattern.matches(&url))
+            .map(|(_, credential)| match credential {
+                Credential::Header { name, .. } => format!("header `{name}`"),
+                Credential::Query { name, .. } => format!("query parameter `{name}`"),
+                Credential::PathPrefix(_) => "path prefix".to_string(),
+            })
+            .collect()
+    }
+}
+
 /// Sends authorized requests. One client is shared by all plugins; redirects are returned to the
 /// plugin rather than followed.
 #[derive(Debug, Clone)]
 pub struct HttpSender {
     client: reqwest::Client,
     network: NetworkAccess,
+    tap: Option<Arc<dyn HttpTap>>,
 }
 
 impl HttpSender {
@@ -377,12 +429,51 @@ impl HttpSender {
             .pool_max_idle_per_host(32)
             .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { client, network })
+        Ok(Self {
+            client,
+            network,
+            tap: None,
+        })
+    }
+
+    /// Shows every request to `tap`, which may answer in place of the network.
+    pub fn set_tap(&mut self, tap: Arc<dyn HttpTap>) {
+        self.tap = Some(tap);
+    }
+
+    /// Sends a plugin's request within `remaining`, through the tap when there is one.
+    pub async fn send(
+        &self,
+        policy: &HttpPolicy,
+        request: Request,
+        remaining: Duration,
+    ) -> Result<Response, HttpError> {
+        let Some(tap) = &self.tap else {
+            return self.send_checked(policy, request, remaining).await;
+        };
+        let started = Instant::now();
+        let seen = request.clone();
+        let answer = tap.answer(&seen, &policy.secrets);
+        let scripted = answer.is_some();
+        let result = match answer {
+            // The token's value does not matter here: only the origin and headers are checked.
+            Some(answer) => policy.authorize_with_token(&seen, Some("")).and(answer),
+            None => self.send_checked(policy, request, remaining).await,
+        };
+        tap.observe(&TappedExchange {
+            request: &seen,
+            result: &result,
+            elapsed: started.elapsed(),
+            credentials: policy.credential_kinds(&seen.url),
+            secrets: &policy.secrets,
+            scripted,
+        });
+        result
     }
 
     /// Sends a plugin's request within `remaining`. A request that carried the OAuth2 token and
     /// got 401 is sent once more with a refreshed token; the plugin sees only the final answer.
-    pub async fn send(
+    async fn send_checked(
         &self,
         policy: &HttpPolicy,
         mut request: Request,

@@ -33,6 +33,7 @@ use self::admission::{Admission, AdmissionConfig};
 
 pub use self::cache::CacheOutcome;
 use self::cache::ComponentCache;
+pub(crate) use self::connector::describe_error;
 pub use self::connector::{HelpdeskConnector, SocialConnector};
 pub use self::contract::ContractVersion;
 use self::engine::EngineLimits;
@@ -314,6 +315,12 @@ impl Runtime {
             pooling,
             admission,
         })
+    }
+
+    /// Shows every plugin request to `tap`, which may answer in place of the network (the
+    /// developer tools: `plugin exec --trace-http`/`--record`, `plugin test`). Never in `serve`.
+    pub fn set_http_tap(&mut self, tap: Arc<dyn http::HttpTap>) {
+        self.sender.set_tap(tap);
     }
 
     /// Whether the pooling allocator is in use (it may be unavailable in constrained sandboxes).

@@ -28,7 +28,7 @@ pub use installations::{InstallationRow, LinkRow};
 pub use jobs::{JobRow, JobRunRow, NewJob};
 pub use oauth::{OAuthGrantRow, OAuthStateRow, OAuthTokensUpdate};
 pub use outbox::{NewOutbox, OutboxRow, OutboxStats};
-pub use plugins::{InstallOutcome, NewPlugin, PluginRecord};
+pub use plugins::{HistoryEntry, InstallOutcome, NewPlugin, PluginRecord};
 pub use retention::Pruned;
 pub use sync::{
     ConversationRow, EventOutcome, IdentityInput, InboundEvent, MessageRow, NewInboundEvent,

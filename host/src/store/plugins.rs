@@ -39,6 +39,43 @@ pub struct PluginRecord {
     pub manifest: PluginManifest,
 }
 
+/// One event in a plugin's history.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryEntry {
+    pub version: String,
+    /// `installed`, or `replaced-dev` for a rebuilt component swapped in under the same version.
+    pub event: String,
+    pub old_sha256: Option<String>,
+    pub new_sha256: String,
+    pub at: String,
+}
+
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+async fn record_history(
+    tx: &mut super::Tx,
+    manifest: &PluginManifest,
+    event: &str,
+    old_sha256: Option<&str>,
+    new_sha256: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO plugin_history (plugin_id, version, event, old_sha256, new_sha256, at) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&manifest.id)
+    .bind(&manifest.version)
+    .bind(event)
+    .bind(old_sha256)
+    .bind(new_sha256)
+    .bind(now_text())
+    .execute(&mut *tx.inner)
+    .await?;
+    Ok(())
+}
+
 const COLUMNS: &str = "plugin_id, version, kind, contract, sha256, manifest_json, approved_hosts, active, installed_at";
 
 fn record(row: &sqlx::sqlite::SqliteRow) -> Result<PluginRecord, StoreError> {
@@ -77,7 +114,7 @@ impl Db {
                 return Ok(InstallOutcome::AlreadyInstalled);
             }
             return Err(StoreError::Conflict(format!(
-                "{} {} is already installed with a different digest ({sha}); give the new build a new version",
+                "{} {} is already installed with a different digest ({sha}); give the new build a new version (or, on a development hub, `plugin install --replace --dev`)",
                 plugin.manifest.id, plugin.manifest.version
             )));
         }
@@ -103,9 +140,10 @@ impl Db {
         .bind(approved)
         .bind(plugin.wasm)
         .bind(!has_active)
-        .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .bind(now_text())
         .execute(&mut *tx.inner)
         .await?;
+        record_history(&mut tx, plugin.manifest, "installed", None, plugin.sha256).await?;
         tx.commit().await?;
         Ok(if has_active {
             InstallOutcome::InstalledInactive
@@ -213,6 +251,81 @@ impl Db {
             )));
         }
         Ok(())
+    }
+
+    /// Swaps the component of an installed version for a rebuilt one with the same id and
+    /// version, for development; the swap is recorded in the plugin's history. Returns the
+    /// digest it replaced, or `None` when that build was already the installed one.
+    pub async fn replace_plugin_dev(
+        &self,
+        plugin: NewPlugin<'_>,
+    ) -> Result<Option<String>, StoreError> {
+        let mut tx = self.begin().await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT sha256 FROM plugins WHERE plugin_id = ? AND version = ?")
+                .bind(&plugin.manifest.id)
+                .bind(&plugin.manifest.version)
+                .fetch_optional(&mut *tx.inner)
+                .await?;
+        let Some(old) = existing else {
+            return Err(StoreError::NotFound(format!(
+                "{} {} is not installed, so there is nothing to replace; install it without --replace",
+                plugin.manifest.id, plugin.manifest.version
+            )));
+        };
+        if old == plugin.sha256 {
+            return Ok(None);
+        }
+        let manifest = serde_json::to_string(plugin.manifest)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let approved = serde_json::to_string(plugin.approved_hosts)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "UPDATE plugins SET kind = ?, contract = ?, sha256 = ?, manifest_json = ?, \
+             approved_hosts = ?, wasm = ? WHERE plugin_id = ? AND version = ?",
+        )
+        .bind(plugin.manifest.kind.as_str())
+        .bind(plugin.contract)
+        .bind(plugin.sha256)
+        .bind(manifest)
+        .bind(approved)
+        .bind(plugin.wasm)
+        .bind(&plugin.manifest.id)
+        .bind(&plugin.manifest.version)
+        .execute(&mut *tx.inner)
+        .await?;
+        record_history(
+            &mut tx,
+            plugin.manifest,
+            "replaced-dev",
+            Some(&old),
+            plugin.sha256,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(old))
+    }
+
+    /// A plugin's history, oldest first.
+    pub async fn plugin_history(&self, plugin_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, event, old_sha256, new_sha256, at FROM plugin_history \
+             WHERE plugin_id = ? ORDER BY id",
+        )
+        .bind(plugin_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(HistoryEntry {
+                    version: row.try_get("version")?,
+                    event: row.try_get("event")?,
+                    old_sha256: row.try_get("old_sha256")?,
+                    new_sha256: row.try_get("new_sha256")?,
+                    at: row.try_get("at")?,
+                })
+            })
+            .collect()
     }
 
     /// Approves again an installed build (same id, version and digest): stores the manifest

@@ -1,6 +1,7 @@
 //! Each connector plugin, loaded in the real runtime, against its service: the simulators of
 //! Telegram, Zendesk, Freshdesk and Salesforce, and a real Request Tracker 5 ([`rt_server`]).
 
+mod acceptance;
 mod freshdesk;
 mod helpdesk;
 mod rt;
