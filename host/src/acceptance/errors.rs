@@ -5,7 +5,7 @@
 use super::{connector_variant, CheckResult, Target};
 use crate::manifest::PluginKind;
 use crate::runtime::bindings::http::{HttpError, Response};
-use crate::runtime::bindings::types::{ConnectorError, SocialIdentity};
+use crate::runtime::latest::{self, ConnectorError, SocialIdentity};
 use crate::runtime::{CallError, HelpdeskConnector, SocialConnector};
 
 const GROUP: &str = "error-mapping";
@@ -215,7 +215,7 @@ async fn call(
             c.poll_changes(stream, None).await.map(drop)
         }
         (Connector::Helpdesk(c), Operation::FindRequester) => c
-            .find_or_create_requester(&super::hd::RequesterRequest {
+            .find_or_create_requester(&latest::RequesterRequest {
                 identity: SocialIdentity {
                     external_id: "switchboard-acceptance".into(),
                     network,

@@ -3,7 +3,7 @@
 
 use super::polling::Seen;
 use super::{hd, CheckResult, Target};
-use crate::runtime::bindings::types::{SocialIdentity, Visibility};
+use crate::runtime::latest::{self, SocialIdentity, Visibility};
 use crate::runtime::HelpdeskConnector;
 
 const GROUP: &str = "helpdesk";
@@ -43,7 +43,7 @@ pub async fn check(target: &Target<'_>, seen: &Seen) -> Vec<CheckResult> {
     let network = target.plugin.manifest().id.clone();
     let mut results = Vec::new();
 
-    let request = hd::RequesterRequest {
+    let request = latest::RequesterRequest {
         identity: SocialIdentity {
             external_id: format!("switchboard-acceptance-{run}"),
             network: network.clone(),
@@ -87,7 +87,7 @@ pub async fn check(target: &Target<'_>, seen: &Seen) -> Vec<CheckResult> {
     };
 
     let started_at = now_ms();
-    let ticket = hd::NewTicket {
+    let ticket = latest::NewTicket {
         idempotency_key: format!("switchboard-acceptance-{run}-ticket"),
         external_id: format!("{network}:switchboard-acceptance-{run}"),
         requester_id,
@@ -103,8 +103,8 @@ pub async fn check(target: &Target<'_>, seen: &Seen) -> Vec<CheckResult> {
     };
     let first = connector.create_ticket(&ticket).await;
     // The hub's retry of an attempt whose outcome it never learned.
-    let retry = hd::NewTicket {
-        unconfirmed: Some(hd::UnconfirmedAttempt {
+    let retry = latest::NewTicket {
+        unconfirmed: Some(latest::UnconfirmedAttempt {
             started_at,
             known_ids: Vec::new(),
         }),
@@ -161,10 +161,10 @@ async fn note_stays_private(
         "Switchboard acceptance note {} (private)",
         target.options.run_id
     );
-    let note = hd::NewComment {
+    let note = latest::NewComment {
         idempotency_key: format!("switchboard-acceptance-{}-note", target.options.run_id),
         ticket_id: ticket_id.to_string(),
-        author: hd::CommentAuthor::Integration,
+        author: latest::CommentAuthor::Integration,
         body: body.clone(),
         visibility: Visibility::Private,
         attachments: Vec::new(),
@@ -201,7 +201,7 @@ async fn note_stays_private(
             }
         };
         let found = page.changes.iter().find_map(|change| match &change.kind {
-            hd::ChangeKind::Comment(c) if c.comment_id == comment.id || c.body.contains(&body) => {
+            latest::ChangeKind::Comment(c) if c.comment_id == comment.id || c.body.contains(&body) => {
                 Some(c.visibility)
             }
             _ => None,
@@ -239,8 +239,8 @@ async fn note_stays_private(
 async fn status_round_trips(connector: &HelpdeskConnector, ticket_id: &str) -> CheckResult {
     let check = "status-round-trips";
     let mut problems = Vec::new();
-    for status in [hd::TicketStatus::Pending, hd::TicketStatus::Open] {
-        let update = hd::TicketUpdate {
+    for status in [latest::TicketStatus::Pending, latest::TicketStatus::Open] {
+        let update = latest::TicketUpdate {
             ticket_id: ticket_id.to_string(),
             status: Some(status),
             priority: None,

@@ -24,11 +24,9 @@ use serde::Serialize;
 
 use crate::exchange::DevTap;
 use crate::manifest::PluginKind;
-use crate::runtime::bindings::types::{ConnectorError, WebhookRequest};
+use crate::runtime::latest::{ConnectorError, WebhookRequest};
 use crate::runtime::{HelpdeskConnector, Installation, Plugin, Runtime, SocialConnector};
 
-pub(crate) use crate::runtime::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector as hd;
-pub(crate) use crate::runtime::bindings::social::exports::switchboard::connector::social_connector as so;
 
 /// How one check ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,6 +1,7 @@
 //! Polling: a cursor resumes where it stopped, no event comes twice across pages, `has-more`
 //! tells the truth, and a stream with nothing new gives an empty page.
 
+use crate::runtime::latest;
 use std::collections::BTreeSet;
 
 use super::{so, CheckResult, Target};
@@ -12,7 +13,7 @@ const GROUP: &str = "polling";
 /// What polling saw, for the checks that follow (sending needs a conversation).
 #[derive(Debug, Default)]
 pub struct Seen {
-    pub events: Vec<so::SocialEvent>,
+    pub events: Vec<latest::SocialEvent>,
     /// Where the first stream's polling ended.
     pub end_cursor: Option<String>,
 }
@@ -21,7 +22,7 @@ struct Page {
     ids: Vec<String>,
     next_cursor: Option<String>,
     has_more: bool,
-    events: Vec<so::SocialEvent>,
+    events: Vec<latest::SocialEvent>,
 }
 
 enum Poller {
@@ -108,7 +109,7 @@ async fn check_stream(
     poller: &Poller,
     stream: &str,
     results: &mut Vec<CheckResult>,
-) -> (Vec<so::SocialEvent>, Option<String>) {
+) -> (Vec<latest::SocialEvent>, Option<String>) {
     let name = |check: &str| format!("{check} ({stream})");
     let max_pages = target.options.max_pages.max(2);
     let mut cursor: Option<String> = None;

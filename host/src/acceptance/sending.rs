@@ -4,7 +4,7 @@
 
 use super::polling::Seen;
 use super::{connector_variant, so, CheckResult, Target};
-use crate::runtime::bindings::types::{ConnectorError, SocialIdentity};
+use crate::runtime::latest::{self, ConnectorError, SocialIdentity};
 use crate::runtime::CallError;
 
 const GROUP: &str = "sending";
@@ -25,7 +25,7 @@ pub(crate) fn sample_message(
     target: &Target<'_>,
     purpose: &str,
     text: &str,
-) -> so::OutboundMessage {
+) -> latest::OutboundMessage {
     message_to(target, None, purpose, text)
 }
 
@@ -34,7 +34,7 @@ fn message_to(
     seen: Option<&Seen>,
     purpose: &str,
     text: &str,
-) -> so::OutboundMessage {
+) -> latest::OutboundMessage {
     let (thread_id, author) = thread_of(target, seen);
     let recipient = author.unwrap_or_else(|| SocialIdentity {
         external_id: "switchboard-acceptance".into(),
@@ -42,11 +42,11 @@ fn message_to(
         handle: None,
         display_name: None,
     });
-    so::OutboundMessage {
+    latest::OutboundMessage {
         idempotency_key: format!("switchboard-acceptance-{}-{purpose}", target.options.run_id),
         thread_id,
         reply_to: None,
-        kind: so::MessageKind::DirectMessage,
+        kind: latest::MessageKind::DirectMessage,
         recipient: Some(recipient),
         text: text.into(),
         attachments: Vec::new(),
@@ -84,7 +84,7 @@ pub async fn check(target: &Target<'_>, seen: &Seen) -> Vec<CheckResult> {
         let text = "x".repeat(limit.max_length as usize + 1);
         let mut message = message_to(target, Some(seen), "over-limit", &text);
         if limit.visibility == "public" {
-            message.kind = so::MessageKind::Comment;
+            message.kind = latest::MessageKind::Comment;
         }
         target.tap.take_seen();
         let result = connector.send(&message).await;
@@ -178,7 +178,7 @@ pub async fn check(target: &Target<'_>, seen: &Seen) -> Vec<CheckResult> {
     };
 
     // The plugin's own send must come back flagged as an echo, where polling shows it.
-    let mut events: Vec<&so::SocialEvent> = seen.events.iter().collect();
+    let mut events: Vec<&latest::SocialEvent> = seen.events.iter().collect();
     let mut polled = Vec::new();
     if let Some(stream) = manifest.streams.first() {
         if let Ok(page) = connector
@@ -189,7 +189,7 @@ pub async fn check(target: &Target<'_>, seen: &Seen) -> Vec<CheckResult> {
         }
     }
     events.extend(polled.iter());
-    let echoes: Vec<&&so::SocialEvent> = events
+    let echoes: Vec<&&latest::SocialEvent> = events
         .iter()
         .filter(|e| sent_ids.contains(&e.message_id))
         .collect();

@@ -3,7 +3,7 @@
 
 use super::{connector_variant, CheckResult, Target, WebhookSample};
 use crate::manifest::PluginKind;
-use crate::runtime::bindings::types::{ConnectorError, WebhookRequest, WebhookResponse};
+use crate::runtime::latest::{ConnectorError, WebhookRequest, WebhookResponse};
 use crate::runtime::CallError;
 
 const GROUP: &str = "webhooks";
