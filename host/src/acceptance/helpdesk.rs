@@ -2,7 +2,7 @@
 //! same idempotency key twice gives one ticket, notes stay private, status round-trips.
 
 use super::polling::Seen;
-use super::{hd, CheckResult, Target};
+use super::{CheckResult, Target};
 use crate::runtime::latest::{self, SocialIdentity, Visibility};
 use crate::runtime::HelpdeskConnector;
 
@@ -100,6 +100,7 @@ pub async fn check(target: &Target<'_>, seen: &Seen) -> Vec<CheckResult> {
         status: None,
         channel: network.clone(),
         unconfirmed: None,
+        customer_context: None,
     };
     let first = connector.create_ticket(&ticket).await;
     // The hub's retry of an attempt whose outcome it never learned.
@@ -201,7 +202,9 @@ async fn note_stays_private(
             }
         };
         let found = page.changes.iter().find_map(|change| match &change.kind {
-            latest::ChangeKind::Comment(c) if c.comment_id == comment.id || c.body.contains(&body) => {
+            latest::ChangeKind::Comment(c)
+                if c.comment_id == comment.id || c.body.contains(&body) =>
+            {
                 Some(c.visibility)
             }
             _ => None,

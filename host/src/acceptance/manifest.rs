@@ -311,6 +311,7 @@ mod tests {
                 visibility: "private".into(),
                 max_length: 4096,
                 unit: "chars".into(),
+                reserve_per_part: 0,
             }],
             reply_windows: vec![ReplyWindow {
                 visibility: "private".into(),
@@ -318,6 +319,8 @@ mod tests {
                 note: "24 hours after the customer's last message".into(),
             }],
             oauth2: None,
+            channel: None,
+            billable_kinds: Vec::new(),
         }
     }
 

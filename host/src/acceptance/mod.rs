@@ -27,7 +27,6 @@ use crate::manifest::PluginKind;
 use crate::runtime::latest::{ConnectorError, WebhookRequest};
 use crate::runtime::{HelpdeskConnector, Installation, Plugin, Runtime, SocialConnector};
 
-
 /// How one check ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]

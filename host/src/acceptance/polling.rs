@@ -4,7 +4,7 @@
 use crate::runtime::latest;
 use std::collections::BTreeSet;
 
-use super::{so, CheckResult, Target};
+use super::{CheckResult, Target};
 use crate::manifest::PluginKind;
 use crate::runtime::{CallError, HelpdeskConnector, SocialConnector};
 

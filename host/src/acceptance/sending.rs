@@ -3,7 +3,7 @@
 //! flagged `is-echo`.
 
 use super::polling::Seen;
-use super::{connector_variant, so, CheckResult, Target};
+use super::{connector_variant, CheckResult, Target};
 use crate::runtime::latest::{self, ConnectorError, SocialIdentity};
 use crate::runtime::CallError;
 
@@ -53,6 +53,8 @@ fn message_to(
         // Just now, so no reply window is closed.
         last_inbound_at: Some(super::helpdesk::now_ms()),
         reply_handle: None,
+        visibility: latest::Visibility::Private,
+        part: latest::MessagePart { index: 1, count: 1 },
     }
 }
 

@@ -287,6 +287,7 @@ pub async fn run(ctx: &Context, command: PluginCommand) -> anyhow::Result<ExitCo
                 approved_hosts: plugin.manifest().requested_origins(),
                 limits: None,
                 token_source: None,
+                meter: None,
             };
             installation.token_source = token_source(oauth_token, &oauth_extras)?;
             let report = acceptance::run(&runtime, &plugin, &installation, tap, &options).await;
@@ -529,7 +530,7 @@ async fn install(ctx: &Context, file: &Path, approve: bool, replace: bool) -> an
         let replaced = db
             .replace_plugin_dev(NewPlugin {
                 manifest,
-                contract: bindings::CONTRACT,
+                contract: plugin.contract().package(),
                 sha256: plugin.sha256(),
                 approved_hosts: &approved,
                 wasm: &wasm,

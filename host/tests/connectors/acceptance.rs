@@ -2,17 +2,16 @@
 //! breaks its rule (the rule-breaker test plugins, on the `plugin new` templates' fixtures),
 //! and the five connectors pass it against their simulators through the real binary.
 
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::Value;
-use switchboard_testkit as common;
 use switchboard::acceptance::{self, Options, Outcome, Report, WebhookSample};
 use switchboard::exchange::{read_fixtures, DevTap};
 use switchboard::manifest::PluginKind;
 use switchboard::runtime::Installation;
+use switchboard_testkit as common;
 
 use crate::rt_or_skip;
 
