@@ -654,25 +654,13 @@ mod tests {
 
     #[test]
     fn statuses_map_both_ways() {
-        for status in [
-            TicketStatus::New,
-            TicketStatus::Open,
-            TicketStatus::Pending,
-            TicketStatus::OnHold,
-            TicketStatus::Solved,
-            TicketStatus::Closed,
-        ] {
+        for status in TicketStatus::ALL {
             assert_eq!(status_from_zendesk(status_to_zendesk(status)), Some(status));
         }
         assert_eq!(status_to_zendesk(TicketStatus::OnHold), "hold");
         assert_eq!(status_from_zendesk("archived"), Some(TicketStatus::Closed));
         assert_eq!(status_from_zendesk("deleted"), None);
-        for priority in [
-            TicketPriority::Low,
-            TicketPriority::Normal,
-            TicketPriority::High,
-            TicketPriority::Urgent,
-        ] {
+        for priority in TicketPriority::ALL {
             assert_eq!(
                 priority_from_zendesk(priority_to_zendesk(priority)),
                 Some(priority)
