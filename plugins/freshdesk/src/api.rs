@@ -655,12 +655,7 @@ mod tests {
         let custom = StatusMapping { on_hold: Some(7) };
         assert_eq!(custom.write(TicketStatus::OnHold), 7);
         assert_eq!(custom.read(7), TicketStatus::OnHold);
-        for priority in [
-            TicketPriority::Low,
-            TicketPriority::Normal,
-            TicketPriority::High,
-            TicketPriority::Urgent,
-        ] {
+        for priority in TicketPriority::ALL {
             assert_eq!(
                 priority_from_freshdesk(priority_to_freshdesk(priority)),
                 Some(priority)
