@@ -15,10 +15,7 @@ use switchboard_plugin_sdk::time;
 use crate::api::{self, path_segment, Page, Part, Queue, Ticket, User, RT};
 use crate::changes::{self, Message};
 use crate::look_back;
-use crate::manifest::{
-    settings, DEFAULT_EXTERNAL_ID_FIELD, DEFAULT_IDEMPOTENCY_FIELD, DEFAULT_LOOKBACK_SECS,
-    DEFAULT_QUEUE,
-};
+use crate::manifest::{manifest, settings};
 
 /// Transactions per poll page. A page costs three more requests (its tickets, its messages'
 /// parts and texts) and one per author it names, all within one call's deadline; RT checks
@@ -42,31 +39,11 @@ const LOOK_BACK_TICKETS_PER_PAGE: &str = "20";
 struct Settings {
     base_url: String,
     web_path: Option<String>,
-    #[serde(default = "default_queue")]
     queue: String,
     username: String,
-    #[serde(default = "default_external_id_field")]
     external_id_field: String,
-    #[serde(default = "default_idempotency_field")]
     pub idempotency_field: String,
-    #[serde(default = "default_lookback_secs")]
     initial_lookback_secs: u64,
-}
-
-fn default_queue() -> String {
-    DEFAULT_QUEUE.to_string()
-}
-
-fn default_external_id_field() -> String {
-    DEFAULT_EXTERNAL_ID_FIELD.to_string()
-}
-
-fn default_idempotency_field() -> String {
-    DEFAULT_IDEMPOTENCY_FIELD.to_string()
-}
-
-fn default_lookback_secs() -> u64 {
-    DEFAULT_LOOKBACK_SECS
 }
 
 /// Which transactions a page starts with.
@@ -93,7 +70,7 @@ impl Account {
     /// The account of the installation `ctx` is for; bad or missing settings are
     /// `InvalidInput` naming the setting.
     pub fn of(ctx: &Context) -> Result<Self> {
-        let settings: Settings = ctx.parse_settings()?;
+        let settings: Settings = ctx.parse_settings_with_defaults(&manifest().settings)?;
         let base = settings.base_url.trim().trim_end_matches('/');
         let origin = base
             .strip_prefix("https://")

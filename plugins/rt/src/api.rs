@@ -457,12 +457,7 @@ mod tests {
 
     #[test]
     fn priorities_map_both_ways_and_read_labels() {
-        for priority in [
-            TicketPriority::Low,
-            TicketPriority::Normal,
-            TicketPriority::High,
-            TicketPriority::Urgent,
-        ] {
+        for priority in TicketPriority::ALL {
             assert_eq!(
                 priority_from_number(priority_to_rt(priority)),
                 priority,
