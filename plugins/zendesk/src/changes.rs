@@ -248,28 +248,27 @@ pub fn webhook_changes(
             }),
         }]);
     }
-    let (change_id, kind) = if event.event_type == STATUS_CHANGED {
-        let Some((raw, status)) =
-            current("status").and_then(|raw| status_from_zendesk(&raw).map(|status| (raw, status)))
-        else {
-            // Deleted, scrubbed, or a status the contract has no name for.
-            return Ok(Vec::new());
-        };
-        (
-            status_change_id(&ticket_id, &raw, ticket_updated_at),
-            ChangeKind::Status(status),
-        )
+    // The new value, as the change id names it and as the contract does.
+    let raw = if event.event_type == STATUS_CHANGED {
+        current("status")
     } else {
-        let Some((raw, priority)) =
-            current("priority").and_then(|raw| priority_from_zendesk(&raw).map(|p| (raw, p)))
-        else {
-            // Priority cleared: the contract has no "none" change.
-            return Ok(Vec::new());
-        };
+        current("priority")
+    }
+    .unwrap_or_default();
+    let (change_id, kind) = if event.event_type == STATUS_CHANGED {
+        let kind = status_from_zendesk(&raw).map(ChangeKind::Status);
+        (status_change_id(&ticket_id, &raw, ticket_updated_at), kind)
+    } else {
+        let kind = priority_from_zendesk(&raw).map(ChangeKind::Priority);
         (
             priority_change_id(&ticket_id, &raw, ticket_updated_at),
-            ChangeKind::Priority(priority),
+            kind,
         )
+    };
+    // A deleted or scrubbed ticket, a status the contract has no name for, or a priority
+    // cleared (the contract has no "none" change): nothing to report.
+    let Some(kind) = kind else {
+        return Ok(Vec::new());
     };
     Ok(vec![TicketChange {
         change_id,
