@@ -191,6 +191,20 @@ impl Account {
         })
     }
 
+    /// One page of a TicketSQL search of the tickets, with further parameters (`orderby`,
+    /// `per_page`, `fields`, ...) after the query.
+    fn search_tickets<T: serde::de::DeserializeOwned>(
+        &self,
+        query: &str,
+        params: &[(&str, &str)],
+    ) -> Result<Page<T>> {
+        let request = params.iter().fold(
+            http::get(format!("{}/tickets", self.api)).query("query", query),
+            |request, (name, value)| request.query(name, value),
+        );
+        RT.fetch(request, "ticket search")
+    }
+
     /// The id of a ticket of the queue whose idempotency field holds `key`.
     pub fn ticket_with_key(&self, key: &str) -> Result<Option<String>> {
         let query = format!(
@@ -199,13 +213,8 @@ impl Account {
             api::sql_quote(&format!("CF.{{{}}}", self.idempotency_field)),
             api::sql_quote(key)
         );
-        let response = RT.send(
-            http::get(format!("{}/tickets", self.api))
-                .query("query", query)
-                .query("orderby", "id")
-                .query("per_page", "1"),
-        )?;
-        let page: Page<api::Created> = RT.parse(&response, "ticket search")?;
+        let page: Page<api::Created> =
+            self.search_tickets(&query, &[("orderby", "id"), ("per_page", "1")])?;
         Ok(page.items.into_iter().next().map(|t| t.id.0))
     }
 
@@ -379,16 +388,16 @@ impl Account {
             api::sql_quote(&requester.id.0)
         );
         for page in 1..=LOOK_BACK_TICKET_PAGES {
-            let response = RT.send(
-                http::get(format!("{}/tickets", self.api))
-                    .query("query", query.as_str())
-                    .query("orderby", "id")
-                    .query("order", "DESC")
-                    .query("page", page.to_string())
-                    .query("per_page", LOOK_BACK_TICKETS_PER_PAGE)
-                    .query("fields", "Subject,Created,CustomFields"),
+            let found: Page<Ticket> = self.search_tickets(
+                &query,
+                &[
+                    ("orderby", "id"),
+                    ("order", "DESC"),
+                    ("page", &page.to_string()),
+                    ("per_page", LOOK_BACK_TICKETS_PER_PAGE),
+                    ("fields", "Subject,Created,CustomFields"),
+                ],
             )?;
-            let found: Page<Ticket> = RT.parse(&response, "ticket search")?;
             for ticket in &found.items {
                 let Some(created) = ticket.created_ms() else {
                     continue;
@@ -490,13 +499,13 @@ impl Account {
             .map(|id| format!("id = {id}"))
             .collect::<Vec<_>>()
             .join(" OR ");
-        let response = RT.send(
-            http::get(format!("{}/tickets", self.api))
-                .query("query", query)
-                .query("per_page", "100")
-                .query("fields", "Status,Priority,LastUpdated,CustomFields"),
+        let page: Page<Ticket> = self.search_tickets(
+            &query,
+            &[
+                ("per_page", "100"),
+                ("fields", "Status,Priority,LastUpdated,CustomFields"),
+            ],
         )?;
-        let page: Page<Ticket> = RT.parse(&response, "ticket search")?;
         Ok(page
             .items
             .into_iter()
