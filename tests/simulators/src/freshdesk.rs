@@ -69,14 +69,14 @@ mod util;
 pub mod webhooks;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
 use serde_json::{json, Map, Value};
 
-use crate::kit::control::{AgentReply, ControlError, Helpdesk, Patch};
-use crate::kit::{lock, Base, Simulated};
+use crate::kit::control::{AgentReply, ControlError, Helpdesk};
+use crate::kit::{lock, Base};
 use model::{Store, CLOSED, OPEN, PENDING, RESOLVED};
 pub use webhooks::{AutomationWebhook, WebhookDelivery};
 
@@ -208,16 +208,13 @@ pub(crate) struct Inner {
 /// The window of the account's rate limit.
 const MINUTE: Duration = Duration::from_secs(60);
 
-/// An in-memory Freshdesk account behind an axum router. Cloning shares the account.
-#[derive(Clone)]
-pub struct Simulator {
-    inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for Simulator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Simulator").finish_non_exhaustive()
-    }
+crate::kit::account_simulator! {
+    /// An in-memory Freshdesk account behind an axum router. Cloning shares the account.
+    name: "freshdesk",
+    store: Store,
+    config: Config,
+    budget: |c| c.rate_limit_per_minute,
+    window: MINUTE,
 }
 
 impl Simulator {
@@ -240,22 +237,6 @@ impl Simulator {
     /// The API routes plus the `/_control/*` routes.
     pub fn router(&self) -> axum::Router {
         api::router(self.clone())
-    }
-
-    crate::kit::simulator_methods!("freshdesk");
-
-    /// A copy of the current settings.
-    pub fn config(&self) -> Config {
-        self.store().config.clone()
-    }
-
-    /// Changes settings at runtime.
-    pub fn update_config(&self, change: impl FnOnce(&mut Config)) {
-        let mut store = self.store();
-        let limit = |c: &Config| c.rate_limit_per_minute;
-        self.inner
-            .base
-            .update_settings(&mut store.config, change, limit, MINUTE);
     }
 
     /// The id of the agent who owns the API key (the integration's agent).
@@ -412,10 +393,6 @@ impl Simulator {
 
     // ----- internals shared with the HTTP layer --------------------------------------------
 
-    fn store(&self) -> MutexGuard<'_, Store> {
-        lock(&self.inner.store)
-    }
-
     fn now_secs(&self) -> i64 {
         self.inner.base.clock.now_secs()
     }
@@ -555,20 +532,9 @@ fn comments_of(store: &Store, ticket: &model::Ticket) -> Vec<Value> {
     out
 }
 
-impl Simulated for Simulator {
-    fn base(&self) -> &Base {
-        &self.inner.base
-    }
-
-    fn control_config(&self) -> Value {
-        api::config_json(self)
-    }
-
-    fn patch_config(&self, patch: &Patch) -> Result<(), ControlError> {
-        api::apply_config(self, patch)
-    }
-
-    fn control_state(&self) -> Value {
+impl Simulator {
+    /// What `GET /_control/state` shows.
+    fn counts(&self) -> Value {
         let store = self.store();
         json!({
             "tickets": store.tickets.len(),

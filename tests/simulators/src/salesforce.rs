@@ -60,14 +60,14 @@ mod store;
 pub mod test_keys;
 mod time;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
 use serde_json::{json, Value};
 
-use crate::kit::control::{AgentReply, ControlError, Helpdesk, Patch};
-use crate::kit::{lock, Base, Simulated};
+use crate::kit::control::{AgentReply, ControlError, Helpdesk};
+use crate::kit::Base;
 use schema::Object;
 use store::{Store, Writer};
 
@@ -225,16 +225,14 @@ pub(crate) struct Inner {
     store: Mutex<Store>,
 }
 
-/// An in-memory Salesforce org behind an axum router. Cloning shares the org.
-#[derive(Clone)]
-pub struct Simulator {
-    inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for Simulator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Simulator").finish_non_exhaustive()
-    }
+// External id fields are read at start only; `update_config` changes the rest.
+crate::kit::account_simulator! {
+    /// An in-memory Salesforce org behind an axum router. Cloning shares the org.
+    name: "salesforce",
+    store: Store,
+    config: Config,
+    budget: |c| c.daily_api_limit,
+    window: DAY,
 }
 
 /// The API version the direct accessors render URLs with.
@@ -260,8 +258,6 @@ impl Simulator {
     pub fn router(&self) -> axum::Router {
         api::router(self.clone())
     }
-
-    crate::kit::simulator_methods!("salesforce");
 
     /// Every Case, as `GET /sobjects/Case/{id}` shows it, oldest first.
     pub fn tickets(&self) -> Vec<Value> {
@@ -355,25 +351,7 @@ impl Simulator {
         }
     }
 
-    /// A copy of the settings.
-    pub fn config(&self) -> Config {
-        self.store().config.clone()
-    }
-
-    /// Changes settings at runtime. External id fields are read at start only.
-    pub fn update_config(&self, change: impl FnOnce(&mut Config)) {
-        let mut store = self.store();
-        let limit = |c: &Config| c.daily_api_limit;
-        self.inner
-            .base
-            .update_settings(&mut store.config, change, limit, DAY);
-    }
-
     // ----- internals shared with the HTTP layer --------------------------------------------
-
-    fn store(&self) -> MutexGuard<'_, Store> {
-        lock(&self.inner.store)
-    }
 
     fn now_ms(&self) -> i64 {
         self.inner.base.clock.now_ms()
@@ -441,20 +419,9 @@ impl Simulator {
     }
 }
 
-impl Simulated for Simulator {
-    fn base(&self) -> &Base {
-        &self.inner.base
-    }
-
-    fn control_config(&self) -> Value {
-        api::config_json(self)
-    }
-
-    fn patch_config(&self, patch: &Patch) -> Result<(), ControlError> {
-        api::apply_config(self, patch)
-    }
-
-    fn control_state(&self) -> Value {
+impl Simulator {
+    /// What `GET /_control/state` shows.
+    fn counts(&self) -> Value {
         let store = self.store();
         json!({
             "cases": store.list(Object::Case, false).len(),

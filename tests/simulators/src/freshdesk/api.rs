@@ -15,13 +15,14 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::error::{ApiError, Errors, Freshdesk};
+use super::error::{ApiError, Errors, FRESHDESK};
 use super::form::{self, Form, MAX_ATTACHMENTS_BYTES};
-use super::model::{Store, Ticket, PRIORITIES, STATUSES};
+use super::model::{Conversation, Store, Ticket, PRIORITIES, STATUSES};
 use super::util::{http_date, parse_datetime, with_query};
 use super::webhooks::AutomationWebhook;
 use super::{lock, search, Simulator, Window};
 use crate::kit::control::{self, ControlError};
+use crate::kit::faults::Refusals;
 use crate::kit::Budget;
 
 /// Shown in rate-limit headers when no budget is configured (Freshdesk's Enterprise plan).
@@ -127,10 +128,10 @@ async fn admit(
     method: &Method,
     path: &str,
 ) -> Result<(), Response> {
-    if let Some(refused) = budget.refusal(&Freshdesk) {
+    if let Some(refused) = budget.refusal(&FRESHDESK) {
         return Err(refused);
     }
-    sim.faults().admit(path, &Freshdesk).await?;
+    sim.faults().admit(path, &FRESHDESK).await?;
     checks(sim, headers, method, path).map_err(IntoResponse::into_response)
 }
 
@@ -916,21 +917,7 @@ async fn create_reply(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let ticket_id = parse_id(&id)?;
-    let Form {
-        fields: input,
-        uploads,
-    } = body_with_uploads(&headers, body).await?;
-    let base = base_url(&sim, &headers);
-    sim.mutate(|store, now| {
-        let actor = store.api_agent_id;
-        let id = store.add_reply(actor, ticket_id, &input, now)?;
-        store.attach(ticket_id, Some(id), uploads, attachment_url(&base), now)?;
-        let conversation = store
-            .conversation(ticket_id, id)
-            .ok_or_else(ApiError::not_found)?;
-        Ok((StatusCode::CREATED, Json(store.reply_json(conversation))).into_response())
-    })
+    create_conversation(sim, headers, &id, body, Store::add_reply, Store::reply_json).await
 }
 
 async fn create_note(
@@ -939,7 +926,23 @@ async fn create_note(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let ticket_id = parse_id(&id)?;
+    create_conversation(sim, headers, &id, body, Store::add_note, Store::note_json).await
+}
+
+/// Stores a reply or a note: `(store, actor, ticket_id, input, now)` → its id.
+type AddConversation = fn(&mut Store, u64, u64, &Map<String, Value>, i64) -> Result<u64, ApiError>;
+
+/// A reply or a note by the key's agent, with its uploads: `add` stores it, `render` is 201's
+/// body.
+async fn create_conversation(
+    sim: Simulator,
+    headers: HeaderMap,
+    id: &str,
+    body: Bytes,
+    add: AddConversation,
+    render: fn(&Store, &Conversation) -> Value,
+) -> ApiResult {
+    let ticket_id = parse_id(id)?;
     let Form {
         fields: input,
         uploads,
@@ -947,12 +950,12 @@ async fn create_note(
     let base = base_url(&sim, &headers);
     sim.mutate(|store, now| {
         let actor = store.api_agent_id;
-        let id = store.add_note(actor, ticket_id, &input, now)?;
+        let id = add(store, actor, ticket_id, &input, now)?;
         store.attach(ticket_id, Some(id), uploads, attachment_url(&base), now)?;
         let conversation = store
             .conversation(ticket_id, id)
             .ok_or_else(ApiError::not_found)?;
-        Ok((StatusCode::CREATED, Json(store.note_json(conversation))).into_response())
+        Ok((StatusCode::CREATED, Json(render(store, conversation))).into_response())
     })
 }
 

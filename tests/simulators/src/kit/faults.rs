@@ -24,11 +24,13 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::marker::PhantomData;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::response::Response;
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 /// One injected fault, applied to the next matching API request.
@@ -76,6 +78,55 @@ pub trait VendorErrors {
     /// The vendor's answer with this status code (a 5xx outage, a 4xx refusal), with the body
     /// the vendor sends for it.
     fn status(&self, status: u16) -> Response;
+}
+
+/// A vendor's error answer that can say both refusals itself, so [`Answers`] gives the
+/// [`VendorErrors`] of that API surface without a hand-written impl.
+pub trait Refusals: IntoResponse {
+    /// The refusal over a rate limit, with the wait where the vendor tells one.
+    fn rate_limited(retry_after_secs: u64) -> Self;
+    /// The answer for an injected fault with this status.
+    fn injected(status: u16) -> Self;
+}
+
+/// The [`VendorErrors`] of an error type `E` that implements [`Refusals`]: a simulator passes
+/// `&Answers::<ApiError>::new()` (or a `const` of it) to [`Faults::admit`].
+pub struct Answers<E>(PhantomData<fn() -> E>);
+
+impl<E> Answers<E> {
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<E> Default for Answers<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<E: Refusals> VendorErrors for Answers<E> {
+    fn rate_limited(&self, retry_after_secs: u64) -> Response {
+        E::rate_limited(retry_after_secs).into_response()
+    }
+
+    fn status(&self, status: u16) -> Response {
+        E::injected(status).into_response()
+    }
+}
+
+/// Adds an error answer's extra headers (`Retry-After`, `WWW-Authenticate`); a value that is
+/// not a valid header value is left out rather than failing the answer.
+pub fn with_headers<V: AsRef<str>>(
+    mut response: Response,
+    headers: impl IntoIterator<Item = (HeaderName, V)>,
+) -> Response {
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    response
 }
 
 #[derive(Debug)]
@@ -262,7 +313,6 @@ pub fn dropped_connection() -> Response {
 mod tests {
     use super::*;
     use axum::http::StatusCode;
-    use axum::response::IntoResponse;
 
     /// A vendor whose refusals are easy to recognise.
     struct Acme;
@@ -406,5 +456,46 @@ mod tests {
         assert!(matches!(f.check_budget(), Budget::Exceeded { .. }));
         std::thread::sleep(Duration::from_millis(60));
         assert!(matches!(f.check_budget(), Budget::Allowed { .. }));
+    }
+
+    /// An error type that says its refusals itself.
+    struct Oops(StatusCode, u64);
+
+    impl IntoResponse for Oops {
+        fn into_response(self) -> Response {
+            let wait = [(axum::http::header::RETRY_AFTER, self.1.to_string())];
+            with_headers(self.0.into_response(), wait)
+        }
+    }
+
+    impl Refusals for Oops {
+        fn rate_limited(retry_after_secs: u64) -> Self {
+            Oops(StatusCode::TOO_MANY_REQUESTS, retry_after_secs)
+        }
+
+        fn injected(status: u16) -> Self {
+            Oops(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT),
+                0,
+            )
+        }
+    }
+
+    #[test]
+    fn answers_come_from_the_error_type() {
+        const OOPS: Answers<Oops> = Answers::new();
+        let limited = OOPS.rate_limited(7);
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()["retry-after"], "7");
+        assert_eq!(OOPS.status(503).status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn invalid_header_values_are_left_out() {
+        let name = axum::http::header::WWW_AUTHENTICATE;
+        let response = with_headers(().into_response(), [(name.clone(), "bad\nvalue")]);
+        assert!(response.headers().get(&name).is_none());
+        let response = with_headers(().into_response(), [(name.clone(), "Token")]);
+        assert_eq!(response.headers()[&name], "Token");
     }
 }

@@ -26,6 +26,8 @@
 //!    answer (status, headers such as `Retry-After`, and body exactly as the vendor's API
 //!    documentation shows them) and its body for an injected status. One
 //!    struct per API surface if they answer differently (Salesforce's OAuth and REST do).
+//!    When the vendor's error type can say both itself, implement [`Refusals`] on it and use
+//!    [`Answers`] instead of a struct.
 //! 4. **The gate.** An axum middleware (or the top of the one handler) that, per API request,
 //!    calls `base.faults().admit(path, &Vendor).await` and sends the `Err` answer as is, and
 //!    counts the request with `check_budget()` where the vendor counts (every call, or only
@@ -111,7 +113,7 @@ use control::Patch;
 
 pub use clock::Clock;
 pub use control::{ControlError, Helpdesk};
-pub use faults::{Budget, Fault, FaultSpec, Faults, VendorErrors};
+pub use faults::{Answers, Budget, Fault, FaultSpec, Faults, Refusals, VendorErrors};
 pub use serve::{serve, Served};
 
 /// What every simulator holds besides its vendor's data: the clock, the fault layer, and the
@@ -256,7 +258,206 @@ macro_rules! simulator_methods {
 }
 pub(crate) use simulator_methods;
 
+/// Writes the handle of a simulator whose vendor data is one store behind one lock, with its
+/// settings in that store: what the helpdesk simulators (Zendesk, Freshdesk, Salesforce) share.
+///
+/// It declares `pub struct Simulator { inner: Arc<Inner> }` (cloning shares the account; its
+/// `Debug` shows no state) and writes:
+/// - [`simulator_methods!`], and `config()` (a copy of the settings), `update_config(change)`
+///   (through [`Base::update_settings`], so the request budget resets only when its limit
+///   changes) and the private `store()` (the locked store);
+/// - `impl Simulated`: the `Base`, `/_control/config` through the module's
+///   `api::config_json(&Simulator) -> Value` and `api::apply_config(&Simulator, &Patch)`, and
+///   `/_control/state` through an inherent `fn counts(&self) -> Value`.
+///
+/// Needs, in the invoking module: `Inner` with `base: Base` and `store: Mutex<$store>`,
+/// `$store` with `config: $config`, the `api` functions above, and an inherent
+/// `router(&self) -> axum::Router`. `budget` reads the request budget's limit from the
+/// settings; `window` is its window.
+macro_rules! account_simulator {
+    (
+        $(#[$doc:meta])*
+        name: $name:literal,
+        store: $store:ty,
+        config: $config:ty,
+        budget: |$c:ident| $limit:expr,
+        window: $window:expr $(,)?
+    ) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct Simulator {
+            inner: std::sync::Arc<Inner>,
+        }
+
+        impl std::fmt::Debug for Simulator {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("Simulator").finish_non_exhaustive()
+            }
+        }
+
+        impl Simulator {
+            crate::kit::simulator_methods!($name);
+
+            /// A copy of the current settings.
+            pub fn config(&self) -> $config {
+                self.store().config.clone()
+            }
+
+            /// Changes settings at runtime.
+            pub fn update_config(&self, change: impl FnOnce(&mut $config)) {
+                let mut store = self.store();
+                let limit = |$c: &$config| $limit;
+                self.inner
+                    .base
+                    .update_settings(&mut store.config, change, limit, $window);
+            }
+
+            /// The store, locked.
+            fn store(&self) -> std::sync::MutexGuard<'_, $store> {
+                crate::kit::lock(&self.inner.store)
+            }
+        }
+
+        impl crate::kit::Simulated for Simulator {
+            fn base(&self) -> &crate::kit::Base {
+                &self.inner.base
+            }
+
+            fn control_config(&self) -> serde_json::Value {
+                api::config_json(self)
+            }
+
+            fn patch_config(
+                &self,
+                patch: &crate::kit::control::Patch,
+            ) -> Result<(), crate::kit::ControlError> {
+                api::apply_config(self, patch)
+            }
+
+            fn control_state(&self) -> serde_json::Value {
+                self.counts()
+            }
+        }
+    };
+}
+pub(crate) use account_simulator;
+
 /// Locks, recovering from poisoning: a panicking test thread must not wedge the simulator.
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The smallest simulator [`account_simulator!`] fits.
+    mod account {
+        use std::sync::{Arc, Mutex};
+        use std::time::Duration;
+
+        use serde_json::{json, Value};
+
+        use crate::kit::control::Patch;
+        use crate::kit::{Base, ControlError};
+
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Config {
+            pub limit: Option<u32>,
+            pub greeting: String,
+        }
+
+        pub struct Store {
+            pub config: Config,
+        }
+
+        pub struct Inner {
+            base: Base,
+            store: Mutex<Store>,
+        }
+
+        pub mod api {
+            use super::*;
+
+            pub fn config_json(sim: &Simulator) -> Value {
+                json!({"greeting": sim.config().greeting})
+            }
+
+            pub fn apply_config(sim: &Simulator, patch: &Patch) -> Result<(), ControlError> {
+                let limit = patch.limit("limit")?;
+                sim.update_config(|c| {
+                    if let Some(v) = limit {
+                        c.limit = v;
+                    }
+                });
+                Ok(())
+            }
+        }
+
+        const WINDOW: Duration = Duration::from_secs(60);
+
+        crate::kit::account_simulator! {
+            /// A test account.
+            name: "account",
+            store: Store,
+            config: Config,
+            budget: |c| c.limit,
+            window: WINDOW,
+        }
+
+        impl Simulator {
+            pub fn new(config: Config) -> Self {
+                let base = Base::with_budget(config.limit, WINDOW);
+                let store = Mutex::new(Store { config });
+                Self {
+                    inner: Arc::new(Inner { base, store }),
+                }
+            }
+
+            fn router(&self) -> axum::Router {
+                axum::Router::new()
+            }
+
+            fn counts(&self) -> Value {
+                json!({"greetings": 1})
+            }
+        }
+    }
+
+    use std::time::Duration;
+
+    use account::{Config, Simulator};
+    use serde_json::json;
+
+    use super::control::Patch;
+    use super::Simulated;
+
+    #[tokio::test]
+    async fn account_simulator_writes_settings_and_control_plumbing() {
+        let sim = Simulator::new(Config {
+            limit: Some(5),
+            greeting: "hi".into(),
+        });
+        assert!(format!("{sim:?}").starts_with("Simulator"));
+        assert_eq!(sim.faults().budget(), Some((5, Duration::from_secs(60))));
+        // A budget set through the control API survives an unrelated change...
+        sim.faults().set_budget(Some(9), Duration::from_secs(1));
+        sim.update_config(|c| c.greeting = "hello".into());
+        assert_eq!(sim.faults().budget(), Some((9, Duration::from_secs(1))));
+        // ...and a change of the limit resets it.
+        let patch = Patch::parse(&br#"{"limit": 7}"#.as_slice().into()).expect("patch");
+        sim.patch_config(&patch).expect("applies");
+        assert_eq!(sim.faults().budget(), Some((7, Duration::from_secs(60))));
+        assert_eq!(sim.config().limit, Some(7));
+        assert_eq!(sim.control_config(), json!({"greeting": "hello"}));
+        assert_eq!(sim.control_state(), json!({"greetings": 1}));
+        sim.freeze_clock();
+        let before = sim.base().clock.now_secs();
+        sim.advance_clock(Duration::from_secs(5));
+        assert_eq!(sim.base().clock.now_secs(), before + 5);
+        let (_, server) = sim
+            .clone()
+            .serve(([127, 0, 0, 1], 0).into())
+            .await
+            .expect("serves");
+        server.abort();
+    }
 }

@@ -13,7 +13,7 @@ use axum::routing::{get, patch, post, MethodRouter};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Map, Value};
 
-use super::error::{ApiError, OAuth, Rest};
+use super::error::{ApiError, OAUTH, REST};
 use super::schema::{Field, Kind, Object, Picklist};
 use super::store::{Locator, Store, Upsert, Writer};
 use super::time::{parse_iso_lenient, sf_datetime};
@@ -228,7 +228,7 @@ async fn gate(State(sim): State<Simulator>, mut request: Request, next: Next) ->
     let Some(version) = version else {
         return ApiError::not_found().into_response();
     };
-    if let Err(refused) = sim.faults().admit(&path, &Rest).await {
+    if let Err(refused) = sim.faults().admit(&path, &REST).await {
         return refused;
     }
     let now = sim.now_ms();
@@ -266,7 +266,7 @@ async fn gate(State(sim): State<Simulator>, mut request: Request, next: Next) ->
             Budget::Exceeded { limit, .. } => (u64::from(limit), u64::from(limit)),
         }
     };
-    let mut response = if let Some(refused) = budget.refusal(&Rest) {
+    let mut response = if let Some(refused) = budget.refusal(&REST) {
         refused
     } else {
         let client = call_options_client(request.headers());
@@ -287,7 +287,7 @@ async fn gate(State(sim): State<Simulator>, mut request: Request, next: Next) ->
 /// Injected faults on the OAuth endpoints, in their error shape.
 async fn oauth_gate(State(sim): State<Simulator>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
-    match sim.faults().admit(&path, &OAuth).await {
+    match sim.faults().admit(&path, &OAUTH).await {
         Ok(()) => next.run(request).await,
         Err(refused) => refused,
     }

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::error::{ApiError, Zendesk};
+use super::error::{ApiError, ZENDESK};
 use super::model::{Fields, IdempotentResponse, Store, User};
 use super::util::{decode_cursor, encode_cursor, iso8601, with_query};
 use super::webhooks::{webhook_not_found, Webhook};
@@ -176,10 +176,10 @@ async fn admit(
     budget: Budget,
     path: &str,
 ) -> Result<(), Response> {
-    if let Some(refused) = budget.refusal(&Zendesk) {
+    if let Some(refused) = budget.refusal(&ZENDESK) {
         return Err(refused);
     }
-    sim.faults().admit(path, &Zendesk).await?;
+    sim.faults().admit(path, &ZENDESK).await?;
     let principal = authenticate(sim, request.headers()).map_err(IntoResponse::into_response)?;
     if !principal.allows(request.method(), path) {
         return Err(ApiError::forbidden().into_response());
