@@ -76,7 +76,7 @@ use axum::http::HeaderMap;
 use serde_json::{json, Map, Value};
 
 use crate::kit::control::{AgentReply, ControlError, Helpdesk};
-use crate::kit::{lock, Base};
+use crate::kit::lock;
 use model::{Store, CLOSED, OPEN, PENDING, RESOLVED};
 pub use webhooks::{AutomationWebhook, WebhookDelivery};
 
@@ -195,48 +195,26 @@ struct Window {
     used: u32,
 }
 
-pub(crate) struct Inner {
-    /// The clock, the fault layer and the served address.
-    base: Base,
-    store: Mutex<Store>,
-    http: reqwest::Client,
-    automations: Mutex<Vec<AutomationWebhook>>,
-    deliveries: Arc<Mutex<Vec<WebhookDelivery>>>,
-    endpoint_windows: Mutex<HashMap<&'static str, Window>>,
-}
-
 /// The window of the account's rate limit.
 const MINUTE: Duration = Duration::from_secs(60);
 
 crate::kit::account_simulator! {
     /// An in-memory Freshdesk account behind an axum router. Cloning shares the account.
-    name: "freshdesk",
-    store: Store,
-    config: Config,
-    budget: |c| c.rate_limit_per_minute,
-    window: MINUTE,
+    name: "freshdesk", budget: |c| c.rate_limit_per_minute, window: MINUTE,
+    extra: {
+        http: reqwest::Client = reqwest::Client::new(),
+        automations: Mutex<Vec<AutomationWebhook>> = Mutex::new(Vec::new()),
+        deliveries: Arc<Mutex<Vec<WebhookDelivery>>> = Arc::default(),
+        endpoint_windows: Mutex<HashMap<&'static str, Window>> = Mutex::default(),
+    },
 }
 
 impl Simulator {
     /// A fresh account with two agents: the API key's owner and a human agent.
     pub fn new(config: Config) -> Self {
-        let base = Base::with_budget(config.rate_limit_per_minute, MINUTE);
-        let store = Store::new(config, base.clock.now_secs());
-        Self {
-            inner: Arc::new(Inner {
-                base,
-                store: Mutex::new(store),
-                http: reqwest::Client::new(),
-                automations: Mutex::new(Vec::new()),
-                deliveries: Arc::default(),
-                endpoint_windows: Mutex::default(),
-            }),
-        }
-    }
-
-    /// The API routes plus the `/_control/*` routes.
-    pub fn router(&self) -> axum::Router {
-        api::router(self.clone())
+        Self::start(config, |config, base| {
+            Store::new(config, base.clock.now_secs())
+        })
     }
 
     /// The id of the agent who owns the API key (the integration's agent).

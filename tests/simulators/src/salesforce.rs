@@ -60,14 +60,12 @@ mod store;
 pub mod test_keys;
 mod time;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
 use serde_json::{json, Value};
 
 use crate::kit::control::{AgentReply, ControlError, Helpdesk};
-use crate::kit::Base;
 use schema::Object;
 use store::{Store, Writer};
 
@@ -219,20 +217,11 @@ impl Default for Config {
     }
 }
 
-pub(crate) struct Inner {
-    /// The clock, the fault layer and the served address.
-    base: Base,
-    store: Mutex<Store>,
-}
-
 // External id fields are read at start only; `update_config` changes the rest.
 crate::kit::account_simulator! {
     /// An in-memory Salesforce org behind an axum router. Cloning shares the org.
-    name: "salesforce",
-    store: Store,
-    config: Config,
-    budget: |c| c.daily_api_limit,
-    window: DAY,
+    name: "salesforce", budget: |c| c.daily_api_limit, window: DAY,
+    extra: {},
 }
 
 /// The API version the direct accessors render URLs with.
@@ -244,19 +233,9 @@ const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 impl Simulator {
     /// A fresh org with two users: the integration user and a human agent.
     pub fn new(config: Config) -> Self {
-        let base = Base::with_budget(config.daily_api_limit, DAY);
-        let store = Store::new(config, base.clock.now_ms());
-        Self {
-            inner: Arc::new(Inner {
-                base,
-                store: Mutex::new(store),
-            }),
-        }
-    }
-
-    /// The OAuth, REST and `/_control/*` routes.
-    pub fn router(&self) -> axum::Router {
-        api::router(self.clone())
+        Self::start(config, |config, base| {
+            Store::new(config, base.clock.now_ms())
+        })
     }
 
     /// Every Case, as `GET /sobjects/Case/{id}` shows it, oldest first.

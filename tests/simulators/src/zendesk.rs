@@ -33,7 +33,7 @@ use axum::http::HeaderMap;
 use serde_json::{json, Value};
 
 use crate::kit::control::{AgentReply, ControlError, Helpdesk};
-use crate::kit::{lock, Base};
+use crate::kit::lock;
 use model::{Changes, Channel, NewComment, Store};
 use util::html_from_text;
 pub use webhooks::{sign as sign_webhook, WebhookDelivery};
@@ -149,46 +149,25 @@ impl Config {
     }
 }
 
-pub(crate) struct Inner {
-    /// The clock, the fault layer and the served address.
-    base: Base,
-    store: Mutex<Store>,
-    http: reqwest::Client,
-    deliveries: Arc<Mutex<Vec<WebhookDelivery>>>,
-    sequence: AtomicU64,
-}
-
 /// The window of the account's rate limit.
 const MINUTE: Duration = Duration::from_secs(60);
 
 crate::kit::account_simulator! {
     /// An in-memory Zendesk account behind an axum router. Cloning shares the account.
-    name: "zendesk",
-    store: Store,
-    config: Config,
-    budget: |c| c.rate_limit_per_minute,
-    window: MINUTE,
+    name: "zendesk", budget: |c| c.rate_limit_per_minute, window: MINUTE,
+    extra: {
+        http: reqwest::Client = reqwest::Client::new(),
+        deliveries: Arc<Mutex<Vec<WebhookDelivery>>> = Arc::default(),
+        sequence: AtomicU64 = AtomicU64::new(1),
+    },
 }
 
 impl Simulator {
     /// A fresh account whose only user is the configured agent.
     pub fn new(config: Config) -> Self {
-        let base = Base::with_budget(config.rate_limit_per_minute, MINUTE);
-        let store = Store::new(config, base.clock.now_secs());
-        Self {
-            inner: Arc::new(Inner {
-                base,
-                store: Mutex::new(store),
-                http: reqwest::Client::new(),
-                deliveries: Arc::default(),
-                sequence: AtomicU64::new(1),
-            }),
-        }
-    }
-
-    /// The API routes plus the `/_control/*` routes.
-    pub fn router(&self) -> axum::Router {
-        api::router(self.clone())
+        Self::start(config, |config, base| {
+            Store::new(config, base.clock.now_secs())
+        })
     }
 
     /// Every ticket, as `GET /api/v2/tickets/{id}` shows it.

@@ -8,6 +8,7 @@
 //! | [`faults`] | the fault queue and request budget, admitted by [`Faults::admit`] in the vendor's own words ([`VendorErrors`]) |
 //! | [`control`] | the `/_control/*` convention, the routes every simulator has, and the helpdesk agent's routes |
 //! | [`dates`], [`url`] | calendar arithmetic, ISO 8601 and HTTP dates, query strings |
+//! | [`html`] | the plain text of an HTML body |
 //! | [`Base`], [`Simulated`] | the shared state a simulator embeds, and the trait the control routes use |
 //!
 //! # Building the next simulator
@@ -97,6 +98,7 @@ pub mod clock;
 pub mod control;
 pub mod dates;
 pub mod faults;
+pub mod html;
 pub mod serve;
 pub mod url;
 
@@ -261,28 +263,34 @@ pub(crate) use simulator_methods;
 /// Writes the handle of a simulator whose vendor data is one store behind one lock, with its
 /// settings in that store: what the helpdesk simulators (Zendesk, Freshdesk, Salesforce) share.
 ///
-/// It declares `pub struct Simulator { inner: Arc<Inner> }` (cloning shares the account; its
-/// `Debug` shows no state) and writes:
-/// - [`simulator_methods!`], and `config()` (a copy of the settings), `update_config(change)`
+/// It declares `Inner` (`base: Base`, `store: Mutex<Store>` and the `extra` fields, each
+/// with its initial value) and `pub struct Simulator { inner: Arc<Inner> }` (cloning shares
+/// the account; its `Debug` shows no state), and writes:
+/// - the private `start(config, store)`: a [`Base`] whose budget `budget` reads from the
+///   settings (per `window`), the store `store(config, &base)` builds, and the extras;
+/// - `router()` (the module's `api::router(Simulator) -> Router`: API and control routes),
+///   [`simulator_methods!`], `config()` (a copy of the settings), `update_config(change)`
 ///   (through [`Base::update_settings`], so the request budget resets only when its limit
 ///   changes) and the private `store()` (the locked store);
 /// - `impl Simulated`: the `Base`, `/_control/config` through the module's
 ///   `api::config_json(&Simulator) -> Value` and `api::apply_config(&Simulator, &Patch)`, and
 ///   `/_control/state` through an inherent `fn counts(&self) -> Value`.
 ///
-/// Needs, in the invoking module: `Inner` with `base: Base` and `store: Mutex<$store>`,
-/// `$store` with `config: $config`, the `api` functions above, and an inherent
-/// `router(&self) -> axum::Router`. `budget` reads the request budget's limit from the
-/// settings; `window` is its window.
+/// Needs, in the invoking module: `Store` holding the settings as `config: Config`, and the
+/// `api` functions above.
 macro_rules! account_simulator {
     (
         $(#[$doc:meta])*
-        name: $name:literal,
-        store: $store:ty,
-        config: $config:ty,
-        budget: |$c:ident| $limit:expr,
-        window: $window:expr $(,)?
+        name: $name:literal, budget: |$c:ident| $limit:expr, window: $window:expr,
+        extra: { $($(#[$field_doc:meta])* $field:ident: $field_ty:ty = $init:expr),* $(,)? } $(,)?
     ) => {
+        pub(crate) struct Inner {
+            /// The clock, the fault layer and the served address.
+            base: crate::kit::Base,
+            store: std::sync::Mutex<Store>,
+            $($(#[$field_doc])* $field: $field_ty,)*
+        }
+
         $(#[$doc])*
         #[derive(Clone)]
         pub struct Simulator {
@@ -296,24 +304,46 @@ macro_rules! account_simulator {
         }
 
         impl Simulator {
+            /// The API routes plus the `/_control/*` routes.
+            pub fn router(&self) -> axum::Router {
+                api::router(self.clone())
+            }
+
             crate::kit::simulator_methods!($name);
 
+            /// A simulator with these settings and the store `store` builds from them.
+            fn start(
+                config: Config,
+                store: impl FnOnce(Config, &crate::kit::Base) -> Store,
+            ) -> Self {
+                let limit = |$c: &Config| $limit;
+                let base = crate::kit::Base::with_budget(limit(&config), $window);
+                let store = std::sync::Mutex::new(store(config, &base));
+                Self {
+                    inner: std::sync::Arc::new(Inner {
+                        base,
+                        store,
+                        $($field: $init,)*
+                    }),
+                }
+            }
+
             /// A copy of the current settings.
-            pub fn config(&self) -> $config {
+            pub fn config(&self) -> Config {
                 self.store().config.clone()
             }
 
             /// Changes settings at runtime.
-            pub fn update_config(&self, change: impl FnOnce(&mut $config)) {
+            pub fn update_config(&self, change: impl FnOnce(&mut Config)) {
                 let mut store = self.store();
-                let limit = |$c: &$config| $limit;
+                let limit = |$c: &Config| $limit;
                 self.inner
                     .base
                     .update_settings(&mut store.config, change, limit, $window);
             }
 
             /// The store, locked.
-            fn store(&self) -> std::sync::MutexGuard<'_, $store> {
+            fn store(&self) -> std::sync::MutexGuard<'_, Store> {
                 crate::kit::lock(&self.inner.store)
             }
         }
@@ -351,13 +381,13 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     /// The smallest simulator [`account_simulator!`] fits.
     mod account {
-        use std::sync::{Arc, Mutex};
+        use std::sync::atomic::{AtomicU64, Ordering};
         use std::time::Duration;
 
         use serde_json::{json, Value};
 
         use crate::kit::control::Patch;
-        use crate::kit::{Base, ControlError};
+        use crate::kit::ControlError;
 
         #[derive(Debug, Clone, PartialEq)]
         pub struct Config {
@@ -369,13 +399,12 @@ mod tests {
             pub config: Config,
         }
 
-        pub struct Inner {
-            base: Base,
-            store: Mutex<Store>,
-        }
-
         pub mod api {
             use super::*;
+
+            pub fn router(sim: Simulator) -> axum::Router {
+                axum::Router::new().with_state(sim)
+            }
 
             pub fn config_json(sim: &Simulator) -> Value {
                 json!({"greeting": sim.config().greeting})
@@ -396,28 +425,20 @@ mod tests {
 
         crate::kit::account_simulator! {
             /// A test account.
-            name: "account",
-            store: Store,
-            config: Config,
-            budget: |c| c.limit,
-            window: WINDOW,
+            name: "account", budget: |c| c.limit, window: WINDOW,
+            extra: {
+                /// How many times the test said hello.
+                hellos: AtomicU64 = AtomicU64::new(1),
+            },
         }
 
         impl Simulator {
             pub fn new(config: Config) -> Self {
-                let base = Base::with_budget(config.limit, WINDOW);
-                let store = Mutex::new(Store { config });
-                Self {
-                    inner: Arc::new(Inner { base, store }),
-                }
-            }
-
-            fn router(&self) -> axum::Router {
-                axum::Router::new()
+                Self::start(config, |config, _| Store { config })
             }
 
             fn counts(&self) -> Value {
-                json!({"greetings": 1})
+                json!({"greetings": self.inner.hellos.load(Ordering::Relaxed)})
             }
         }
     }
