@@ -21,7 +21,7 @@ use super::model::{Conversation, Store, Ticket, PRIORITIES, STATUSES};
 use super::util::{http_date, parse_datetime, with_query};
 use super::webhooks::AutomationWebhook;
 use super::{lock, search, Simulator, Window};
-use crate::kit::control::{self, ControlError};
+use crate::kit::control::{self, set, ControlError};
 use crate::kit::faults::Refusals;
 use crate::kit::Budget;
 
@@ -128,10 +128,7 @@ async fn admit(
     method: &Method,
     path: &str,
 ) -> Result<(), Response> {
-    if let Some(refused) = budget.refusal(&FRESHDESK) {
-        return Err(refused);
-    }
-    sim.faults().admit(path, &FRESHDESK).await?;
+    sim.faults().admit_within(budget, path, &FRESHDESK).await?;
     checks(sim, headers, method, path).map_err(IntoResponse::into_response)
 }
 
@@ -1113,10 +1110,9 @@ pub(super) fn apply_config(sim: &Simulator, patch: &control::Patch) -> Result<()
     let delay = patch.nullable("search_index_delay_secs")?;
     let reopen = patch.flag("reopen_on_customer_reply")?;
     let fields = patch.strings("ticket_custom_fields")?;
+    let delay = delay.map(|v| Duration::from_secs(v.unwrap_or(0)));
     sim.update_config(|c| {
-        if let Some(v) = rate {
-            c.rate_limit_per_minute = v;
-        }
+        set(&mut c.rate_limit_per_minute, rate);
         let l = &mut c.endpoint_limits;
         for (slot, v) in [
             (&mut l.ticket_create, create),
@@ -1124,19 +1120,11 @@ pub(super) fn apply_config(sim: &Simulator, patch: &control::Patch) -> Result<()
             (&mut l.tickets_list, list),
             (&mut l.contacts_list, contacts),
         ] {
-            if let Some(v) = v {
-                *slot = v;
-            }
+            set(slot, v);
         }
-        if let Some(v) = delay {
-            c.search_index_delay = Duration::from_secs(v.unwrap_or(0));
-        }
-        if let Some(v) = reopen {
-            c.reopen_on_customer_reply = v;
-        }
-        if let Some(fields) = fields {
-            c.ticket_custom_fields = fields;
-        }
+        set(&mut c.search_index_delay, delay);
+        set(&mut c.reopen_on_customer_reply, reopen);
+        set(&mut c.ticket_custom_fields, fields);
     });
     Ok(())
 }

@@ -238,6 +238,20 @@ impl Faults {
         Some(fault)
     }
 
+    /// [`Budget::refusal`] of this request's `budget`, then [`Faults::admit`]: the order of
+    /// vendors whose account limit refuses before anything else (Zendesk, Freshdesk).
+    pub async fn admit_within(
+        &self,
+        budget: Budget,
+        path: &str,
+        vendor: &impl VendorErrors,
+    ) -> Result<(), Response> {
+        if let Some(refused) = budget.refusal(vendor) {
+            return Err(refused);
+        }
+        self.admit(path, vendor).await
+    }
+
     /// The one admission step for injected faults: takes the next fault for `path` and carries
     /// it out. `Ok(())` lets the request go on (after waiting out a delay); `Err` is the answer
     /// to send instead: the vendor's status or rate-limit answer, or a dropped connection.
@@ -387,6 +401,25 @@ mod tests {
         let refused = f.admit("/x", &Acme).await.expect_err("refused");
         assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(body_text(refused).await, "acme 502");
+    }
+
+    #[tokio::test]
+    async fn admit_within_refuses_over_budget_before_taking_a_fault() {
+        let f = Faults::default();
+        f.set_budget(Some(1), Duration::from_secs(60));
+        f.inject(spec(Fault::Status { status: 502 }, 1, None));
+        let first = f.check_budget();
+        let refused = f.admit_within(first, "/x", &Acme).await.expect_err("fault");
+        assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
+        f.inject(spec(Fault::Status { status: 502 }, 1, None));
+        let over = f.check_budget();
+        let refused = f.admit_within(over, "/x", &Acme).await.expect_err("budget");
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            f.pending().len(),
+            1,
+            "the fault waits for an admitted request"
+        );
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ use super::schema::{Field, Kind, Object, Picklist};
 use super::store::{Locator, Store, Upsert, Writer};
 use super::time::{parse_iso_lenient, sf_datetime};
 use super::{oauth, soql, Simulator};
-use crate::kit::control::{self, ControlError};
+use crate::kit::control::{self, set, ControlError};
 use crate::kit::Budget;
 
 mod composite;
@@ -906,33 +906,29 @@ pub(super) fn apply_config(sim: &Simulator, patch: &control::Patch) -> Result<()
     let priorities = patch.strings("priority_values")?;
     let origins = patch.strings("origin_values")?;
     sim.update_config(|c| {
-        if let Some(secs) = lifetime {
-            c.access_token_lifetime = Duration::from_secs(secs);
-        }
-        if let Some(rotate) = rotate {
-            c.rotate_refresh_tokens = rotate;
-        }
-        if let Some(limit) = daily {
-            c.daily_api_limit = limit;
-        }
+        set(
+            &mut c.access_token_lifetime,
+            lifetime.map(Duration::from_secs),
+        );
+        set(&mut c.rotate_refresh_tokens, rotate);
+        set(&mut c.daily_api_limit, daily);
         let slots = [
             &mut c.query_batch_size,
             &mut c.min_batch_size,
             &mut c.max_batch_size,
         ];
         for (slot, size) in slots.into_iter().zip(batch_sizes) {
-            if let Some(n) = size {
-                *slot = usize::try_from(n).unwrap_or(usize::MAX).max(1);
-            }
+            set(
+                slot,
+                size.map(|n| usize::try_from(n).unwrap_or(usize::MAX).max(1)),
+            );
         }
         for (slot, values) in [
             (&mut c.status_values, statuses),
             (&mut c.priority_values, priorities),
             (&mut c.origin_values, origins),
         ] {
-            if let Some(values) = values {
-                *slot = values;
-            }
+            set(slot, values);
         }
     });
     Ok(())

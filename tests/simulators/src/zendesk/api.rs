@@ -20,7 +20,7 @@ use super::model::{Fields, IdempotentResponse, Store, User};
 use super::util::{decode_cursor, encode_cursor, iso8601, with_query};
 use super::webhooks::{webhook_not_found, Webhook};
 use super::Simulator;
-use crate::kit::control::{self, ControlError};
+use crate::kit::control::{self, set, ControlError};
 use crate::kit::Budget;
 
 /// Shown in rate-limit headers when no budget is configured (Zendesk Enterprise's limit).
@@ -176,10 +176,7 @@ async fn admit(
     budget: Budget,
     path: &str,
 ) -> Result<(), Response> {
-    if let Some(refused) = budget.refusal(&ZENDESK) {
-        return Err(refused);
-    }
-    sim.faults().admit(path, &ZENDESK).await?;
+    sim.faults().admit_within(budget, path, &ZENDESK).await?;
     let principal = authenticate(sim, request.headers()).map_err(IntoResponse::into_response)?;
     if !principal.allows(request.method(), path) {
         return Err(ApiError::forbidden().into_response());
@@ -1307,33 +1304,21 @@ pub(super) fn apply_config(sim: &Simulator, patch: &control::Patch) -> Result<()
     let ttl = patch.number("idempotency_ttl_secs")?;
     let retries = patch.limit("webhook_max_retries")?;
     let delay = patch.number("webhook_retry_delay_ms")?;
+    let page = page.map(|v| {
+        usize::try_from(v)
+            .unwrap_or(MAX_EXPORT_PAGE)
+            .clamp(1, MAX_EXPORT_PAGE)
+    });
     sim.update_config(|c| {
-        if let Some(v) = rate {
-            c.rate_limit_per_minute = v;
-        }
-        if let Some(v) = page {
-            c.export_page_size = usize::try_from(v)
-                .unwrap_or(MAX_EXPORT_PAGE)
-                .clamp(1, MAX_EXPORT_PAGE);
-        }
-        if let Some(v) = window {
-            c.export_window_secs = v.unwrap_or(0);
-        }
-        if let Some(v) = export_limit {
-            c.export_rate_limit_per_minute = v;
-        }
-        if let Some(v) = update_limit {
-            c.ticket_update_limit = v;
-        }
-        if let Some(v) = ttl {
-            c.idempotency_ttl = Duration::from_secs(v);
-        }
-        if let Some(Some(v)) = retries {
-            c.webhook_max_retries = v;
-        }
-        if let Some(v) = delay {
-            c.webhook_retry_delay = Duration::from_millis(v);
-        }
+        set(&mut c.rate_limit_per_minute, rate);
+        set(&mut c.export_page_size, page);
+        set(&mut c.export_window_secs, window.map(|v| v.unwrap_or(0)));
+        set(&mut c.export_rate_limit_per_minute, export_limit);
+        set(&mut c.ticket_update_limit, update_limit);
+        set(&mut c.idempotency_ttl, ttl.map(Duration::from_secs));
+        // `null` cannot lift the retries: they are a count, not a limit.
+        set(&mut c.webhook_max_retries, retries.flatten());
+        set(&mut c.webhook_retry_delay, delay.map(Duration::from_millis));
     });
     Ok(())
 }
