@@ -201,6 +201,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 crate::kit::account_simulator! {
     /// An in-memory Freshdesk account behind an axum router. Cloning shares the account.
     name: "freshdesk", budget: |c| c.rate_limit_per_minute, window: MINUTE,
+    public_origin: Config::public_origin,
     extra: {
         http: reqwest::Client = reqwest::Client::new(),
         automations: Mutex<Vec<AutomationWebhook>> = Mutex::new(Vec::new()),
@@ -370,18 +371,6 @@ impl Simulator {
     }
 
     // ----- internals shared with the HTTP layer --------------------------------------------
-
-    fn now_secs(&self) -> i64 {
-        self.inner.base.clock.now_secs()
-    }
-
-    /// The origin for URLs outside a request: the served address, or the public one.
-    fn origin(&self) -> String {
-        self.inner
-            .base
-            .served_at()
-            .unwrap_or_else(|| self.store().config.public_origin())
-    }
 
     /// Runs a change under the lock, then makes the webhook calls it caused.
     fn mutate<T>(&self, change: impl FnOnce(&mut Store, i64) -> T) -> T {

@@ -332,10 +332,6 @@ impl Simulator {
 
     // ----- internals shared with the HTTP layer --------------------------------------------
 
-    fn now_ms(&self) -> i64 {
-        self.inner.base.clock.now_ms()
-    }
-
     /// This simulator's own base URL as the client reached it (identity URLs point here).
     fn own_url(&self, headers: &HeaderMap) -> String {
         self.inner

@@ -155,6 +155,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 crate::kit::account_simulator! {
     /// An in-memory Zendesk account behind an axum router. Cloning shares the account.
     name: "zendesk", budget: |c| c.rate_limit_per_minute, window: MINUTE,
+    public_origin: Config::public_origin,
     extra: {
         http: reqwest::Client = reqwest::Client::new(),
         deliveries: Arc<Mutex<Vec<WebhookDelivery>>> = Arc::default(),
@@ -244,18 +245,6 @@ impl Simulator {
     }
 
     // ----- internals shared with the HTTP layer --------------------------------------------
-
-    fn now_ms(&self) -> i64 {
-        self.inner.base.clock.now_ms()
-    }
-
-    /// The origin for `url` fields outside a request: the served address, or the public one.
-    fn origin(&self) -> String {
-        self.inner
-            .base
-            .served_at()
-            .unwrap_or_else(|| self.store().config.public_origin())
-    }
 
     /// The origin for `url` fields in an answer: where the request came to.
     fn request_origin(&self, headers: &HeaderMap) -> String {

@@ -1228,6 +1228,27 @@ impl Store {
         body.required_string("body", true, e)
     }
 
+    /// The part of a reply or note request both read: the ticket must exist, the attributes
+    /// are `body`, `structured_body`, `user_id` and the endpoint's `own` ones. Returns the
+    /// reader and the body text.
+    fn conversation_request<'a>(
+        &self,
+        ticket_id: u64,
+        input: &'a Map<String, Value>,
+        own: [&str; 3],
+        e: &mut Errors,
+    ) -> Result<(Body<'a>, Option<String>), ApiError> {
+        if !self.tickets.contains_key(&ticket_id) {
+            return Err(ApiError::not_found());
+        }
+        let body = Body::new(input);
+        let [a, b, c] = own;
+        let fields = ["body", "structured_body", "user_id", a, b, c];
+        body.check_fields(&fields, &["attachments", "cloud_files"], e);
+        let text = Self::conversation_body(&body, e);
+        Ok((body, text))
+    }
+
     /// `POST /api/v2/tickets/{id}/reply`: a public reply by an agent.
     pub(crate) fn add_reply(
         &mut self,
@@ -1236,24 +1257,9 @@ impl Store {
         input: &Map<String, Value>,
         now: i64,
     ) -> Result<u64, ApiError> {
-        if !self.tickets.contains_key(&ticket_id) {
-            return Err(ApiError::not_found());
-        }
-        let body = Body::new(input);
         let mut e = Errors::default();
-        body.check_fields(
-            &[
-                "body",
-                "structured_body",
-                "user_id",
-                "from_email",
-                "cc_emails",
-                "bcc_emails",
-            ],
-            &["attachments", "cloud_files"],
-            &mut e,
-        );
-        let text = Self::conversation_body(&body, &mut e);
+        let own = ["from_email", "cc_emails", "bcc_emails"];
+        let (body, text) = self.conversation_request(ticket_id, input, own, &mut e)?;
         let user_id = body.integer("user_id", &mut e).unwrap_or(actor);
         if !self.agents.contains_key(&user_id) {
             e.add(
@@ -1303,24 +1309,9 @@ impl Store {
         input: &Map<String, Value>,
         now: i64,
     ) -> Result<u64, ApiError> {
-        if !self.tickets.contains_key(&ticket_id) {
-            return Err(ApiError::not_found());
-        }
-        let body = Body::new(input);
         let mut e = Errors::default();
-        body.check_fields(
-            &[
-                "body",
-                "structured_body",
-                "user_id",
-                "private",
-                "incoming",
-                "notify_emails",
-            ],
-            &["attachments", "cloud_files"],
-            &mut e,
-        );
-        let text = Self::conversation_body(&body, &mut e);
+        let own = ["private", "incoming", "notify_emails"];
+        let (body, text) = self.conversation_request(ticket_id, input, own, &mut e)?;
         let user_id = body.integer("user_id", &mut e).unwrap_or(actor);
         if !self.is_user(user_id) {
             e.add(

@@ -271,7 +271,9 @@ pub(crate) use simulator_methods;
 /// - `router()` (the module's `api::router(Simulator) -> Router`: API and control routes),
 ///   [`simulator_methods!`], `config()` (a copy of the settings), `update_config(change)`
 ///   (through [`Base::update_settings`], so the request budget resets only when its limit
-///   changes) and the private `store()` (the locked store);
+///   changes), and the private `store()` (the locked store), `now_ms()`, `now_secs()` and,
+///   given `public_origin` (a function of the settings), `origin()`: the served address, or
+///   that public origin before serving;
 /// - `impl Simulated`: the `Base`, `/_control/config` through the module's
 ///   `api::config_json(&Simulator) -> Value` and `api::apply_config(&Simulator, &Patch)`, and
 ///   `/_control/state` through an inherent `fn counts(&self) -> Value`.
@@ -282,6 +284,7 @@ macro_rules! account_simulator {
     (
         $(#[$doc:meta])*
         name: $name:literal, budget: |$c:ident| $limit:expr, window: $window:expr,
+        $(public_origin: $public:path,)?
         extra: { $($(#[$field_doc:meta])* $field:ident: $field_ty:ty = $init:expr),* $(,)? } $(,)?
     ) => {
         pub(crate) struct Inner {
@@ -346,6 +349,29 @@ macro_rules! account_simulator {
             fn store(&self) -> std::sync::MutexGuard<'_, Store> {
                 crate::kit::lock(&self.inner.store)
             }
+
+            /// The simulator clock in Unix milliseconds.
+            #[allow(dead_code)] // Each vendor counts in one unit.
+            fn now_ms(&self) -> i64 {
+                self.inner.base.clock.now_ms()
+            }
+
+            /// The simulator clock in Unix seconds.
+            #[allow(dead_code)]
+            fn now_secs(&self) -> i64 {
+                self.inner.base.clock.now_secs()
+            }
+
+            $(
+                /// The origin for URLs outside a request: the served address, or the
+                /// vendor's public one.
+                fn origin(&self) -> String {
+                    self.inner
+                        .base
+                        .served_at()
+                        .unwrap_or_else(|| $public(&self.store().config))
+                }
+            )?
         }
 
         impl crate::kit::Simulated for Simulator {
@@ -395,6 +421,12 @@ mod tests {
             pub greeting: String,
         }
 
+        impl Config {
+            fn public_origin(&self) -> String {
+                format!("https://{}.example", self.greeting)
+            }
+        }
+
         pub struct Store {
             pub config: Config,
         }
@@ -426,6 +458,7 @@ mod tests {
         crate::kit::account_simulator! {
             /// A test account.
             name: "account", budget: |c| c.limit, window: WINDOW,
+            public_origin: Config::public_origin,
             extra: {
                 /// How many times the test said hello.
                 hellos: AtomicU64 = AtomicU64::new(1),
@@ -438,7 +471,8 @@ mod tests {
             }
 
             fn counts(&self) -> Value {
-                json!({"greetings": self.inner.hellos.load(Ordering::Relaxed)})
+                let greeted = self.origin() == "https://hello.example";
+                json!({"greetings": self.inner.hellos.load(Ordering::Relaxed), "origin": greeted})
             }
         }
     }
@@ -469,7 +503,11 @@ mod tests {
         assert_eq!(sim.faults().budget(), Some((7, Duration::from_secs(60))));
         assert_eq!(sim.config().limit, Some(7));
         assert_eq!(sim.control_config(), json!({"greeting": "hello"}));
-        assert_eq!(sim.control_state(), json!({"greetings": 1}));
+        assert_eq!(
+            sim.control_state(),
+            json!({"greetings": 1, "origin": true}),
+            "unserved, the origin is the public one"
+        );
         sim.freeze_clock();
         let before = sim.base().clock.now_secs();
         sim.advance_clock(Duration::from_secs(5));
