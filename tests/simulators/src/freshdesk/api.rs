@@ -23,6 +23,7 @@ use super::webhooks::AutomationWebhook;
 use super::{lock, search, Simulator, Window};
 use crate::kit::control::{self, set, ControlError};
 use crate::kit::faults::Refusals;
+use crate::kit::faults::{insert_headers, with_headers};
 use crate::kit::Budget;
 
 /// Shown in rate-limit headers when no budget is configured (Freshdesk's Enterprise plan).
@@ -215,15 +216,12 @@ fn rate_headers(headers: &mut HeaderMap, budget: Budget, cost: u32) {
         } => (limit, remaining),
         Budget::Exceeded { limit, .. } => (limit, 0),
     };
-    for (name, value) in [
+    let values = [
         ("x-ratelimit-total", limit),
         ("x-ratelimit-remaining", remaining),
         ("x-ratelimit-used-currentrequest", cost),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
-            headers.insert(name, v);
-        }
-    }
+    ];
+    insert_headers(headers, values.map(|(name, n)| (name, n.to_string())));
 }
 
 /// Which per-endpoint share a request draws on, if any.
@@ -335,11 +333,8 @@ fn base_url(sim: &Simulator, headers: &HeaderMap) -> String {
 }
 
 fn created(body: Value, location: &str) -> Response {
-    let mut response = (StatusCode::CREATED, Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(location) {
-        response.headers_mut().insert(LOCATION, v);
-    }
-    response
+    let response = (StatusCode::CREATED, Json(body)).into_response();
+    with_headers(response, [(LOCATION, location)])
 }
 
 fn ok(body: Value) -> ApiResult {

@@ -29,7 +29,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::header::IntoHeaderName;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
@@ -115,18 +116,27 @@ impl<E: Refusals> VendorErrors for Answers<E> {
     }
 }
 
-/// Adds an error answer's extra headers (`Retry-After`, `WWW-Authenticate`); a value that is
-/// not a valid header value is left out rather than failing the answer.
-pub fn with_headers<V: AsRef<str>>(
+/// Adds an answer's extra headers (`Retry-After`, `Location`, `WWW-Authenticate`) with
+/// [`insert_headers`].
+pub fn with_headers<K: IntoHeaderName, V: AsRef<str>>(
     mut response: Response,
-    headers: impl IntoIterator<Item = (HeaderName, V)>,
+    headers: impl IntoIterator<Item = (K, V)>,
 ) -> Response {
+    insert_headers(response.headers_mut(), headers);
+    response
+}
+
+/// Sets each header (replacing one of the same name) in order; a value that is not a valid
+/// header value is left out rather than failing the answer.
+pub fn insert_headers<K: IntoHeaderName, V: AsRef<str>>(
+    map: &mut HeaderMap,
+    headers: impl IntoIterator<Item = (K, V)>,
+) {
     for (name, value) in headers {
         if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
-            response.headers_mut().insert(name, v);
+            map.insert(name, v);
         }
     }
-    response
 }
 
 #[derive(Debug)]

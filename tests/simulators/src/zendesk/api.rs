@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
@@ -21,6 +21,7 @@ use super::util::{decode_cursor, encode_cursor, iso8601, with_query};
 use super::webhooks::{webhook_not_found, Webhook};
 use super::Simulator;
 use crate::kit::control::{self, set, ControlError};
+use crate::kit::faults::{insert_headers, with_headers};
 use crate::kit::Budget;
 
 /// Shown in rate-limit headers when no budget is configured (Zendesk Enterprise's limit).
@@ -198,17 +199,18 @@ fn rate_headers(headers: &mut HeaderMap, budget: Budget, ticket_endpoint: bool) 
             retry_after_secs,
         } => (limit, 0, retry_after_secs),
     };
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(name, v);
-        }
-    };
-    set("x-rate-limit", limit.to_string());
-    set("x-rate-limit-remaining", remaining.to_string());
+    let account = [
+        ("x-rate-limit", limit),
+        ("x-rate-limit-remaining", remaining),
+    ];
+    insert_headers(headers, account.map(|(name, n)| (name, n.to_string())));
     if ticket_endpoint {
-        set("ratelimit-limit", limit.to_string());
-        set("ratelimit-remaining", remaining.to_string());
-        set("ratelimit-reset", reset.to_string());
+        let endpoint = [
+            ("ratelimit-limit", limit.to_string()),
+            ("ratelimit-remaining", remaining.to_string()),
+            ("ratelimit-reset", reset.to_string()),
+        ];
+        insert_headers(headers, endpoint);
     }
 }
 
@@ -312,10 +314,36 @@ fn paginate(
     url: &str,
     keep: &[(&str, String)],
 ) -> Result<Value, ApiError> {
+    let listing = Listing {
+        items,
+        q,
+        key,
+        url,
+        keep,
+    };
     if is_cursor_paged(q) {
-        cursor_page(items, q, key, url, keep)
+        cursor_page(listing)
     } else {
-        offset_page(items, q, key, url, keep)
+        offset_page(listing)
+    }
+}
+
+/// What [`paginate`] pages: the items in order, the request's query, the key the page goes
+/// under, the listing's URL and the filters its links keep.
+struct Listing<'a> {
+    items: Vec<(u64, Value)>,
+    q: &'a HashMap<String, String>,
+    key: &'a str,
+    url: &'a str,
+    keep: &'a [(&'a str, String)],
+}
+
+impl Listing<'_> {
+    /// The listing's URL with its filters and `paging` (the page's position and size).
+    fn link(&self, paging: [(&str, String); 2]) -> String {
+        let mut params: Vec<(&str, String)> = self.keep.to_vec();
+        params.extend(paging);
+        with_query(self.url, &params)
     }
 }
 
@@ -330,13 +358,8 @@ fn bad_page(description: &str) -> ApiError {
     ApiError::bad_request("InvalidPaginationParameter", description)
 }
 
-fn cursor_page(
-    items: Vec<(u64, Value)>,
-    q: &HashMap<String, String>,
-    key: &str,
-    url: &str,
-    keep: &[(&str, String)],
-) -> Result<Value, ApiError> {
+fn cursor_page(listing: Listing<'_>) -> Result<Value, ApiError> {
+    let (items, q, key) = (&listing.items, listing.q, listing.key);
     let size = match q.get("page[size]") {
         None => MAX_PAGE_SIZE,
         Some(s) => match s.parse::<usize>() {
@@ -367,12 +390,9 @@ fn cursor_page(
     let after = page.last().map(|(id, _)| encode_cursor(key, *id));
     let before = page.first().map(|(id, _)| encode_cursor(key, *id));
     let link = |name: &str, cursor: &Option<String>| {
-        cursor.as_ref().map(|c| {
-            let mut params: Vec<(&str, String)> = keep.to_vec();
-            params.push((name, c.clone()));
-            params.push(("page[size]", size.to_string()));
-            with_query(url, &params)
-        })
+        cursor
+            .as_ref()
+            .map(|c| listing.link([(name, c.clone()), ("page[size]", size.to_string())]))
     };
     let mut body = Map::new();
     body.insert(
@@ -390,13 +410,8 @@ fn cursor_page(
     Ok(Value::Object(body))
 }
 
-fn offset_page(
-    items: Vec<(u64, Value)>,
-    q: &HashMap<String, String>,
-    key: &str,
-    url: &str,
-    keep: &[(&str, String)],
-) -> Result<Value, ApiError> {
+fn offset_page(listing: Listing<'_>) -> Result<Value, ApiError> {
+    let (items, q, key) = (&listing.items, listing.q, listing.key);
     let number = |name: &str, default: usize| -> Result<usize, ApiError> {
         match q.get(name) {
             None => Ok(default),
@@ -417,12 +432,8 @@ fn offset_page(
     let count = items.len();
     let start = (page - 1).saturating_mul(per_page).min(count);
     let end = (start + per_page).min(count);
-    let link = |p: usize| {
-        let mut params: Vec<(&str, String)> = keep.to_vec();
-        params.push(("page", p.to_string()));
-        params.push(("per_page", per_page.to_string()));
-        with_query(url, &params)
-    };
+    let link =
+        |p: usize| listing.link([("page", p.to_string()), ("per_page", per_page.to_string())]);
     let next = (end < count && page < MAX_OFFSET_PAGE).then(|| link(page + 1));
     let previous = (page > 1).then(|| link(page - 1));
     let mut body = Map::new();
@@ -439,17 +450,10 @@ fn offset_page(
 // ----- tickets -------------------------------------------------------------------------------
 
 fn created(body: Value, location: String, lookup: Option<&str>) -> Response {
-    let mut response = (StatusCode::CREATED, Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(LOCATION, v);
-    }
-    if let Some(lookup) = lookup {
-        response.headers_mut().insert(
-            "x-idempotency-lookup",
-            HeaderValue::from_static(if lookup == "hit" { "hit" } else { "miss" }),
-        );
-    }
-    response
+    let lookup = lookup.map(|l| if l == "hit" { "hit" } else { "miss" });
+    let lookup = lookup.map(|l| (HeaderName::from_static("x-idempotency-lookup"), l));
+    let response = (StatusCode::CREATED, Json(body)).into_response();
+    with_headers(with_headers(response, [(LOCATION, location)]), lookup)
 }
 
 async fn create_ticket(
