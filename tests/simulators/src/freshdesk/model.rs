@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use super::error::{ApiError, Errors};
 use super::util::{html_body, iso8601, text_of};
 use super::Config;
+use crate::kit::control::set;
 
 pub(crate) const OPEN: u64 = 2;
 pub(crate) const PENDING: u64 = 3;
@@ -761,43 +762,35 @@ impl Store {
             created_at: now,
             ..Contact::default()
         });
-        if let Some(name) = name {
-            contact.name = name;
-        }
-        let set = |slot: &mut Option<String>, value: Option<String>, given: bool| {
+        set(&mut contact.name, name);
+        set(&mut contact.language, language);
+        set(&mut contact.tags, tags);
+        set(&mut contact.other_emails, other_emails);
+        let set_if_given = |slot: &mut Option<String>, value: Option<String>, given: bool| {
             if given {
                 *slot = value;
             }
         };
-        set(
+        set_if_given(
             &mut contact.email,
             email.map(|m| m.to_lowercase()),
             body.has("email"),
         );
-        set(&mut contact.phone, phone, body.has("phone"));
-        set(&mut contact.mobile, mobile, body.has("mobile"));
-        set(&mut contact.twitter_id, twitter_id, body.has("twitter_id"));
-        set(
+        set_if_given(&mut contact.phone, phone, body.has("phone"));
+        set_if_given(&mut contact.mobile, mobile, body.has("mobile"));
+        set_if_given(&mut contact.twitter_id, twitter_id, body.has("twitter_id"));
+        set_if_given(
             &mut contact.unique_external_id,
             external,
             body.has("unique_external_id"),
         );
-        set(&mut contact.address, address, body.has("address"));
-        set(
+        set_if_given(&mut contact.address, address, body.has("address"));
+        set_if_given(
             &mut contact.description,
             description,
             body.has("description"),
         );
-        set(&mut contact.job_title, job_title, body.has("job_title"));
-        if let Some(language) = language {
-            contact.language = language;
-        }
-        if let Some(tags) = tags {
-            contact.tags = tags;
-        }
-        if let Some(other) = other_emails {
-            contact.other_emails = other;
-        }
+        set_if_given(&mut contact.job_title, job_title, body.has("job_title"));
         contact.updated_at = now;
         let id = contact.id;
         self.put_contact(contact);
@@ -1140,36 +1133,22 @@ impl Store {
             return Err(ApiError::not_found());
         };
         let before = (ticket.status, ticket.priority);
-        if let Some(subject) = subject {
-            ticket.subject = subject;
-        }
+        set(&mut ticket.subject, subject);
         if let Some(description) = description {
             ticket.description = html_body(&description);
         }
-        if let Some(requester) = requester {
-            ticket.requester_id = requester;
-        }
-        if let Some(status) = fields.status {
-            ticket.status = status;
-        }
-        if let Some(priority) = fields.priority {
-            ticket.priority = priority;
-        }
-        if let Some(source) = fields.source {
-            ticket.source = source;
-        }
+        set(&mut ticket.requester_id, requester);
+        set(&mut ticket.status, fields.status);
+        set(&mut ticket.priority, fields.priority);
+        set(&mut ticket.source, fields.source);
         if body.has("type") {
             ticket.kind = fields.kind;
         }
         if body.has("responder_id") {
             ticket.responder_id = fields.responder_id;
         }
-        if let Some(tags) = fields.tags {
-            ticket.tags = tags;
-        }
-        if let Some(cc) = fields.cc_emails {
-            ticket.cc_emails = cc;
-        }
+        set(&mut ticket.tags, fields.tags);
+        set(&mut ticket.cc_emails, fields.cc_emails);
         if let Some(custom) = fields.custom_fields {
             ticket.custom_fields.extend(custom);
         }

@@ -11,6 +11,7 @@ use super::error::{ApiError, Details};
 use super::util::{html_from_text, iso8601, strip_html};
 use super::webhooks::Webhook;
 use super::Config;
+use crate::kit::control::set;
 
 pub(crate) const STATUSES: [&str; 6] = ["new", "open", "pending", "hold", "solved", "closed"];
 pub(crate) const PRIORITIES: [&str; 4] = ["urgent", "high", "normal", "low"];
@@ -641,9 +642,7 @@ impl Store {
             if let Some(external_id) = external_id {
                 self.set_user_external_id(&mut user, external_id);
             }
-            if let Some(role) = role {
-                user.role = role;
-            }
+            set(&mut user.role, role);
             user.updated_at = now;
         }
         if let Some(email) = email {
