@@ -195,12 +195,9 @@ struct Window {
     used: u32,
 }
 
-/// The window of the account's rate limit.
-const MINUTE: Duration = Duration::from_secs(60);
-
 crate::kit::account_simulator! {
     /// An in-memory Freshdesk account behind an axum router. Cloning shares the account.
-    name: "freshdesk", budget: |c| c.rate_limit_per_minute, window: MINUTE,
+    name: "freshdesk", budget: |c| c.rate_limit_per_minute, window: crate::kit::MINUTE,
     public_origin: Config::public_origin,
     extra: {
         http: reqwest::Client = reqwest::Client::new(),

@@ -149,12 +149,9 @@ impl Config {
     }
 }
 
-/// The window of the account's rate limit.
-const MINUTE: Duration = Duration::from_secs(60);
-
 crate::kit::account_simulator! {
     /// An in-memory Zendesk account behind an axum router. Cloning shares the account.
-    name: "zendesk", budget: |c| c.rate_limit_per_minute, window: MINUTE,
+    name: "zendesk", budget: |c| c.rate_limit_per_minute, window: crate::kit::MINUTE,
     public_origin: Config::public_origin,
     extra: {
         http: reqwest::Client = reqwest::Client::new(),

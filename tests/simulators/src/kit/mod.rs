@@ -118,6 +118,9 @@ pub use control::{ControlError, Helpdesk};
 pub use faults::{Answers, Budget, Fault, FaultSpec, Faults, Refusals, VendorErrors};
 pub use serve::{serve, Served};
 
+/// The window of a per-minute request budget (Zendesk's and Freshdesk's account limits).
+pub const MINUTE: Duration = Duration::from_secs(60);
+
 /// What every simulator holds besides its vendor's data: the clock, the fault layer, and the
 /// address it is served at.
 #[derive(Debug, Default)]
