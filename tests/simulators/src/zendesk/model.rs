@@ -1315,23 +1315,12 @@ impl Store {
     }
 
     pub(crate) fn comment_json(&self, c: &Comment) -> Value {
-        json!({
-            "id": c.id,
-            "type": "Comment",
-            "author_id": c.author_id,
-            "body": c.body,
-            "html_body": c.html_body,
-            "plain_body": c.body,
-            "public": c.public,
-            "attachments": [],
-            "audit_id": c.audit_id,
-            "via": c.channel.via(),
-            "created_at": iso8601(c.created_at),
-            "metadata": {
-                "system": {"client": "switchboard-simulator", "ip_address": "127.0.0.1", "location": "", "latitude": null, "longitude": null},
-                "custom": {},
-            },
-        })
+        let mut v = comment_fields(c);
+        v["metadata"] = json!({
+            "system": {"client": "switchboard-simulator", "ip_address": "127.0.0.1", "location": "", "latitude": null, "longitude": null},
+            "custom": {},
+        });
+        v
     }
 
     pub(crate) fn user_json(&self, u: &User, base: &str) -> Value {
@@ -1440,20 +1429,9 @@ impl Store {
                     comment_present = true;
                     comment_public |= c.public;
                     if include_comments {
-                        children.push(json!({
-                            "id": c.id,
-                            "event_type": "Comment",
-                            "type": "Comment",
-                            "author_id": c.author_id,
-                            "body": c.body,
-                            "html_body": c.html_body,
-                            "plain_body": c.body,
-                            "public": c.public,
-                            "attachments": [],
-                            "audit_id": c.audit_id,
-                            "via": c.channel.via(),
-                            "created_at": iso8601(c.created_at),
-                        }));
+                        let mut child = comment_fields(c);
+                        child["event_type"] = json!("Comment");
+                        children.push(child);
                     }
                 }
                 AuditEvent::Create { id, field, value } => {
@@ -1617,4 +1595,22 @@ fn valid_email(email: &str) -> bool {
         }
         None => false,
     }
+}
+
+/// What a comment shows both in the comments list and as a `ticket_events` child (JSON
+/// objects keep their keys sorted, so adding fields later changes no order).
+fn comment_fields(c: &Comment) -> Value {
+    json!({
+        "id": c.id,
+        "type": "Comment",
+        "author_id": c.author_id,
+        "body": c.body,
+        "html_body": c.html_body,
+        "plain_body": c.body,
+        "public": c.public,
+        "attachments": [],
+        "audit_id": c.audit_id,
+        "via": c.channel.via(),
+        "created_at": iso8601(c.created_at),
+    })
 }
