@@ -12,6 +12,7 @@ use super::error::{ApiError, Errors};
 use super::util::{html_body, iso8601, text_of};
 use super::Config;
 use crate::kit::control::set;
+use crate::kit::json;
 
 pub(crate) const OPEN: u64 = 2;
 pub(crate) const PENDING: u64 = 3;
@@ -359,21 +360,15 @@ impl<'a> Body<'a> {
         match self.map.get(key)? {
             Value::Null => None,
             Value::Array(items) => {
-                let mut out = Vec::new();
-                for item in items {
-                    match item {
-                        Value::String(s) => out.push(s.clone()),
-                        _ => {
-                            e.add(
-                                key,
-                                "It should contain elements of type String only",
-                                "datatype_mismatch",
-                            );
-                            return None;
-                        }
-                    }
+                let out = json::strings(items);
+                if out.is_none() {
+                    e.add(
+                        key,
+                        "It should contain elements of type String only",
+                        "datatype_mismatch",
+                    );
                 }
-                Some(out)
+                out
             }
             other => {
                 mismatch(e, key, other, "Array");

@@ -181,7 +181,7 @@ impl Patch {
     /// A list of strings: absent → `None`.
     pub fn strings(&self, key: &str) -> Result<Option<Vec<String>>, ControlError> {
         self.read(key, "a list of strings", |v| {
-            serde_json::from_value(v.clone()).ok()
+            v.as_array().and_then(|items| super::json::strings(items))
         })
     }
 }

@@ -8,7 +8,7 @@
 //! | [`faults`] | the fault queue and request budget, admitted by [`Faults::admit`] in the vendor's own words ([`VendorErrors`]) |
 //! | [`control`] | the `/_control/*` convention, the routes every simulator has, and the helpdesk agent's routes |
 //! | [`dates`], [`url`] | calendar arithmetic, ISO 8601 and HTTP dates, query strings |
-//! | [`html`] | the plain text of an HTML body |
+//! | [`html`], [`json`] | the plain text of an HTML body; string arrays of request bodies |
 //! | [`Base`], [`Simulated`] | the shared state a simulator embeds, and the trait the control routes use |
 //!
 //! # Building the next simulator
@@ -99,6 +99,7 @@ pub mod control;
 pub mod dates;
 pub mod faults;
 pub mod html;
+pub mod json;
 pub mod serve;
 pub mod url;
 

@@ -12,6 +12,7 @@ use super::util::{html_from_text, iso8601, strip_html};
 use super::webhooks::Webhook;
 use super::Config;
 use crate::kit::control::set;
+use crate::kit::json;
 
 pub(crate) const STATUSES: [&str; 6] = ["new", "open", "pending", "hold", "solved", "closed"];
 pub(crate) const PRIORITIES: [&str; 4] = ["urgent", "high", "normal", "low"];
@@ -308,23 +309,17 @@ impl<'a> Fields<'a> {
         let raw: Vec<String> = match self.map.get(key)? {
             Value::Null => Vec::new(),
             Value::String(s) => vec![s.clone()],
-            Value::Array(items) => {
-                let mut out = Vec::new();
-                for item in items {
-                    match item {
-                        Value::String(s) => out.push(s.clone()),
-                        _ => {
-                            d.add(
-                                key,
-                                "InvalidValue",
-                                format!("{}: must be strings", label(key)),
-                            );
-                            return None;
-                        }
-                    }
+            Value::Array(items) => match json::strings(items) {
+                Some(out) => out,
+                None => {
+                    d.add(
+                        key,
+                        "InvalidValue",
+                        format!("{}: must be strings", label(key)),
+                    );
+                    return None;
                 }
-                out
-            }
+            },
             _ => {
                 d.add(
                     key,
