@@ -65,7 +65,7 @@ pub(crate) struct Contact {
     pub mobile: Option<String>,
     pub twitter_id: Option<String>,
     pub unique_external_id: Option<String>,
-    /// Set only through [`super::Simulator::add_contact`]: the API cannot create one, as in
+    /// Set only through [`super::Simulator::add_social_contact`]: the API cannot create one, as in
     /// Freshdesk, where Facebook contacts come from the Facebook channel.
     pub facebook_id: Option<String>,
     pub job_title: Option<String>,

@@ -8,7 +8,7 @@
 //! | [`faults`] | the fault queue and request budget, admitted by [`Faults::admit`] in the vendor's own words ([`VendorErrors`]) |
 //! | [`control`] | the `/_control/*` convention, the routes every simulator has, and the helpdesk agent's routes |
 //! | [`dates`], [`url`] | calendar arithmetic, ISO 8601 and HTTP dates, query strings |
-//! | [`html`], [`json`] | the plain text of an HTML body; string arrays of request bodies |
+//! | [`html`], [`json`](mod@json) | the plain text of an HTML body; string arrays of request bodies |
 //! | [`Base`], [`Simulated`] | the shared state a simulator embeds, and the trait the control routes use |
 //!
 //! # Building the next simulator
@@ -41,6 +41,9 @@
 //!    `impl Simulator { crate::kit::simulator_methods!("mastodon"); … }` writes the methods
 //!    every simulator offers: `serve(addr)`, `faults()`, `advance_clock(by)`, `freeze_clock()`.
 //!    Settings that carry a request budget change through [`Base::update_settings`].
+//!    A helpdesk whose data is one locked store with its settings in it (Zendesk, Freshdesk,
+//!    Salesforce) gets all of this, its `Inner` and its `impl Simulated` from
+//!    `account_simulator!` instead.
 //!
 //! Then a test file in `tests/` drives the simulator through its Rust API and its control API,
 //! and, where the vendor publishes a client, `tests/official_clients.rs` runs it against the
