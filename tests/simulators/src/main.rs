@@ -13,14 +13,14 @@ use std::net::SocketAddr;
 
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Parser};
-use switchboard_simulators::{freshdesk, salesforce, telegram, zendesk};
+use switchboard_simulators::{freshdesk, meta, salesforce, telegram, zendesk};
 use tokio::task::{JoinHandle, JoinSet};
 
 #[derive(Debug, Parser)]
 #[command(
     version,
     about = "In-memory simulators of the Telegram Bot API, the Zendesk Support API and the Freshdesk API",
-    group(ArgGroup::new("simulators").required(true).multiple(true).args(["telegram_addr", "zendesk_addr", "freshdesk_addr", "salesforce_addr"]))
+    group(ArgGroup::new("simulators").required(true).multiple(true).args(["telegram_addr", "zendesk_addr", "freshdesk_addr", "salesforce_addr", "meta_addr"]))
 )]
 struct Args {
     /// Serve the Telegram Bot API simulator here (port 0 picks a free port).
@@ -97,6 +97,11 @@ struct Args {
     /// Rotate refresh tokens on every refresh.
     #[arg(long, env = "SWITCHBOARD_SIM_SALESFORCE_ROTATE_REFRESH_TOKENS")]
     salesforce_rotate_refresh_tokens: bool,
+
+    /// Serve the Meta Graph API simulator (Messenger, Page comments) here (port 0 picks a free
+    /// port).
+    #[arg(long, env = "SWITCHBOARD_SIM_META_ADDR")]
+    meta_addr: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -192,6 +197,17 @@ async fn main() -> anyhow::Result<()> {
             .context("starting the Salesforce simulator")?;
         println!("salesforce simulator listening on http://{bound}");
         servers.push(("salesforce", handle));
+    }
+
+    if let Some(addr) = args.meta_addr {
+        let config = meta::Config::default();
+        tracing::info!(page_id = %config.page_id, app_id = %config.app_id, "meta simulator ready");
+        let (bound, handle) = meta::Simulator::new(config)
+            .serve(addr)
+            .await
+            .context("starting the Meta simulator")?;
+        println!("meta simulator listening on http://{bound}");
+        servers.push(("meta", handle));
     }
 
     // Run until Ctrl-C, or until a server dies (it logged why).

@@ -1,0 +1,541 @@
+//! Meta Graph API simulator: Messenger and Facebook Page comments for one Page.
+//!
+//! A stand-in for `https://graph.facebook.com` that a Meta connector talks to as it would to
+//! Graph: paths with or without a version prefix (`/v23.0/me/messages`), the Page access
+//! token as `access_token` (query or form) or `Authorization: Bearer`/`OAuth`, Graph's error
+//! object on every refusal, and webhooks POSTed to the configured callback exactly as Meta
+//! sends them.
+//!
+//! # What is modelled
+//!
+//! * **Auth and errors**: a missing token is `104`; an unknown or invalidated token is `190`
+//!   (subcode 460 after a password change, 463 when expired), with `WWW-Authenticate`. Every
+//!   error is `{"error":{"message","type","code","error_subcode"?,"fbtrace_id"}}`.
+//! * **Throttling**: the kit's request budget (`/_control/rate-limit`) counts every Graph
+//!   call; over it, the throttling error ([`Config::throttle_code`]: 4, 17, 32, 613 or a BUC
+//!   code) with `is_transient`, and no `Retry-After`: `X-App-Usage` and
+//!   `X-Business-Use-Case-Usage` (with `estimated_time_to_regain_access` in minutes) are on
+//!   every answer instead.
+//! * **Send API** (`POST /me/messages`, `/{page-id}/messages`): `messaging_type` RESPONSE
+//!   or UPDATE inside 24 h of the person's last message; MESSAGE_TAG + HUMAN_AGENT up to
+//!   7 days (when [`Config::human_agent`]); beyond that code 10 / subcode 2018278. 2000
+//!   characters at most; an unknown PSID is 100 / 2018001. Private replies with
+//!   `recipient.comment_id`: one per comment (10900), within 7 days of the comment and never to
+//!   the Page's own comment (10903); they open no window.
+//! * **Conversations API**: `GET /{page-id}/conversations?platform=messenger` (newest first,
+//!   `user_id=` filter), `GET /{conversation-id}?fields=messages{…}`,
+//!   `GET /{conversation-id}/messages`, `GET /{message-id}`, all with cursor paging
+//!   (`paging.cursors.before/after`, `paging.next`/`previous`) and `fields=` selection.
+//! * **Page comments**: `GET /{post-id}/comments` and `/{comment-id}/comments` (cursors,
+//!   `order=chronological|reverse_chronological`, `filter=toplevel|stream`), public replies by
+//!   `POST /{comment-id}/comments` (the Page's own comment, which comes back in `feed`), hiding
+//!   by `POST /{comment-id}` `is_hidden`, `DELETE /{comment-id}`.
+//! * **Handover**: `GET /{page-id}/thread_owner?recipient=`, `POST /{page-id}/pass_thread_control`,
+//!   `/take_thread_control`; while another app owns a thread this app's events arrive under
+//!   `entry[].standby[]`, and a send it makes anyway is recorded with `while_standby`.
+//! * **Webhooks**: the verification handshake (`hub.mode`, `hub.verify_token`,
+//!   `hub.challenge`) when a callback is set, then signed deliveries
+//!   (`X-Hub-Signature-256` over [`meta_json`] bytes), batched (every event of one change
+//!   in one POST, and within [`Config::batch_window`]), retried on failure, duplicated on
+//!   request: `messages`, `message_echoes` (`is_echo`, `app_id`, `metadata`) for this app's,
+//!   the Page inbox's and the other app's sends, `message_deliveries`, `message_reads`,
+//!   `messaging_handovers`, and `feed` comment changes (add/edited/remove/hide/unhide, photo- or
+//!   sticker-only comments without `message`, the Page's own comments).
+//! * **Faults**: `/_control/faults` in Graph's words (an injected rate limit is the throttling
+//!   error with its usage headers).
+//!
+//! Not modelled yet: Instagram, WhatsApp, OAuth token exchange, attachments upload, postbacks,
+//! the 2 calls/s Conversations API limit.
+//!
+//! # Control API (JSON, no auth)
+//!
+//! | Route | Does |
+//! |---|---|
+//! | `POST /_control/messages` `{"psid"?,"name"?,"text"?,"attachments"?,"reply_to"?,"referral"?}` or a list | the customer writes (a list: one webhook POST) → `{"psid","mid","conversation_id"}` (a list for a list) |
+//! | `POST /_control/reads` `{"psid"}` | the customer reads the thread → `message_reads` |
+//! | `POST /_control/inbox/reply` `{"psid","text"}` | an agent answers in the Page inbox → echo with the inbox's `app_id` → `{"mid"}` |
+//! | `POST /_control/other_app/reply` `{"psid","text"}` | the other app answers → echo with its `app_id` |
+//! | `POST /_control/handover/take` `{"psid","metadata"?}` | the other app takes the thread (this app gets `take_thread_control`, then standby) |
+//! | `POST /_control/handover/release` `{"psid","metadata"?}` | the other app passes it back (`pass_thread_control`) |
+//! | `GET /_control/sent` | what this app sent ([`SentMessage`]s) |
+//! | `GET /_control/conversations` | every conversation with its messages and owner |
+//! | `POST /_control/posts` `{"message"}` | the Page posts → `{"post_id"}` |
+//! | `POST /_control/comments` `{"parent_id","psid"?,"name"?,"message"?,"photo"?,"sticker"?}` | the customer comments (or replies) → `{"comment_id","psid"}` |
+//! | `POST /_control/comments/{id}/{edit,remove,hide,unhide}` `{"message"?}` | the matching `feed` verb |
+//! | `POST /_control/webhook` `{"callback_url","verify_token"}` | handshake, then deliveries go there → `{"verified":true}` |
+//! | `DELETE /_control/webhook` | stops deliveries |
+//! | `POST /_control/webhook/duplicate` `{"count"}` | the next `count` payloads are sent twice |
+//! | `GET /_control/webhook_deliveries` | [`WebhookDelivery`] log |
+//! | `POST /_control/token/invalidate` `{"reason"?: "password_changed"\|"expired"}` | the Page token stops working (190) |
+//! | `GET`/`POST /_control/config` | `human_agent`, `auto_delivery`, `throttle_code`, `batch_window_ms`, `subscribed_fields` |
+//! | `/_control/faults`, `/_control/rate-limit`, `/_control/clock…`, `/_control/state` | the kit's, see [`crate::kit::control`] |
+
+mod api;
+mod control;
+mod error;
+mod model;
+mod webhooks;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::kit::control::{ControlError, Patch};
+use crate::kit::{lock, Base, Simulated};
+pub use control::CustomerMessage;
+pub use error::{usage_headers, GraphError};
+pub use model::SentMessage;
+use model::{Event, Store};
+pub use webhooks::{
+    meta_json, sign, verification_url, verify_callback, WebhookDelivery, SIGNATURE_HEADER,
+};
+
+/// The Page inbox's app id as it appears in echoes of replies typed in Meta Business Suite.
+pub const PAGE_INBOX_APP_ID: &str = "263902037430900";
+
+/// Every field a Page subscription can carry that the simulator produces.
+pub const FIELDS: [&str; 6] = [
+    "messages",
+    "message_echoes",
+    "message_deliveries",
+    "message_reads",
+    "messaging_handovers",
+    "feed",
+];
+
+/// The app, the Page and how the simulated Graph behaves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This app (the connector's), in echoes and thread ownership.
+    pub app_id: String,
+    /// The key of `X-Hub-Signature-256`.
+    pub app_secret: String,
+    pub page_id: String,
+    pub page_name: String,
+    /// The Page access token the connector holds.
+    pub page_access_token: String,
+    /// The app the Page inbox sends as ([`PAGE_INBOX_APP_ID`]).
+    pub inbox_app_id: String,
+    /// Another app on the Page that can take conversations over (a chatbot, say).
+    pub other_app_id: String,
+    /// The installation has the Human Agent feature (HUMAN_AGENT tag up to 7 days).
+    pub human_agent: bool,
+    /// Each send is followed by a `message_deliveries` event.
+    pub auto_delivery: bool,
+    /// The code throttled calls get: 4 (app), 17 (user), 32 (Page), 613, or a BUC code.
+    pub throttle_code: u32,
+    /// Events of changes within this window share one webhook POST (zero: one POST per change).
+    pub batch_window: Duration,
+    /// The fields the app subscribed the Page to (`POST /{page-id}/subscribed_apps`).
+    pub subscribed_fields: Vec<String>,
+    /// Redeliveries after a failed webhook POST.
+    pub webhook_max_retries: u32,
+    /// Wait before the first redelivery; later ones wait proportionally longer.
+    pub webhook_retry_delay: Duration,
+    /// Time a callback may take to answer (Meta: 20 s).
+    pub webhook_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            app_id: "1517776481860111".into(),
+            app_secret: "meta-sim-app-secret".into(),
+            page_id: "104857600000001".into(),
+            page_name: "Switchboard Coffee".into(),
+            page_access_token: "EAAGsimPageAccessToken0123456789".into(),
+            inbox_app_id: PAGE_INBOX_APP_ID.into(),
+            other_app_id: "2222222222222222".into(),
+            human_agent: true,
+            auto_delivery: true,
+            throttle_code: 32,
+            batch_window: Duration::ZERO,
+            subscribed_fields: FIELDS.iter().map(|f| (*f).to_owned()).collect(),
+            webhook_max_retries: 3,
+            webhook_retry_delay: Duration::from_millis(50),
+            webhook_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Where deliveries go, once the handshake passed.
+#[derive(Debug, Clone)]
+struct Callback {
+    url: String,
+}
+
+pub(crate) struct Inner {
+    base: Base,
+    store: Mutex<Store>,
+    http: reqwest::Client,
+    callback: Mutex<Option<Callback>>,
+    deliveries: Arc<Mutex<Vec<WebhookDelivery>>>,
+    /// Events waiting for the batch window to close.
+    pending: Mutex<Vec<Event>>,
+    flush_scheduled: AtomicBool,
+    /// Payload indexes (into `deliveries`) for the delivery worker, in order.
+    queue: OnceLock<mpsc::UnboundedSender<usize>>,
+    sequence: AtomicU64,
+}
+
+/// An in-memory Page behind a Graph API router. Cloning shares the Page.
+#[derive(Clone)]
+pub struct Simulator {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("meta::Simulator").finish_non_exhaustive()
+    }
+}
+
+impl Default for Simulator {
+    fn default() -> Self {
+        Self::new(Config::default())
+    }
+}
+
+impl Simulator {
+    pub fn new(config: Config) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                base: Base::default(),
+                store: Mutex::new(Store::new(config)),
+                http: reqwest::Client::builder()
+                    .no_proxy()
+                    .build()
+                    .unwrap_or_default(),
+                callback: Mutex::new(None),
+                deliveries: Arc::default(),
+                pending: Mutex::new(Vec::new()),
+                flush_scheduled: AtomicBool::new(false),
+                queue: OnceLock::new(),
+                sequence: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The Graph routes plus the `/_control/*` routes.
+    pub fn router(&self) -> axum::Router {
+        api::router(self.clone())
+    }
+
+    crate::kit::simulator_methods!("meta");
+
+    /// A copy of the settings.
+    pub fn config(&self) -> Config {
+        self.store().config.clone()
+    }
+
+    /// Changes settings at runtime.
+    pub fn update_config(&self, change: impl FnOnce(&mut Config)) {
+        change(&mut self.store().config);
+    }
+
+    /// Runs the verification handshake against `callback_url` and, when it passes, sends
+    /// webhooks there from now on.
+    pub async fn set_callback(&self, callback_url: &str, verify_token: &str) -> Result<(), String> {
+        let challenge =
+            (1_158_201_444 + self.inner.sequence.fetch_add(7919, Ordering::Relaxed)).to_string();
+        verify_callback(&self.inner.http, callback_url, verify_token, &challenge).await?;
+        *lock(&self.inner.callback) = Some(Callback {
+            url: callback_url.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Stops webhook deliveries.
+    pub fn clear_callback(&self) {
+        *lock(&self.inner.callback) = None;
+    }
+
+    /// The webhook POSTs so far, oldest first.
+    pub fn webhook_deliveries(&self) -> Vec<WebhookDelivery> {
+        lock(&self.inner.deliveries).clone()
+    }
+
+    /// What this app sent through the Send API, oldest first.
+    pub fn sent_messages(&self) -> Vec<SentMessage> {
+        self.store().sent.clone()
+    }
+
+    // ----- internals ------------------------------------------------------------------------
+
+    fn store(&self) -> MutexGuard<'_, Store> {
+        lock(&self.inner.store)
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.inner.base.clock.now_ms()
+    }
+
+    /// Runs a change under the lock, then hands the events it produced to delivery.
+    fn mutate<T>(&self, change: impl FnOnce(&mut Store, i64) -> T) -> T {
+        let now_ms = self.now_ms();
+        let (result, events, fields, window) = {
+            let mut store = self.store();
+            let result = change(&mut store, now_ms);
+            let events = std::mem::take(&mut store.outbox);
+            (
+                result,
+                events,
+                store.config.subscribed_fields.clone(),
+                store.config.batch_window,
+            )
+        };
+        let events: Vec<Event> = events
+            .into_iter()
+            .filter(|e| fields.iter().any(|f| f == e.field()))
+            .collect();
+        if events.is_empty() || lock(&self.inner.callback).is_none() {
+            return result;
+        }
+        lock(&self.inner.pending).extend(events);
+        if window.is_zero() {
+            self.flush();
+        } else if !self.inner.flush_scheduled.swap(true, Ordering::AcqRel) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    let sim = self.clone();
+                    runtime.spawn(async move {
+                        tokio::time::sleep(window).await;
+                        sim.inner.flush_scheduled.store(false, Ordering::Release);
+                        sim.flush();
+                    });
+                }
+                Err(_) => {
+                    self.inner.flush_scheduled.store(false, Ordering::Release);
+                    self.flush();
+                }
+            }
+        }
+        result
+    }
+
+    /// Turns the pending events into one signed payload and queues it (twice when a
+    /// duplicate was asked for).
+    fn flush(&self) {
+        let events = std::mem::take(&mut *lock(&self.inner.pending));
+        if events.is_empty() {
+            return;
+        }
+        let (page_id, secret, copies, policy) = {
+            let mut store = self.store();
+            let copies = if store.duplicates_pending > 0 {
+                store.duplicates_pending -= 1;
+                2
+            } else {
+                1
+            };
+            let c = &store.config;
+            let policy = webhooks::RetryPolicy {
+                max_retries: c.webhook_max_retries,
+                delay: c.webhook_retry_delay,
+                timeout: c.webhook_timeout,
+            };
+            (c.page_id.clone(), c.app_secret.clone(), copies, policy)
+        };
+        let payload = payload(&page_id, &events, self.now_ms());
+        let body = meta_json(&payload);
+        let signature = sign(&secret, body.as_bytes());
+        let Some(sender) = self.queue(policy) else {
+            tracing::warn!("no tokio runtime: a meta webhook payload was dropped");
+            return;
+        };
+        for copy in 0..copies {
+            let index = {
+                let mut log = lock(&self.inner.deliveries);
+                log.push(WebhookDelivery {
+                    id: self.inner.sequence.fetch_add(1, Ordering::Relaxed),
+                    object: "page".into(),
+                    body: body.clone(),
+                    signature: signature.clone(),
+                    attempts: 0,
+                    last_status: None,
+                    delivered: false,
+                    duplicate: copy > 0,
+                });
+                log.len() - 1
+            };
+            let _ = sender.send(index);
+        }
+    }
+
+    /// The delivery worker's queue, started on first use: payloads go out one at a time, in
+    /// order, each retried before the next.
+    fn queue(&self, policy: webhooks::RetryPolicy) -> Option<mpsc::UnboundedSender<usize>> {
+        if let Some(sender) = self.inner.queue.get() {
+            return Some(sender.clone());
+        }
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let (sender, mut receiver) = mpsc::unbounded_channel::<usize>();
+        if self.inner.queue.set(sender).is_ok() {
+            let inner = Arc::downgrade(&self.inner);
+            runtime.spawn(async move {
+                while let Some(index) = receiver.recv().await {
+                    let Some(inner) = inner.upgrade() else {
+                        return;
+                    };
+                    let callback = lock(&inner.callback).clone();
+                    let Some(callback) = callback else {
+                        continue;
+                    };
+                    let (http, log) = (inner.http.clone(), inner.deliveries.clone());
+                    drop(inner);
+                    webhooks::deliver(http, callback.url, log, index, policy).await;
+                }
+            });
+        }
+        self.inner.queue.get().cloned()
+    }
+}
+
+/// `{"object":"page","entry":[…]}`: each run of events of one kind (messaging, standby,
+/// changes) becomes one entry.
+fn payload(page_id: &str, events: &[Event], now_ms: i64) -> Value {
+    let mut entries: Vec<Value> = Vec::new();
+    let mut current: Option<(&'static str, Vec<Value>)> = None;
+    let close = |entries: &mut Vec<Value>, run: Option<(&'static str, Vec<Value>)>| {
+        if let Some((key, items)) = run {
+            // Messaging entries carry milliseconds, change entries seconds, as Meta's do.
+            let time = if key == "changes" {
+                now_ms.div_euclid(1000)
+            } else {
+                now_ms
+            };
+            entries.push(json!({"id": page_id, "time": time, key: items}));
+        }
+    };
+    for event in events {
+        let (key, item) = match event {
+            Event::Messaging {
+                standby: false,
+                item,
+                ..
+            } => ("messaging", item.clone()),
+            Event::Messaging {
+                standby: true,
+                item,
+                ..
+            } => ("standby", item.clone()),
+            Event::Change { field, value } => ("changes", json!({"field": field, "value": value})),
+        };
+        match &mut current {
+            Some((k, items)) if *k == key => items.push(item),
+            _ => {
+                close(&mut entries, current.take());
+                current = Some((key, vec![item]));
+            }
+        }
+    }
+    close(&mut entries, current);
+    json!({"object": "page", "entry": entries})
+}
+
+impl Simulated for Simulator {
+    fn base(&self) -> &Base {
+        &self.inner.base
+    }
+
+    fn control_state(&self) -> Value {
+        let store = self.store();
+        let deliveries = lock(&self.inner.deliveries);
+        json!({
+            "users": store.users.len(),
+            "conversations": store.conversations.len(),
+            "posts": store.posts.len(),
+            "comments": store.comments.len(),
+            "sent": store.sent.len(),
+            "sent_while_standby": store.sent.iter().filter(|s| s.while_standby).count(),
+            "webhook_deliveries": deliveries.len(),
+            "webhook_undelivered": deliveries.iter().filter(|d| !d.delivered).count(),
+            "callback": lock(&self.inner.callback).as_ref().map(|c| c.url.clone()),
+        })
+    }
+
+    fn control_config(&self) -> Value {
+        let c = &self.store().config;
+        json!({
+            "human_agent": c.human_agent,
+            "auto_delivery": c.auto_delivery,
+            "throttle_code": c.throttle_code,
+            "batch_window_ms": u64::try_from(c.batch_window.as_millis()).unwrap_or(u64::MAX),
+            "subscribed_fields": c.subscribed_fields,
+        })
+    }
+
+    fn patch_config(&self, patch: &Patch) -> Result<(), ControlError> {
+        let human_agent = patch.flag("human_agent")?;
+        let auto_delivery = patch.flag("auto_delivery")?;
+        let throttle_code = patch.number("throttle_code")?;
+        let window = patch.number("batch_window_ms")?;
+        let fields = patch.strings("subscribed_fields")?;
+        let mut store = self.store();
+        let c = &mut store.config;
+        if let Some(v) = human_agent {
+            c.human_agent = v;
+        }
+        if let Some(v) = auto_delivery {
+            c.auto_delivery = v;
+        }
+        if let Some(v) = throttle_code {
+            c.throttle_code = u32::try_from(v).unwrap_or(u32::MAX);
+        }
+        if let Some(ms) = window {
+            c.batch_window = Duration::from_millis(ms);
+        }
+        if let Some(v) = fields {
+            c.subscribed_fields = v;
+        }
+        Ok(())
+    }
+}
+
+impl From<GraphError> for ControlError {
+    fn from(e: GraphError) -> Self {
+        ControlError::vendor(e.status, Some(e.body()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_of_one_kind_share_an_entry() {
+        let item = |n: i64| json!({"n": n});
+        let events = vec![
+            Event::Messaging {
+                field: "messages",
+                standby: false,
+                item: item(1),
+            },
+            Event::Messaging {
+                field: "message_echoes",
+                standby: false,
+                item: item(2),
+            },
+            Event::Messaging {
+                field: "messages",
+                standby: true,
+                item: item(3),
+            },
+            Event::Change {
+                field: "feed",
+                value: item(4),
+            },
+        ];
+        let p = payload("9", &events, 5_000);
+        let entries = p["entry"].as_array().expect("entries");
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0]["messaging"].as_array().map(Vec::len), Some(2));
+        assert_eq!(entries[0]["time"], 5_000);
+        assert_eq!(entries[1]["standby"][0]["n"], 3);
+        assert_eq!(entries[2]["changes"][0]["field"], "feed");
+        assert_eq!(entries[2]["time"], 5);
+    }
+}
