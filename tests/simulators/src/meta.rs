@@ -1,4 +1,5 @@
-//! Meta Graph API simulator: Messenger and Facebook Page comments for one Page.
+//! Meta Graph API simulator: Messenger and Facebook Page comments for one Page, and the
+//! WhatsApp Cloud API for one business number.
 //!
 //! A stand-in for `https://graph.facebook.com` that a Meta connector talks to as it would to
 //! Graph: paths with or without a version prefix (`/v23.0/me/messages`), the Page access
@@ -44,8 +45,20 @@
 //! * **Faults**: `/_control/faults` in Graph's words (an injected rate limit is the throttling
 //!   error with its usage headers).
 //!
-//! Not modelled yet: Instagram, WhatsApp, OAuth token exchange, attachments upload, postbacks,
-//! the 2 calls/s Conversations API limit.
+//! * **WhatsApp Cloud API** (one business number, [`Config::phone_number_id`]):
+//!   inbound messages as `whatsapp_business_account` webhooks with `contacts[]` carrying
+//!   `wa_id` and the business-scoped `user_id` (the phone can be withheld), any message type;
+//!   `POST /{phone-number-id}/messages` for text (4096 characters), approved templates
+//!   (132001 otherwise) and read receipts, answering `contacts[].wa_id` and a `wamid`; the
+//!   24-hour customer-service window from the last inbound message, outside which a free-form
+//!   message is accepted and then fails with status `failed` / 131047; statuses sent and
+//!   delivered (or delivered, sent, delivered with `whatsapp_shuffle_statuses`), any sequence
+//!   through the control API; the pair rate limit (131056) and throughput (130429 from the
+//!   budget); errors with `error_data`.
+//!
+//! Not modelled yet: Instagram, OAuth token exchange, attachment upload, postbacks, the
+//! 2 calls/s Conversations API limit, WhatsApp's 7-day retry horizon (retries follow the
+//! Page settings), media download.
 //!
 //! # Control API (JSON, no auth)
 //!
@@ -67,7 +80,10 @@
 //! | `POST /_control/webhook/duplicate` `{"count"}` | the next `count` payloads are sent twice |
 //! | `GET /_control/webhook_deliveries` | [`WebhookDelivery`] log |
 //! | `POST /_control/token/invalidate` `{"reason"?: "password_changed"\|"expired"}` | the Page token stops working (190) |
-//! | `GET`/`POST /_control/config` | `human_agent`, `auto_delivery`, `throttle_code`, `batch_window_ms`, `subscribed_fields` |
+//! | `POST /_control/whatsapp/messages` `{"wa_id"?,"user_id"?,"name"?,"text"?,"message"?,"hide_phone"?,"referral"?}` | a WhatsApp customer writes → `{"id","user_id","wa_id"}` |
+//! | `POST /_control/whatsapp/statuses` `{"id","statuses":["read","delivered",…]}` | status callbacks for a sent message, in that order (duplicates allowed) |
+//! | `GET /_control/whatsapp/sent` | what the business sent on WhatsApp ([`WhatsAppSent`]s) |
+//! | `GET`/`POST /_control/config` | `human_agent`, `auto_delivery`, `throttle_code`, `batch_window_ms`, `subscribed_fields`, `whatsapp_shuffle_statuses`, `whatsapp_pair_interval_ms`, `whatsapp_templates` |
 //! | `/_control/faults`, `/_control/rate-limit`, `/_control/clock…`, `/_control/state` | the kit's, see [`crate::kit::control`] |
 
 mod api;
@@ -75,6 +91,7 @@ mod control;
 mod error;
 mod model;
 mod webhooks;
+mod whatsapp;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -92,6 +109,7 @@ use model::{Event, Store};
 pub use webhooks::{
     meta_json, sign, verification_url, verify_callback, WebhookDelivery, SIGNATURE_HEADER,
 };
+pub use whatsapp::{WhatsAppInbound, WhatsAppSent};
 
 /// The Page inbox's app id as it appears in echoes of replies typed in Meta Business Suite.
 pub const PAGE_INBOX_APP_ID: &str = "263902037430900";
@@ -137,6 +155,19 @@ pub struct Config {
     pub webhook_retry_delay: Duration,
     /// Time a callback may take to answer (Meta: 20 s).
     pub webhook_timeout: Duration,
+    /// The WhatsApp Business Account (`entry[].id` of WhatsApp webhooks).
+    pub waba_id: String,
+    /// The business phone number's id (`POST /{phone-number-id}/messages`).
+    pub phone_number_id: String,
+    pub display_phone_number: String,
+    /// The system-user token for WhatsApp (the Page token is accepted too).
+    pub whatsapp_access_token: String,
+    /// Approved template names.
+    pub whatsapp_templates: Vec<String>,
+    /// Least time between two messages to one person (Meta: about 6 s); `None`: no limit.
+    pub whatsapp_pair_interval: Option<Duration>,
+    /// Report statuses out of order and duplicated (delivered, sent, delivered).
+    pub whatsapp_shuffle_statuses: bool,
 }
 
 impl Default for Config {
@@ -157,6 +188,13 @@ impl Default for Config {
             webhook_max_retries: 3,
             webhook_retry_delay: Duration::from_millis(50),
             webhook_timeout: Duration::from_secs(20),
+            waba_id: "102290129340398".into(),
+            phone_number_id: "106540352242922".into(),
+            display_phone_number: "15550783881".into(),
+            whatsapp_access_token: "EAAGsimWhatsAppSystemUserToken0123".into(),
+            whatsapp_templates: vec!["hello_world".into()],
+            whatsapp_pair_interval: None,
+            whatsapp_shuffle_statuses: false,
         }
     }
 }
@@ -289,7 +327,9 @@ impl Simulator {
         };
         let events: Vec<Event> = events
             .into_iter()
-            .filter(|e| fields.iter().any(|f| f == e.field()))
+            .filter(|e| {
+                matches!(e, Event::WhatsApp { .. }) || fields.iter().any(|f| f == e.field())
+            })
             .collect();
         if events.is_empty() || lock(&self.inner.callback).is_none() {
             return result;
@@ -323,7 +363,7 @@ impl Simulator {
         if events.is_empty() {
             return;
         }
-        let (page_id, secret, copies, policy) = {
+        let (page_id, waba_id, secret, copies, policy) = {
             let mut store = self.store();
             let copies = if store.duplicates_pending > 0 {
                 store.duplicates_pending -= 1;
@@ -337,31 +377,52 @@ impl Simulator {
                 delay: c.webhook_retry_delay,
                 timeout: c.webhook_timeout,
             };
-            (c.page_id.clone(), c.app_secret.clone(), copies, policy)
+            (
+                c.page_id.clone(),
+                c.waba_id.clone(),
+                c.app_secret.clone(),
+                copies,
+                policy,
+            )
         };
-        let payload = payload(&page_id, &events, self.now_ms());
-        let body = meta_json(&payload);
-        let signature = sign(&secret, body.as_bytes());
+        let (whatsapp, page): (Vec<Event>, Vec<Event>) = events
+            .into_iter()
+            .partition(|e| matches!(e, Event::WhatsApp { .. }));
+        let now_ms = self.now_ms();
+        let mut payloads = Vec::new();
+        if !page.is_empty() {
+            payloads.push(("page", payload(&page_id, &page, now_ms)));
+        }
+        if !whatsapp.is_empty() {
+            payloads.push((
+                "whatsapp_business_account",
+                whatsapp_payload(&waba_id, &whatsapp),
+            ));
+        }
         let Some(sender) = self.queue(policy) else {
             tracing::warn!("no tokio runtime: a meta webhook payload was dropped");
             return;
         };
-        for copy in 0..copies {
-            let index = {
-                let mut log = lock(&self.inner.deliveries);
-                log.push(WebhookDelivery {
-                    id: self.inner.sequence.fetch_add(1, Ordering::Relaxed),
-                    object: "page".into(),
-                    body: body.clone(),
-                    signature: signature.clone(),
-                    attempts: 0,
-                    last_status: None,
-                    delivered: false,
-                    duplicate: copy > 0,
-                });
-                log.len() - 1
-            };
-            let _ = sender.send(index);
+        for (object, payload) in payloads {
+            let body = meta_json(&payload);
+            let signature = sign(&secret, body.as_bytes());
+            for copy in 0..copies {
+                let index = {
+                    let mut log = lock(&self.inner.deliveries);
+                    log.push(WebhookDelivery {
+                        id: self.inner.sequence.fetch_add(1, Ordering::Relaxed),
+                        object: object.into(),
+                        body: body.clone(),
+                        signature: signature.clone(),
+                        attempts: 0,
+                        last_status: None,
+                        delivered: false,
+                        duplicate: copy > 0,
+                    });
+                    log.len() - 1
+                };
+                let _ = sender.send(index);
+            }
         }
     }
 
@@ -423,6 +484,7 @@ fn payload(page_id: &str, events: &[Event], now_ms: i64) -> Value {
                 ..
             } => ("standby", item.clone()),
             Event::Change { field, value } => ("changes", json!({"field": field, "value": value})),
+            Event::WhatsApp { value } => ("changes", json!({"field": "messages", "value": value})),
         };
         match &mut current {
             Some((k, items)) if *k == key => items.push(item),
@@ -434,6 +496,18 @@ fn payload(page_id: &str, events: &[Event], now_ms: i64) -> Value {
     }
     close(&mut entries, current);
     json!({"object": "page", "entry": entries})
+}
+
+/// `{"object":"whatsapp_business_account","entry":[{"id":<WABA>,"changes":[…]}]}`.
+fn whatsapp_payload(waba_id: &str, events: &[Event]) -> Value {
+    let changes: Vec<Value> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::WhatsApp { value } => Some(json!({"field": "messages", "value": value})),
+            _ => None,
+        })
+        .collect();
+    json!({"object": "whatsapp_business_account", "entry": [{"id": waba_id, "changes": changes}]})
 }
 
 impl Simulated for Simulator {
@@ -465,6 +539,10 @@ impl Simulated for Simulator {
             "throttle_code": c.throttle_code,
             "batch_window_ms": u64::try_from(c.batch_window.as_millis()).unwrap_or(u64::MAX),
             "subscribed_fields": c.subscribed_fields,
+            "whatsapp_shuffle_statuses": c.whatsapp_shuffle_statuses,
+            "whatsapp_pair_interval_ms": c.whatsapp_pair_interval
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            "whatsapp_templates": c.whatsapp_templates,
         })
     }
 
@@ -474,6 +552,9 @@ impl Simulated for Simulator {
         let throttle_code = patch.number("throttle_code")?;
         let window = patch.number("batch_window_ms")?;
         let fields = patch.strings("subscribed_fields")?;
+        let shuffle = patch.flag("whatsapp_shuffle_statuses")?;
+        let pair = patch.nullable("whatsapp_pair_interval_ms")?;
+        let templates = patch.strings("whatsapp_templates")?;
         let mut store = self.store();
         let c = &mut store.config;
         if let Some(v) = human_agent {
@@ -490,6 +571,15 @@ impl Simulated for Simulator {
         }
         if let Some(v) = fields {
             c.subscribed_fields = v;
+        }
+        if let Some(v) = shuffle {
+            c.whatsapp_shuffle_statuses = v;
+        }
+        if let Some(v) = pair {
+            c.whatsapp_pair_interval = v.map(Duration::from_millis);
+        }
+        if let Some(v) = templates {
+            c.whatsapp_templates = v;
         }
         Ok(())
     }

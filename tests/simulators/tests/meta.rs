@@ -908,3 +908,190 @@ async fn private_replies_are_once_per_comment_within_7_days() {
     let sent = h.sim.sent_messages();
     assert_eq!(sent[0].comment_id.as_deref(), Some(comment_id.as_str()));
 }
+
+// ----- step 5: WhatsApp Cloud API ---------------------------------------------------------------
+
+async fn wa_send(h: &Harness, to: &str, body: &str) -> (StatusCode, Value) {
+    let path = format!("{}/messages", h.config.phone_number_id);
+    let url = format!("{}/v23.0/{path}", h.base);
+    let response = h
+        .http
+        .post(url)
+        .bearer_auth(&h.config.whatsapp_access_token)
+        .json(
+            &json!({"messaging_product": "whatsapp", "recipient_type": "individual",
+            "to": to, "type": "text", "text": {"body": body}}),
+        )
+        .send()
+        .await
+        .expect("request");
+    let (status, _, body) = read(response).await;
+    (status, body)
+}
+
+/// Every status callback received so far, in arrival order: (wamid, status, error code).
+fn wa_statuses(posts: &[(String, String, Value)]) -> Vec<(String, String, Option<u64>)> {
+    posts
+        .iter()
+        .filter(|p| p.2["object"] == "whatsapp_business_account")
+        .flat_map(|p| {
+            p.2["entry"][0]["changes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .flat_map(|c| {
+            c["value"]["statuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap_or_default().to_owned(),
+                s["status"].as_str().unwrap_or_default().to_owned(),
+                s["errors"][0]["code"].as_u64(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn whatsapp_inbound_carries_contacts_with_wa_id_and_user_id_signed_like_the_rest() {
+    let h = Harness::subscribed().await;
+    let (status, body) = h
+        .control(
+            "whatsapp/messages",
+            json!({"wa_id": "16505551234", "name": "Sheena", "text": "注文が届きません"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let user_id = body["user_id"].as_str().expect("user_id").to_owned();
+    assert!(user_id.starts_with("US."));
+    let posts = h.posts(1).await;
+    let (raw, signature, value) = &posts[0];
+    assert_eq!(signature, &meta::sign(&h.config.app_secret, raw.as_bytes()));
+    assert!(raw.is_ascii());
+    assert_eq!(value["object"], "whatsapp_business_account");
+    assert_eq!(value["entry"][0]["id"], h.config.waba_id);
+    let change = &value["entry"][0]["changes"][0];
+    assert_eq!(change["field"], "messages");
+    let v = &change["value"];
+    assert_eq!(v["metadata"]["phone_number_id"], h.config.phone_number_id);
+    assert_eq!(v["contacts"][0]["wa_id"], "16505551234");
+    assert_eq!(v["contacts"][0]["user_id"], user_id);
+    let message = &v["messages"][0];
+    assert_eq!(message["from"], "16505551234");
+    assert_eq!(message["type"], "text");
+    assert_eq!(message["text"]["body"], "注文が届きません");
+    assert!(message["timestamp"].is_string(), "timestamps are strings");
+    assert!(message["id"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("wamid.")));
+
+    // The same person without a phone number in a later webhook.
+    h.control(
+        "whatsapp/messages",
+        json!({"user_id": user_id, "text": "again", "hide_phone": true}),
+    )
+    .await;
+    let posts = h.posts(2).await;
+    let v = &posts[1].2["entry"][0]["changes"][0]["value"];
+    assert!(v["contacts"][0].get("wa_id").is_none());
+    assert_eq!(v["contacts"][0]["user_id"], user_id);
+}
+
+#[tokio::test]
+async fn whatsapp_sends_inside_the_window_report_statuses_and_131047_outside() {
+    let h = Harness::subscribed().await;
+    h.control(
+        "whatsapp/messages",
+        json!({"wa_id": "16505550001", "text": "hi"}),
+    )
+    .await;
+    h.posts(1).await;
+    let (status, body) = wa_send(&h, "16505550001", "hello").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["messaging_product"], "whatsapp");
+    assert_eq!(body["contacts"][0]["wa_id"], "16505550001");
+    let wamid = body["messages"][0]["id"].as_str().expect("id").to_owned();
+    let posts = h.posts(2).await;
+    let statuses = wa_statuses(&posts);
+    assert_eq!(
+        statuses,
+        vec![
+            (wamid.clone(), "sent".into(), None),
+            (wamid.clone(), "delivered".into(), None)
+        ]
+    );
+
+    // Read arrives before a repeated delivered: out of order and duplicated, on request.
+    let (status, _) = h
+        .control(
+            "whatsapp/statuses",
+            json!({"id": wamid, "statuses": ["read", "delivered", "delivered"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let posts = h.posts(3).await;
+    let tail: Vec<String> = wa_statuses(&posts)[2..]
+        .iter()
+        .map(|s| s.1.clone())
+        .collect();
+    assert_eq!(tail, ["read", "delivered", "delivered"]);
+
+    h.advance(DAY + 1);
+    let (status, body) = wa_send(&h, "16505550001", "late").await;
+    assert_eq!(status, StatusCode::OK, "accepted, then failed: {body}");
+    let late = body["messages"][0]["id"].as_str().expect("id").to_owned();
+    let posts = h.posts(4).await;
+    assert_eq!(
+        wa_statuses(&posts).last(),
+        Some(&(late, "failed".into(), Some(131_047)))
+    );
+
+    // A template goes out anyway; an unknown one is refused.
+    let template = |name: &str| {
+        json!({"messaging_product": "whatsapp", "to": "16505550001", "type": "template",
+            "template": {"name": name, "language": {"code": "en_US"}}})
+    };
+    let (status, _, _) = h
+        .graph_post(
+            &format!("{}/messages", h.config.phone_number_id),
+            template("hello_world"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = h
+        .graph_post(
+            &format!("{}/messages", h.config.phone_number_id),
+            template("nope"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body).0, 132_001);
+    assert_eq!(body["error"]["error_data"]["messaging_product"], "whatsapp");
+    let sent = h.sim.whatsapp_sent();
+    assert_eq!(sent.len(), 3);
+    assert_eq!(sent[1].status, "failed");
+}
+
+#[tokio::test]
+async fn whatsapp_throttling_is_130429_and_131056() {
+    let h = Harness::new().await;
+    let (_, body) = h.control("whatsapp/messages", json!({"text": "hi"})).await;
+    let user_id = body["user_id"].as_str().expect("user").to_owned();
+    h.control("config", json!({"whatsapp_pair_interval_ms": 6000}))
+        .await;
+    let (status, _) = wa_send(&h, &user_id, "one").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = wa_send(&h, &user_id, "two").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body).0, 131_056);
+    h.advance(6);
+    h.control("rate-limit", json!({"limit": 1})).await;
+    let (status, _) = wa_send(&h, &user_id, "three").await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = wa_send(&h, &user_id, "four").await;
+    assert_eq!(error_code(&body).0, 130_429);
+}

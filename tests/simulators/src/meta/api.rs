@@ -99,7 +99,11 @@ async fn graph(
 ) -> Response {
     let (page_id, throttle_code) = {
         let store = sim.store();
-        (store.config.page_id.clone(), store.config.throttle_code)
+        let c = &store.config;
+        // The business number's throughput limit is WhatsApp's own code.
+        let whatsapp = segments(uri.path()).first() == Some(&c.phone_number_id);
+        let code = if whatsapp { 130_429 } else { c.throttle_code };
+        (c.page_id.clone(), code)
     };
     let vendor = Graph {
         page_id: page_id.clone(),
@@ -158,7 +162,8 @@ fn check_token(sim: &Simulator, params: &Params, headers: &HeaderMap) -> Result<
         return Err(GraphError::token_required());
     };
     let store = sim.store();
-    if token != store.config.page_access_token {
+    let c = &store.config;
+    if token != c.page_access_token && token != c.whatsapp_access_token {
         return Err(GraphError::invalid_token(
             None,
             "Invalid OAuth access token - Cannot parse access token",
@@ -215,9 +220,27 @@ impl Request {
 
 fn route(sim: &Simulator, r: &Request) -> Result<Value, GraphError> {
     let segs: Vec<&str> = r.segments.iter().map(String::as_str).collect();
-    let page_id = sim.store().config.page_id.clone();
+    let (page_id, phone_id) = {
+        let store = sim.store();
+        (
+            store.config.page_id.clone(),
+            store.config.phone_number_id.clone(),
+        )
+    };
     let is_page = |id: &str| id == "me" || id == page_id;
     match (&r.method, segs.as_slice()) {
+        (&Method::POST, [id, "messages"]) if *id == phone_id => {
+            sim.mutate(|store, now| store.wa_send(&r.params, now))
+        }
+        (&Method::GET, [id]) if *id == phone_id => {
+            let store = sim.store();
+            Ok(json!({
+                "verified_name": store.config.page_name,
+                "display_phone_number": store.config.display_phone_number,
+                "id": store.config.phone_number_id,
+                "quality_rating": "GREEN",
+            }))
+        }
         (&Method::GET, [id]) if is_page(id) => {
             let store = sim.store();
             Ok(json!({"id": store.config.page_id, "name": store.config.page_name}))

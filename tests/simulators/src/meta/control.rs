@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::model::graph_time;
+use super::whatsapp::{WhatsAppInbound, WhatsAppSent};
 use super::Simulator;
 use crate::kit::control::{json_body, ControlError};
 use crate::kit::lock;
@@ -31,6 +32,9 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/_control/webhook/duplicate", post(duplicate))
         .route("/_control/webhook_deliveries", get(deliveries))
         .route("/_control/token/invalidate", post(invalidate_token))
+        .route("/_control/whatsapp/messages", post(whatsapp_message))
+        .route("/_control/whatsapp/statuses", post(whatsapp_statuses))
+        .route("/_control/whatsapp/sent", get(whatsapp_sent))
 }
 
 /// A message from the customer.
@@ -388,4 +392,48 @@ async fn invalidate_token(
     };
     sim.store().token_revoked = Some((revoked.0, revoked.1.to_owned()));
     Ok(StatusCode::NO_CONTENT)
+}
+
+impl Simulator {
+    /// A WhatsApp customer writes to the business number. Returns `(wamid, user_id, wa_id)`.
+    pub fn whatsapp_inbound(&self, message: WhatsAppInbound) -> (String, String, Option<String>) {
+        self.mutate(|store, now| store.wa_inbound(message, now))
+    }
+
+    /// What the business sent on WhatsApp, oldest first.
+    pub fn whatsapp_sent(&self) -> Vec<WhatsAppSent> {
+        self.store().whatsapp.sent.clone()
+    }
+}
+
+async fn whatsapp_message(
+    State(sim): State<Simulator>,
+    body: Bytes,
+) -> Result<Json<Value>, ControlError> {
+    let m: WhatsAppInbound = json_body(&body)?;
+    if m.text.is_none() && m.message.is_none() {
+        return Err(ControlError::bad_request("a message needs text or message"));
+    }
+    let (id, user_id, wa_id) = sim.whatsapp_inbound(m);
+    Ok(Json(json!({"id": id, "user_id": user_id, "wa_id": wa_id})))
+}
+
+#[derive(Deserialize)]
+struct Statuses {
+    id: String,
+    statuses: Vec<String>,
+}
+
+async fn whatsapp_statuses(
+    State(sim): State<Simulator>,
+    body: Bytes,
+) -> Result<StatusCode, ControlError> {
+    let s: Statuses = json_body(&body)?;
+    sim.mutate(|store, now| store.wa_control_statuses(&s.id, &s.statuses, now))
+        .map_err(ControlError::not_found)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn whatsapp_sent(State(sim): State<Simulator>) -> Json<Value> {
+    Json(json!({"sent": sim.whatsapp_sent()}))
 }

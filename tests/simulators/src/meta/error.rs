@@ -23,6 +23,8 @@ pub struct GraphError {
     pub transient: bool,
     /// Extra headers (usage headers on throttling, `WWW-Authenticate` on token errors).
     pub headers: Vec<(&'static str, String)>,
+    /// WhatsApp's `error_data` (`messaging_product`, `details`).
+    pub error_data: Option<Value>,
 }
 
 static TRACE: AtomicU64 = AtomicU64::new(0x5EED_F00D);
@@ -52,6 +54,7 @@ impl GraphError {
             message: message.into(),
             transient: false,
             headers: Vec::new(),
+            error_data: None,
         }
     }
 
@@ -115,6 +118,7 @@ impl GraphError {
             613 => "(#613) Calls to this api have exceeded the rate limit.",
             80001 => "(#80001) There have been too many calls to this Page account. Wait a bit and try again. For more info, please refer to https://developers.facebook.com/docs/graph-api/overview/rate-limiting.",
             80006 => "(#80006) There have been too many messenger api calls to this Page account. Wait a bit and try again. For more info, please refer to https://developers.facebook.com/docs/graph-api/overview/rate-limiting.",
+            130_429 => "(#130429) Rate limit hit",
             _ => "Calls to this api have exceeded the rate limit.",
         };
         let mut error = Self::new(code, None, message);
@@ -152,6 +156,9 @@ impl GraphError {
         }
         if self.transient {
             error["is_transient"] = json!(true);
+        }
+        if let Some(data) = &self.error_data {
+            error["error_data"] = data.clone();
         }
         error["fbtrace_id"] = json!(fbtrace_id());
         json!({ "error": error })

@@ -85,12 +85,15 @@ pub(crate) enum Event {
     },
     /// An item of `entry[].changes[]`.
     Change { field: &'static str, value: Value },
+    /// A WhatsApp `messages` change of the business account.
+    WhatsApp { value: Value },
 }
 
 impl Event {
     pub fn field(&self) -> &'static str {
         match self {
             Event::Messaging { field, .. } | Event::Change { field, .. } => field,
+            Event::WhatsApp { .. } => "messages",
         }
     }
 }
@@ -151,6 +154,7 @@ pub(crate) struct Store {
     pub token_revoked: Option<(u32, String)>,
     /// Payloads still to be sent twice.
     pub duplicates_pending: u32,
+    pub whatsapp: super::whatsapp::WhatsApp,
 }
 
 impl Store {
@@ -166,6 +170,7 @@ impl Store {
             sent: Vec::new(),
             token_revoked: None,
             duplicates_pending: 0,
+            whatsapp: super::whatsapp::WhatsApp::default(),
         }
     }
 
