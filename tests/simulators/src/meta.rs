@@ -1,5 +1,6 @@
-//! Meta Graph API simulator: Messenger and Facebook Page comments for one Page, and the
-//! WhatsApp Cloud API for one business number.
+//! Meta Graph API simulator: Messenger and Facebook Page comments for one Page, Instagram
+//! messaging and comments for one professional account, and the WhatsApp Cloud API for one
+//! business number.
 //!
 //! A stand-in for `https://graph.facebook.com` that a Meta connector talks to as it would to
 //! Graph: paths with or without a version prefix (`/v23.0/me/messages`), the Page access
@@ -56,7 +57,17 @@
 //!   through the control API; the pair rate limit (131056) and throughput (130429 from the
 //!   budget); errors with `error_data`.
 //!
-//! Not modelled yet: Instagram, OAuth token exchange, attachment upload, postbacks, the
+//! * **Instagram** ([`Config::ig_user_id`]; with the Instagram token `me` is the account):
+//!   DMs as `object: "instagram"` webhooks (echoes in `messages`, story mentions and replies
+//!   as the control API gives them), `POST /{ig-id}/messages` with the 24 h / HUMAN_AGENT
+//!   windows (code 10 / subcode 2534022 beyond) and a 1000-byte UTF-8 text limit (Meta
+//!   documents both 1000 characters and 1000 bytes; the stricter one is enforced),
+//!   `/{ig-id}/conversations?platform=instagram`; `comments` and `mentions` changes,
+//!   `GET /{media-id}/comments`, `GET|POST /{comment-id}/replies` (a reply to a reply goes to
+//!   the top-level comment), `POST /{ig-id}/mentions`, `GET /{ig-id}/media`, and private replies
+//!   (once per comment, 7 days, [`Config::instagram_private_replies_per_hour`], then 613).
+//!
+//! Not modelled yet: OAuth token exchange, attachment upload, postbacks, the
 //! 2 calls/s Conversations API limit, WhatsApp's 7-day retry horizon (retries follow the
 //! Page settings), media download.
 //!
@@ -83,6 +94,10 @@
 //! | `POST /_control/whatsapp/messages` `{"wa_id"?,"user_id"?,"name"?,"text"?,"message"?,"hide_phone"?,"referral"?}` | a WhatsApp customer writes → `{"id","user_id","wa_id"}` |
 //! | `POST /_control/whatsapp/statuses` `{"id","statuses":["read","delivered",…]}` | status callbacks for a sent message, in that order (duplicates allowed) |
 //! | `GET /_control/whatsapp/sent` | what the business sent on WhatsApp ([`WhatsAppSent`]s) |
+//! | `POST /_control/instagram/messages` `{"igsid"?,"username"?,"text"?,"attachments"?,"reply_to"?}` | an Instagram DM → `{"igsid","mid","conversation_id"}` |
+//! | `POST /_control/instagram/media` `{"caption","foreign"?}` | the account's media (or someone else's) → `{"media_id"}` |
+//! | `POST /_control/instagram/comments` `{"parent_id","igsid"?,"username"?,"text"}` | a comment or reply → `{"comment_id","igsid"}` |
+//! | `POST /_control/instagram/mentions` `{"media_id"?,"text"?,"username"?}` | the account is @mentioned (in a comment when `text`) → `{"media_id","comment_id"}` |
 //! | `GET`/`POST /_control/config` | `human_agent`, `auto_delivery`, `throttle_code`, `batch_window_ms`, `subscribed_fields`, `whatsapp_shuffle_statuses`, `whatsapp_pair_interval_ms`, `whatsapp_templates` |
 //! | `/_control/faults`, `/_control/rate-limit`, `/_control/clock…`, `/_control/state` | the kit's, see [`crate::kit::control`] |
 
@@ -102,7 +117,7 @@ use tokio::sync::mpsc;
 
 use crate::kit::control::{ControlError, Patch};
 use crate::kit::{lock, Base, Simulated};
-pub use control::CustomerMessage;
+pub use control::{CustomerMessage, InstagramMessage};
 pub use error::{usage_headers, GraphError};
 pub use model::SentMessage;
 use model::{Event, Store};
@@ -168,6 +183,13 @@ pub struct Config {
     pub whatsapp_pair_interval: Option<Duration>,
     /// Report statuses out of order and duplicated (delivered, sent, delivered).
     pub whatsapp_shuffle_statuses: bool,
+    /// The Instagram professional account (`entry[].id`, the `IG_ID` of `/{IG_ID}/messages`).
+    pub ig_user_id: String,
+    pub ig_username: String,
+    /// The Instagram User token (Instagram Login); with it `me` is the Instagram account.
+    pub instagram_access_token: String,
+    /// Private replies per hour per account (Meta: 750).
+    pub instagram_private_replies_per_hour: u32,
 }
 
 impl Default for Config {
@@ -195,6 +217,10 @@ impl Default for Config {
             whatsapp_templates: vec!["hello_world".into()],
             whatsapp_pair_interval: None,
             whatsapp_shuffle_statuses: false,
+            ig_user_id: "17841400000000001".into(),
+            ig_username: "switchboard.coffee".into(),
+            instagram_access_token: "IGAAsimInstagramUserToken0123456789".into(),
+            instagram_private_replies_per_hour: 750,
         }
     }
 }
@@ -328,7 +354,8 @@ impl Simulator {
         let events: Vec<Event> = events
             .into_iter()
             .filter(|e| {
-                matches!(e, Event::WhatsApp { .. }) || fields.iter().any(|f| f == e.field())
+                matches!(e, Event::WhatsApp { .. } | Event::Instagram { .. })
+                    || fields.iter().any(|f| f == e.field())
             })
             .collect();
         if events.is_empty() || lock(&self.inner.callback).is_none() {
@@ -363,7 +390,7 @@ impl Simulator {
         if events.is_empty() {
             return;
         }
-        let (page_id, waba_id, secret, copies, policy) = {
+        let (page_id, ig_id, waba_id, secret, copies, policy) = {
             let mut store = self.store();
             let copies = if store.duplicates_pending > 0 {
                 store.duplicates_pending -= 1;
@@ -379,19 +406,26 @@ impl Simulator {
             };
             (
                 c.page_id.clone(),
+                c.ig_user_id.clone(),
                 c.waba_id.clone(),
                 c.app_secret.clone(),
                 copies,
                 policy,
             )
         };
-        let (whatsapp, page): (Vec<Event>, Vec<Event>) = events
+        let (whatsapp, rest): (Vec<Event>, Vec<Event>) = events
             .into_iter()
             .partition(|e| matches!(e, Event::WhatsApp { .. }));
+        let (instagram, page): (Vec<Event>, Vec<Event>) = rest
+            .into_iter()
+            .partition(|e| matches!(e, Event::Instagram { .. }));
         let now_ms = self.now_ms();
         let mut payloads = Vec::new();
         if !page.is_empty() {
             payloads.push(("page", payload(&page_id, &page, now_ms)));
+        }
+        if !instagram.is_empty() {
+            payloads.push(("instagram", instagram_payload(&ig_id, &instagram, now_ms)));
         }
         if !whatsapp.is_empty() {
             payloads.push((
@@ -485,6 +519,9 @@ fn payload(page_id: &str, events: &[Event], now_ms: i64) -> Value {
             } => ("standby", item.clone()),
             Event::Change { field, value } => ("changes", json!({"field": field, "value": value})),
             Event::WhatsApp { value } => ("changes", json!({"field": "messages", "value": value})),
+            Event::Instagram { field, item, .. } => {
+                ("changes", json!({"field": field, "value": item}))
+            }
         };
         match &mut current {
             Some((k, items)) if *k == key => items.push(item),
@@ -496,6 +533,35 @@ fn payload(page_id: &str, events: &[Event], now_ms: i64) -> Value {
     }
     close(&mut entries, current);
     json!({"object": "page", "entry": entries})
+}
+
+/// `{"object":"instagram","entry":[…]}`: messaging items in one entry (milliseconds),
+/// comment and mention changes in another (seconds).
+fn instagram_payload(ig_id: &str, events: &[Event], now_ms: i64) -> Value {
+    let mut messaging = Vec::new();
+    let mut changes = Vec::new();
+    for event in events {
+        if let Event::Instagram {
+            field,
+            messaging: is_messaging,
+            item,
+        } = event
+        {
+            if *is_messaging {
+                messaging.push(item.clone());
+            } else {
+                changes.push(json!({"field": field, "value": item}));
+            }
+        }
+    }
+    let mut entries = Vec::new();
+    if !messaging.is_empty() {
+        entries.push(json!({"id": ig_id, "time": now_ms, "messaging": messaging}));
+    }
+    if !changes.is_empty() {
+        entries.push(json!({"id": ig_id, "time": now_ms.div_euclid(1000), "changes": changes}));
+    }
+    json!({"object": "instagram", "entry": entries})
 }
 
 /// `{"object":"whatsapp_business_account","entry":[{"id":<WABA>,"changes":[…]}]}`.

@@ -1095,3 +1095,227 @@ async fn whatsapp_throttling_is_130429_and_131056() {
     let (_, body) = wa_send(&h, &user_id, "four").await;
     assert_eq!(error_code(&body).0, 130_429);
 }
+
+// ----- step 5: Instagram ------------------------------------------------------------------------
+
+impl Harness {
+    async fn ig_post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}/v23.0/{path}", self.base))
+            .bearer_auth(&self.config.instagram_access_token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let (status, _, body) = read(response).await;
+        (status, body)
+    }
+
+    async fn ig_get(&self, path_and_query: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}/v23.0/{path_and_query}", self.base))
+            .bearer_auth(&self.config.instagram_access_token)
+            .send()
+            .await
+            .expect("request");
+        let (status, _, body) = read(response).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+}
+
+#[tokio::test]
+async fn instagram_dms_come_with_echoes_story_mentions_and_the_1000_byte_limit() {
+    let h = Harness::subscribed().await;
+    let (status, body) = h
+        .control(
+            "instagram/messages",
+            json!({"igsid": "6001", "username": "mina.k", "text": "안녕하세요"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let posts = h.posts(1).await;
+    let (raw, signature, value) = &posts[0];
+    assert_eq!(signature, &meta::sign(&h.config.app_secret, raw.as_bytes()));
+    assert_eq!(value["object"], "instagram");
+    assert_eq!(value["entry"][0]["id"], h.config.ig_user_id);
+    let item = &value["entry"][0]["messaging"][0];
+    assert_eq!(item["sender"]["id"], "6001");
+    assert_eq!(item["recipient"]["id"], h.config.ig_user_id);
+    assert_eq!(item["message"]["text"], "안녕하세요");
+
+    // `me` with the Instagram token is the account.
+    let (status, body) = h
+        .ig_post(
+            "me/messages",
+            json!({"recipient": {"id": "6001"}, "message": {"text": "반가워요"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let posts = h.posts(2).await;
+    let echo = &posts[1].2["entry"][0]["messaging"][0];
+    assert_eq!(echo["message"]["is_echo"], true);
+    assert_eq!(echo["sender"]["id"], h.config.ig_user_id);
+
+    // 334 Hangul syllables are 1002 bytes: under 1000 characters, over the limit.
+    let long = "가".repeat(334);
+    let (status, body) = h
+        .ig_post(
+            &format!("{}/messages", h.config.ig_user_id),
+            json!({"recipient": {"id": "6001"}, "message": {"text": long}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body).0, 100);
+    let fits = "가".repeat(333);
+    let (status, _) = h
+        .ig_post(
+            "me/messages",
+            json!({"recipient": {"id": "6001"}, "message": {"text": fits}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    h.advance(DAY + 1);
+    let (_, body) = h
+        .ig_post(
+            "me/messages",
+            json!({"recipient": {"id": "6001"}, "message": {"text": "late"}}),
+        )
+        .await;
+    assert_eq!(error_code(&body), (10, Some(2_534_022)));
+
+    h.control(
+        "instagram/messages",
+        json!({"igsid": "6001", "attachments": [{"type": "story_mention",
+            "payload": {"url": "https://lookaside.example/story"}}]}),
+    )
+    .await;
+    let posts = h.posts(4).await;
+    let attachment = &posts[3].2["entry"][0]["messaging"][0]["message"]["attachments"][0];
+    assert_eq!(attachment["type"], "story_mention");
+
+    let conversations = h
+        .ig_get("me/conversations?platform=instagram&fields=participants,messages{message}")
+        .await;
+    let first = &conversations["data"][0];
+    assert_eq!(first["participants"]["data"][0]["username"], "mina.k");
+    assert_eq!(first["messages"]["data"].as_array().map(Vec::len), Some(4));
+    // Messenger's list does not show Instagram threads.
+    let (_, _, messenger) = h
+        .graph_get(&format!(
+            "{}/conversations?platform=messenger",
+            h.config.page_id
+        ))
+        .await;
+    assert_eq!(messenger["data"], json!([]));
+}
+
+#[tokio::test]
+async fn instagram_comments_mentions_replies_and_private_replies() {
+    let h = Harness::subscribed().await;
+    let (_, media) = h
+        .control("instagram/media", json!({"caption": "New cup"}))
+        .await;
+    let media_id = media["media_id"].as_str().expect("media").to_owned();
+    let (status, c) = h
+        .control(
+            "instagram/comments",
+            json!({"parent_id": media_id, "igsid": "6100", "username": "ken", "text": "いくら？"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{c}");
+    let comment_id = c["comment_id"].as_str().expect("id").to_owned();
+    let posts = h.posts(1).await;
+    let change = &posts[0].2["entry"][0]["changes"][0];
+    assert_eq!(change["field"], "comments");
+    assert_eq!(change["value"]["from"]["id"], "6100");
+    assert_eq!(change["value"]["from"]["username"], "ken");
+    assert_eq!(change["value"]["media"]["id"], media_id);
+    assert_eq!(change["value"]["text"], "いくら？");
+    assert!(change["value"].get("parent_id").is_none());
+
+    // A reply to a reply attaches to the top-level comment.
+    let (_, reply) = h
+        .control(
+            "instagram/comments",
+            json!({"parent_id": comment_id, "igsid": "6101", "text": "me too"}),
+        )
+        .await;
+    let posts = h.posts(2).await;
+    assert_eq!(
+        posts[1].2["entry"][0]["changes"][0]["value"]["parent_id"],
+        comment_id
+    );
+    let (status, body) = h
+        .ig_post(
+            &format!("{}/replies", reply["comment_id"].as_str().expect("id")),
+            json!({"message": "¥500"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let replies = h
+        .ig_get(&format!(
+            "{comment_id}/replies?fields=text,username,timestamp"
+        ))
+        .await;
+    let list = replies["data"].as_array().expect("replies");
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[1]["text"], "¥500");
+    assert_eq!(list[1]["username"], h.config.ig_username);
+    let comments = h
+        .ig_get(&format!("{media_id}/comments?fields=text,from"))
+        .await;
+    assert_eq!(comments["data"][0]["from"]["id"], "6100");
+
+    // Mentions: the webhook names the media and comment; the reply goes to /mentions.
+    let (_, mention) = h
+        .control(
+            "instagram/mentions",
+            json!({"text": "@switchboard.coffee love it"}),
+        )
+        .await;
+    let posts = h.posts(3).await;
+    let change = &posts[2].2["entry"][0]["changes"][0];
+    assert_eq!(change["field"], "mentions");
+    assert_eq!(change["value"]["media_id"], mention["media_id"]);
+    assert_eq!(change["value"]["comment_id"], mention["comment_id"]);
+    let (status, body) = h
+        .ig_post(
+            &format!("{}/mentions", h.config.ig_user_id),
+            json!({"media_id": mention["media_id"], "comment_id": mention["comment_id"],
+                "message": "Thank you!"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Private replies: once per comment, and at most N per hour.
+    let private = |id: &str| json!({"recipient": {"comment_id": id}, "message": {"text": "DM"}});
+    let (status, body) = h.ig_post("me/messages", private(&comment_id)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["recipient_id"], "6100");
+    let (_, body) = h.ig_post("me/messages", private(&comment_id)).await;
+    assert_eq!(error_code(&body).0, 10900);
+    h.sim
+        .update_config(|c| c.instagram_private_replies_per_hour = 1);
+    let (_, body) = h
+        .ig_post(
+            "me/messages",
+            private(reply["comment_id"].as_str().expect("id")),
+        )
+        .await;
+    assert_eq!(error_code(&body).0, 613);
+    h.advance(3601);
+    let (status, _) = h
+        .ig_post(
+            "me/messages",
+            private(reply["comment_id"].as_str().expect("id")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // A Facebook comment id is not an Instagram one.
+    let (_, body) = h.ig_post("me/messages", private("1_2")).await;
+    assert_eq!(error_code(&body).0, 100);
+}

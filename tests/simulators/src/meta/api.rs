@@ -13,7 +13,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::error::{usage_headers, Graph, GraphError};
-use super::model::{graph_time, Fields, Recipient, Send, Store};
+use super::model::{graph_time, Channel, Fields, Recipient, Send, Store};
 use super::Simulator;
 use crate::kit::faults::Budget;
 use crate::kit::{control, Simulated};
@@ -116,9 +116,10 @@ async fn graph(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    if let Err(e) = check_token(&sim, &params, &headers) {
-        return e.into_response();
-    }
+    let instagram = match check_token(&sim, &params, &headers) {
+        Ok(instagram) => instagram,
+        Err(e) => return e.into_response(),
+    };
     let usage = match sim.base().faults().check_budget() {
         Budget::Unlimited => usage_headers(&page_id, 0, 0),
         Budget::Allowed {
@@ -144,6 +145,7 @@ async fn graph(
         segments: segments(uri.path()),
         params,
         origin,
+        instagram,
     };
     let mut response = match route(&sim, &request) {
         Ok(value) => axum::Json(value).into_response(),
@@ -157,13 +159,19 @@ async fn graph(
     response
 }
 
-fn check_token(sim: &Simulator, params: &Params, headers: &HeaderMap) -> Result<(), GraphError> {
+/// Checks the token; `Ok(true)` for the Instagram token.
+fn check_token(sim: &Simulator, params: &Params, headers: &HeaderMap) -> Result<bool, GraphError> {
     let Some(token) = token(params, headers) else {
         return Err(GraphError::token_required());
     };
     let store = sim.store();
     let c = &store.config;
-    if token != c.page_access_token && token != c.whatsapp_access_token {
+    let known = [
+        &c.page_access_token,
+        &c.whatsapp_access_token,
+        &c.instagram_access_token,
+    ];
+    if !known.contains(&&token) {
         return Err(GraphError::invalid_token(
             None,
             "Invalid OAuth access token - Cannot parse access token",
@@ -172,7 +180,7 @@ fn check_token(sim: &Simulator, params: &Params, headers: &HeaderMap) -> Result<
     if let Some((subcode, message)) = &store.token_revoked {
         return Err(GraphError::invalid_token(Some(*subcode), message));
     }
-    Ok(())
+    Ok(token == c.instagram_access_token)
 }
 
 /// The path without the version prefix (`v23.0`).
@@ -193,11 +201,14 @@ fn segments(path: &str) -> Vec<String> {
     parts
 }
 
+#[derive(Clone)]
 struct Request {
     method: Method,
     segments: Vec<String>,
     params: Params,
     origin: String,
+    /// Made with the Instagram token: `me` is the Instagram account.
+    instagram: bool,
 }
 
 impl Request {
@@ -220,15 +231,38 @@ impl Request {
 
 fn route(sim: &Simulator, r: &Request) -> Result<Value, GraphError> {
     let segs: Vec<&str> = r.segments.iter().map(String::as_str).collect();
-    let (page_id, phone_id) = {
+    let (page_id, phone_id, ig_id) = {
         let store = sim.store();
         (
             store.config.page_id.clone(),
             store.config.phone_number_id.clone(),
+            store.config.ig_user_id.clone(),
         )
     };
-    let is_page = |id: &str| id == "me" || id == page_id;
+    let is_page = |id: &str| (id == "me" && !r.instagram) || id == page_id;
+    let is_ig = |id: &str| (id == "me" && r.instagram) || id == ig_id;
     match (&r.method, segs.as_slice()) {
+        (&Method::POST, [id, "messages"]) if is_ig(id) => send(sim, &r.params, Channel::Instagram),
+        (&Method::GET, [id]) if is_ig(id) => {
+            let store = sim.store();
+            Ok(json!({
+                "id": store.config.ig_user_id,
+                "user_id": store.config.ig_user_id,
+                "username": store.config.ig_username,
+            }))
+        }
+        (&Method::GET, [id, "conversations"]) if is_ig(id) => {
+            let mut nested = r.clone();
+            nested
+                .params
+                .entry("platform".into())
+                .or_insert_with(|| json!("instagram"));
+            conversations(sim, &nested)
+        }
+        (&Method::GET, [id, "media"]) if is_ig(id) => media(sim, r),
+        (&Method::POST, [id, "mentions"]) if is_ig(id) => mention_reply(sim, &r.params),
+        (&Method::POST, [id, "replies"]) => ig_reply(sim, &r.params, id),
+        (&Method::GET, [id, "replies"]) => comments(sim, r, id, "replies"),
         (&Method::POST, [id, "messages"]) if *id == phone_id => {
             sim.mutate(|store, now| store.wa_send(&r.params, now))
         }
@@ -245,7 +279,9 @@ fn route(sim: &Simulator, r: &Request) -> Result<Value, GraphError> {
             let store = sim.store();
             Ok(json!({"id": store.config.page_id, "name": store.config.page_name}))
         }
-        (&Method::POST, [id, "messages"]) if is_page(id) => send(sim, &r.params),
+        (&Method::POST, [id, "messages"]) if is_page(id) => {
+            send(sim, &r.params, Channel::Messenger)
+        }
         (&Method::GET, [id, "conversations"]) if is_page(id) => conversations(sim, r),
         (&Method::GET, [id, "thread_owner"]) if is_page(id) => thread_owner(sim, &r.params),
         (&Method::POST, [id, action @ ("pass_thread_control" | "take_thread_control")])
@@ -260,7 +296,7 @@ fn route(sim: &Simulator, r: &Request) -> Result<Value, GraphError> {
             conversation_messages(sim, r, id)
         }
         (&Method::GET, [id]) if id.starts_with("m_") => message(sim, r, id),
-        (&Method::GET, [id, "comments"]) => comments(sim, r, id),
+        (&Method::GET, [id, "comments"]) => comments(sim, r, id, "comments"),
         (&Method::POST, [id, "comments"]) => public_reply(sim, &r.params, id),
         (&Method::GET, [id]) => object(sim, r, id),
         (&Method::POST, [id]) => hide(sim, &r.params, id),
@@ -274,7 +310,7 @@ fn route(sim: &Simulator, r: &Request) -> Result<Value, GraphError> {
 
 // ----- Send API ------------------------------------------------------------------------------
 
-fn send(sim: &Simulator, params: &Params) -> Result<Value, GraphError> {
+fn send(sim: &Simulator, params: &Params, channel: Channel) -> Result<Value, GraphError> {
     let recipient = params
         .get("recipient")
         .ok_or_else(|| GraphError::invalid_parameter("param recipient must be non-empty."))?;
@@ -321,24 +357,30 @@ fn send(sim: &Simulator, params: &Params) -> Result<Value, GraphError> {
             .and_then(Value::as_str)
             .map(str::to_owned),
     };
-    sim.mutate(|store, now| store.send(send, now))
+    sim.mutate(|store, now| store.send_on(channel, send, now))
 }
 
 // ----- Conversations API ---------------------------------------------------------------------
 
 fn conversations(sim: &Simulator, r: &Request) -> Result<Value, GraphError> {
-    if let Some(platform) = text_param(&r.params, "platform") {
-        if platform != "messenger" {
-            // Instagram is not simulated yet: an empty list, as for an account without DMs.
-            return Ok(json!({"data": []}));
+    let channel = match text_param(&r.params, "platform") {
+        Some("instagram") => Channel::Instagram,
+        Some("messenger") => Channel::Messenger,
+        Some(other) => {
+            return Err(GraphError::invalid_parameter(format!(
+                "Param platform must be one of {{messenger, instagram}}, got {other}"
+            )))
         }
-    }
+        None if r.instagram => Channel::Instagram,
+        None => Channel::Messenger,
+    };
     let fields = r.fields();
     let store = sim.store();
     let user = text_param(&r.params, "user_id");
     let mut list: Vec<_> = store
         .conversations
         .iter()
+        .filter(|c| c.channel == channel)
         .filter(|c| user.is_none_or(|u| u == c.psid))
         .collect();
     list.sort_by_key(|c| std::cmp::Reverse(c.updated_ms));
@@ -371,11 +413,7 @@ fn conversation_json(
         out["link"] = json!(format!("/{}/inbox/{}", store.config.page_id, c.id));
     }
     if fields.has("participants") || fields.has("senders") {
-        let user = store.users.get(&c.psid);
-        let people = json!({"data": [
-            {"name": user.map_or("", |u| u.name.as_str()), "email": format!("{}@facebook.com", c.psid), "id": c.psid},
-            {"name": store.config.page_name, "email": format!("{}@facebook.com", store.config.page_id), "id": store.config.page_id},
-        ]});
+        let people = json!({"data": store.participants(c)});
         if fields.has("participants") {
             out["participants"] = people.clone();
         }
@@ -404,6 +442,7 @@ fn conversation_json(
                 p
             },
             origin: r.origin.clone(),
+            instagram: r.instagram,
         };
         let path = format!("/{}/messages", c.id);
         out["messages"] = paginate(items, &nested, &path, limit.unwrap_or(25));
@@ -558,7 +597,7 @@ fn posts(sim: &Simulator, r: &Request) -> Result<Value, GraphError> {
     Ok(paginate(items, r, &path, 25))
 }
 
-fn comments(sim: &Simulator, r: &Request, parent: &str) -> Result<Value, GraphError> {
+fn comments(sim: &Simulator, r: &Request, parent: &str, edge: &str) -> Result<Value, GraphError> {
     let store = sim.store();
     let is_post = store.posts.iter().any(|p| p.id == parent);
     if !is_post && !store.comments.iter().any(|c| c.id == parent && !c.removed) {
@@ -585,7 +624,7 @@ fn comments(sim: &Simulator, r: &Request, parent: &str) -> Result<Value, GraphEr
         .iter()
         .map(|c| store.comment_json(c, &fields))
         .collect();
-    Ok(paginate(items, r, &format!("/{parent}/comments"), 25))
+    Ok(paginate(items, r, &format!("/{parent}/{edge}"), 25))
 }
 
 fn public_reply(sim: &Simulator, params: &Params, parent: &str) -> Result<Value, GraphError> {
@@ -594,6 +633,57 @@ fn public_reply(sim: &Simulator, params: &Params, parent: &str) -> Result<Value,
         text_param(params, "attachment_url").map(|url| json!({"type": "photo", "url": url}));
     let id =
         sim.mutate(|store, now| store.create_comment(parent, None, message, attachment, now))?;
+    Ok(json!({"id": id}))
+}
+
+/// Instagram media of the account, newest first.
+fn media(sim: &Simulator, r: &Request) -> Result<Value, GraphError> {
+    let store = sim.store();
+    let items: Vec<Value> = store
+        .posts
+        .iter()
+        .rev()
+        .filter(|p| p.channel == Channel::Instagram && !p.foreign)
+        .map(|p| json!({"id": p.id, "caption": p.message, "timestamp": graph_time(p.created_ms)}))
+        .collect();
+    let path = format!("/{}", r.segments.join("/"));
+    Ok(paginate(items, r, &path, 25))
+}
+
+/// `POST /{ig-comment-id}/replies`: replies attach to the top-level comment.
+fn ig_reply(sim: &Simulator, params: &Params, id: &str) -> Result<Value, GraphError> {
+    let message = text_param(params, "message")
+        .map(str::to_owned)
+        .ok_or_else(|| GraphError::invalid_parameter("The parameter message is required"))?;
+    let reply = sim.mutate(|store, now| {
+        let Some(c) = store
+            .comments
+            .iter()
+            .find(|c| c.id == id && !c.removed && c.channel == Channel::Instagram)
+        else {
+            return Err(GraphError::unknown_object(id));
+        };
+        let top = if c.parent_id == c.post_id {
+            c.id.clone()
+        } else {
+            c.parent_id.clone()
+        };
+        store.create_comment(&top, None, Some(message), None, now)
+    })?;
+    Ok(json!({"id": reply}))
+}
+
+/// `POST /{ig-user-id}/mentions` `{media_id, comment_id?, message}`: a reply where the
+/// account was mentioned.
+fn mention_reply(sim: &Simulator, params: &Params) -> Result<Value, GraphError> {
+    let media = text_param(params, "media_id")
+        .ok_or_else(|| GraphError::invalid_parameter("The parameter media_id is required"))?;
+    let message = text_param(params, "message")
+        .map(str::to_owned)
+        .ok_or_else(|| GraphError::invalid_parameter("The parameter message is required"))?;
+    let parent = text_param(params, "comment_id").unwrap_or(media).to_owned();
+    let id =
+        sim.mutate(|store, now| store.create_comment(&parent, None, Some(message), None, now))?;
     Ok(json!({"id": id}))
 }
 
@@ -711,6 +801,7 @@ mod tests {
             segments: vec![],
             params: Params::from([("limit".into(), json!("2"))]),
             origin: "http://sim".into(),
+            instagram: false,
         };
         let first = paginate(items.clone(), &r, "/x", 25);
         assert_eq!(first["data"].as_array().map(Vec::len), Some(2));

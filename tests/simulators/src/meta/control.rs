@@ -35,6 +35,10 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/_control/whatsapp/messages", post(whatsapp_message))
         .route("/_control/whatsapp/statuses", post(whatsapp_statuses))
         .route("/_control/whatsapp/sent", get(whatsapp_sent))
+        .route("/_control/instagram/messages", post(ig_message))
+        .route("/_control/instagram/media", post(ig_media))
+        .route("/_control/instagram/comments", post(ig_comment))
+        .route("/_control/instagram/mentions", post(ig_mention))
 }
 
 /// A message from the customer.
@@ -436,4 +440,125 @@ async fn whatsapp_statuses(
 
 async fn whatsapp_sent(State(sim): State<Simulator>) -> Json<Value> {
     Json(json!({"sent": sim.whatsapp_sent()}))
+}
+
+/// A DM to the Instagram account.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct InstagramMessage {
+    /// The sender's IGSID; a new person when absent.
+    #[serde(default)]
+    pub igsid: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
+    /// As Meta sends them, e.g. `{"type":"story_mention","payload":{"url":…}}`.
+    #[serde(default)]
+    pub attachments: Vec<Value>,
+    /// `{"story":{"id","url"}}` for a story reply, `{"mid"}` for a quoted message.
+    #[serde(default)]
+    pub reply_to: Option<Value>,
+}
+
+impl Simulator {
+    /// An Instagram user writes to the account. Returns `{"igsid","mid","conversation_id"}`.
+    pub fn instagram_message(&self, m: InstagramMessage) -> Value {
+        self.mutate(|store, now| {
+            let user = store.ig_user(m.igsid.as_deref(), m.username.as_deref());
+            let extra = m.reply_to.map(|r| json!({"reply_to": r}));
+            let (mid, conversation_id) =
+                store.customer_message(&user.psid, m.text, m.attachments, extra.as_ref(), now);
+            json!({"igsid": user.psid, "mid": mid, "conversation_id": conversation_id})
+        })
+    }
+}
+
+async fn ig_message(
+    State(sim): State<Simulator>,
+    body: Bytes,
+) -> Result<Json<Value>, ControlError> {
+    let m: InstagramMessage = json_body(&body)?;
+    if m.text.is_none() && m.attachments.is_empty() {
+        return Err(ControlError::bad_request(
+            "a message needs text or attachments",
+        ));
+    }
+    Ok(Json(sim.instagram_message(m)))
+}
+
+#[derive(Deserialize)]
+struct NewMedia {
+    #[serde(default)]
+    caption: String,
+    /// Someone else's media (where the account gets mentioned).
+    #[serde(default)]
+    foreign: bool,
+}
+
+async fn ig_media(State(sim): State<Simulator>, body: Bytes) -> Result<Json<Value>, ControlError> {
+    let m: NewMedia = json_body(&body)?;
+    let id = sim.mutate(|store, now| store.create_media(&m.caption, m.foreign, now));
+    Ok(Json(json!({"media_id": id})))
+}
+
+#[derive(Deserialize)]
+struct NewIgComment {
+    /// The media, or the comment replied to.
+    parent_id: String,
+    #[serde(default)]
+    igsid: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    text: String,
+}
+
+async fn ig_comment(
+    State(sim): State<Simulator>,
+    body: Bytes,
+) -> Result<Json<Value>, ControlError> {
+    let c: NewIgComment = json_body(&body)?;
+    let (id, igsid) = sim.mutate(|store, now| {
+        let user = store.ig_user(c.igsid.as_deref(), c.username.as_deref());
+        store
+            .create_comment(&c.parent_id, Some(&user.psid), Some(c.text), None, now)
+            .map(|id| (id, user.psid))
+    })?;
+    Ok(Json(json!({"comment_id": id, "igsid": igsid})))
+}
+
+#[derive(Deserialize)]
+struct NewMention {
+    /// Someone else's media the account is mentioned on (created when absent).
+    #[serde(default)]
+    media_id: Option<String>,
+    /// Mention in a comment with this text (a caption mention when absent).
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+}
+
+async fn ig_mention(
+    State(sim): State<Simulator>,
+    body: Bytes,
+) -> Result<Json<Value>, ControlError> {
+    let m: NewMention = json_body(&body)?;
+    let (media_id, comment_id) = sim.mutate(|store, now| {
+        let media = match m.media_id {
+            Some(id) => id,
+            None => store.create_media("look @ this", true, now),
+        };
+        let comment = match m.text {
+            Some(text) => {
+                let user = store.ig_user(None, m.username.as_deref());
+                Some(store.create_comment(&media, Some(&user.psid), Some(text), None, now)?)
+            }
+            None => None,
+        };
+        store.ig_mention(&media, comment.as_deref());
+        Ok::<_, super::error::GraphError>((media, comment))
+    })?;
+    Ok(Json(
+        json!({"media_id": media_id, "comment_id": comment_id}),
+    ))
 }

@@ -13,9 +13,20 @@ pub(crate) const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 /// 7 days: `HUMAN_AGENT` and private replies.
 pub(crate) const WEEK_MS: i64 = 7 * DAY_MS;
 
+/// Messenger (the Page) or Instagram (the professional account).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Channel {
+    #[default]
+    Messenger,
+    Instagram,
+}
+
 /// A person who talks to the Page.
 #[derive(Debug, Clone)]
 pub(crate) struct User {
+    pub channel: Channel,
+    /// Instagram handle (mutable on Instagram; not an identity).
+    pub username: Option<String>,
     /// Page-scoped id, as in Messenger events.
     pub psid: String,
     /// The id comments show in `from.id` (not the PSID).
@@ -39,6 +50,7 @@ pub(crate) struct Message {
 /// A Messenger conversation between the Page and one person.
 #[derive(Debug, Clone)]
 pub(crate) struct Conversation {
+    pub channel: Channel,
     pub id: String,
     pub psid: String,
     pub messages: Vec<Message>,
@@ -51,6 +63,9 @@ pub(crate) struct Conversation {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Post {
+    pub channel: Channel,
+    /// Someone else's media the account is mentioned in (Instagram).
+    pub foreign: bool,
     pub id: String,
     pub message: String,
     pub created_ms: i64,
@@ -58,6 +73,7 @@ pub(crate) struct Post {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Comment {
+    pub channel: Channel,
     pub id: String,
     pub post_id: String,
     /// The post for a top-level comment, else the comment replied to.
@@ -87,6 +103,12 @@ pub(crate) enum Event {
     Change { field: &'static str, value: Value },
     /// A WhatsApp `messages` change of the business account.
     WhatsApp { value: Value },
+    /// An Instagram event: a `messaging[]` item, or a `changes[]` value of `field`.
+    Instagram {
+        field: &'static str,
+        messaging: bool,
+        item: Value,
+    },
 }
 
 impl Event {
@@ -94,6 +116,7 @@ impl Event {
         match self {
             Event::Messaging { field, .. } | Event::Change { field, .. } => field,
             Event::WhatsApp { .. } => "messages",
+            Event::Instagram { field, .. } => field,
         }
     }
 }
@@ -140,6 +163,8 @@ const TAGS: [&str; 4] = [
 
 /// Longest Send API text.
 const MAX_TEXT: usize = 2000;
+/// Longest Instagram DM text, in UTF-8 bytes.
+const MAX_IG_TEXT_BYTES: usize = 1000;
 
 pub(crate) struct Store {
     pub config: Config,
@@ -154,6 +179,8 @@ pub(crate) struct Store {
     pub token_revoked: Option<(u32, String)>,
     /// Payloads still to be sent twice.
     pub duplicates_pending: u32,
+    /// Times of Instagram private replies, for the hourly limit.
+    pub ig_private_replies: Vec<i64>,
     pub whatsapp: super::whatsapp::WhatsApp,
 }
 
@@ -170,6 +197,7 @@ impl Store {
             sent: Vec::new(),
             token_revoked: None,
             duplicates_pending: 0,
+            ig_private_replies: Vec::new(),
             whatsapp: super::whatsapp::WhatsApp::default(),
         }
     }
@@ -203,6 +231,8 @@ impl Store {
             return user.clone();
         }
         let user = User {
+            channel: Channel::Messenger,
+            username: None,
             psid: psid.clone(),
             user_id: self.numeric_id(10_200_000_000_000_000),
             name: name.unwrap_or("Simulated Customer").to_owned(),
@@ -211,13 +241,48 @@ impl Store {
         user
     }
 
+    /// The Instagram user with this IGSID, created when new.
+    pub fn ig_user(&mut self, igsid: Option<&str>, username: Option<&str>) -> User {
+        let igsid = match igsid {
+            Some(p) => p.to_owned(),
+            None => self.numeric_id(17_841_400_000_000_000),
+        };
+        if let Some(user) = self.users.get_mut(&igsid) {
+            if let Some(name) = username {
+                user.username = Some(name.to_owned());
+            }
+            return user.clone();
+        }
+        let handle = username.map_or_else(|| format!("customer_{igsid}"), str::to_owned);
+        let user = User {
+            channel: Channel::Instagram,
+            username: Some(handle.clone()),
+            psid: igsid.clone(),
+            // Instagram comments show the IGSID itself.
+            user_id: igsid.clone(),
+            name: handle,
+        };
+        self.users.insert(igsid, user.clone());
+        user
+    }
+
+    /// The account a channel's events name: the Page or the Instagram account.
+    pub fn account_id(&self, channel: Channel) -> &str {
+        match channel {
+            Channel::Messenger => &self.config.page_id,
+            Channel::Instagram => &self.config.ig_user_id,
+        }
+    }
+
     /// The conversation with `psid`, created (owned by this app) when new.
     pub fn conversation_index(&mut self, psid: &str, now_ms: i64) -> usize {
         if let Some(i) = self.conversations.iter().position(|c| c.psid == psid) {
             return i;
         }
         let id = format!("t_{}", self.numeric_id(1_000_000_000_000_000));
+        let channel = self.users.get(psid).map(|u| u.channel).unwrap_or_default();
         self.conversations.push(Conversation {
+            channel,
             id,
             psid: psid.to_owned(),
             messages: Vec::new(),
@@ -232,11 +297,26 @@ impl Store {
         self.conversations[index].owner_app_id == self.config.app_id
     }
 
-    fn page(&self) -> Value {
-        json!({"id": self.config.page_id})
+    /// `{"id": <Page or Instagram account>}` for the conversation at `index`.
+    fn page(&self, index: usize) -> Value {
+        json!({"id": self.account_id(self.conversations[index].channel)})
     }
 
     fn push_messaging(&mut self, index: usize, field: &'static str, item: Value) {
+        if self.conversations[index].channel == Channel::Instagram {
+            // Instagram has no separate echoes field: echoes come with `messages`.
+            let field = if field == "message_echoes" {
+                "messages"
+            } else {
+                field
+            };
+            self.outbox.push(Event::Instagram {
+                field,
+                messaging: true,
+                item,
+            });
+            return;
+        }
         let standby = !self.we_own(index);
         self.outbox.push(Event::Messaging {
             field,
@@ -283,7 +363,7 @@ impl Store {
         let conversation_id = conversation.id.clone();
         let item = json!({
             "sender": {"id": psid},
-            "recipient": self.page(),
+            "recipient": self.page(index),
             "timestamp": now_ms,
             "message": message,
         });
@@ -327,16 +407,16 @@ impl Store {
             message["metadata"] = json!(metadata);
         }
         let item = json!({
-            "sender": self.page(),
+            "sender": self.page(index),
             "recipient": {"id": psid},
             "timestamp": now_ms,
             "message": message,
         });
         self.push_messaging(index, "message_echoes", item);
-        if self.config.auto_delivery {
+        if self.config.auto_delivery && self.conversations[index].channel == Channel::Messenger {
             let item = json!({
                 "sender": {"id": psid},
-                "recipient": self.page(),
+                "recipient": self.page(index),
                 "timestamp": now_ms,
                 "delivery": {"mids": [mid], "watermark": now_ms},
             });
@@ -354,7 +434,7 @@ impl Store {
             .ok_or_else(|| format!("no conversation with {psid}"))?;
         let item = json!({
             "sender": {"id": psid},
-            "recipient": self.page(),
+            "recipient": self.page(index),
             "timestamp": now_ms,
             "read": {"watermark": now_ms},
         });
@@ -400,7 +480,7 @@ impl Store {
         }
         let item = json!({
             "sender": {"id": psid},
-            "recipient": self.page(),
+            "recipient": self.page(index),
             "timestamp": now_ms,
             kind: control,
         });
@@ -412,13 +492,35 @@ impl Store {
         Ok(())
     }
 
-    /// The Send API: window rules, private replies, then the message and its echo.
+    /// The Messenger Send API (the unit tests' shorthand).
+    #[cfg(test)]
     pub fn send(&mut self, send: Send, now_ms: i64) -> Result<Value, GraphError> {
+        self.send_on(Channel::Messenger, send, now_ms)
+    }
+
+    /// The Send API of a channel: window rules, private replies, then the message and its
+    /// echo.
+    pub fn send_on(
+        &mut self,
+        channel: Channel,
+        send: Send,
+        now_ms: i64,
+    ) -> Result<Value, GraphError> {
         if let Some(text) = &send.text {
-            if text.chars().count() > MAX_TEXT {
-                return Err(GraphError::invalid_parameter(format!(
-                    "Length of param message[text] must be less than or equal to {MAX_TEXT}"
-                )));
+            match channel {
+                Channel::Messenger if text.chars().count() > MAX_TEXT => {
+                    return Err(GraphError::invalid_parameter(format!(
+                        "Length of param message[text] must be less than or equal to {MAX_TEXT}"
+                    )));
+                }
+                // Meta documents both "less than 1000 characters" and "1000 bytes or less";
+                // the simulator holds connectors to the stricter one, which is what bites CJK.
+                Channel::Instagram if text.len() > MAX_IG_TEXT_BYTES => {
+                    return Err(GraphError::invalid_parameter(format!(
+                        "Length of param message[text] must be less than or equal to {MAX_IG_TEXT_BYTES} bytes"
+                    )));
+                }
+                _ => {}
             }
             if text.is_empty() {
                 return Err(GraphError::invalid_parameter(
@@ -454,7 +556,7 @@ impl Store {
         }
         let (index, comment_id) = match &send.recipient {
             Recipient::Psid(psid) => {
-                if !self.users.contains_key(psid) {
+                if self.users.get(psid).is_none_or(|u| u.channel != channel) {
                     return Err(GraphError::new(
                         100,
                         Some(2_018_001),
@@ -472,12 +574,19 @@ impl Store {
                     _ => age.is_some_and(|a| a <= DAY_MS),
                 };
                 if !allowed {
-                    return Err(GraphError::outside_window());
+                    return Err(match channel {
+                        Channel::Messenger => GraphError::outside_window(),
+                        Channel::Instagram => GraphError::new(
+                            10,
+                            Some(2_534_022),
+                            "(#10) This message is sent outside of allowed window.",
+                        ),
+                    });
                 }
                 (index, None)
             }
             Recipient::Comment(comment_id) => {
-                let index = self.private_reply_target(comment_id, now_ms)?;
+                let index = self.private_reply_target(channel, comment_id, now_ms)?;
                 (index, Some(comment_id.clone()))
             }
         };
@@ -512,11 +621,16 @@ impl Store {
     }
 
     /// Checks the private-reply rules for `comment_id` and returns the conversation to use.
-    fn private_reply_target(&mut self, comment_id: &str, now_ms: i64) -> Result<usize, GraphError> {
+    fn private_reply_target(
+        &mut self,
+        channel: Channel,
+        comment_id: &str,
+        now_ms: i64,
+    ) -> Result<usize, GraphError> {
         let Some(comment) = self
             .comments
             .iter()
-            .find(|c| c.id == comment_id && !c.removed)
+            .find(|c| c.id == comment_id && !c.removed && c.channel == channel)
         else {
             return Err(GraphError::new(
                 100,
@@ -545,6 +659,19 @@ impl Store {
                 "(#10903) This user can't reply to this activity",
             ));
         }
+        if channel == Channel::Instagram {
+            let hour_ago = now_ms - 60 * 60 * 1000;
+            self.ig_private_replies.retain(|&at| at > hour_ago);
+            let limit = self.config.instagram_private_replies_per_hour;
+            if self.ig_private_replies.len() >= limit as usize {
+                let mut error = GraphError::throttled(613, Vec::new());
+                error.message = format!(
+                    "(#613) Calls to this api have exceeded the rate limit: {limit} private replies per hour per account"
+                );
+                return Err(error);
+            }
+            self.ig_private_replies.push(now_ms);
+        }
         Ok(self.conversation_index(&psid, now_ms))
     }
 
@@ -554,8 +681,23 @@ impl Store {
         let number = self.numeric_id(122_100_000_000_000_000);
         let id = format!("{}_{number}", self.config.page_id);
         self.posts.push(Post {
+            channel: Channel::Messenger,
+            foreign: false,
             id: id.clone(),
             message: message.to_owned(),
+            created_ms: now_ms,
+        });
+        id
+    }
+
+    /// Instagram media: the account's own, or someone else's it is mentioned in.
+    pub fn create_media(&mut self, caption: &str, foreign: bool, now_ms: i64) -> String {
+        let id = self.numeric_id(17_900_000_000_000_000);
+        self.posts.push(Post {
+            channel: Channel::Instagram,
+            foreign,
+            id: id.clone(),
+            message: caption.to_owned(),
             created_ms: now_ms,
         });
         id
@@ -570,22 +712,27 @@ impl Store {
         attachment: Option<Value>,
         now_ms: i64,
     ) -> Result<String, GraphError> {
-        let post_id = if self.posts.iter().any(|p| p.id == parent) {
-            parent.to_owned()
-        } else {
-            match self.comments.iter().find(|c| c.id == parent && !c.removed) {
-                Some(c) => c.post_id.clone(),
+        let (post_id, channel) = match self.posts.iter().find(|p| p.id == parent) {
+            Some(p) => (p.id.clone(), p.channel),
+            None => match self.comments.iter().find(|c| c.id == parent && !c.removed) {
+                Some(c) => (c.post_id.clone(), c.channel),
                 None => return Err(GraphError::unknown_object(parent)),
-            }
+            },
         };
         if message.as_deref().is_none_or(str::is_empty) && attachment.is_none() {
             return Err(GraphError::invalid_parameter(
                 "Missing message or attachment",
             ));
         }
-        let post_number = post_id.rsplit('_').next().unwrap_or(&post_id).to_owned();
-        let id = format!("{post_number}_{}", self.numeric_id(1_000_000_000_000_000));
+        let id = match channel {
+            Channel::Messenger => {
+                let post_number = post_id.rsplit('_').next().unwrap_or(&post_id).to_owned();
+                format!("{post_number}_{}", self.numeric_id(1_000_000_000_000_000))
+            }
+            Channel::Instagram => self.numeric_id(17_950_000_000_000_000),
+        };
         self.comments.push(Comment {
+            channel,
             id: id.clone(),
             post_id,
             parent_id: parent.to_owned(),
@@ -628,20 +775,72 @@ impl Store {
         Ok(())
     }
 
-    fn author_json(&self, psid: Option<&str>) -> Value {
-        match psid.and_then(|p| self.users.get(p)) {
-            Some(user) => json!({"id": user.user_id, "name": user.name}),
-            None => json!({"id": self.config.page_id, "name": self.config.page_name}),
+    fn author_json(&self, channel: Channel, psid: Option<&str>) -> Value {
+        match (channel, psid.and_then(|p| self.users.get(p))) {
+            (Channel::Messenger, Some(user)) => json!({"id": user.user_id, "name": user.name}),
+            (Channel::Messenger, None) => {
+                json!({"id": self.config.page_id, "name": self.config.page_name})
+            }
+            (Channel::Instagram, Some(user)) => {
+                json!({"id": user.psid, "username": user.username})
+            }
+            (Channel::Instagram, None) => {
+                json!({"id": self.config.ig_user_id, "username": self.config.ig_username})
+            }
         }
+    }
+
+    /// Instagram's `comments` change for a new comment by a person (the account's own
+    /// comments are not announced).
+    fn ig_comment_event(&mut self, c: &Comment) {
+        if c.psid.is_none() {
+            return;
+        }
+        let mut value = json!({
+            "from": self.author_json(Channel::Instagram, c.psid.as_deref()),
+            "media": {"id": c.post_id, "media_product_type": "FEED"},
+            "id": c.id,
+            "text": c.message.clone().unwrap_or_default(),
+        });
+        if c.parent_id != c.post_id {
+            value["parent_id"] = json!(c.parent_id);
+        }
+        self.outbox.push(Event::Instagram {
+            field: "comments",
+            messaging: false,
+            item: value,
+        });
+    }
+
+    /// The account is @mentioned in a comment on someone's media.
+    pub fn ig_mention(&mut self, media_id: &str, comment_id: Option<&str>) {
+        let mut value = json!({"media_id": media_id});
+        if let Some(c) = comment_id {
+            value["comment_id"] = json!(c);
+        }
+        self.outbox.push(Event::Instagram {
+            field: "mentions",
+            messaging: false,
+            item: value,
+        });
     }
 
     fn feed_event(&mut self, id: &str, verb: &'static str) {
         let Some(c) = self.comments.iter().find(|c| c.id == id) else {
             return;
         };
+        if c.channel == Channel::Instagram {
+            // Instagram announces new comments only, without verbs.
+            let on_foreign = self.posts.iter().any(|p| p.id == c.post_id && p.foreign);
+            if verb == "add" && !on_foreign {
+                let c = c.clone();
+                self.ig_comment_event(&c);
+            }
+            return;
+        }
         let post = self.posts.iter().find(|p| p.id == c.post_id);
         let mut value = json!({
-            "from": self.author_json(c.psid.as_deref()),
+            "from": self.author_json(Channel::Messenger, c.psid.as_deref()),
             "post": {
                 "status_type": "mobile_status_update",
                 "is_published": true,
@@ -681,11 +880,36 @@ impl Store {
         let mut out = json!({"id": c.id});
         let all = fields.is_empty();
         let wants = |f: &str| all || fields.has(f);
+        if c.channel == Channel::Instagram {
+            let from = self.author_json(Channel::Instagram, c.psid.as_deref());
+            if wants("timestamp") {
+                out["timestamp"] = json!(graph_time(c.created_ms));
+            }
+            if wants("text") {
+                out["text"] = json!(c.message.clone().unwrap_or_default());
+            }
+            if fields.has("username") {
+                out["username"] = from["username"].clone();
+            }
+            if fields.has("from") {
+                out["from"] = from;
+            }
+            if fields.has("media") {
+                out["media"] = json!({"id": c.post_id});
+            }
+            if fields.has("parent_id") && c.parent_id != c.post_id {
+                out["parent_id"] = json!(c.parent_id);
+            }
+            if fields.has("hidden") {
+                out["hidden"] = json!(c.hidden);
+            }
+            return out;
+        }
         if wants("created_time") {
             out["created_time"] = json!(graph_time(c.created_ms));
         }
         if wants("from") {
-            out["from"] = self.author_json(c.psid.as_deref());
+            out["from"] = self.author_json(Channel::Messenger, c.psid.as_deref());
         }
         if wants("message") {
             out["message"] = json!(c.message.clone().unwrap_or_default());
@@ -716,20 +940,36 @@ impl Store {
         out
     }
 
+    /// The person and the Page (or Instagram account) as the Conversations API names them.
+    pub fn participants(&self, conversation: &Conversation) -> [Value; 2] {
+        let user = self.users.get(&conversation.psid);
+        match conversation.channel {
+            Channel::Messenger => [
+                json!({
+                    "name": user.map_or("", |u| u.name.as_str()),
+                    "email": format!("{}@facebook.com", conversation.psid),
+                    "id": conversation.psid,
+                }),
+                json!({
+                    "name": self.config.page_name,
+                    "email": format!("{}@facebook.com", self.config.page_id),
+                    "id": self.config.page_id,
+                }),
+            ],
+            Channel::Instagram => [
+                json!({
+                    "username": user.and_then(|u| u.username.clone()),
+                    "id": conversation.psid,
+                }),
+                json!({"username": self.config.ig_username, "id": self.config.ig_user_id}),
+            ],
+        }
+    }
+
     /// A message as the Conversations API shows it.
     pub fn message_json(&self, conversation: &Conversation, m: &Message, fields: &Fields) -> Value {
         let mut out = json!({"id": m.mid});
-        let user = self.users.get(&conversation.psid);
-        let person = json!({
-            "name": user.map_or("", |u| u.name.as_str()),
-            "email": format!("{}@facebook.com", conversation.psid),
-            "id": conversation.psid,
-        });
-        let page = json!({
-            "name": self.config.page_name,
-            "email": format!("{}@facebook.com", self.config.page_id),
-            "id": self.config.page_id,
-        });
+        let [person, page] = self.participants(conversation);
         let (from, to) = if m.from_page {
             (page, person)
         } else {
