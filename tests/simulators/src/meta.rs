@@ -67,9 +67,18 @@
 //!   the top-level comment), `POST /{ig-id}/mentions`, `GET /{ig-id}/media`, and private replies
 //!   (once per comment, 7 days, [`Config::instagram_private_replies_per_hour`], then 613).
 //!
-//! Not modelled yet: OAuth token exchange, attachment upload, postbacks, the
-//! 2 calls/s Conversations API limit, WhatsApp's 7-day retry horizon (retries follow the
-//! Page settings), media download.
+//! * **Tokens**: Facebook Login's `GET /oauth/access_token` (a login `code` from the control
+//!   API, single use: 36009; then `grant_type=fb_exchange_token` for a 60-day user token),
+//!   `GET /me/accounts` handing out the Page token (without expiry from a long-lived user
+//!   token, dying with a short-lived one), user tokens refused elsewhere (210); Instagram
+//!   Login's `GET /access_token?grant_type=ig_exchange_token` (60 days) and
+//!   `GET /refresh_access_token` (only once a day old); expired tokens are 190 / 463, on the
+//!   simulator clock. The configured Page, Instagram and WhatsApp tokens never expire.
+//!
+//! Not modelled yet: attachment upload and media download, postbacks and quick replies, the
+//! 2 calls/s Conversations API limit, retry horizons in time (36 h; WhatsApp 7 days: retries
+//! here are counted, [`Config::webhook_max_retries`]), Instagram story replies' expiring URLs
+//! beyond what the control API passes through.
 //!
 //! # Control API (JSON, no auth)
 //!
@@ -98,6 +107,8 @@
 //! | `POST /_control/instagram/media` `{"caption","foreign"?}` | the account's media (or someone else's) → `{"media_id"}` |
 //! | `POST /_control/instagram/comments` `{"parent_id","igsid"?,"username"?,"text"}` | a comment or reply → `{"comment_id","igsid"}` |
 //! | `POST /_control/instagram/mentions` `{"media_id"?,"text"?,"username"?}` | the account is @mentioned (in a comment when `text`) → `{"media_id","comment_id"}` |
+//! | `POST /_control/oauth/code` | the Page admin completes Facebook Login → `{"code"}` |
+//! | `POST /_control/oauth/instagram_token` | the owner completes Instagram Login → `{"access_token","user_id","expires_in"}` (short-lived) |
 //! | `GET`/`POST /_control/config` | `human_agent`, `auto_delivery`, `throttle_code`, `batch_window_ms`, `subscribed_fields`, `whatsapp_shuffle_statuses`, `whatsapp_pair_interval_ms`, `whatsapp_templates` |
 //! | `/_control/faults`, `/_control/rate-limit`, `/_control/clock…`, `/_control/state` | the kit's, see [`crate::kit::control`] |
 
@@ -105,6 +116,7 @@ mod api;
 mod control;
 mod error;
 mod model;
+mod oauth;
 mod webhooks;
 mod whatsapp;
 

@@ -1319,3 +1319,111 @@ async fn instagram_comments_mentions_replies_and_private_replies() {
     let (_, body) = h.ig_post("me/messages", private("1_2")).await;
     assert_eq!(error_code(&body).0, 100);
 }
+
+// ----- tokens ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn facebook_login_gives_a_long_lived_user_token_and_the_page_token() {
+    let h = Harness::new().await;
+    let (status, code) = h.control("oauth/code", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let code = code["code"].as_str().expect("code");
+    let url = format!(
+        "{}/v23.0/oauth/access_token?client_id={}&redirect_uri=https%3A%2F%2Fhub.example%2Fcb&client_secret={}&code={code}",
+        h.base, h.config.app_id, h.config.app_secret
+    );
+    let (status, _, short) = read(h.http.get(&url).send().await.expect("exchange")).await;
+    assert_eq!(status, StatusCode::OK, "{short}");
+    assert_eq!(short["token_type"], "bearer");
+    let (_, _, again) = read(h.http.get(&url).send().await.expect("exchange")).await;
+    assert_eq!(error_code(&again), (100, Some(36009)));
+
+    let short_token = short["access_token"].as_str().expect("token");
+    let url = format!(
+        "{}/v23.0/oauth/access_token?grant_type=fb_exchange_token&client_id={}&client_secret={}&fb_exchange_token={short_token}",
+        h.base, h.config.app_id, h.config.app_secret
+    );
+    let (status, _, long) = read(h.http.get(&url).send().await.expect("exchange")).await;
+    assert_eq!(status, StatusCode::OK, "{long}");
+    assert_eq!(long["expires_in"], 5_184_000);
+    let long_token = long["access_token"].as_str().expect("token");
+
+    let get = |path: &str, token: &str| {
+        h.http
+            .get(format!("{}/v23.0/{path}", h.base))
+            .bearer_auth(token)
+            .send()
+    };
+    let (_, _, accounts) = read(get("me/accounts", long_token).await.expect("accounts")).await;
+    assert_eq!(accounts["data"][0]["id"], h.config.page_id);
+    assert_eq!(
+        accounts["data"][0]["access_token"],
+        h.config.page_access_token
+    );
+    let (_, _, refused) = read(
+        get(&format!("{}/conversations", h.config.page_id), long_token)
+            .await
+            .expect("conversations"),
+    )
+    .await;
+    assert_eq!(error_code(&refused).0, 210);
+
+    // A Page token from a short-lived user token dies with it.
+    let (_, _, accounts) = read(get("me/accounts", short_token).await.expect("accounts")).await;
+    let short_page = accounts["data"][0]["access_token"].as_str().expect("token");
+    assert_ne!(short_page, h.config.page_access_token);
+    let response = get("me", short_page).await.expect("me");
+    assert_eq!(response.status(), StatusCode::OK);
+    h.advance(2 * 60 * 60);
+    let (_, _, body) = read(get("me", short_page).await.expect("me")).await;
+    assert_eq!(error_code(&body), (190, Some(463)));
+    let response = get("me", long_token).await.expect("me");
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn instagram_tokens_last_60_days_and_refresh_after_24_hours() {
+    let h = Harness::new().await;
+    let (_, short) = h.control("oauth/instagram_token", json!({})).await;
+    let short = short["access_token"].as_str().expect("token");
+    let url = format!(
+        "{}/access_token?grant_type=ig_exchange_token&client_secret={}&access_token={short}",
+        h.base, h.config.app_secret
+    );
+    let (status, _, long) = read(h.http.get(&url).send().await.expect("exchange")).await;
+    assert_eq!(status, StatusCode::OK, "{long}");
+    let long = long["access_token"].as_str().expect("token").to_owned();
+    let me = h
+        .http
+        .get(format!("{}/v23.0/me?fields=user_id,username", h.base))
+        .bearer_auth(&long)
+        .send()
+        .await
+        .expect("me");
+    let (_, _, me) = read(me).await;
+    assert_eq!(me["username"], h.config.ig_username);
+
+    let refresh = format!(
+        "{}/refresh_access_token?grant_type=ig_refresh_token&access_token={long}",
+        h.base
+    );
+    let (status, _, _) = read(h.http.get(&refresh).send().await.expect("refresh")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "too new to refresh");
+    h.advance(DAY);
+    let (status, _, fresh) = read(h.http.get(&refresh).send().await.expect("refresh")).await;
+    assert_eq!(status, StatusCode::OK, "{fresh}");
+    let fresh = fresh["access_token"].as_str().expect("token").to_owned();
+    h.advance(59 * DAY);
+    let (_, _, body) = read(h.http.get(&refresh).send().await.expect("refresh")).await;
+    assert_eq!(error_code(&body), (190, Some(463)), "the old token ran out");
+    let (_, _, ok) = read(
+        h.http
+            .get(format!("{}/v23.0/me", h.base))
+            .bearer_auth(&fresh)
+            .send()
+            .await
+            .expect("me"),
+    )
+    .await;
+    assert_eq!(ok["id"], h.config.ig_user_id);
+}

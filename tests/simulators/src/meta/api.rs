@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::error::{usage_headers, Graph, GraphError};
 use super::model::{graph_time, Channel, Fields, Recipient, Send, Store};
+use super::oauth::{self, Holder};
 use super::Simulator;
 use crate::kit::faults::Budget;
 use crate::kit::{control, Simulated};
@@ -116,8 +117,19 @@ async fn graph(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let instagram = match check_token(&sim, &params, &headers) {
-        Ok(instagram) => instagram,
+    let path_segments = segments(uri.path());
+    let now_ms = sim.now_ms();
+    {
+        let segs: Vec<&str> = path_segments.iter().map(String::as_str).collect();
+        if let Some(result) = oauth::route(&mut sim.store(), &segs, &params, now_ms) {
+            return match result {
+                Ok(value) => axum::Json(value).into_response(),
+                Err(e) => e.into_response(),
+            };
+        }
+    }
+    let (token, holder) = match check_token(&sim, &params, &headers, now_ms) {
+        Ok(found) => found,
         Err(e) => return e.into_response(),
     };
     let usage = match sim.base().faults().check_budget() {
@@ -142,10 +154,12 @@ async fn graph(
         .unwrap_or_else(|| "https://graph.facebook.com".into());
     let request = Request {
         method,
-        segments: segments(uri.path()),
+        segments: path_segments,
         params,
         origin,
-        instagram,
+        instagram: holder == Holder::Instagram,
+        user: holder == Holder::User,
+        token,
     };
     let mut response = match route(&sim, &request) {
         Ok(value) => axum::Json(value).into_response(),
@@ -159,28 +173,18 @@ async fn graph(
     response
 }
 
-/// Checks the token; `Ok(true)` for the Instagram token.
-fn check_token(sim: &Simulator, params: &Params, headers: &HeaderMap) -> Result<bool, GraphError> {
+/// The token and whose it is, or the 104/190 error.
+fn check_token(
+    sim: &Simulator,
+    params: &Params,
+    headers: &HeaderMap,
+    now_ms: i64,
+) -> Result<(String, Holder), GraphError> {
     let Some(token) = token(params, headers) else {
         return Err(GraphError::token_required());
     };
-    let store = sim.store();
-    let c = &store.config;
-    let known = [
-        &c.page_access_token,
-        &c.whatsapp_access_token,
-        &c.instagram_access_token,
-    ];
-    if !known.contains(&&token) {
-        return Err(GraphError::invalid_token(
-            None,
-            "Invalid OAuth access token - Cannot parse access token",
-        ));
-    }
-    if let Some((subcode, message)) = &store.token_revoked {
-        return Err(GraphError::invalid_token(Some(*subcode), message));
-    }
-    Ok(token == c.instagram_access_token)
+    let holder = oauth::holder(&sim.store(), &token, now_ms)?;
+    Ok((token, holder))
 }
 
 /// The path without the version prefix (`v23.0`).
@@ -209,6 +213,9 @@ struct Request {
     origin: String,
     /// Made with the Instagram token: `me` is the Instagram account.
     instagram: bool,
+    /// Made with a user token: only `/me` and `/me/accounts`.
+    user: bool,
+    token: String,
 }
 
 impl Request {
@@ -239,6 +246,20 @@ fn route(sim: &Simulator, r: &Request) -> Result<Value, GraphError> {
             store.config.ig_user_id.clone(),
         )
     };
+    if r.user {
+        return match (&r.method, segs.as_slice()) {
+            (&Method::GET, ["me"]) => Ok(json!({"id": oauth::ADMIN_USER_ID, "name": "Page Admin"})),
+            (&Method::GET, [id, "accounts"]) if *id == "me" || *id == oauth::ADMIN_USER_ID => {
+                let now = sim.now_ms();
+                Ok(oauth::accounts(&mut sim.store(), &r.token, now))
+            }
+            _ => Err(GraphError::new(
+                210,
+                None,
+                "(#210) A page access token is required to request this resource.",
+            )),
+        };
+    }
     let is_page = |id: &str| (id == "me" && !r.instagram) || id == page_id;
     let is_ig = |id: &str| (id == "me" && r.instagram) || id == ig_id;
     match (&r.method, segs.as_slice()) {
@@ -443,6 +464,8 @@ fn conversation_json(
             },
             origin: r.origin.clone(),
             instagram: r.instagram,
+            user: false,
+            token: r.token.clone(),
         };
         let path = format!("/{}/messages", c.id);
         out["messages"] = paginate(items, &nested, &path, limit.unwrap_or(25));
@@ -802,6 +825,8 @@ mod tests {
             params: Params::from([("limit".into(), json!("2"))]),
             origin: "http://sim".into(),
             instagram: false,
+            user: false,
+            token: String::new(),
         };
         let first = paginate(items.clone(), &r, "/x", 25);
         assert_eq!(first["data"].as_array().map(Vec::len), Some(2));

@@ -39,6 +39,8 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/_control/instagram/media", post(ig_media))
         .route("/_control/instagram/comments", post(ig_comment))
         .route("/_control/instagram/mentions", post(ig_mention))
+        .route("/_control/oauth/code", post(login_code))
+        .route("/_control/oauth/instagram_token", post(instagram_token))
 }
 
 /// A message from the customer.
@@ -561,4 +563,20 @@ async fn ig_mention(
     Ok(Json(
         json!({"media_id": media_id, "comment_id": comment_id}),
     ))
+}
+
+/// The Page admin completes Facebook Login: a code for `GET /oauth/access_token`.
+async fn login_code(State(sim): State<Simulator>) -> Json<Value> {
+    Json(json!({"code": sim.store().tokens.code()}))
+}
+
+/// The account owner completes Instagram Login: a short-lived Instagram User token.
+async fn instagram_token(State(sim): State<Simulator>) -> Json<Value> {
+    let now = sim.now_ms();
+    let issued = sim.store().tokens.instagram_short(now);
+    Json(json!({
+        "access_token": issued.token,
+        "user_id": sim.config().ig_user_id,
+        "expires_in": (issued.expires_ms - now).div_euclid(1000),
+    }))
 }

@@ -181,6 +181,7 @@ pub(crate) struct Store {
     pub duplicates_pending: u32,
     /// Times of Instagram private replies, for the hourly limit.
     pub ig_private_replies: Vec<i64>,
+    pub tokens: super::oauth::Tokens,
     pub whatsapp: super::whatsapp::WhatsApp,
 }
 
@@ -198,6 +199,7 @@ impl Store {
             token_revoked: None,
             duplicates_pending: 0,
             ig_private_replies: Vec::new(),
+            tokens: super::oauth::Tokens::default(),
             whatsapp: super::whatsapp::WhatsApp::default(),
         }
     }
