@@ -75,8 +75,8 @@
 //!   `GET /refresh_access_token` (only once a day old); expired tokens are 190 / 463, on the
 //!   simulator clock. The configured Page, Instagram and WhatsApp tokens never expire.
 //!
-//! Not modelled yet: attachment upload and media download, postbacks and quick replies, the
-//! 2 calls/s Conversations API limit, retry horizons in time (36 h; WhatsApp 7 days: retries
+//! Not modelled yet: attachment upload and media download, quick replies, retry horizons
+//! in time (36 h; WhatsApp 7 days: retries
 //! here are counted, [`Config::webhook_max_retries`]), Instagram story replies' expiring URLs
 //! beyond what the control API passes through.
 //!
@@ -86,6 +86,7 @@
 //! |---|---|
 //! | `POST /_control/messages` `{"psid"?,"name"?,"text"?,"attachments"?,"reply_to"?,"referral"?}` or a list | the customer writes (a list: one webhook POST) → `{"psid","mid","conversation_id"}` (a list for a list) |
 //! | `POST /_control/reads` `{"psid"}` | the customer reads the thread → `message_reads` |
+//! | `POST /_control/postbacks` `{"psid","title","payload"}` | the customer taps a button → `messaging_postbacks` (opens the window) |
 //! | `POST /_control/inbox/reply` `{"psid","text"}` | an agent answers in the Page inbox → echo with the inbox's `app_id` → `{"mid"}` |
 //! | `POST /_control/other_app/reply` `{"psid","text"}` | the other app answers → echo with its `app_id` |
 //! | `POST /_control/handover/take` `{"psid","metadata"?}` | the other app takes the thread (this app gets `take_thread_control`, then standby) |
@@ -109,7 +110,7 @@
 //! | `POST /_control/instagram/mentions` `{"media_id"?,"text"?,"username"?}` | the account is @mentioned (in a comment when `text`) → `{"media_id","comment_id"}` |
 //! | `POST /_control/oauth/code` | the Page admin completes Facebook Login → `{"code"}` |
 //! | `POST /_control/oauth/instagram_token` | the owner completes Instagram Login → `{"access_token","user_id","expires_in"}` (short-lived) |
-//! | `GET`/`POST /_control/config` | `human_agent`, `auto_delivery`, `throttle_code`, `batch_window_ms`, `subscribed_fields`, `whatsapp_shuffle_statuses`, `whatsapp_pair_interval_ms`, `whatsapp_templates` |
+//! | `GET`/`POST /_control/config` | `human_agent`, `auto_delivery`, `throttle_code`, `batch_window_ms`, `subscribed_fields`, `whatsapp_shuffle_statuses`, `whatsapp_pair_interval_ms`, `whatsapp_templates`, `conversations_per_second` |
 //! | `/_control/faults`, `/_control/rate-limit`, `/_control/clock…`, `/_control/state` | the kit's, see [`crate::kit::control`] |
 
 mod api;
@@ -142,8 +143,9 @@ pub use whatsapp::{WhatsAppInbound, WhatsAppSent};
 pub const PAGE_INBOX_APP_ID: &str = "263902037430900";
 
 /// Every field a Page subscription can carry that the simulator produces.
-pub const FIELDS: [&str; 6] = [
+pub const FIELDS: [&str; 7] = [
     "messages",
+    "messaging_postbacks",
     "message_echoes",
     "message_deliveries",
     "message_reads",
@@ -202,6 +204,9 @@ pub struct Config {
     pub instagram_access_token: String,
     /// Private replies per hour per account (Meta: 750).
     pub instagram_private_replies_per_hour: u32,
+    /// Conversations API calls per second per Page or account (Meta: 2), counted on the
+    /// simulator clock; `None` (the default) leaves it to the shared budget.
+    pub conversations_per_second: Option<u32>,
 }
 
 impl Default for Config {
@@ -233,6 +238,7 @@ impl Default for Config {
             ig_username: "switchboard.coffee".into(),
             instagram_access_token: "IGAAsimInstagramUserToken0123456789".into(),
             instagram_private_replies_per_hour: 750,
+            conversations_per_second: None,
         }
     }
 }
@@ -621,6 +627,7 @@ impl Simulated for Simulator {
             "whatsapp_pair_interval_ms": c.whatsapp_pair_interval
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             "whatsapp_templates": c.whatsapp_templates,
+            "conversations_per_second": c.conversations_per_second,
         })
     }
 
@@ -633,6 +640,7 @@ impl Simulated for Simulator {
         let shuffle = patch.flag("whatsapp_shuffle_statuses")?;
         let pair = patch.nullable("whatsapp_pair_interval_ms")?;
         let templates = patch.strings("whatsapp_templates")?;
+        let conversations = patch.limit("conversations_per_second")?;
         let mut store = self.store();
         let c = &mut store.config;
         if let Some(v) = human_agent {
@@ -658,6 +666,9 @@ impl Simulated for Simulator {
         }
         if let Some(v) = templates {
             c.whatsapp_templates = v;
+        }
+        if let Some(v) = conversations {
+            c.conversations_per_second = v;
         }
         Ok(())
     }

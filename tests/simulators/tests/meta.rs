@@ -1427,3 +1427,38 @@ async fn instagram_tokens_last_60_days_and_refresh_after_24_hours() {
     .await;
     assert_eq!(ok["id"], h.config.ig_user_id);
 }
+
+#[tokio::test]
+async fn postbacks_open_the_window_and_the_conversations_api_allows_2_calls_a_second() {
+    let h = Harness::subscribed().await;
+    h.customer("9700", "hi").await;
+    h.posts(1).await;
+    h.advance(2 * DAY);
+    let (status, body) = h
+        .control(
+            "postbacks",
+            json!({"psid": "9700", "title": "Talk to us", "payload": "AGENT"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let posts = h.posts(2).await;
+    let postback = &posts[1].2["entry"][0]["messaging"][0]["postback"];
+    assert_eq!(postback["payload"], "AGENT");
+    let (status, _) = h.send(text_reply("9700", "Here")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    h.control("config", json!({"conversations_per_second": 2}))
+        .await;
+    let path = format!("{}/conversations?platform=messenger", h.config.page_id);
+    for _ in 0..2 {
+        let (status, _, _) = h.graph_get(&path).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, headers, body) = h.graph_get(&path).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body).0, 80006);
+    assert!(headers.contains_key("x-business-use-case-usage"));
+    h.advance(1);
+    let (status, _, _) = h.graph_get(&path).await;
+    assert_eq!(status, StatusCode::OK, "a new second");
+}

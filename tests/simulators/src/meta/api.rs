@@ -383,6 +383,31 @@ fn send(sim: &Simulator, params: &Params, channel: Channel) -> Result<Value, Gra
 
 // ----- Conversations API ---------------------------------------------------------------------
 
+/// Counts one Conversations API call for `account` against the per-second limit.
+fn conversations_limit(sim: &Simulator, account: &str) -> Result<(), GraphError> {
+    let now_secs = sim.now_ms().div_euclid(1000);
+    let mut store = sim.store();
+    let Some(limit) = store.config.conversations_per_second else {
+        return Ok(());
+    };
+    let page_id = store.config.page_id.clone();
+    let entry = store
+        .conversation_calls
+        .entry(account.to_owned())
+        .or_insert((now_secs, 0));
+    if entry.0 != now_secs {
+        *entry = (now_secs, 0);
+    }
+    if entry.1 >= limit {
+        return Err(GraphError::throttled(
+            80006,
+            usage_headers(&page_id, 100, 1),
+        ));
+    }
+    entry.1 += 1;
+    Ok(())
+}
+
 fn conversations(sim: &Simulator, r: &Request) -> Result<Value, GraphError> {
     let channel = match text_param(&r.params, "platform") {
         Some("instagram") => Channel::Instagram,
@@ -395,6 +420,8 @@ fn conversations(sim: &Simulator, r: &Request) -> Result<Value, GraphError> {
         None if r.instagram => Channel::Instagram,
         None => Channel::Messenger,
     };
+    let account = sim.store().account_id(channel).to_owned();
+    conversations_limit(sim, &account)?;
     let fields = r.fields();
     let store = sim.store();
     let user = text_param(&r.params, "user_id");

@@ -19,6 +19,7 @@ pub(crate) fn routes() -> Router<Simulator> {
     Router::new()
         .route("/_control/messages", post(customer_messages))
         .route("/_control/reads", post(read))
+        .route("/_control/postbacks", post(postback))
         .route("/_control/inbox/reply", post(inbox_reply))
         .route("/_control/other_app/reply", post(other_app_reply))
         .route("/_control/handover/take", post(take))
@@ -579,4 +580,21 @@ async fn instagram_token(State(sim): State<Simulator>) -> Json<Value> {
         "user_id": sim.config().ig_user_id,
         "expires_in": (issued.expires_ms - now).div_euclid(1000),
     }))
+}
+
+#[derive(Deserialize)]
+struct Postback {
+    psid: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    payload: String,
+}
+
+async fn postback(State(sim): State<Simulator>, body: Bytes) -> Result<Json<Value>, ControlError> {
+    let p: Postback = json_body(&body)?;
+    let mid = sim
+        .mutate(|store, now| store.postback(&p.psid, &p.title, &p.payload, now))
+        .map_err(ControlError::not_found)?;
+    Ok(Json(json!({"mid": mid})))
 }

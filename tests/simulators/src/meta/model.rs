@@ -182,6 +182,8 @@ pub(crate) struct Store {
     /// Times of Instagram private replies, for the hourly limit.
     pub ig_private_replies: Vec<i64>,
     pub tokens: super::oauth::Tokens,
+    /// Conversations API calls in the current second: (second, count) per account.
+    pub conversation_calls: BTreeMap<String, (i64, u32)>,
     pub whatsapp: super::whatsapp::WhatsApp,
 }
 
@@ -200,6 +202,7 @@ impl Store {
             duplicates_pending: 0,
             ig_private_replies: Vec::new(),
             tokens: super::oauth::Tokens::default(),
+            conversation_calls: BTreeMap::new(),
             whatsapp: super::whatsapp::WhatsApp::default(),
         }
     }
@@ -425,6 +428,32 @@ impl Store {
             self.push_messaging(index, "message_deliveries", item);
         }
         mid
+    }
+
+    /// The person taps a postback button; like a message, it opens the window.
+    pub fn postback(
+        &mut self,
+        psid: &str,
+        title: &str,
+        payload: &str,
+        now_ms: i64,
+    ) -> Result<String, String> {
+        let index = self
+            .conversations
+            .iter()
+            .position(|c| c.psid == psid)
+            .ok_or_else(|| format!("no conversation with {psid}"))?;
+        let mid = self.mid();
+        self.conversations[index].last_customer_ms = Some(now_ms);
+        self.conversations[index].updated_ms = now_ms;
+        let item = json!({
+            "sender": {"id": psid},
+            "recipient": self.page(index),
+            "timestamp": now_ms,
+            "postback": {"mid": mid, "title": title, "payload": payload},
+        });
+        self.push_messaging(index, "messaging_postbacks", item);
+        Ok(mid)
     }
 
     /// The person has read everything up to now.
