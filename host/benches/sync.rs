@@ -2,7 +2,9 @@
 //! Zendesk simulators (in this process). Run with `cargo bench -p switchboard --bench sync`;
 //! it prints markdown tables in the format BENCHMARKS.md records:
 //!
-//! - a bare relay's rate into the same Zendesk simulator, the baseline (see `relay`);
+//! - a bare relay's rate into the same Zendesk simulator, the baseline (see `relay`): this
+//!   binary as a Rust relay, and `benches/relay.js` under Node (the relay issue 8 measured
+//!   with) when `node` is on the PATH;
 //! - latency of the hub's webhook endpoint (request sent → 200, i.e. verified by the plugin and
 //!   stored durably) at concurrency 1, 8 and 64, with the resulting tickets being created in
 //!   the background as in production;
@@ -253,11 +255,14 @@ async fn run() {
 
     // The baseline first, before the hub registers its Zendesk webhook: the relay's tickets
     // then cost the hub nothing.
-    let relay_rate = if relay_messages > 0 {
-        Some(relay::measure(&sims, relay_messages, &mut next_chat).await)
-    } else {
-        None
-    };
+    let mut relay_rates = Vec::new();
+    if relay_messages > 0 {
+        for relay in [relay::Relay::Rust, relay::Relay::Node] {
+            if let Some(rate) = relay::measure(relay, &sims, relay_messages, &mut next_chat).await {
+                relay_rates.push((relay.name(), rate));
+            }
+        }
+    }
 
     let hub = HubProcess::start_with(dir.path(), &[("RUST_LOG", "warn")]).await;
     connect(&hub, &sims, Inbound::Webhook).await;
@@ -272,7 +277,7 @@ async fn run() {
     // level starts, so levels do not measure each other's backlog.
     println!("| webhook latency | requests | p50 | p99 | max | requests/s |");
     println!("|---|---|---|---|---|---|");
-    let mut tickets_so_far = relay_messages;
+    let mut tickets_so_far = relay_messages * relay_rates.len();
     for (concurrency, requests) in [(1, 500), (8, 2000), (64, 4000)] {
         let chats: Vec<i64> = (next_chat..next_chat + requests as i64).collect();
         next_chat += requests as i64;
@@ -396,7 +401,7 @@ async fn run() {
             &sims,
             &chats,
             tickets_so_far + conversations,
-            relay_rate,
+            &relay_rates,
         )
         .await;
     }
@@ -432,6 +437,35 @@ mod relay {
     use tokio::io::AsyncBufReadExt;
 
     use super::*;
+
+    /// Which bare relay runs: this binary, or `benches/relay.js` under Node.
+    #[derive(Clone, Copy)]
+    pub enum Relay {
+        Rust,
+        Node,
+    }
+
+    impl Relay {
+        pub fn name(self) -> &'static str {
+            match self {
+                Relay::Rust => "Rust",
+                Relay::Node => "Node",
+            }
+        }
+
+        fn command(self) -> tokio::process::Command {
+            match self {
+                Relay::Rust => {
+                    tokio::process::Command::new(std::env::current_exe().expect("own path"))
+                }
+                Relay::Node => {
+                    let mut node = tokio::process::Command::new("node");
+                    node.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/relay.js"));
+                    node
+                }
+            }
+        }
+    }
 
     struct Target {
         tickets_url: String,
@@ -492,8 +526,14 @@ mod relay {
     }
 
     /// Sends `messages` new conversations through a relay at concurrency 64, prints its row,
-    /// and returns its rate into the simulator (tickets/s).
-    pub async fn measure(sims: &World, messages: usize, next_chat: &mut i64) -> f64 {
+    /// and returns its rate into the simulator (tickets/s); `None` when the relay cannot start
+    /// (no `node` on the PATH).
+    pub async fn measure(
+        relay: Relay,
+        sims: &World,
+        messages: usize,
+        next_chat: &mut i64,
+    ) -> Option<f64> {
         let settings = sims.desk.installation_settings();
         let field = |key: &str| settings[key].as_str().expect("zendesk setting").to_string();
         let target = format!(
@@ -502,12 +542,19 @@ mod relay {
             field("email"),
             field("api_token")
         );
-        let mut child = tokio::process::Command::new(std::env::current_exe().expect("own path"))
+        let mut child = match relay
+            .command()
             .env(RELAY_ROLE, target)
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .expect("start the relay");
+        {
+            Ok(child) => child,
+            Err(error) => {
+                println!("(the {} relay did not start: {error})\n", relay.name());
+                return None;
+            }
+        };
         let stdout = child.stdout.take().expect("relay stdout");
         let port = tokio::io::BufReader::new(stdout)
             .lines()
@@ -535,7 +582,10 @@ mod relay {
         .await
         .duration_since(started);
         let rate = messages as f64 / done.as_secs_f64();
-        println!("| bare relay → Zendesk | messages | last ticket in Zendesk after | tickets/s | relay CPU per ticket | simulators + client CPU per ticket |");
+        println!(
+            "| bare {} relay → Zendesk | messages | last ticket in Zendesk after | tickets/s | relay CPU per ticket | simulators + client CPU per ticket |",
+            relay.name()
+        );
         println!("|---|---|---|---|---|---|");
         println!(
             "| new conversations, concurrency 64 | {messages} | {} | {rate:.0} | {} |",
@@ -543,7 +593,7 @@ mod relay {
             cpu_cells(&pid, relay_cpu, own_cpu, messages)
         );
         println!();
-        rate
+        Some(rate)
     }
 }
 
@@ -611,7 +661,7 @@ mod drain {
         sims: &World,
         chats: &[i64],
         tickets_before: usize,
-        relay_rate: Option<f64>,
+        relay_rates: &[(&str, f64)],
     ) {
         let burst = chats.len();
         let database = hub.database_path();
@@ -718,10 +768,18 @@ mod drain {
         println!(
             "- drain: {burst} tickets into Zendesk in {} = {rate:.0} tickets/s{}",
             ms(drain_time),
-            relay_rate.map_or(String::new(), |relay| format!(
-                ", {:.0} % of the bare relay's {relay:.0}/s (target ≥ 50 %)",
-                rate / relay * 100.0
-            ))
+            relay_rates
+                .iter()
+                .map(|(name, relay)| format!(
+                    ", {:.0} % of the {name} relay's {relay:.0}/s",
+                    rate / relay * 100.0
+                ))
+                .collect::<String>()
+                + if relay_rates.is_empty() {
+                    ""
+                } else {
+                    " (target ≥ 50 %)"
+                }
         );
         println!(
             "- hub CPU per end-to-end ticket: {:.2} ms (taking and processing the webhook {:.2} ms, \

@@ -99,11 +99,44 @@ impl Context {
     /// assert!(matches!(err, ConnectorError::InvalidInput(f) if f.field == "initial_lookback_secs"));
     /// ```
     pub fn parse_settings<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        self.parse_settings_with_defaults(&[])
+    }
+
+    /// Like [`parse_settings`](Self::parse_settings), but a setting left empty takes the
+    /// `default_value` its spec in `specs` (the manifest's settings) declares, as the host does
+    /// when it calls the plugin. The default the admin form shows is then the one the plugin
+    /// uses, written once in the manifest rather than again as a `#[serde(default)]` function.
+    ///
+    /// ```
+    /// # use switchboard_plugin_sdk::{Context, SettingSpec};
+    /// #[derive(serde::Deserialize)]
+    /// struct Settings { queue: String, initial_lookback_secs: u64 }
+    ///
+    /// let specs = [
+    ///     SettingSpec::new("queue", "Queue", "").with_default("General"),
+    ///     SettingSpec::new("initial_lookback_secs", "Look-back", "").with_default("3600"),
+    /// ];
+    /// let ctx = Context::new("inst", [("queue", "")]);
+    /// let settings: Settings = ctx.parse_settings_with_defaults(&specs).unwrap();
+    /// assert_eq!((settings.queue.as_str(), settings.initial_lookback_secs), ("General", 3600));
+    /// ```
+    pub fn parse_settings_with_defaults<T: serde::de::DeserializeOwned>(
+        &self,
+        specs: &[crate::SettingSpec],
+    ) -> Result<T> {
+        let defaults = specs.iter().filter_map(|spec| {
+            let value = spec.default_value.as_deref()?;
+            self.setting(&spec.key)
+                .is_none()
+                .then_some((spec.key.as_str(), value))
+        });
         let entries = self
             .settings
             .iter()
             .filter(|(_, value)| !value.is_empty())
             .map(|(key, value)| (key.as_str(), value.as_str()))
+            .chain(defaults)
+            .filter(|(_, value)| !value.is_empty())
             .collect();
         T::deserialize(SettingsDeserializer { entries }).map_err(|err| {
             let SettingsError { key, message } = err;
@@ -187,7 +220,7 @@ mod tests {
         Context::new("inst", pairs.iter().copied()).parse_settings()
     }
 
-    fn bad_field(result: Result<Typed>) -> (String, String) {
+    fn bad_field<T: std::fmt::Debug>(result: Result<T>) -> (String, String) {
         match result {
             Err(ConnectorError::InvalidInput(f)) => (f.field, f.message),
             other => panic!("expected invalid input, got {other:?}"),
@@ -259,6 +292,44 @@ mod tests {
         assert_eq!(
             bad_field(typed(&[("token", "t"), ("ratio", "NaNx")])).0,
             "ratio"
+        );
+    }
+
+    #[test]
+    fn defaults_come_from_the_specs() {
+        #[derive(Debug, serde::Deserialize)]
+        struct WithDefaults {
+            queue: String,
+            lookback: u64,
+            note: Option<String>,
+        }
+        let specs = [
+            crate::SettingSpec::new("queue", "Queue", "").with_default("General"),
+            crate::SettingSpec::new("lookback", "Look-back", "").with_default("3600"),
+            crate::SettingSpec::new("note", "Note", ""),
+        ];
+        let read = |pairs: &[(&str, &str)]| {
+            Context::new("i", pairs.iter().copied())
+                .parse_settings_with_defaults::<WithDefaults>(&specs)
+        };
+        let given =
+            read(&[("queue", "Tier 2"), ("lookback", "60"), ("note", "n")]).expect("settings");
+        assert_eq!(
+            (given.queue.as_str(), given.lookback, given.note.as_deref()),
+            ("Tier 2", 60, Some("n"))
+        );
+        // Absent or empty: the spec's default; no default and optional: None.
+        let defaults = read(&[("queue", "")]).expect("settings");
+        assert_eq!(
+            (defaults.queue.as_str(), defaults.lookback, defaults.note),
+            ("General", 3600, None)
+        );
+        // A bad value the admin gave is still an error naming the setting.
+        assert_eq!(bad_field(read(&[("lookback", "soon")])).0, "lookback");
+        // Without specs, nothing is filled in.
+        assert_eq!(
+            bad_field(Context::new("i", [("lookback", "1")]).parse_settings::<WithDefaults>()).0,
+            "queue"
         );
     }
 

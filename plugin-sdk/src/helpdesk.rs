@@ -15,13 +15,66 @@
 use core::marker::PhantomData;
 
 use crate::bindings::helpdesk::exports::switchboard::connector::helpdesk_connector as wit;
-use crate::{CallContext, Context, Manifest, Result, WebhookRequest};
+use crate::{CallContext, Context, Manifest, Result, SettingSpec, StreamSpec, WebhookRequest};
 
 pub use wit::{
     ChangeAuthor, ChangeKind, CommentAuthor, CommentChange, CommentRef, NewComment, NewTicket,
     PollPage, Requester, RequesterRequest, TicketChange, TicketPriority, TicketRef, TicketState,
     TicketStatus, TicketUpdate, UnconfirmedAttempt, WebhookOutcome,
 };
+
+/// The one pollable stream of every helpdesk connector: agents' replies, notes and ticket
+/// changes.
+pub const TICKET_CHANGES_STREAM: &str = "ticket-changes";
+
+/// How often [`ticket_changes_stream`] is polled until an admin changes it: every 30 seconds.
+pub const TICKET_CHANGES_SCHEDULE: &str = "*/30 * * * * *";
+
+/// The key of the setting that says how far back the first poll of a new installation looks
+/// ([`initial_lookback_setting`]).
+pub const INITIAL_LOOKBACK_SECS: &str = "initial_lookback_secs";
+
+/// The first poll's look-back when the admin sets none: an hour.
+pub const DEFAULT_INITIAL_LOOKBACK_SECS: u64 = 3600;
+
+/// The manifest's [`TICKET_CHANGES_STREAM`], polled on [`TICKET_CHANGES_SCHEDULE`];
+/// `description` says where the connector reads the changes from.
+pub fn ticket_changes_stream(description: &str) -> StreamSpec {
+    StreamSpec::new(TICKET_CHANGES_STREAM, description, TICKET_CHANGES_SCHEDULE)
+}
+
+/// The manifest's [`INITIAL_LOOKBACK_SECS`] setting, [`DEFAULT_INITIAL_LOOKBACK_SECS`] unless
+/// the admin says otherwise.
+pub fn initial_lookback_setting() -> SettingSpec {
+    SettingSpec::new(
+        INITIAL_LOOKBACK_SECS,
+        "Initial look-back (seconds)",
+        "How far back the first poll of the ticket-changes stream starts.",
+    )
+    .with_default(DEFAULT_INITIAL_LOOKBACK_SECS.to_string())
+}
+
+impl TicketStatus {
+    /// Every status, in the contract's order: for mapping tables and their round-trip tests.
+    pub const ALL: [TicketStatus; 6] = [
+        TicketStatus::New,
+        TicketStatus::Open,
+        TicketStatus::Pending,
+        TicketStatus::OnHold,
+        TicketStatus::Solved,
+        TicketStatus::Closed,
+    ];
+}
+
+impl TicketPriority {
+    /// Every priority, lowest first: for mapping tables and their round-trip tests.
+    pub const ALL: [TicketPriority; 4] = [
+        TicketPriority::Low,
+        TicketPriority::Normal,
+        TicketPriority::High,
+        TicketPriority::Urgent,
+    ];
+}
 
 /// How far before an unconfirmed attempt's start a look-back searches: the service's clock
 /// may differ from the hub's, and many services round timestamps down to the second.
@@ -176,6 +229,28 @@ macro_rules! export_helpdesk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_change_stream_and_its_look_back_setting() {
+        let stream = ticket_changes_stream("From the ticket list.");
+        assert_eq!(stream.name, "ticket-changes");
+        assert_eq!(stream.description, "From the ticket list.");
+        assert_eq!(stream.default_schedule, "*/30 * * * * *");
+        let setting = initial_lookback_setting();
+        assert_eq!(setting.key, "initial_lookback_secs");
+        assert_eq!(setting.default_value.as_deref(), Some("3600"));
+        assert!(!setting.required && !setting.secret);
+    }
+
+    #[test]
+    fn every_status_and_priority_once() {
+        for (i, status) in TicketStatus::ALL.iter().enumerate() {
+            assert!(!TicketStatus::ALL[..i].contains(status));
+        }
+        for (i, priority) in TicketPriority::ALL.iter().enumerate() {
+            assert!(!TicketPriority::ALL[..i].contains(priority));
+        }
+    }
 
     #[test]
     fn look_back_takes_recent_unknown_records_only() {

@@ -299,8 +299,14 @@ impl Response {
         if self.is_success() {
             Ok(self)
         } else {
-            Err(status_error(self.status, &self.headers, &self.body))
+            Err(self.status_error())
         }
+    }
+
+    /// The error [`status_error`] picks for this response's status: what a service's own
+    /// error mapping falls back to for the statuses it has nothing to add to.
+    pub fn status_error(&self) -> ConnectorError {
+        status_error(self.status, &self.headers, &self.body)
     }
 
     /// Checks the status and parses the JSON body in one step: a 2xx body parsed as `T`, or
@@ -314,6 +320,24 @@ impl Response {
     /// [`rate_limit_wait_ms`].
     pub fn rate_limit_wait_ms(&self) -> Option<u64> {
         rate_limit_wait_ms(&self.headers, &self.body)
+    }
+
+    /// The `RateLimited` error for this 429: after the delay its `Retry-After` header asks for
+    /// ([`retry_after_ms`]), else after `default_wait_ms`, the service's usual window (a
+    /// minute for per-minute limits). For a service whose 429s carry only `Retry-After`; where
+    /// they may carry a body or reset header instead, [`status_error`] reads those too.
+    ///
+    /// ```
+    /// # use switchboard_plugin_sdk::{http::Response, ConnectorError};
+    /// let slow = Response::new(429, &[("Retry-After", "3")], "");
+    /// assert!(matches!(slow.rate_limited(60_000, "Acme 429"),
+    ///     ConnectorError::RateLimited(r) if r.retry_after_ms == 3000));
+    /// ```
+    pub fn rate_limited(&self, default_wait_ms: u64, message: impl Into<String>) -> ConnectorError {
+        ConnectorError::rate_limited(
+            retry_after_ms(&self.headers).unwrap_or(default_wait_ms),
+            message,
+        )
     }
 
     /// The body as text; invalid UTF-8 is replaced with `U+FFFD`.
@@ -848,6 +872,21 @@ mod tests {
     }
 
     #[test]
+    fn rate_limited_waits_as_asked_or_the_services_window() {
+        let asked = Response::new(429, &[("retry-after", "41")], "");
+        assert_eq!(
+            asked.rate_limited(60_000, "Acme 429"),
+            ConnectorError::rate_limited(41_000, "Acme 429")
+        );
+        // Only Retry-After counts: a body's retry_after is some other service's habit.
+        let silent = Response::new(429, &[], r#"{"retry_after": 5}"#);
+        assert_eq!(
+            silent.rate_limited(60_000, "Acme 429"),
+            ConnectorError::rate_limited(60_000, "Acme 429")
+        );
+    }
+
+    #[test]
     fn response_helpers() {
         let resp = Response {
             status: 200,
@@ -864,6 +903,10 @@ mod tests {
             headers: vec![],
             body: b"gone".to_vec(),
         };
+        assert_eq!(
+            resp.status_error(),
+            ConnectorError::NotFound("HTTP 404: gone".into())
+        );
         assert_eq!(
             resp.error_for_status(),
             Err(ConnectorError::NotFound("HTTP 404: gone".into()))

@@ -92,6 +92,7 @@ pub mod signature;
 pub mod testkit;
 pub mod text;
 pub mod time;
+mod types;
 pub mod webhook;
 
 /// Contract 0.3 bindings (features `social-v0_3`, `helpdesk-v0_3`).

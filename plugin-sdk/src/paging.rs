@@ -22,6 +22,26 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{ConnectorError, Result};
 
+/// Checks that `stream` is one the connector polls: `names[0]`, or an older name of it that
+/// an installation made with an earlier build may still poll by. Any other is an
+/// `InvalidInput` error for field `stream` that names the one `service` has.
+///
+/// ```
+/// # use switchboard_plugin_sdk::paging::check_stream;
+/// assert!(check_stream("Zendesk", "ticket-events", &["ticket-changes", "ticket-events"]).is_ok());
+/// assert!(check_stream("Zendesk", "tickets", &["ticket-changes"]).is_err());
+/// ```
+pub fn check_stream(service: &str, stream: &str, names: &[&str]) -> Result<()> {
+    if names.contains(&stream) {
+        return Ok(());
+    }
+    let only = names.first().copied().unwrap_or_default();
+    Err(ConnectorError::invalid(
+        "stream",
+        format!("unknown stream `{stream}`; {service} has only `{only}`"),
+    ))
+}
+
 /// The URL of the `rel="next"` link in a `Link` header (GitHub, Shopify, Zendesk cursor
 /// pagination), if there is one.
 ///
@@ -121,6 +141,29 @@ pub fn decode_cursor<T: DeserializeOwned>(cursor: &str) -> Result<T> {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn streams_are_checked_by_name() {
+        assert_eq!(
+            check_stream("RT", "ticket-changes", &["ticket-changes"]),
+            Ok(())
+        );
+        assert_eq!(
+            check_stream("RT", "ticket-events", &["ticket-changes"]),
+            Err(ConnectorError::invalid(
+                "stream",
+                "unknown stream `ticket-events`; RT has only `ticket-changes`"
+            ))
+        );
+        assert_eq!(
+            check_stream(
+                "Zendesk",
+                "ticket-events",
+                &["ticket-changes", "ticket-events"]
+            ),
+            Ok(())
+        );
+    }
 
     #[test]
     fn finds_next_among_links() {

@@ -19,7 +19,7 @@ use crate::api::{
 };
 use crate::changes;
 use crate::look_back::{ExpectedConversation, ExpectedTicket};
-use crate::manifest::{settings, DEFAULT_LOOKBACK_SECS, DEFAULT_SECRET_HEADER, DEFAULT_SOURCE};
+use crate::manifest::{manifest, settings};
 
 /// Tickets per page of the listing. Each changed hub ticket costs one more call for its
 /// conversations, so pages stay well below Freshdesk's 100 to fit per-minute budgets.
@@ -39,28 +39,13 @@ const MAX_LOOK_BACK_PAGES: usize = 10;
 struct Settings {
     domain: Option<String>,
     base_url: Option<String>,
-    #[serde(default = "default_source")]
     source: u64,
     on_hold_status: Option<u64>,
     external_id_field: Option<String>,
     webhook_secret: Option<String>,
-    #[serde(default = "default_secret_header")]
     webhook_secret_header: String,
     integration_agent_id: Option<u64>,
-    #[serde(default = "default_lookback_secs")]
     initial_lookback_secs: u64,
-}
-
-fn default_source() -> u64 {
-    DEFAULT_SOURCE
-}
-
-fn default_secret_header() -> String {
-    DEFAULT_SECRET_HEADER.to_string()
-}
-
-fn default_lookback_secs() -> u64 {
-    DEFAULT_LOOKBACK_SECS
 }
 
 /// One Freshdesk account, as an installation's settings describe it.
@@ -84,7 +69,7 @@ impl Account {
     /// The account of the installation `ctx` is for; bad or missing settings are
     /// `InvalidInput` naming the setting.
     pub fn of(ctx: &Context) -> Result<Self> {
-        let settings: Settings = ctx.parse_settings()?;
+        let settings: Settings = ctx.parse_settings_with_defaults(&manifest().settings)?;
         let base = match &settings.base_url {
             Some(base) => base.trim().trim_end_matches('/').to_string(),
             None => format!(
@@ -505,6 +490,7 @@ impl<'a> ChangeReader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::DEFAULT_SOURCE;
 
     fn webhook_request(headers: &[(&str, &str)]) -> WebhookRequest {
         webhook::post(headers, br#"{"ticket_id": 5}"#.as_slice())
@@ -547,7 +533,10 @@ mod tests {
         let defaults = account(&[]).expect("account");
         assert_eq!(defaults.source, DEFAULT_SOURCE);
         assert_eq!(defaults.statuses.on_hold, None);
-        assert_eq!(defaults.initial_lookback_secs, DEFAULT_LOOKBACK_SECS);
+        assert_eq!(
+            defaults.initial_lookback_secs,
+            switchboard_plugin_sdk::helpdesk::DEFAULT_INITIAL_LOOKBACK_SECS
+        );
         let set = account(&[
             ("source", "101"),
             ("on_hold_status", "7"),

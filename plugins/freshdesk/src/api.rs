@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use switchboard_plugin_sdk::helpdesk::{NewTicket, TicketPriority, TicketState, TicketStatus};
-use switchboard_plugin_sdk::http::{self, Response, Service};
+use switchboard_plugin_sdk::http::{Response, Service};
 use switchboard_plugin_sdk::ids::numeric_id;
 use switchboard_plugin_sdk::prelude::*;
 use switchboard_plugin_sdk::text::{escape_html, html_to_text, text_to_html};
@@ -330,10 +330,7 @@ pub fn freshdesk_error(response: &Response) -> ConnectorError {
         405 => ConnectorError::not_found(format!(
             "the record is spam, deleted or blocked ({message})"
         )),
-        429 => ConnectorError::rate_limited(
-            http::retry_after_ms(&response.headers).unwrap_or(DEFAULT_RATE_LIMIT_WAIT_MS),
-            message,
-        ),
+        429 => response.rate_limited(DEFAULT_RATE_LIMIT_WAIT_MS, message),
         // A field Freshdesk refused, or a clash with an existing record: not worth retrying.
         400 | 409 => match body.errors.first() {
             Some(first) if !first.field.is_empty() => {
@@ -343,7 +340,7 @@ pub fn freshdesk_error(response: &Response) -> ConnectorError {
         },
         // Content type or Accept header: the request itself is wrong.
         406 | 415 => ConnectorError::fatal(message),
-        _ => http::status_error(response.status, &response.headers, &response.body),
+        _ => response.status_error(),
     }
 }
 
@@ -655,12 +652,7 @@ mod tests {
         let custom = StatusMapping { on_hold: Some(7) };
         assert_eq!(custom.write(TicketStatus::OnHold), 7);
         assert_eq!(custom.read(7), TicketStatus::OnHold);
-        for priority in [
-            TicketPriority::Low,
-            TicketPriority::Normal,
-            TicketPriority::High,
-            TicketPriority::Urgent,
-        ] {
+        for priority in TicketPriority::ALL {
             assert_eq!(
                 priority_from_freshdesk(priority_to_freshdesk(priority)),
                 Some(priority)

@@ -78,11 +78,7 @@ pub fn ticket_changes(
                         .clone()
                         .or_else(|| c.body.as_deref().map(html_to_text))
                         .unwrap_or_default(),
-                    visibility: if c.private {
-                        Visibility::Private
-                    } else {
-                        Visibility::Public
-                    },
+                    visibility: Visibility::public_if(!c.private),
                     attachments: c.attachments.iter().map(Attachment::from).collect(),
                 }),
             }

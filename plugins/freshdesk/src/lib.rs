@@ -37,6 +37,7 @@ use serde_json::json;
 use switchboard_plugin_sdk::helpdesk::{
     CommentAuthor, CommentRef, HelpdeskConnector, LookBack, NewComment, NewTicket, PollPage,
     Requester, RequesterRequest, TicketRef, TicketState, TicketUpdate, WebhookOutcome,
+    TICKET_CHANGES_STREAM,
 };
 use switchboard_plugin_sdk::ids::numeric_id;
 use switchboard_plugin_sdk::prelude::*;
@@ -44,7 +45,6 @@ use switchboard_plugin_sdk::prelude::*;
 use crate::account::{Account, ChangeReader};
 use crate::api::{clean_tags, is_hub_ticket, Contact, ErrorBody, PollCursor, Ticket, FRESHDESK};
 use crate::look_back::ExpectedConversation;
-use crate::manifest::TICKET_CHANGES_STREAM;
 
 /// The Freshdesk connector.
 pub struct Freshdesk;
@@ -243,12 +243,7 @@ impl HelpdeskConnector for Freshdesk {
     }
 
     fn poll_changes(ctx: &Context, stream: &str, cursor: Option<String>) -> Result<PollPage> {
-        if stream != TICKET_CHANGES_STREAM {
-            return Err(ConnectorError::invalid(
-                "stream",
-                format!("unknown stream `{stream}`; Freshdesk has only `{TICKET_CHANGES_STREAM}`"),
-            ));
-        }
+        paging::check_stream("Freshdesk", stream, &[TICKET_CHANGES_STREAM])?;
         let account = Account::of(ctx)?;
         let cursor = match cursor.as_deref() {
             Some(raw) => paging::decode_cursor::<PollCursor>(raw)?,

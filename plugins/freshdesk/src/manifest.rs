@@ -1,5 +1,6 @@
 //! What the plugin declares to the host: its setting keys, its stream and `describe()`.
 
+use switchboard_plugin_sdk::helpdesk::{initial_lookback_setting, ticket_changes_stream};
 use switchboard_plugin_sdk::prelude::*;
 
 /// Setting keys.
@@ -13,13 +14,8 @@ pub mod settings {
     pub const WEBHOOK_SECRET: &str = "webhook_secret";
     pub const WEBHOOK_SECRET_HEADER: &str = "webhook_secret_header";
     pub const INTEGRATION_AGENT_ID: &str = "integration_agent_id";
-    pub const INITIAL_LOOKBACK_SECS: &str = "initial_lookback_secs";
 }
 
-/// The one pollable stream, named as on every helpdesk.
-pub const TICKET_CHANGES_STREAM: &str = "ticket-changes";
-/// How far back the first poll of a new installation looks.
-pub const DEFAULT_LOOKBACK_SECS: u64 = 3600;
 /// Chat: the closest of Freshdesk's documented sources to a social conversation.
 pub const DEFAULT_SOURCE: u64 = 7;
 pub const DEFAULT_SECRET_HEADER: &str = "x-switchboard-secret";
@@ -33,11 +29,11 @@ pub fn manifest() -> Manifest {
         username: format!("{{{}}}", settings::API_KEY),
         password: "X".to_string(),
     });
+    let mut credentials = CredentialRule::for_hosts([&account_host, &base_url_host], basic);
+    // Webhook deliveries are checked here against this secret; the API credentials stay with
+    // the host.
+    credentials.push(secret_for_plugin(settings::WEBHOOK_SECRET));
     Manifest {
-        id: "freshdesk".to_string(),
-        name: "Freshdesk".to_string(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        kind: PluginKind::Helpdesk,
         description: "Files social conversations as Freshdesk tickets and syncs agents' replies, \
                       private notes and status changes back, by polling the ticket list and \
                       through automation-rule webhooks."
@@ -103,37 +99,21 @@ pub fn manifest() -> Manifest {
                 "Optional. The id of the API key's agent, whose conversations are the hub's \
                  own. Looked up with agents/me when empty.",
             ),
-            SettingSpec::new(
-                settings::INITIAL_LOOKBACK_SECS,
-                "Initial look-back (seconds)",
-                "How far back the first poll of the ticket-changes stream starts.",
-            )
-            .with_default(DEFAULT_LOOKBACK_SECS.to_string()),
+            initial_lookback_setting(),
         ],
-        http_hosts: vec![account_host.clone(), base_url_host.clone()],
-        credentials: vec![
-            CredentialRule {
-                host_pattern: account_host,
-                placement: basic.clone(),
-            },
-            CredentialRule {
-                host_pattern: base_url_host,
-                placement: basic,
-            },
-            // Webhook deliveries are checked here against this secret; the API credentials
-            // stay with the host.
-            secret_for_plugin(settings::WEBHOOK_SECRET),
-        ],
-        streams: vec![StreamSpec::new(
-            TICKET_CHANGES_STREAM,
+        http_hosts: vec![account_host, base_url_host],
+        credentials,
+        streams: vec![ticket_changes_stream(
             "Agents' replies, private notes and status changes on tickets the hub created, \
              from the ticket list ordered by update time.",
-            "*/30 * * * * *",
         )],
         accepts_webhooks: true,
-        text_limits: Vec::new(),
-        reply_windows: Vec::new(),
-        oauth2: None,
+        ..Manifest::new(
+            PluginKind::Helpdesk,
+            "freshdesk",
+            "Freshdesk",
+            env!("CARGO_PKG_VERSION"),
+        )
     }
 }
 
@@ -167,17 +147,9 @@ mod tests {
                 })));
         assert_eq!(manifest.streams[0].name, "ticket-changes");
         assert!(manifest.accepts_webhooks);
-        let key = manifest
-            .settings
-            .iter()
-            .find(|s| s.key == "api_key")
-            .expect("api_key");
+        let key = manifest.setting("api_key").expect("api_key");
         assert!(key.secret && key.required);
-        let secret = manifest
-            .settings
-            .iter()
-            .find(|s| s.key == "webhook_secret")
-            .expect("webhook_secret");
+        let secret = manifest.setting("webhook_secret").expect("webhook_secret");
         assert!(secret.secret && !secret.required);
     }
 }

@@ -15,10 +15,7 @@ use switchboard_plugin_sdk::time;
 use crate::api::{self, path_segment, Page, Part, Queue, Ticket, User, RT};
 use crate::changes::{self, Message};
 use crate::look_back;
-use crate::manifest::{
-    settings, DEFAULT_EXTERNAL_ID_FIELD, DEFAULT_IDEMPOTENCY_FIELD, DEFAULT_LOOKBACK_SECS,
-    DEFAULT_QUEUE,
-};
+use crate::manifest::{manifest, settings};
 
 /// Transactions per poll page. A page costs three more requests (its tickets, its messages'
 /// parts and texts) and one per author it names, all within one call's deadline; RT checks
@@ -42,31 +39,11 @@ const LOOK_BACK_TICKETS_PER_PAGE: &str = "20";
 struct Settings {
     base_url: String,
     web_path: Option<String>,
-    #[serde(default = "default_queue")]
     queue: String,
     username: String,
-    #[serde(default = "default_external_id_field")]
     external_id_field: String,
-    #[serde(default = "default_idempotency_field")]
     pub idempotency_field: String,
-    #[serde(default = "default_lookback_secs")]
     initial_lookback_secs: u64,
-}
-
-fn default_queue() -> String {
-    DEFAULT_QUEUE.to_string()
-}
-
-fn default_external_id_field() -> String {
-    DEFAULT_EXTERNAL_ID_FIELD.to_string()
-}
-
-fn default_idempotency_field() -> String {
-    DEFAULT_IDEMPOTENCY_FIELD.to_string()
-}
-
-fn default_lookback_secs() -> u64 {
-    DEFAULT_LOOKBACK_SECS
 }
 
 /// Which transactions a page starts with.
@@ -93,7 +70,7 @@ impl Account {
     /// The account of the installation `ctx` is for; bad or missing settings are
     /// `InvalidInput` naming the setting.
     pub fn of(ctx: &Context) -> Result<Self> {
-        let settings: Settings = ctx.parse_settings()?;
+        let settings: Settings = ctx.parse_settings_with_defaults(&manifest().settings)?;
         let base = settings.base_url.trim().trim_end_matches('/');
         let origin = base
             .strip_prefix("https://")
@@ -214,6 +191,20 @@ impl Account {
         })
     }
 
+    /// One page of a TicketSQL search of the tickets, with further parameters (`orderby`,
+    /// `per_page`, `fields`, ...) after the query.
+    fn search_tickets<T: serde::de::DeserializeOwned>(
+        &self,
+        query: &str,
+        params: &[(&str, &str)],
+    ) -> Result<Page<T>> {
+        let request = params.iter().fold(
+            http::get(format!("{}/tickets", self.api)).query("query", query),
+            |request, (name, value)| request.query(name, value),
+        );
+        RT.fetch(request, "ticket search")
+    }
+
     /// The id of a ticket of the queue whose idempotency field holds `key`.
     pub fn ticket_with_key(&self, key: &str) -> Result<Option<String>> {
         let query = format!(
@@ -222,13 +213,8 @@ impl Account {
             api::sql_quote(&format!("CF.{{{}}}", self.idempotency_field)),
             api::sql_quote(key)
         );
-        let response = RT.send(
-            http::get(format!("{}/tickets", self.api))
-                .query("query", query)
-                .query("orderby", "id")
-                .query("per_page", "1"),
-        )?;
-        let page: Page<api::Created> = RT.parse(&response, "ticket search")?;
+        let page: Page<api::Created> =
+            self.search_tickets(&query, &[("orderby", "id"), ("per_page", "1")])?;
         Ok(page.items.into_iter().next().map(|t| t.id.0))
     }
 
@@ -402,16 +388,16 @@ impl Account {
             api::sql_quote(&requester.id.0)
         );
         for page in 1..=LOOK_BACK_TICKET_PAGES {
-            let response = RT.send(
-                http::get(format!("{}/tickets", self.api))
-                    .query("query", query.as_str())
-                    .query("orderby", "id")
-                    .query("order", "DESC")
-                    .query("page", page.to_string())
-                    .query("per_page", LOOK_BACK_TICKETS_PER_PAGE)
-                    .query("fields", "Subject,Created,CustomFields"),
+            let found: Page<Ticket> = self.search_tickets(
+                &query,
+                &[
+                    ("orderby", "id"),
+                    ("order", "DESC"),
+                    ("page", &page.to_string()),
+                    ("per_page", LOOK_BACK_TICKETS_PER_PAGE),
+                    ("fields", "Subject,Created,CustomFields"),
+                ],
             )?;
-            let found: Page<Ticket> = RT.parse(&response, "ticket search")?;
             for ticket in &found.items {
                 let Some(created) = ticket.created_ms() else {
                     continue;
@@ -513,13 +499,13 @@ impl Account {
             .map(|id| format!("id = {id}"))
             .collect::<Vec<_>>()
             .join(" OR ");
-        let response = RT.send(
-            http::get(format!("{}/tickets", self.api))
-                .query("query", query)
-                .query("per_page", "100")
-                .query("fields", "Status,Priority,LastUpdated,CustomFields"),
+        let page: Page<Ticket> = self.search_tickets(
+            &query,
+            &[
+                ("per_page", "100"),
+                ("fields", "Status,Priority,LastUpdated,CustomFields"),
+            ],
         )?;
-        let page: Page<Ticket> = RT.parse(&response, "ticket search")?;
         Ok(page
             .items
             .into_iter()

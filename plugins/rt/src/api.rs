@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Deserializer};
 use switchboard_plugin_sdk::helpdesk::{TicketPriority, TicketStatus};
-use switchboard_plugin_sdk::http::{self, Response, Service};
+use switchboard_plugin_sdk::http::{Response, Service};
 use switchboard_plugin_sdk::ids::Id;
 use switchboard_plugin_sdk::prelude::*;
 use switchboard_plugin_sdk::time::parse_utc_datetime_ms;
@@ -409,11 +409,8 @@ pub fn rt_error(response: &Response) -> ConnectorError {
         400 | 422 => ConnectorError::invalid("request", message),
         // ETag and If-Match conflicts: another write came first.
         409 | 412 => ConnectorError::transient(message),
-        429 => ConnectorError::rate_limited(
-            http::retry_after_ms(&response.headers).unwrap_or(DEFAULT_RATE_LIMIT_WAIT_MS),
-            message,
-        ),
-        _ => http::status_error(response.status, &response.headers, &response.body),
+        429 => response.rate_limited(DEFAULT_RATE_LIMIT_WAIT_MS, message),
+        _ => response.status_error(),
     }
 }
 
@@ -457,12 +454,7 @@ mod tests {
 
     #[test]
     fn priorities_map_both_ways_and_read_labels() {
-        for priority in [
-            TicketPriority::Low,
-            TicketPriority::Normal,
-            TicketPriority::High,
-            TicketPriority::Urgent,
-        ] {
+        for priority in TicketPriority::ALL {
             assert_eq!(
                 priority_from_number(priority_to_rt(priority)),
                 priority,

@@ -37,13 +37,13 @@ use serde_json::json;
 use switchboard_plugin_sdk::helpdesk::{
     ChangeAuthor, CommentAuthor, CommentRef, HelpdeskConnector, LookBack, NewComment, NewTicket,
     PollPage, Requester, RequesterRequest, TicketRef, TicketState, TicketUpdate, WebhookOutcome,
+    TICKET_CHANGES_STREAM,
 };
 use switchboard_plugin_sdk::ids::numeric_id;
 use switchboard_plugin_sdk::prelude::*;
 
 use crate::account::{Account, Order};
 use crate::changes::{Cursor, Meaning};
-use crate::manifest::TICKET_CHANGES_STREAM;
 
 /// Authors a poll looks up (whether they are staff) before it ends its page early.
 const MAX_AUTHOR_LOOKUPS: usize = 5;
@@ -76,13 +76,7 @@ impl HelpdeskConnector for Rt {
             });
         }
 
-        let real_name = identity
-            .display_name
-            .as_deref()
-            .or(identity.handle.as_deref())
-            .map(str::trim)
-            .filter(|name| !name.is_empty())
-            .unwrap_or(&request.external_id);
+        let real_name = identity.name_or(&request.external_id);
         let mut body = json!({
             "Name": login,
             "EmailAddress": login,
@@ -304,12 +298,7 @@ impl HelpdeskConnector for Rt {
     }
 
     fn poll_changes(ctx: &Context, stream: &str, cursor: Option<String>) -> Result<PollPage> {
-        if stream != TICKET_CHANGES_STREAM {
-            return Err(ConnectorError::invalid(
-                "stream",
-                format!("unknown stream `{stream}`; RT has only `{TICKET_CHANGES_STREAM}`"),
-            ));
-        }
+        paging::check_stream("RT", stream, &[TICKET_CHANGES_STREAM])?;
         let account = Account::of(ctx)?;
         let mut after = match cursor.as_deref() {
             Some(cursor) => paging::decode_cursor::<Cursor>(cursor)?.after,

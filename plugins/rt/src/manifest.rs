@@ -1,5 +1,6 @@
 //! What the plugin declares to the host: its setting keys, its stream and `describe()`.
 
+use switchboard_plugin_sdk::helpdesk::{initial_lookback_setting, ticket_changes_stream};
 use switchboard_plugin_sdk::prelude::*;
 
 /// Setting keys.
@@ -12,27 +13,16 @@ pub mod settings {
     pub const AUTH_TOKEN: &str = "auth_token";
     pub const EXTERNAL_ID_FIELD: &str = "external_id_field";
     pub const IDEMPOTENCY_FIELD: &str = "idempotency_field";
-    pub const INITIAL_LOOKBACK_SECS: &str = "initial_lookback_secs";
 }
 
 pub const DEFAULT_QUEUE: &str = "General";
 pub const DEFAULT_EXTERNAL_ID_FIELD: &str = "Switchboard External ID";
 pub const DEFAULT_IDEMPOTENCY_FIELD: &str = "Switchboard Idempotency Key";
 
-/// The one pollable stream, named as on every helpdesk.
-pub const TICKET_CHANGES_STREAM: &str = "ticket-changes";
-
-/// How far back the first poll of a new installation looks.
-pub const DEFAULT_LOOKBACK_SECS: u64 = 3600;
-
 /// What the plugin declares to the host.
 pub fn manifest() -> Manifest {
     let host = format!("{{{}}}", settings::BASE_URL);
     Manifest {
-        id: "rt".to_string(),
-        name: "Request Tracker".to_string(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        kind: PluginKind::Helpdesk,
         description: "Files social conversations as Request Tracker 5 tickets through REST 2.0 \
                       and syncs agents' replies, comments and status changes back by polling \
                       the queue's transactions."
@@ -94,12 +84,7 @@ pub fn manifest() -> Manifest {
                      ticket creation safe to retry.",
             )
             .with_default(DEFAULT_IDEMPOTENCY_FIELD),
-            SettingSpec::new(
-                settings::INITIAL_LOOKBACK_SECS,
-                "Initial look-back (seconds)",
-                "How far back the first poll of the ticket-changes stream starts.",
-            )
-            .with_default(DEFAULT_LOOKBACK_SECS.to_string()),
+            initial_lookback_setting(),
         ],
         http_hosts: vec![host.clone()],
         // Each rule applies only when its settings are filled in.
@@ -119,16 +104,16 @@ pub fn manifest() -> Manifest {
                 }),
             },
         ],
-        streams: vec![StreamSpec::new(
-            TICKET_CHANGES_STREAM,
+        streams: vec![ticket_changes_stream(
             "Agents' replies and comments and status and priority changes in the queue, from \
              RT's ticket transactions.",
-            "*/30 * * * * *",
         )],
-        accepts_webhooks: false,
-        text_limits: Vec::new(),
-        reply_windows: Vec::new(),
-        oauth2: None,
+        ..Manifest::new(
+            PluginKind::Helpdesk,
+            "rt",
+            "Request Tracker",
+            env!("CARGO_PKG_VERSION"),
+        )
     }
 }
 

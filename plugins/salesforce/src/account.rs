@@ -11,11 +11,8 @@ use switchboard_plugin_sdk::time;
 
 use crate::api::{self, path_segment, record_id, QueryPage, Upserted, SALESFORCE};
 use crate::changes::Mark;
-use crate::manifest::{
-    settings, DEFAULT_API_VERSION, DEFAULT_CLIENT_NAME, DEFAULT_EXTERNAL_ID_FIELD,
-    DEFAULT_LOOKBACK_SECS,
-};
-use crate::mapping::{Mappings, DEFAULT_ORIGIN_MAP, DEFAULT_PRIORITY_MAP, DEFAULT_STATUS_MAP};
+use crate::manifest::{manifest, settings};
+use crate::mapping::Mappings;
 
 /// Rows per query batch: a batch of long CaseComments stays well under the host's response
 /// cap (200 × 4 KB), where Salesforce's default of 2,000 might not.
@@ -28,51 +25,15 @@ const USAGE_WARNING_PERCENT: u64 = 90;
 #[derive(Debug, Deserialize)]
 struct Settings {
     instance_url: String,
-    #[serde(default = "default_api_version")]
     api_version: String,
-    #[serde(default = "default_client_name")]
     client_name: String,
-    #[serde(default = "default_external_id_field")]
     contact_external_id_field: String,
-    #[serde(default = "default_external_id_field")]
     case_external_id_field: String,
-    #[serde(default = "default_status_map")]
     status_map: String,
-    #[serde(default = "default_priority_map")]
     priority_map: String,
-    #[serde(default = "default_origin_map")]
     origin_map: String,
     integration_user_id: Option<String>,
-    #[serde(default = "default_lookback_secs")]
     initial_lookback_secs: u64,
-}
-
-fn default_api_version() -> String {
-    DEFAULT_API_VERSION.to_string()
-}
-
-fn default_client_name() -> String {
-    DEFAULT_CLIENT_NAME.to_string()
-}
-
-fn default_external_id_field() -> String {
-    DEFAULT_EXTERNAL_ID_FIELD.to_string()
-}
-
-fn default_status_map() -> String {
-    DEFAULT_STATUS_MAP.to_string()
-}
-
-fn default_priority_map() -> String {
-    DEFAULT_PRIORITY_MAP.to_string()
-}
-
-fn default_origin_map() -> String {
-    DEFAULT_ORIGIN_MAP.to_string()
-}
-
-fn default_lookback_secs() -> u64 {
-    DEFAULT_LOOKBACK_SECS
 }
 
 /// One Salesforce org, as an installation's settings describe it, checked once per call.
@@ -91,7 +52,7 @@ impl Account {
     /// The org of the installation `ctx` is for; bad or missing settings are `InvalidInput`
     /// naming the setting.
     pub fn of(ctx: &Context) -> Result<Self> {
-        let settings: Settings = ctx.parse_settings()?;
+        let settings: Settings = ctx.parse_settings_with_defaults(&manifest().settings)?;
         let instance = settings.instance_url.trim().trim_end_matches('/');
         if !(instance.starts_with("https://") || instance.starts_with("http://")) {
             return Err(ConnectorError::invalid(

@@ -6,7 +6,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use switchboard_plugin_sdk::helpdesk::NewTicket;
-use switchboard_plugin_sdk::http::{self, Response, Service};
+use switchboard_plugin_sdk::http::{Response, Service};
 use switchboard_plugin_sdk::prelude::*;
 use switchboard_plugin_sdk::time::format_rfc3339_secs;
 
@@ -51,7 +51,7 @@ pub fn first_error(body: &[u8]) -> Option<ApiErrorEntry> {
 /// Maps an unsuccessful Salesforce response onto the error the host acts on.
 pub fn salesforce_error(response: &Response) -> ConnectorError {
     let Some(error) = first_error(&response.body) else {
-        return http::status_error(response.status, &response.headers, &response.body);
+        return response.status_error();
     };
     let code = error.error_code.as_str();
     let message = format!(
@@ -83,7 +83,7 @@ pub fn salesforce_error(response: &Response) -> ConnectorError {
             ConnectorError::invalid(field, message)
         }
         (500..=599, _) => ConnectorError::transient(message),
-        _ => http::status_error(response.status, &response.headers, &response.body),
+        _ => response.status_error(),
     }
 }
 

@@ -129,11 +129,9 @@ pub fn comment_change(record: &Value, reading: &Reading) -> Option<TicketChange>
         kind: ChangeKind::Comment(CommentChange {
             comment_id: id.to_string(),
             body: text(record, "CommentBody").unwrap_or_default().to_string(),
-            visibility: if record.get("IsPublished") == Some(&Value::Bool(true)) {
-                Visibility::Public
-            } else {
-                Visibility::Private
-            },
+            visibility: Visibility::public_if(
+                record.get("IsPublished") == Some(&Value::Bool(true)),
+            ),
             attachments: Vec::new(),
         }),
     })

@@ -38,14 +38,14 @@ use serde_json::{json, Map, Value};
 use switchboard_plugin_sdk::helpdesk::{
     CommentAuthor, CommentRef, HelpdeskConnector, LookBack, NewComment, NewTicket, PollPage,
     Requester, RequesterRequest, TicketChange, TicketRef, TicketState, TicketUpdate,
-    WebhookOutcome,
+    WebhookOutcome, TICKET_CHANGES_STREAM,
 };
 use switchboard_plugin_sdk::prelude::*;
 
 use crate::account::Account;
 use crate::api::record_id;
 use crate::changes::{Cursor, Mark, Reading};
-use crate::manifest::{settings, LEGACY_STREAM, TICKET_CHANGES_STREAM};
+use crate::manifest::{settings, LEGACY_STREAM};
 
 /// The Salesforce Service Cloud connector.
 pub struct Salesforce;
@@ -64,13 +64,7 @@ impl HelpdeskConnector for Salesforce {
             ));
         }
         let identity = &request.identity;
-        let name = identity
-            .display_name
-            .as_deref()
-            .or(identity.handle.as_deref())
-            .map(str::trim)
-            .filter(|name| !name.is_empty())
-            .unwrap_or(&request.external_id);
+        let name = identity.name_or(&request.external_id);
         let body = json!({"LastName": api::truncate_chars(name, api::LAST_NAME_MAX_CHARS)});
         let (id, created) = account.upsert(
             "Contact",
@@ -194,12 +188,11 @@ impl HelpdeskConnector for Salesforce {
     }
 
     fn poll_changes(ctx: &Context, stream: &str, cursor: Option<String>) -> Result<PollPage> {
-        if stream != TICKET_CHANGES_STREAM && stream != LEGACY_STREAM {
-            return Err(ConnectorError::invalid(
-                "stream",
-                format!("unknown stream `{stream}`; Salesforce has only `{TICKET_CHANGES_STREAM}`"),
-            ));
-        }
+        paging::check_stream(
+            "Salesforce",
+            stream,
+            &[TICKET_CHANGES_STREAM, LEGACY_STREAM],
+        )?;
         let account = Account::of(ctx)?;
         let mut cursor = match cursor {
             Some(raw) => paging::decode_cursor::<Cursor>(&raw)?,

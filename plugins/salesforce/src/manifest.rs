@@ -1,5 +1,6 @@
 //! What the plugin declares to the host: its setting keys, its stream and `describe()`.
 
+use switchboard_plugin_sdk::helpdesk::{initial_lookback_setting, ticket_changes_stream};
 use switchboard_plugin_sdk::prelude::*;
 
 /// Setting keys.
@@ -14,7 +15,6 @@ pub mod settings {
     pub const PRIORITY_MAP: &str = "priority_map";
     pub const ORIGIN_MAP: &str = "origin_map";
     pub const INTEGRATION_USER_ID: &str = "integration_user_id";
-    pub const INITIAL_LOOKBACK_SECS: &str = "initial_lookback_secs";
     // Read by the host's OAuth code, not by the plugin.
     pub const OAUTH_CLIENT_ID: &str = "oauth_client_id";
     pub const OAUTH_CLIENT_SECRET: &str = "oauth_client_secret";
@@ -26,10 +26,6 @@ pub const DEFAULT_LOGIN_URL: &str = "https://login.salesforce.com";
 pub const DEFAULT_API_VERSION: &str = "v60.0";
 pub const DEFAULT_CLIENT_NAME: &str = "switchboard";
 pub const DEFAULT_EXTERNAL_ID_FIELD: &str = "Switchboard_External_Id__c";
-pub const DEFAULT_LOOKBACK_SECS: u64 = 3600;
-
-/// The one pollable stream, named as on every helpdesk.
-pub const TICKET_CHANGES_STREAM: &str = "ticket-changes";
 
 /// The stream's name before every helpdesk used one name. Migration 0007 renames stored jobs;
 /// an installation made with an older build of this plugin may still poll by it.
@@ -40,10 +36,6 @@ pub fn manifest() -> Manifest {
     let instance = format!("{{{}}}", settings::INSTANCE_URL);
     let login = format!("{{{}}}", settings::LOGIN_URL);
     Manifest {
-        id: "salesforce".to_string(),
-        name: "Salesforce Service Cloud".to_string(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        kind: PluginKind::Helpdesk,
         description: "Files social conversations as Salesforce Cases (Contacts and Cases upserted \
                       by external id) and syncs agents' CaseComments and status changes back by \
                       polling SOQL."
@@ -118,12 +110,7 @@ pub fn manifest() -> Manifest {
                 "Optional. The id (005...) of the user the hub connects as, whose comments and \
                  edits are the hub's own. Looked up with userinfo when empty.",
             ),
-            SettingSpec::new(
-                settings::INITIAL_LOOKBACK_SECS,
-                "Initial look-back (seconds)",
-                "How far back the first poll of the ticket-changes stream starts.",
-            )
-            .with_default(DEFAULT_LOOKBACK_SECS.to_string()),
+            initial_lookback_setting(),
             SettingSpec::new(
                 settings::OAUTH_CLIENT_ID,
                 "OAuth consumer key",
@@ -153,15 +140,10 @@ pub fn manifest() -> Manifest {
             host_pattern: instance,
             placement: CredentialPlacement::Bearer("{oauth.access-token}".to_string()),
         }],
-        streams: vec![StreamSpec::new(
-            TICKET_CHANGES_STREAM,
+        streams: vec![ticket_changes_stream(
             "CaseComments and status changes on Cases the hub created, polled with SOQL on \
              SystemModstamp.",
-            "*/30 * * * * *",
         )],
-        accepts_webhooks: false,
-        text_limits: Vec::new(),
-        reply_windows: Vec::new(),
         oauth2: Some(Oauth2Spec {
             authorize_url: format!("{login}/services/oauth2/authorize"),
             token_url: format!("{login}/services/oauth2/token"),
@@ -172,6 +154,12 @@ pub fn manifest() -> Manifest {
                 Oauth2Flow::JwtBearer,
             ],
         }),
+        ..Manifest::new(
+            PluginKind::Helpdesk,
+            "salesforce",
+            "Salesforce Service Cloud",
+            env!("CARGO_PKG_VERSION"),
+        )
     }
 }
 
@@ -191,19 +179,13 @@ mod tests {
                 placement: CredentialPlacement::Bearer("{oauth.access-token}".into()),
             }]
         );
-        let oauth = manifest.oauth2.expect("oauth2");
+        let oauth = manifest.oauth2.as_ref().expect("oauth2");
         assert_eq!(oauth.token_url, "{login_url}/services/oauth2/token");
         assert_eq!(oauth.authorize_url, "{login_url}/services/oauth2/authorize");
         assert_eq!(oauth.scopes, vec!["api", "refresh_token"]);
         assert_eq!(oauth.flows.len(), 3);
         assert!(!manifest.accepts_webhooks);
-        let secret = |key: &str| {
-            manifest
-                .settings
-                .iter()
-                .find(|s| s.key == key)
-                .map(|s| (s.secret, s.required))
-        };
+        let secret = |key: &str| manifest.setting(key).map(|s| (s.secret, s.required));
         assert_eq!(secret("oauth_client_secret"), Some((true, false)));
         assert_eq!(secret("oauth_jwt_private_key"), Some((true, false)));
         assert_eq!(secret("oauth_client_id"), Some((false, false)));

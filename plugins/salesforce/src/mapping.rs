@@ -16,6 +16,28 @@ pub struct PicklistMap<T> {
     pairs: Vec<(String, T)>,
 }
 
+impl<T> PicklistMap<T> {
+    /// The pairs of setting `setting`, each name read with `read`; a name it does not know is
+    /// an error saying what it should be (`expected`).
+    fn parse(
+        setting: &str,
+        raw: &str,
+        read: fn(&str) -> Option<T>,
+        expected: &str,
+    ) -> Result<Self> {
+        let pairs = pairs(setting, raw)?
+            .into_iter()
+            .map(|(value, name)| {
+                let known = read(&name).ok_or_else(|| {
+                    ConnectorError::invalid(setting, format!("`{name}` is not {expected}"))
+                })?;
+                Ok((value, known))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { pairs })
+    }
+}
+
 fn pairs(setting: &str, raw: &str) -> Result<Vec<(String, String)>> {
     raw.split(',')
         .map(str::trim)
@@ -71,19 +93,12 @@ fn parse_priority(name: &str) -> Option<TicketPriority> {
 
 impl PicklistMap<TicketStatus> {
     pub fn statuses(setting: &str, raw: &str) -> Result<Self> {
-        let pairs = pairs(setting, raw)?
-            .into_iter()
-            .map(|(value, name)| {
-                let status = parse_status(&name).ok_or_else(|| {
-                    ConnectorError::invalid(
-                        setting,
-                        format!("`{name}` is not a status (new, open, pending, on-hold, solved, closed)"),
-                    )
-                })?;
-                Ok((value, status))
-            })
-            .collect::<Result<_>>()?;
-        Ok(Self { pairs })
+        Self::parse(
+            setting,
+            raw,
+            parse_status,
+            "a status (new, open, pending, on-hold, solved, closed)",
+        )
     }
 
     /// The picklist value for a status. A status the org has no value for falls back to the
@@ -132,19 +147,12 @@ impl PicklistMap<TicketStatus> {
 
 impl PicklistMap<TicketPriority> {
     pub fn priorities(setting: &str, raw: &str) -> Result<Self> {
-        let pairs = pairs(setting, raw)?
-            .into_iter()
-            .map(|(value, name)| {
-                let priority = parse_priority(&name).ok_or_else(|| {
-                    ConnectorError::invalid(
-                        setting,
-                        format!("`{name}` is not a priority (low, normal, high, urgent)"),
-                    )
-                })?;
-                Ok((value, priority))
-            })
-            .collect::<Result<_>>()?;
-        Ok(Self { pairs })
+        Self::parse(
+            setting,
+            raw,
+            parse_priority,
+            "a priority (low, normal, high, urgent)",
+        )
     }
 
     /// The picklist value for a priority; urgent falls back to high, the others to normal.

@@ -8,7 +8,7 @@ use switchboard_plugin_sdk::social::OutboundMessage;
 
 use crate::api::{self, SentMessageResult};
 use crate::events::BotIdentity;
-use crate::manifest::DEFAULT_API_BASE;
+use crate::manifest::manifest;
 
 /// The header Telegram puts the webhook's `secret_token` in (lower-cased by the host).
 const SECRET_TOKEN_HEADER: &str = "x-telegram-bot-api-secret-token";
@@ -16,14 +16,9 @@ const SECRET_TOKEN_HEADER: &str = "x-telegram-bot-api-secret-token";
 /// The settings the plugin reads (the bot token is the host's to add).
 #[derive(Debug, Deserialize)]
 struct Settings {
-    #[serde(default = "default_api_base")]
     api_base: String,
     webhook_secret: Option<String>,
     bot_id: Option<String>,
-}
-
-fn default_api_base() -> String {
-    DEFAULT_API_BASE.to_string()
 }
 
 /// One bot, as an installation's settings describe it.
@@ -38,7 +33,7 @@ pub struct Account {
 impl Account {
     /// The bot of the installation `ctx` is for.
     pub fn of(ctx: &Context) -> Result<Self> {
-        let settings: Settings = ctx.parse_settings()?;
+        let settings: Settings = ctx.parse_settings_with_defaults(&manifest().settings)?;
         Ok(Account {
             api_base: settings.api_base.trim_end_matches('/').to_string(),
             webhook_secret: settings.webhook_secret,
@@ -137,7 +132,7 @@ mod tests {
             Account::of(&Context::new("i", [("api_base", "http://127.0.0.1:9/")])).expect("ok");
         assert_eq!(account.api_base, "http://127.0.0.1:9");
         let account = Account::of(&Context::new("i", [("bot_id", "42")])).expect("ok");
-        assert_eq!(account.api_base, DEFAULT_API_BASE);
+        assert_eq!(account.api_base, crate::manifest::DEFAULT_API_BASE);
         assert_eq!(
             account.bot_identity(false).ok().and_then(|b| b.bot_id),
             Some(42)

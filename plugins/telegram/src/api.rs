@@ -40,13 +40,7 @@ pub fn read_result<T: DeserializeOwned>(response: &Response) -> Result<T> {
     let envelope: Envelope<T> = match serde_json::from_slice(&response.body) {
         Ok(envelope) => envelope,
         // Not the Bot API speaking (a proxy's error page?): judge by the status alone.
-        Err(_) if !response.is_success() => {
-            return Err(http::status_error(
-                response.status,
-                &response.headers,
-                &response.body,
-            ))
-        }
+        Err(_) if !response.is_success() => return Err(response.status_error()),
         Err(err) => {
             return Err(ConnectorError::fatal(format!(
                 "Telegram answered with JSON the plugin cannot read: {err}"

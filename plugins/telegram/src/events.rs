@@ -252,11 +252,7 @@ fn event_from_message(message: &Message, edited: bool, bot: BotIdentity) -> Opti
         } else {
             MessageKind::Comment
         },
-        visibility: if is_private {
-            Visibility::Private
-        } else {
-            Visibility::Public
-        },
+        visibility: Visibility::public_if(!is_private),
         author: author_of(message),
         is_echo: is_echo(message, bot),
         created_at: u64::try_from(created_at_secs)

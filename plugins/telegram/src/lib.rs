@@ -64,12 +64,7 @@ impl SocialConnector for Telegram {
     }
 
     fn poll(ctx: &Context, stream: &str, cursor: Option<String>) -> Result<PollPage> {
-        if stream != UPDATES_STREAM {
-            return Err(ConnectorError::invalid(
-                "stream",
-                format!("unknown stream `{stream}`; Telegram has only `{UPDATES_STREAM}`"),
-            ));
-        }
+        paging::check_stream("Telegram", stream, &[UPDATES_STREAM])?;
         let account = Account::of(ctx)?;
         let offset = cursor.as_deref().map(api::parse_offset).transpose()?;
         let raw_updates = account.updates(offset)?;

@@ -22,10 +22,6 @@ pub const UPDATES_STREAM: &str = "updates";
 pub fn manifest() -> Manifest {
     let api_base_pattern = format!("{{{}}}", settings::API_BASE);
     Manifest {
-        id: "telegram".to_string(),
-        name: "Telegram".to_string(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        kind: PluginKind::Social,
         description: "Messages to a Telegram bot (private chats, groups, forum topics and \
                       Telegram Business chats) become conversations; agents' replies are sent \
                       back with sendMessage."
@@ -90,8 +86,12 @@ pub fn manifest() -> Manifest {
                 unit: LengthUnit::Utf16Units,
             })
             .collect(),
-        reply_windows: Vec::new(),
-        oauth2: None,
+        ..Manifest::new(
+            PluginKind::Social,
+            "telegram",
+            "Telegram",
+            env!("CARGO_PKG_VERSION"),
+        )
     }
 }
 
@@ -129,16 +129,10 @@ mod tests {
             .text_limits
             .iter()
             .all(|l| l.max_length == 4096 && l.unit == LengthUnit::Utf16Units));
-        let token = manifest
-            .settings
-            .iter()
-            .find(|s| s.key == "bot_token")
-            .expect("bot_token setting");
+        let token = manifest.setting("bot_token").expect("bot_token setting");
         assert!(token.secret && token.required);
         let secret = manifest
-            .settings
-            .iter()
-            .find(|s| s.key == "webhook_secret")
+            .setting("webhook_secret")
             .expect("webhook_secret setting");
         assert!(secret.secret && !secret.required);
     }

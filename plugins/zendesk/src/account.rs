@@ -13,7 +13,7 @@ use crate::api::{
     UserEnvelope, ZENDESK,
 };
 use crate::look_back;
-use crate::manifest::DEFAULT_LOOKBACK_SECS;
+use crate::manifest::manifest;
 
 /// Zendesk refuses export start times less than a minute old.
 const MIN_LOOKBACK_SECS: u64 = 60;
@@ -45,12 +45,7 @@ struct Settings {
     base_url: Option<String>,
     integration_user_id: Option<String>,
     webhook_secret: Option<String>,
-    #[serde(default = "default_lookback_secs")]
     initial_lookback_secs: u64,
-}
-
-fn default_lookback_secs() -> u64 {
-    DEFAULT_LOOKBACK_SECS
 }
 
 /// One Zendesk account, as an installation's settings describe it.
@@ -68,7 +63,7 @@ impl Account {
     /// The account of the installation `ctx` is for; bad or missing settings are
     /// `InvalidInput` naming the setting.
     pub fn of(ctx: &Context) -> Result<Self> {
-        let settings: Settings = ctx.parse_settings()?;
+        let settings: Settings = ctx.parse_settings_with_defaults(&manifest().settings)?;
         let base = match (&settings.base_url, &settings.subdomain) {
             (Some(base), _) => base.trim_end_matches('/').to_string(),
             (None, Some(subdomain)) => format!("https://{}.zendesk.com", subdomain.trim()),
@@ -343,6 +338,7 @@ fn verify_signature(secret: Option<&str>, request: &WebhookRequest) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchboard_plugin_sdk::helpdesk::DEFAULT_INITIAL_LOOKBACK_SECS;
 
     fn signed_request(secret: &str, timestamp: &str, body: &[u8]) -> WebhookRequest {
         let mut message = timestamp.as_bytes().to_vec();
@@ -430,7 +426,7 @@ mod tests {
             Err(ConnectorError::InvalidInput(f)) if f.field == "initial_lookback_secs"
         ));
         let default = Account::of(&Context::new("i", [("subdomain", "acme")])).expect("account");
-        assert_eq!(default.initial_lookback_secs, DEFAULT_LOOKBACK_SECS);
+        assert_eq!(default.initial_lookback_secs, DEFAULT_INITIAL_LOOKBACK_SECS);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde_json::json;
 use switchboard_plugin_sdk::helpdesk::{
     NewTicket, RequesterRequest, TicketPriority, TicketState, TicketStatus,
 };
-use switchboard_plugin_sdk::http::{self, Response, Service};
+use switchboard_plugin_sdk::http::{Response, Service};
 use switchboard_plugin_sdk::ids::{numeric_id, Id};
 use switchboard_plugin_sdk::prelude::*;
 use switchboard_plugin_sdk::time::parse_rfc3339_ms as parse_iso8601_ms;
@@ -377,10 +377,7 @@ pub fn zendesk_error(response: &Response) -> ConnectorError {
         403 => ConnectorError::unauthorized(format!(
             "the Zendesk user lacks permission; incremental exports need an admin ({message})"
         )),
-        429 => ConnectorError::rate_limited(
-            http::retry_after_ms(&response.headers).unwrap_or(DEFAULT_RATE_LIMIT_WAIT_MS),
-            message,
-        ),
+        429 => response.rate_limited(DEFAULT_RATE_LIMIT_WAIT_MS, message),
         // Concurrent writes to the same record; worth another try.
         409 => ConnectorError::transient(message),
         400 if error_name == "IdempotentRequestError" => ConnectorError::fatal(format!(
@@ -390,7 +387,7 @@ pub fn zendesk_error(response: &Response) -> ConnectorError {
             let details = parsed.as_ref().and_then(|body| body.details.as_ref());
             invalid_record_error(details, message)
         }
-        _ => http::status_error(response.status, &response.headers, &response.body),
+        _ => response.status_error(),
     }
 }
 
@@ -654,25 +651,13 @@ mod tests {
 
     #[test]
     fn statuses_map_both_ways() {
-        for status in [
-            TicketStatus::New,
-            TicketStatus::Open,
-            TicketStatus::Pending,
-            TicketStatus::OnHold,
-            TicketStatus::Solved,
-            TicketStatus::Closed,
-        ] {
+        for status in TicketStatus::ALL {
             assert_eq!(status_from_zendesk(status_to_zendesk(status)), Some(status));
         }
         assert_eq!(status_to_zendesk(TicketStatus::OnHold), "hold");
         assert_eq!(status_from_zendesk("archived"), Some(TicketStatus::Closed));
         assert_eq!(status_from_zendesk("deleted"), None);
-        for priority in [
-            TicketPriority::Low,
-            TicketPriority::Normal,
-            TicketPriority::High,
-            TicketPriority::Urgent,
-        ] {
+        for priority in TicketPriority::ALL {
             assert_eq!(
                 priority_from_zendesk(priority_to_zendesk(priority)),
                 Some(priority)

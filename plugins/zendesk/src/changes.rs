@@ -79,11 +79,7 @@ pub fn ticket_changes(
                         .clone()
                         .or_else(|| comment.plain_body.clone())
                         .unwrap_or_default(),
-                    visibility: if comment.public {
-                        Visibility::Public
-                    } else {
-                        Visibility::Private
-                    },
+                    visibility: Visibility::public_if(comment.public),
                     attachments: comment.attachments.iter().map(Attachment::from).collect(),
                 }),
             }
@@ -226,73 +222,63 @@ pub fn webhook_changes(
             .map(|v| v.to_ascii_lowercase())
     };
 
-    let change = match event.event_type.as_str() {
-        COMMENT_ADDED => {
-            let raw = details
-                .and_then(|e| e.get("comment"))
-                .ok_or_else(|| ConnectorError::invalid("body", "comment_added without comment"))?;
-            let comment = EventComment::deserialize(raw)
-                .map_err(|err| ConnectorError::invalid("body", format!("bad comment: {err}")))?;
-            let author_id = comment.author.as_ref().map(|a| a.id.clone());
-            TicketChange {
-                change_id: comment_change_id(&comment.id.0),
-                ticket_id,
-                external_id,
-                is_echo: is_integration(author_id.as_ref(), integration_user_id),
-                author: comment.author.as_ref().map(|a| ChangeAuthor {
-                    id: a.id.0.clone(),
-                    name: a.name.clone(),
-                    is_agent: a.is_staff,
-                }),
-                at,
-                kind: ChangeKind::Comment(CommentChange {
-                    comment_id: comment.id.0.clone(),
-                    body: comment.body.clone(),
-                    visibility: if comment.is_public {
-                        Visibility::Public
-                    } else {
-                        Visibility::Private
-                    },
-                    attachments: comment.attachments.iter().map(Attachment::from).collect(),
-                }),
-            }
-        }
-        STATUS_CHANGED => {
-            let Some((raw, status)) = current("status")
-                .and_then(|raw| status_from_zendesk(&raw).map(|status| (raw, status)))
-            else {
-                // Deleted, scrubbed, or a status the contract has no name for.
-                return Ok(Vec::new());
-            };
-            TicketChange {
-                change_id: status_change_id(&ticket_id, &raw, ticket_updated_at),
-                ticket_id,
-                external_id,
-                author: None,
-                is_echo: false,
-                at,
-                kind: ChangeKind::Status(status),
-            }
-        }
-        _ => {
-            let Some((raw, priority)) =
-                current("priority").and_then(|raw| priority_from_zendesk(&raw).map(|p| (raw, p)))
-            else {
-                // Priority cleared: the contract has no "none" change.
-                return Ok(Vec::new());
-            };
-            TicketChange {
-                change_id: priority_change_id(&ticket_id, &raw, ticket_updated_at),
-                ticket_id,
-                external_id,
-                author: None,
-                is_echo: false,
-                at,
-                kind: ChangeKind::Priority(priority),
-            }
-        }
+    if event.event_type == COMMENT_ADDED {
+        let raw = details
+            .and_then(|e| e.get("comment"))
+            .ok_or_else(|| ConnectorError::invalid("body", "comment_added without comment"))?;
+        let comment = EventComment::deserialize(raw)
+            .map_err(|err| ConnectorError::invalid("body", format!("bad comment: {err}")))?;
+        let author_id = comment.author.as_ref().map(|a| a.id.clone());
+        return Ok(vec![TicketChange {
+            change_id: comment_change_id(&comment.id.0),
+            ticket_id,
+            external_id,
+            is_echo: is_integration(author_id.as_ref(), integration_user_id),
+            author: comment.author.as_ref().map(|a| ChangeAuthor {
+                id: a.id.0.clone(),
+                name: a.name.clone(),
+                is_agent: a.is_staff,
+            }),
+            at,
+            kind: ChangeKind::Comment(CommentChange {
+                comment_id: comment.id.0.clone(),
+                body: comment.body.clone(),
+                visibility: Visibility::public_if(comment.is_public),
+                attachments: comment.attachments.iter().map(Attachment::from).collect(),
+            }),
+        }]);
+    }
+    // The new value, as the change id names it and as the contract does.
+    let raw = if event.event_type == STATUS_CHANGED {
+        current("status")
+    } else {
+        current("priority")
+    }
+    .unwrap_or_default();
+    let (change_id, kind) = if event.event_type == STATUS_CHANGED {
+        let kind = status_from_zendesk(&raw).map(ChangeKind::Status);
+        (status_change_id(&ticket_id, &raw, ticket_updated_at), kind)
+    } else {
+        let kind = priority_from_zendesk(&raw).map(ChangeKind::Priority);
+        (
+            priority_change_id(&ticket_id, &raw, ticket_updated_at),
+            kind,
+        )
     };
-    Ok(vec![change])
+    // A deleted or scrubbed ticket, a status the contract has no name for, or a priority
+    // cleared (the contract has no "none" change): nothing to report.
+    let Some(kind) = kind else {
+        return Ok(Vec::new());
+    };
+    Ok(vec![TicketChange {
+        change_id,
+        ticket_id,
+        external_id,
+        author: None,
+        is_echo: false,
+        at,
+        kind,
+    }])
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ use serde_json::json;
 use switchboard_plugin_sdk::helpdesk::{
     CommentAuthor, CommentRef, HelpdeskConnector, LookBack, NewComment, NewTicket, PollPage,
     Requester, RequesterRequest, TicketRef, TicketState, TicketUpdate, WebhookOutcome,
+    TICKET_CHANGES_STREAM,
 };
 use switchboard_plugin_sdk::ids::numeric_id;
 use switchboard_plugin_sdk::prelude::*;
@@ -39,7 +40,7 @@ use switchboard_plugin_sdk::prelude::*;
 use crate::account::Account;
 use crate::api::{CommentBody, ExportCursor, TicketChanges};
 use crate::changes::WebhookEvent;
-use crate::manifest::{LEGACY_STREAM, TICKET_CHANGES_STREAM};
+use crate::manifest::LEGACY_STREAM;
 
 /// The Zendesk Support connector.
 pub struct Zendesk;
@@ -159,12 +160,7 @@ impl HelpdeskConnector for Zendesk {
     }
 
     fn poll_changes(ctx: &Context, stream: &str, cursor: Option<String>) -> Result<PollPage> {
-        if stream != TICKET_CHANGES_STREAM && stream != LEGACY_STREAM {
-            return Err(ConnectorError::invalid(
-                "stream",
-                format!("unknown stream `{stream}`; Zendesk has only `{TICKET_CHANGES_STREAM}`"),
-            ));
-        }
+        paging::check_stream("Zendesk", stream, &[TICKET_CHANGES_STREAM, LEGACY_STREAM])?;
         let account = Account::of(ctx)?;
         let cursor: Option<ExportCursor> =
             cursor.as_deref().map(paging::decode_cursor).transpose()?;

@@ -1,5 +1,6 @@
 //! What the plugin declares to the host: its setting keys, its stream and `describe()`.
 
+use switchboard_plugin_sdk::helpdesk::{initial_lookback_setting, ticket_changes_stream};
 use switchboard_plugin_sdk::prelude::*;
 
 /// Setting keys.
@@ -10,18 +11,11 @@ pub mod settings {
     pub const BASE_URL: &str = "base_url";
     pub const WEBHOOK_SECRET: &str = "webhook_secret";
     pub const INTEGRATION_USER_ID: &str = "integration_user_id";
-    pub const INITIAL_LOOKBACK_SECS: &str = "initial_lookback_secs";
 }
-
-/// The one pollable stream, named as on every helpdesk.
-pub const TICKET_CHANGES_STREAM: &str = "ticket-changes";
 
 /// The stream's name before every helpdesk used one name. Migration 0007 renames stored jobs;
 /// an installation made with an older build of this plugin may still poll by it.
 pub const LEGACY_STREAM: &str = "ticket-events";
-
-/// How far back the first poll of a new installation looks.
-pub const DEFAULT_LOOKBACK_SECS: u64 = 3600;
 
 /// What the plugin declares to the host.
 pub fn manifest() -> Manifest {
@@ -31,11 +25,11 @@ pub fn manifest() -> Manifest {
         username: format!("{{{}}}/token", settings::EMAIL),
         password: format!("{{{}}}", settings::API_TOKEN),
     });
+    let mut credentials = CredentialRule::for_hosts([&account_host, &base_url_host], basic);
+    // Webhook deliveries are checked here against this secret; the API credentials stay with
+    // the host.
+    credentials.push(secret_for_plugin(settings::WEBHOOK_SECRET));
     Manifest {
-        id: "zendesk".to_string(),
-        name: "Zendesk Support".to_string(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        kind: PluginKind::Helpdesk,
         description: "Files social conversations as Zendesk tickets and syncs agents' public \
                       replies, internal notes and status changes back, by polling the \
                       incremental export and through signed event webhooks."
@@ -82,37 +76,21 @@ pub fn manifest() -> Manifest {
                 "Optional. The numeric id of the API token's owner, whose comments are the \
                  hub's own. Looked up with users/me when empty.",
             ),
-            SettingSpec::new(
-                settings::INITIAL_LOOKBACK_SECS,
-                "Initial look-back (seconds)",
-                "How far back the first poll of the ticket-changes stream starts.",
-            )
-            .with_default(DEFAULT_LOOKBACK_SECS.to_string()),
+            initial_lookback_setting(),
         ],
-        http_hosts: vec![account_host.clone(), base_url_host.clone()],
-        credentials: vec![
-            CredentialRule {
-                host_pattern: account_host,
-                placement: basic.clone(),
-            },
-            CredentialRule {
-                host_pattern: base_url_host,
-                placement: basic,
-            },
-            // Webhook deliveries are checked here against this secret; the API credentials
-            // stay with the host.
-            secret_for_plugin(settings::WEBHOOK_SECRET),
-        ],
-        streams: vec![StreamSpec::new(
-            TICKET_CHANGES_STREAM,
+        http_hosts: vec![account_host, base_url_host],
+        credentials,
+        streams: vec![ticket_changes_stream(
             "Agent replies, internal notes and status changes on tickets the hub created, \
              from the incremental ticket export.",
-            "*/30 * * * * *",
         )],
         accepts_webhooks: true,
-        text_limits: Vec::new(),
-        reply_windows: Vec::new(),
-        oauth2: None,
+        ..Manifest::new(
+            PluginKind::Helpdesk,
+            "zendesk",
+            "Zendesk Support",
+            env!("CARGO_PKG_VERSION"),
+        )
     }
 }
 
@@ -148,11 +126,7 @@ mod tests {
         assert_eq!(manifest.streams[0].default_schedule, "*/30 * * * * *");
         assert!(manifest.accepts_webhooks);
         assert!(manifest.text_limits.is_empty());
-        let token = manifest
-            .settings
-            .iter()
-            .find(|s| s.key == "api_token")
-            .expect("api_token");
+        let token = manifest.setting("api_token").expect("api_token");
         assert!(token.secret && token.required);
     }
 }

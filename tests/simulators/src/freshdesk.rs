@@ -69,14 +69,14 @@ mod util;
 pub mod webhooks;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
 use serde_json::{json, Map, Value};
 
-use crate::kit::control::{AgentReply, ControlError, Helpdesk, Patch};
-use crate::kit::{lock, Base, Simulated};
+use crate::kit::control::{AgentReply, ControlError, Helpdesk};
+use crate::kit::lock;
 use model::{Store, CLOSED, OPEN, PENDING, RESOLVED};
 pub use webhooks::{AutomationWebhook, WebhookDelivery};
 
@@ -195,67 +195,24 @@ struct Window {
     used: u32,
 }
 
-pub(crate) struct Inner {
-    /// The clock, the fault layer and the served address.
-    base: Base,
-    store: Mutex<Store>,
-    http: reqwest::Client,
-    automations: Mutex<Vec<AutomationWebhook>>,
-    deliveries: Arc<Mutex<Vec<WebhookDelivery>>>,
-    endpoint_windows: Mutex<HashMap<&'static str, Window>>,
-}
-
-/// The window of the account's rate limit.
-const MINUTE: Duration = Duration::from_secs(60);
-
-/// An in-memory Freshdesk account behind an axum router. Cloning shares the account.
-#[derive(Clone)]
-pub struct Simulator {
-    inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for Simulator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Simulator").finish_non_exhaustive()
-    }
+crate::kit::account_simulator! {
+    /// An in-memory Freshdesk account behind an axum router. Cloning shares the account.
+    name: "freshdesk", budget: |c| c.rate_limit_per_minute, window: crate::kit::MINUTE,
+    public_origin: Config::public_origin,
+    extra: {
+        http: reqwest::Client = reqwest::Client::new(),
+        automations: Mutex<Vec<AutomationWebhook>> = Mutex::new(Vec::new()),
+        deliveries: Arc<Mutex<Vec<WebhookDelivery>>> = Arc::default(),
+        endpoint_windows: Mutex<HashMap<&'static str, Window>> = Mutex::default(),
+    },
 }
 
 impl Simulator {
     /// A fresh account with two agents: the API key's owner and a human agent.
     pub fn new(config: Config) -> Self {
-        let base = Base::with_budget(config.rate_limit_per_minute, MINUTE);
-        let store = Store::new(config, base.clock.now_secs());
-        Self {
-            inner: Arc::new(Inner {
-                base,
-                store: Mutex::new(store),
-                http: reqwest::Client::new(),
-                automations: Mutex::new(Vec::new()),
-                deliveries: Arc::default(),
-                endpoint_windows: Mutex::default(),
-            }),
-        }
-    }
-
-    /// The API routes plus the `/_control/*` routes.
-    pub fn router(&self) -> axum::Router {
-        api::router(self.clone())
-    }
-
-    crate::kit::simulator_methods!("freshdesk");
-
-    /// A copy of the current settings.
-    pub fn config(&self) -> Config {
-        self.store().config.clone()
-    }
-
-    /// Changes settings at runtime.
-    pub fn update_config(&self, change: impl FnOnce(&mut Config)) {
-        let mut store = self.store();
-        let limit = |c: &Config| c.rate_limit_per_minute;
-        self.inner
-            .base
-            .update_settings(&mut store.config, change, limit, MINUTE);
+        Self::start(config, |config, base| {
+            Store::new(config, base.clock.now_secs())
+        })
     }
 
     /// The id of the agent who owns the API key (the integration's agent).
@@ -412,22 +369,6 @@ impl Simulator {
 
     // ----- internals shared with the HTTP layer --------------------------------------------
 
-    fn store(&self) -> MutexGuard<'_, Store> {
-        lock(&self.inner.store)
-    }
-
-    fn now_secs(&self) -> i64 {
-        self.inner.base.clock.now_secs()
-    }
-
-    /// The origin for URLs outside a request: the served address, or the public one.
-    fn origin(&self) -> String {
-        self.inner
-            .base
-            .served_at()
-            .unwrap_or_else(|| self.store().config.public_origin())
-    }
-
     /// Runs a change under the lock, then makes the webhook calls it caused.
     fn mutate<T>(&self, change: impl FnOnce(&mut Store, i64) -> T) -> T {
         let now = self.now_secs();
@@ -555,20 +496,9 @@ fn comments_of(store: &Store, ticket: &model::Ticket) -> Vec<Value> {
     out
 }
 
-impl Simulated for Simulator {
-    fn base(&self) -> &Base {
-        &self.inner.base
-    }
-
-    fn control_config(&self) -> Value {
-        api::config_json(self)
-    }
-
-    fn patch_config(&self, patch: &Patch) -> Result<(), ControlError> {
-        api::apply_config(self, patch)
-    }
-
-    fn control_state(&self) -> Value {
+impl Simulator {
+    /// What `GET /_control/state` shows.
+    fn counts(&self) -> Value {
         let store = self.store();
         json!({
             "tickets": store.tickets.len(),

@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Parser};
+use switchboard_simulators::kit::control::set;
+use switchboard_simulators::kit::Served;
 use switchboard_simulators::{freshdesk, meta, salesforce, telegram, zendesk};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -98,8 +100,8 @@ struct Args {
     #[arg(long, env = "SWITCHBOARD_SIM_SALESFORCE_ROTATE_REFRESH_TOKENS")]
     salesforce_rotate_refresh_tokens: bool,
 
-    /// Serve the Meta Graph API simulator (Messenger, Page comments) here (port 0 picks a free
-    /// port).
+    /// Serve the Meta Graph API simulator (Messenger, Page comments, Instagram, WhatsApp) here
+    /// (port 0 picks a free port).
     #[arg(long, env = "SWITCHBOARD_SIM_META_ADDR")]
     meta_addr: Option<SocketAddr>,
 }
@@ -114,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
 
-    let mut servers: Vec<(&str, JoinHandle<()>)> = Vec::new();
+    let mut servers: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
     if let Some(addr) = args.telegram_addr {
         let mut config = match &args.telegram_token {
             Some(token) => telegram::Config::for_token(token.clone()),
@@ -127,87 +129,51 @@ async fn main() -> anyhow::Result<()> {
             .telegram_per_chat_interval_ms
             .map(std::time::Duration::from_millis);
         let token = config.bot_token.clone();
-        let (bound, handle) = telegram::Simulator::new(config)
-            .serve(addr)
-            .await
-            .context("starting the Telegram simulator")?;
+        let served = telegram::Simulator::new(config).serve(addr).await;
+        started(&mut servers, "telegram", "Telegram", served)?;
         tracing::info!(bot_token = %token, "telegram simulator ready");
-        println!("telegram simulator listening on http://{bound}");
-        servers.push(("telegram", handle));
     }
     if let Some(addr) = args.zendesk_addr {
         let mut config = zendesk::Config::default();
         if args.zendesk_relaxed {
             config = config.relaxed();
         }
-        if let Some(subdomain) = args.zendesk_subdomain {
-            config.subdomain = subdomain;
-        }
-        if let Some(email) = args.zendesk_email {
-            config.agent_email = email;
-        }
-        if let Some(api_token) = args.zendesk_api_token {
-            config.api_token = api_token;
-        }
+        set(&mut config.subdomain, args.zendesk_subdomain);
+        set(&mut config.agent_email, args.zendesk_email);
+        set(&mut config.api_token, args.zendesk_api_token);
         tracing::info!(subdomain = %config.subdomain, agent_email = %config.agent_email, "zendesk simulator ready");
-        let (bound, handle) = zendesk::Simulator::new(config)
-            .serve(addr)
-            .await
-            .context("starting the Zendesk simulator")?;
-        println!("zendesk simulator listening on http://{bound}");
-        servers.push(("zendesk", handle));
+        let served = zendesk::Simulator::new(config).serve(addr).await;
+        started(&mut servers, "zendesk", "Zendesk", served)?;
     }
 
     if let Some(addr) = args.freshdesk_addr {
         let mut config = freshdesk::Config::default();
-        if let Some(domain) = args.freshdesk_domain {
-            config.domain = domain;
-        }
-        if let Some(api_key) = args.freshdesk_api_key {
-            config.api_key = api_key;
-        }
+        set(&mut config.domain, args.freshdesk_domain);
+        set(&mut config.api_key, args.freshdesk_api_key);
         tracing::info!(domain = %config.domain, "freshdesk simulator ready");
-        let (bound, handle) = freshdesk::Simulator::new(config)
-            .serve(addr)
-            .await
-            .context("starting the Freshdesk simulator")?;
-        println!("freshdesk simulator listening on http://{bound}");
-        servers.push(("freshdesk", handle));
+        let served = freshdesk::Simulator::new(config).serve(addr).await;
+        started(&mut servers, "freshdesk", "Freshdesk", served)?;
     }
 
     if let Some(addr) = args.salesforce_addr {
         let mut config = salesforce::Config::default();
-        if let Some(key) = args.salesforce_consumer_key {
-            config.consumer_key = key;
-        }
-        if let Some(secret) = args.salesforce_consumer_secret {
-            config.consumer_secret = secret;
-        }
-        if let Some(username) = args.salesforce_username {
-            config.integration_username = username;
-        }
+        set(&mut config.consumer_key, args.salesforce_consumer_key);
+        set(&mut config.consumer_secret, args.salesforce_consumer_secret);
+        set(&mut config.integration_username, args.salesforce_username);
         if let Some(secs) = args.salesforce_token_lifetime_secs {
             config.access_token_lifetime = std::time::Duration::from_secs(secs);
         }
         config.rotate_refresh_tokens = args.salesforce_rotate_refresh_tokens;
         tracing::info!(consumer_key = %config.consumer_key, username = %config.integration_username, "salesforce simulator ready");
-        let (bound, handle) = salesforce::Simulator::new(config)
-            .serve(addr)
-            .await
-            .context("starting the Salesforce simulator")?;
-        println!("salesforce simulator listening on http://{bound}");
-        servers.push(("salesforce", handle));
+        let served = salesforce::Simulator::new(config).serve(addr).await;
+        started(&mut servers, "salesforce", "Salesforce", served)?;
     }
 
     if let Some(addr) = args.meta_addr {
         let config = meta::Config::default();
         tracing::info!(page_id = %config.page_id, app_id = %config.app_id, "meta simulator ready");
-        let (bound, handle) = meta::Simulator::new(config)
-            .serve(addr)
-            .await
-            .context("starting the Meta simulator")?;
-        println!("meta simulator listening on http://{bound}");
-        servers.push(("meta", handle));
+        let served = meta::Simulator::new(config).serve(addr).await;
+        started(&mut servers, "meta", "Meta", served)?;
     }
 
     // Run until Ctrl-C, or until a server dies (it logged why).
@@ -225,5 +191,19 @@ async fn main() -> anyhow::Result<()> {
             bail!("the {name} simulator stopped unexpectedly");
         }
     }
+    Ok(())
+}
+
+/// Notes a simulator that started (its address on stdout, for scripts), or says which one
+/// failed to.
+fn started(
+    servers: &mut Vec<(&'static str, JoinHandle<()>)>,
+    name: &'static str,
+    vendor: &str,
+    served: anyhow::Result<Served>,
+) -> anyhow::Result<()> {
+    let (bound, handle) = served.with_context(|| format!("starting the {vendor} simulator"))?;
+    println!("{name} simulator listening on http://{bound}");
+    servers.push((name, handle));
     Ok(())
 }

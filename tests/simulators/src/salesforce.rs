@@ -60,14 +60,12 @@ mod store;
 pub mod test_keys;
 mod time;
 
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
 use serde_json::{json, Value};
 
-use crate::kit::control::{AgentReply, ControlError, Helpdesk, Patch};
-use crate::kit::{lock, Base, Simulated};
+use crate::kit::control::{AgentReply, ControlError, Helpdesk};
 use schema::Object;
 use store::{Store, Writer};
 
@@ -219,22 +217,11 @@ impl Default for Config {
     }
 }
 
-pub(crate) struct Inner {
-    /// The clock, the fault layer and the served address.
-    base: Base,
-    store: Mutex<Store>,
-}
-
-/// An in-memory Salesforce org behind an axum router. Cloning shares the org.
-#[derive(Clone)]
-pub struct Simulator {
-    inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for Simulator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Simulator").finish_non_exhaustive()
-    }
+// External id fields are read at start only; `update_config` changes the rest.
+crate::kit::account_simulator! {
+    /// An in-memory Salesforce org behind an axum router. Cloning shares the org.
+    name: "salesforce", budget: |c| c.daily_api_limit, window: DAY,
+    extra: {},
 }
 
 /// The API version the direct accessors render URLs with.
@@ -246,22 +233,10 @@ const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 impl Simulator {
     /// A fresh org with two users: the integration user and a human agent.
     pub fn new(config: Config) -> Self {
-        let base = Base::with_budget(config.daily_api_limit, DAY);
-        let store = Store::new(config, base.clock.now_ms());
-        Self {
-            inner: Arc::new(Inner {
-                base,
-                store: Mutex::new(store),
-            }),
-        }
+        Self::start(config, |config, base| {
+            Store::new(config, base.clock.now_ms())
+        })
     }
-
-    /// The OAuth, REST and `/_control/*` routes.
-    pub fn router(&self) -> axum::Router {
-        api::router(self.clone())
-    }
-
-    crate::kit::simulator_methods!("salesforce");
 
     /// Every Case, as `GET /sobjects/Case/{id}` shows it, oldest first.
     pub fn tickets(&self) -> Vec<Value> {
@@ -355,29 +330,7 @@ impl Simulator {
         }
     }
 
-    /// A copy of the settings.
-    pub fn config(&self) -> Config {
-        self.store().config.clone()
-    }
-
-    /// Changes settings at runtime. External id fields are read at start only.
-    pub fn update_config(&self, change: impl FnOnce(&mut Config)) {
-        let mut store = self.store();
-        let limit = |c: &Config| c.daily_api_limit;
-        self.inner
-            .base
-            .update_settings(&mut store.config, change, limit, DAY);
-    }
-
     // ----- internals shared with the HTTP layer --------------------------------------------
-
-    fn store(&self) -> MutexGuard<'_, Store> {
-        lock(&self.inner.store)
-    }
-
-    fn now_ms(&self) -> i64 {
-        self.inner.base.clock.now_ms()
-    }
 
     /// This simulator's own base URL as the client reached it (identity URLs point here).
     fn own_url(&self, headers: &HeaderMap) -> String {
@@ -441,20 +394,9 @@ impl Simulator {
     }
 }
 
-impl Simulated for Simulator {
-    fn base(&self) -> &Base {
-        &self.inner.base
-    }
-
-    fn control_config(&self) -> Value {
-        api::config_json(self)
-    }
-
-    fn patch_config(&self, patch: &Patch) -> Result<(), ControlError> {
-        api::apply_config(self, patch)
-    }
-
-    fn control_state(&self) -> Value {
+impl Simulator {
+    /// What `GET /_control/state` shows.
+    fn counts(&self) -> Value {
         let store = self.store();
         json!({
             "cases": store.list(Object::Case, false).len(),

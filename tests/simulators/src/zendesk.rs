@@ -26,14 +26,14 @@ mod util;
 mod webhooks;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
 use serde_json::{json, Value};
 
-use crate::kit::control::{AgentReply, ControlError, Helpdesk, Patch};
-use crate::kit::{lock, Base, Simulated};
+use crate::kit::control::{AgentReply, ControlError, Helpdesk};
+use crate::kit::lock;
 use model::{Changes, Channel, NewComment, Store};
 use util::html_from_text;
 pub use webhooks::{sign as sign_webhook, WebhookDelivery};
@@ -149,52 +149,24 @@ impl Config {
     }
 }
 
-pub(crate) struct Inner {
-    /// The clock, the fault layer and the served address.
-    base: Base,
-    store: Mutex<Store>,
-    http: reqwest::Client,
-    deliveries: Arc<Mutex<Vec<WebhookDelivery>>>,
-    sequence: AtomicU64,
-}
-
-/// The window of the account's rate limit.
-const MINUTE: Duration = Duration::from_secs(60);
-
-/// An in-memory Zendesk account behind an axum router. Cloning shares the account.
-#[derive(Clone)]
-pub struct Simulator {
-    inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for Simulator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Simulator").finish_non_exhaustive()
-    }
+crate::kit::account_simulator! {
+    /// An in-memory Zendesk account behind an axum router. Cloning shares the account.
+    name: "zendesk", budget: |c| c.rate_limit_per_minute, window: crate::kit::MINUTE,
+    public_origin: Config::public_origin,
+    extra: {
+        http: reqwest::Client = reqwest::Client::new(),
+        deliveries: Arc<Mutex<Vec<WebhookDelivery>>> = Arc::default(),
+        sequence: AtomicU64 = AtomicU64::new(1),
+    },
 }
 
 impl Simulator {
     /// A fresh account whose only user is the configured agent.
     pub fn new(config: Config) -> Self {
-        let base = Base::with_budget(config.rate_limit_per_minute, MINUTE);
-        let store = Store::new(config, base.clock.now_secs());
-        Self {
-            inner: Arc::new(Inner {
-                base,
-                store: Mutex::new(store),
-                http: reqwest::Client::new(),
-                deliveries: Arc::default(),
-                sequence: AtomicU64::new(1),
-            }),
-        }
+        Self::start(config, |config, base| {
+            Store::new(config, base.clock.now_secs())
+        })
     }
-
-    /// The API routes plus the `/_control/*` routes.
-    pub fn router(&self) -> axum::Router {
-        api::router(self.clone())
-    }
-
-    crate::kit::simulator_methods!("zendesk");
 
     /// Every ticket, as `GET /api/v2/tickets/{id}` shows it.
     pub fn tickets(&self) -> Vec<Value> {
@@ -269,37 +241,7 @@ impl Simulator {
         lock(&self.inner.deliveries).clone()
     }
 
-    /// A copy of the current settings.
-    pub fn config(&self) -> Config {
-        self.store().config.clone()
-    }
-
-    /// Changes settings at runtime.
-    pub fn update_config(&self, change: impl FnOnce(&mut Config)) {
-        let mut store = self.store();
-        let limit = |c: &Config| c.rate_limit_per_minute;
-        self.inner
-            .base
-            .update_settings(&mut store.config, change, limit, MINUTE);
-    }
-
     // ----- internals shared with the HTTP layer --------------------------------------------
-
-    fn store(&self) -> MutexGuard<'_, Store> {
-        lock(&self.inner.store)
-    }
-
-    fn now_ms(&self) -> i64 {
-        self.inner.base.clock.now_ms()
-    }
-
-    /// The origin for `url` fields outside a request: the served address, or the public one.
-    fn origin(&self) -> String {
-        self.inner
-            .base
-            .served_at()
-            .unwrap_or_else(|| self.store().config.public_origin())
-    }
 
     /// The origin for `url` fields in an answer: where the request came to.
     fn request_origin(&self, headers: &HeaderMap) -> String {
@@ -438,20 +380,9 @@ impl Simulator {
     }
 }
 
-impl Simulated for Simulator {
-    fn base(&self) -> &Base {
-        &self.inner.base
-    }
-
-    fn control_config(&self) -> Value {
-        api::config_json(self)
-    }
-
-    fn patch_config(&self, patch: &Patch) -> Result<(), ControlError> {
-        api::apply_config(self, patch)
-    }
-
-    fn control_state(&self) -> Value {
+impl Simulator {
+    /// What `GET /_control/state` shows.
+    fn counts(&self) -> Value {
         let store = self.store();
         json!({
             "tickets": store.tickets.len(),

@@ -15,13 +15,15 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::error::{ApiError, Errors, Freshdesk};
+use super::error::{ApiError, Errors, FRESHDESK};
 use super::form::{self, Form, MAX_ATTACHMENTS_BYTES};
-use super::model::{Store, Ticket, PRIORITIES, STATUSES};
+use super::model::{Conversation, Store, Ticket, PRIORITIES, STATUSES};
 use super::util::{http_date, parse_datetime, with_query};
 use super::webhooks::AutomationWebhook;
 use super::{lock, search, Simulator, Window};
-use crate::kit::control::{self, ControlError};
+use crate::kit::control::{self, set, ControlError};
+use crate::kit::faults::Refusals;
+use crate::kit::faults::{insert_headers, with_headers};
 use crate::kit::Budget;
 
 /// Shown in rate-limit headers when no budget is configured (Freshdesk's Enterprise plan).
@@ -127,10 +129,7 @@ async fn admit(
     method: &Method,
     path: &str,
 ) -> Result<(), Response> {
-    if let Some(refused) = budget.refusal(&Freshdesk) {
-        return Err(refused);
-    }
-    sim.faults().admit(path, &Freshdesk).await?;
+    sim.faults().admit_within(budget, path, &FRESHDESK).await?;
     checks(sim, headers, method, path).map_err(IntoResponse::into_response)
 }
 
@@ -217,15 +216,12 @@ fn rate_headers(headers: &mut HeaderMap, budget: Budget, cost: u32) {
         } => (limit, remaining),
         Budget::Exceeded { limit, .. } => (limit, 0),
     };
-    for (name, value) in [
+    let values = [
         ("x-ratelimit-total", limit),
         ("x-ratelimit-remaining", remaining),
         ("x-ratelimit-used-currentrequest", cost),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
-            headers.insert(name, v);
-        }
-    }
+    ];
+    insert_headers(headers, values.map(|(name, n)| (name, n.to_string())));
 }
 
 /// Which per-endpoint share a request draws on, if any.
@@ -337,11 +333,8 @@ fn base_url(sim: &Simulator, headers: &HeaderMap) -> String {
 }
 
 fn created(body: Value, location: &str) -> Response {
-    let mut response = (StatusCode::CREATED, Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(location) {
-        response.headers_mut().insert(LOCATION, v);
-    }
-    response
+    let response = (StatusCode::CREATED, Json(body)).into_response();
+    with_headers(response, [(LOCATION, location)])
 }
 
 fn ok(body: Value) -> ApiResult {
@@ -916,21 +909,7 @@ async fn create_reply(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let ticket_id = parse_id(&id)?;
-    let Form {
-        fields: input,
-        uploads,
-    } = body_with_uploads(&headers, body).await?;
-    let base = base_url(&sim, &headers);
-    sim.mutate(|store, now| {
-        let actor = store.api_agent_id;
-        let id = store.add_reply(actor, ticket_id, &input, now)?;
-        store.attach(ticket_id, Some(id), uploads, attachment_url(&base), now)?;
-        let conversation = store
-            .conversation(ticket_id, id)
-            .ok_or_else(ApiError::not_found)?;
-        Ok((StatusCode::CREATED, Json(store.reply_json(conversation))).into_response())
-    })
+    create_conversation(sim, headers, &id, body, Store::add_reply, Store::reply_json).await
 }
 
 async fn create_note(
@@ -939,7 +918,23 @@ async fn create_note(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let ticket_id = parse_id(&id)?;
+    create_conversation(sim, headers, &id, body, Store::add_note, Store::note_json).await
+}
+
+/// Stores a reply or a note: `(store, actor, ticket_id, input, now)` → its id.
+type AddConversation = fn(&mut Store, u64, u64, &Map<String, Value>, i64) -> Result<u64, ApiError>;
+
+/// A reply or a note by the key's agent, with its uploads: `add` stores it, `render` is 201's
+/// body.
+async fn create_conversation(
+    sim: Simulator,
+    headers: HeaderMap,
+    id: &str,
+    body: Bytes,
+    add: AddConversation,
+    render: fn(&Store, &Conversation) -> Value,
+) -> ApiResult {
+    let ticket_id = parse_id(id)?;
     let Form {
         fields: input,
         uploads,
@@ -947,12 +942,12 @@ async fn create_note(
     let base = base_url(&sim, &headers);
     sim.mutate(|store, now| {
         let actor = store.api_agent_id;
-        let id = store.add_note(actor, ticket_id, &input, now)?;
+        let id = add(store, actor, ticket_id, &input, now)?;
         store.attach(ticket_id, Some(id), uploads, attachment_url(&base), now)?;
         let conversation = store
             .conversation(ticket_id, id)
             .ok_or_else(ApiError::not_found)?;
-        Ok((StatusCode::CREATED, Json(store.note_json(conversation))).into_response())
+        Ok((StatusCode::CREATED, Json(render(store, conversation))).into_response())
     })
 }
 
@@ -1110,10 +1105,9 @@ pub(super) fn apply_config(sim: &Simulator, patch: &control::Patch) -> Result<()
     let delay = patch.nullable("search_index_delay_secs")?;
     let reopen = patch.flag("reopen_on_customer_reply")?;
     let fields = patch.strings("ticket_custom_fields")?;
+    let delay = delay.map(|v| Duration::from_secs(v.unwrap_or(0)));
     sim.update_config(|c| {
-        if let Some(v) = rate {
-            c.rate_limit_per_minute = v;
-        }
+        set(&mut c.rate_limit_per_minute, rate);
         let l = &mut c.endpoint_limits;
         for (slot, v) in [
             (&mut l.ticket_create, create),
@@ -1121,19 +1115,11 @@ pub(super) fn apply_config(sim: &Simulator, patch: &control::Patch) -> Result<()
             (&mut l.tickets_list, list),
             (&mut l.contacts_list, contacts),
         ] {
-            if let Some(v) = v {
-                *slot = v;
-            }
+            set(slot, v);
         }
-        if let Some(v) = delay {
-            c.search_index_delay = Duration::from_secs(v.unwrap_or(0));
-        }
-        if let Some(v) = reopen {
-            c.reopen_on_customer_reply = v;
-        }
-        if let Some(fields) = fields {
-            c.ticket_custom_fields = fields;
-        }
+        set(&mut c.search_index_delay, delay);
+        set(&mut c.reopen_on_customer_reply, reopen);
+        set(&mut c.ticket_custom_fields, fields);
     });
     Ok(())
 }

@@ -4,10 +4,12 @@
 //! invalid JSON) and validation errors `{"description":"Validation failed","errors":[...]}`
 //! (400, 409). A 404 has an empty body. Message texts follow Freshdesk's own.
 
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+
+use crate::kit::faults::{with_headers, Answers, Refusals};
 
 /// An error answer: status, body (none for 404), and extra headers (Retry-After).
 #[derive(Debug, Clone)]
@@ -95,42 +97,11 @@ impl ApiError {
         )
     }
 
-    /// The account (or an endpoint's share of it) is out of calls for this minute. Freshdesk
-    /// documents only the status and `Retry-After`; the body here is the simulator's own.
-    pub(crate) fn rate_limited(retry_after_secs: u64) -> Self {
-        Self::request(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "You have exceeded the limit of requests per minute",
-        )
-        .with_retry_after(retry_after_secs)
-    }
-
     /// A single-field validation failure (400).
     pub(crate) fn invalid(field: &str, message: impl Into<String>, code: &str) -> Self {
         let mut errors = Errors::default();
         errors.add(field, message, code);
         errors.into_error()
-    }
-
-    /// The answer for an injected fault with this status code.
-    pub(crate) fn injected(status: u16) -> Self {
-        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        match code.as_u16() {
-            400 => Self::invalid("", "Injected validation failure", "invalid_value"),
-            401 => Self::unauthorized(),
-            403 => Self::access_denied(),
-            404 => Self::not_found(),
-            409 => Self::invalid("", "Injected conflict", "inconsistent_state")
-                .with_status(StatusCode::CONFLICT),
-            429 => Self::rate_limited(1),
-            500 => Self::request(
-                code,
-                "internal_error",
-                "We're sorry, but something went wrong.",
-            ),
-            _ => Self::new(code, None),
-        }
     }
 
     fn with_status(mut self, status: StatusCode) -> Self {
@@ -149,30 +120,48 @@ impl ApiError {
 
 /// How Freshdesk refuses, for the kit's fault layer: 429 with `Retry-After` and its
 /// `rate_limited` body, and its bodies for injected statuses.
-pub(crate) struct Freshdesk;
+pub(crate) const FRESHDESK: Answers<ApiError> = Answers::new();
 
-impl crate::kit::VendorErrors for Freshdesk {
-    fn rate_limited(&self, retry_after_secs: u64) -> Response {
-        ApiError::rate_limited(retry_after_secs).into_response()
+impl Refusals for ApiError {
+    /// The account (or an endpoint's share of it) is out of calls for this minute. Freshdesk
+    /// documents only the status and `Retry-After`; the body here is the simulator's own.
+    fn rate_limited(retry_after_secs: u64) -> Self {
+        Self::request(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "You have exceeded the limit of requests per minute",
+        )
+        .with_retry_after(retry_after_secs)
     }
 
-    fn status(&self, status: u16) -> Response {
-        ApiError::injected(status).into_response()
+    /// The answer for an injected fault with this status code.
+    fn injected(status: u16) -> Self {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        match code.as_u16() {
+            400 => Self::invalid("", "Injected validation failure", "invalid_value"),
+            401 => Self::unauthorized(),
+            403 => Self::access_denied(),
+            404 => Self::not_found(),
+            409 => Self::invalid("", "Injected conflict", "inconsistent_state")
+                .with_status(StatusCode::CONFLICT),
+            429 => Self::rate_limited(1),
+            500 => Self::request(
+                code,
+                "internal_error",
+                "We're sorry, but something went wrong.",
+            ),
+            _ => Self::new(code, None),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = match self.body {
+        let response = match self.body {
             Some(body) => (self.status, Json(body)).into_response(),
             None => self.status.into_response(),
         };
-        for (name, value) in self.headers {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                response.headers_mut().insert(name, v);
-            }
-        }
-        response
+        with_headers(response, self.headers)
     }
 }
 

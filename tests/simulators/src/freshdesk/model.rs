@@ -11,6 +11,8 @@ use serde_json::{json, Map, Value};
 use super::error::{ApiError, Errors};
 use super::util::{html_body, iso8601, text_of};
 use super::Config;
+use crate::kit::control::set;
+use crate::kit::json;
 
 pub(crate) const OPEN: u64 = 2;
 pub(crate) const PENDING: u64 = 3;
@@ -63,7 +65,7 @@ pub(crate) struct Contact {
     pub mobile: Option<String>,
     pub twitter_id: Option<String>,
     pub unique_external_id: Option<String>,
-    /// Set only through [`super::Simulator::add_contact`]: the API cannot create one, as in
+    /// Set only through [`super::Simulator::add_social_contact`]: the API cannot create one, as in
     /// Freshdesk, where Facebook contacts come from the Facebook channel.
     pub facebook_id: Option<String>,
     pub job_title: Option<String>,
@@ -358,21 +360,15 @@ impl<'a> Body<'a> {
         match self.map.get(key)? {
             Value::Null => None,
             Value::Array(items) => {
-                let mut out = Vec::new();
-                for item in items {
-                    match item {
-                        Value::String(s) => out.push(s.clone()),
-                        _ => {
-                            e.add(
-                                key,
-                                "It should contain elements of type String only",
-                                "datatype_mismatch",
-                            );
-                            return None;
-                        }
-                    }
+                let out = json::strings(items);
+                if out.is_none() {
+                    e.add(
+                        key,
+                        "It should contain elements of type String only",
+                        "datatype_mismatch",
+                    );
                 }
-                Some(out)
+                out
             }
             other => {
                 mismatch(e, key, other, "Array");
@@ -761,43 +757,35 @@ impl Store {
             created_at: now,
             ..Contact::default()
         });
-        if let Some(name) = name {
-            contact.name = name;
-        }
-        let set = |slot: &mut Option<String>, value: Option<String>, given: bool| {
+        set(&mut contact.name, name);
+        set(&mut contact.language, language);
+        set(&mut contact.tags, tags);
+        set(&mut contact.other_emails, other_emails);
+        let set_if_given = |slot: &mut Option<String>, value: Option<String>, given: bool| {
             if given {
                 *slot = value;
             }
         };
-        set(
+        set_if_given(
             &mut contact.email,
             email.map(|m| m.to_lowercase()),
             body.has("email"),
         );
-        set(&mut contact.phone, phone, body.has("phone"));
-        set(&mut contact.mobile, mobile, body.has("mobile"));
-        set(&mut contact.twitter_id, twitter_id, body.has("twitter_id"));
-        set(
+        set_if_given(&mut contact.phone, phone, body.has("phone"));
+        set_if_given(&mut contact.mobile, mobile, body.has("mobile"));
+        set_if_given(&mut contact.twitter_id, twitter_id, body.has("twitter_id"));
+        set_if_given(
             &mut contact.unique_external_id,
             external,
             body.has("unique_external_id"),
         );
-        set(&mut contact.address, address, body.has("address"));
-        set(
+        set_if_given(&mut contact.address, address, body.has("address"));
+        set_if_given(
             &mut contact.description,
             description,
             body.has("description"),
         );
-        set(&mut contact.job_title, job_title, body.has("job_title"));
-        if let Some(language) = language {
-            contact.language = language;
-        }
-        if let Some(tags) = tags {
-            contact.tags = tags;
-        }
-        if let Some(other) = other_emails {
-            contact.other_emails = other;
-        }
+        set_if_given(&mut contact.job_title, job_title, body.has("job_title"));
         contact.updated_at = now;
         let id = contact.id;
         self.put_contact(contact);
@@ -1140,36 +1128,22 @@ impl Store {
             return Err(ApiError::not_found());
         };
         let before = (ticket.status, ticket.priority);
-        if let Some(subject) = subject {
-            ticket.subject = subject;
-        }
+        set(&mut ticket.subject, subject);
         if let Some(description) = description {
             ticket.description = html_body(&description);
         }
-        if let Some(requester) = requester {
-            ticket.requester_id = requester;
-        }
-        if let Some(status) = fields.status {
-            ticket.status = status;
-        }
-        if let Some(priority) = fields.priority {
-            ticket.priority = priority;
-        }
-        if let Some(source) = fields.source {
-            ticket.source = source;
-        }
+        set(&mut ticket.requester_id, requester);
+        set(&mut ticket.status, fields.status);
+        set(&mut ticket.priority, fields.priority);
+        set(&mut ticket.source, fields.source);
         if body.has("type") {
             ticket.kind = fields.kind;
         }
         if body.has("responder_id") {
             ticket.responder_id = fields.responder_id;
         }
-        if let Some(tags) = fields.tags {
-            ticket.tags = tags;
-        }
-        if let Some(cc) = fields.cc_emails {
-            ticket.cc_emails = cc;
-        }
+        set(&mut ticket.tags, fields.tags);
+        set(&mut ticket.cc_emails, fields.cc_emails);
         if let Some(custom) = fields.custom_fields {
             ticket.custom_fields.extend(custom);
         }
@@ -1228,6 +1202,27 @@ impl Store {
         body.required_string("body", true, e)
     }
 
+    /// The part of a reply or note request both read: the ticket must exist, the attributes
+    /// are `body`, `structured_body`, `user_id` and the endpoint's `own` ones. Returns the
+    /// reader and the body text.
+    fn conversation_request<'a>(
+        &self,
+        ticket_id: u64,
+        input: &'a Map<String, Value>,
+        own: [&str; 3],
+        e: &mut Errors,
+    ) -> Result<(Body<'a>, Option<String>), ApiError> {
+        if !self.tickets.contains_key(&ticket_id) {
+            return Err(ApiError::not_found());
+        }
+        let body = Body::new(input);
+        let [a, b, c] = own;
+        let fields = ["body", "structured_body", "user_id", a, b, c];
+        body.check_fields(&fields, &["attachments", "cloud_files"], e);
+        let text = Self::conversation_body(&body, e);
+        Ok((body, text))
+    }
+
     /// `POST /api/v2/tickets/{id}/reply`: a public reply by an agent.
     pub(crate) fn add_reply(
         &mut self,
@@ -1236,24 +1231,9 @@ impl Store {
         input: &Map<String, Value>,
         now: i64,
     ) -> Result<u64, ApiError> {
-        if !self.tickets.contains_key(&ticket_id) {
-            return Err(ApiError::not_found());
-        }
-        let body = Body::new(input);
         let mut e = Errors::default();
-        body.check_fields(
-            &[
-                "body",
-                "structured_body",
-                "user_id",
-                "from_email",
-                "cc_emails",
-                "bcc_emails",
-            ],
-            &["attachments", "cloud_files"],
-            &mut e,
-        );
-        let text = Self::conversation_body(&body, &mut e);
+        let own = ["from_email", "cc_emails", "bcc_emails"];
+        let (body, text) = self.conversation_request(ticket_id, input, own, &mut e)?;
         let user_id = body.integer("user_id", &mut e).unwrap_or(actor);
         if !self.agents.contains_key(&user_id) {
             e.add(
@@ -1303,24 +1283,9 @@ impl Store {
         input: &Map<String, Value>,
         now: i64,
     ) -> Result<u64, ApiError> {
-        if !self.tickets.contains_key(&ticket_id) {
-            return Err(ApiError::not_found());
-        }
-        let body = Body::new(input);
         let mut e = Errors::default();
-        body.check_fields(
-            &[
-                "body",
-                "structured_body",
-                "user_id",
-                "private",
-                "incoming",
-                "notify_emails",
-            ],
-            &["attachments", "cloud_files"],
-            &mut e,
-        );
-        let text = Self::conversation_body(&body, &mut e);
+        let own = ["private", "incoming", "notify_emails"];
+        let (body, text) = self.conversation_request(ticket_id, input, own, &mut e)?;
         let user_id = body.integer("user_id", &mut e).unwrap_or(actor);
         if !self.is_user(user_id) {
             e.add(

@@ -3,6 +3,7 @@
 
 use crate::kit::dates::days_from_civil;
 pub(crate) use crate::kit::dates::{http_date, iso8601};
+use crate::kit::html;
 pub(crate) use crate::kit::url::with_query;
 
 /// Parses the date inputs Freshdesk accepts: `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS]` with an
@@ -86,30 +87,15 @@ pub(crate) fn html_body(input: &str) -> String {
 
 /// The plain text of an HTML body, as in `body_text` and `description_text`.
 pub(crate) fn text_of(html: &str) -> String {
-    let html = html
-        .replace("<br>", "\n")
-        .replace("<br/>", "\n")
-        .replace("<br />", "\n")
-        .replace("</p><p>", "\n\n")
-        .replace("</div><div>", "\n");
-    let mut out = String::with_capacity(html.len());
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => in_tag = false,
-            _ if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&nbsp;", " ")
-        .replace("&amp;", "&")
-        .trim()
-        .to_owned()
+    let breaks = [
+        ("<br>", "\n"),
+        ("<br/>", "\n"),
+        ("<br />", "\n"),
+        ("</p><p>", "\n\n"),
+        ("</div><div>", "\n"),
+    ];
+    let entities = [("&#39;", "'"), ("&nbsp;", " ")];
+    html::text_of(html, &breaks, &entities).trim().to_owned()
 }
 
 #[cfg(test)]

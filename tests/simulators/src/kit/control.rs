@@ -141,14 +141,10 @@ impl Patch {
     /// A setting that may be lifted: absent → `None`, `null` → `Some(None)`, a whole number →
     /// `Some(Some(n))`.
     pub fn nullable(&self, key: &str) -> Result<Option<Option<u64>>, ControlError> {
-        match self.0.get(key) {
-            None => Ok(None),
-            Some(Value::Null) => Ok(Some(None)),
-            Some(v) => v
-                .as_u64()
-                .map(|n| Some(Some(n)))
-                .ok_or_else(|| Self::wrong(key, "a whole number or null")),
-        }
+        self.read(key, "a whole number or null", |v| match v {
+            Value::Null => Some(None),
+            _ => v.as_u64().map(Some),
+        })
     }
 
     /// A request limit that may be lifted, as [`Patch::nullable`], capped at `u32::MAX`.
@@ -158,36 +154,44 @@ impl Patch {
             .map(|v| v.map(|n| u32::try_from(n).unwrap_or(u32::MAX))))
     }
 
+    /// The value of `key` as `read` takes it: absent → `None`, unreadable → 400 naming
+    /// `expected`.
+    fn read<T>(
+        &self,
+        key: &str,
+        expected: &str,
+        read: impl FnOnce(&Value) -> Option<T>,
+    ) -> Result<Option<T>, ControlError> {
+        self.0
+            .get(key)
+            .map(|v| read(v).ok_or_else(|| Self::wrong(key, expected)))
+            .transpose()
+    }
+
     /// A whole number: absent → `None`.
     pub fn number(&self, key: &str) -> Result<Option<u64>, ControlError> {
-        match self.0.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| Self::wrong(key, "a whole number")),
-        }
+        self.read(key, "a whole number", Value::as_u64)
     }
 
     /// `true` or `false`: absent → `None`.
     pub fn flag(&self, key: &str) -> Result<Option<bool>, ControlError> {
-        match self.0.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_bool()
-                .map(Some)
-                .ok_or_else(|| Self::wrong(key, "true or false")),
-        }
+        self.read(key, "true or false", Value::as_bool)
     }
 
     /// A list of strings: absent → `None`.
     pub fn strings(&self, key: &str) -> Result<Option<Vec<String>>, ControlError> {
-        match self.0.get(key) {
-            None => Ok(None),
-            Some(v) => serde_json::from_value(v.clone())
-                .map(Some)
-                .map_err(|_| Self::wrong(key, "a list of strings")),
-        }
+        self.read(key, "a list of strings", |v| {
+            v.as_array().and_then(|items| super::json::strings(items))
+        })
+    }
+}
+
+/// Writes a setting a [`Patch`] read into its slot: `Some` (the patch named it) replaces the
+/// value, `None` keeps it. Read every key first, then set them all in one
+/// `update_config`, so a bad key changes nothing.
+pub fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *slot = value;
     }
 }
 
@@ -561,6 +565,16 @@ mod tests {
         assert!(p.strings("on").is_err());
         assert!(Patch::parse(&Bytes::from_static(b"[1]")).is_err());
         assert_eq!(patch("").number("size"), Ok(None));
+        assert!(p.nullable("on").is_err());
+    }
+
+    #[test]
+    fn set_replaces_only_what_the_patch_named() {
+        let mut slot = Some(3);
+        set(&mut slot, None);
+        assert_eq!(slot, Some(3));
+        set(&mut slot, Some(None));
+        assert_eq!(slot, None);
     }
 
     #[test]

@@ -24,11 +24,14 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::marker::PhantomData;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::response::Response;
+use axum::http::header::IntoHeaderName;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 /// One injected fault, applied to the next matching API request.
@@ -76,6 +79,64 @@ pub trait VendorErrors {
     /// The vendor's answer with this status code (a 5xx outage, a 4xx refusal), with the body
     /// the vendor sends for it.
     fn status(&self, status: u16) -> Response;
+}
+
+/// A vendor's error answer that can say both refusals itself, so [`Answers`] gives the
+/// [`VendorErrors`] of that API surface without a hand-written impl.
+pub trait Refusals: IntoResponse {
+    /// The refusal over a rate limit, with the wait where the vendor tells one.
+    fn rate_limited(retry_after_secs: u64) -> Self;
+    /// The answer for an injected fault with this status.
+    fn injected(status: u16) -> Self;
+}
+
+/// The [`VendorErrors`] of an error type `E` that implements [`Refusals`]: a simulator passes
+/// `&Answers::<ApiError>::new()` (or a `const` of it) to [`Faults::admit`].
+pub struct Answers<E>(PhantomData<fn() -> E>);
+
+impl<E> Answers<E> {
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<E> Default for Answers<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<E: Refusals> VendorErrors for Answers<E> {
+    fn rate_limited(&self, retry_after_secs: u64) -> Response {
+        E::rate_limited(retry_after_secs).into_response()
+    }
+
+    fn status(&self, status: u16) -> Response {
+        E::injected(status).into_response()
+    }
+}
+
+/// Adds an answer's extra headers (`Retry-After`, `Location`, `WWW-Authenticate`) with
+/// [`insert_headers`].
+pub fn with_headers<K: IntoHeaderName, V: AsRef<str>>(
+    mut response: Response,
+    headers: impl IntoIterator<Item = (K, V)>,
+) -> Response {
+    insert_headers(response.headers_mut(), headers);
+    response
+}
+
+/// Sets each header (replacing one of the same name) in order; a value that is not a valid
+/// header value is left out rather than failing the answer.
+pub fn insert_headers<K: IntoHeaderName, V: AsRef<str>>(
+    map: &mut HeaderMap,
+    headers: impl IntoIterator<Item = (K, V)>,
+) {
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
+            map.insert(name, v);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -187,6 +248,20 @@ impl Faults {
         Some(fault)
     }
 
+    /// [`Budget::refusal`] of this request's `budget`, then [`Faults::admit`]: the order of
+    /// vendors whose account limit refuses before anything else (Zendesk, Freshdesk).
+    pub async fn admit_within(
+        &self,
+        budget: Budget,
+        path: &str,
+        vendor: &impl VendorErrors,
+    ) -> Result<(), Response> {
+        if let Some(refused) = budget.refusal(vendor) {
+            return Err(refused);
+        }
+        self.admit(path, vendor).await
+    }
+
     /// The one admission step for injected faults: takes the next fault for `path` and carries
     /// it out. `Ok(())` lets the request go on (after waiting out a delay); `Err` is the answer
     /// to send instead: the vendor's status or rate-limit answer, or a dropped connection.
@@ -262,7 +337,6 @@ pub fn dropped_connection() -> Response {
 mod tests {
     use super::*;
     use axum::http::StatusCode;
-    use axum::response::IntoResponse;
 
     /// A vendor whose refusals are easy to recognise.
     struct Acme;
@@ -340,6 +414,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn admit_within_refuses_over_budget_before_taking_a_fault() {
+        let f = Faults::default();
+        f.set_budget(Some(1), Duration::from_secs(60));
+        f.inject(spec(Fault::Status { status: 502 }, 1, None));
+        let first = f.check_budget();
+        let refused = f.admit_within(first, "/x", &Acme).await.expect_err("fault");
+        assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
+        f.inject(spec(Fault::Status { status: 502 }, 1, None));
+        let over = f.check_budget();
+        let refused = f.admit_within(over, "/x", &Acme).await.expect_err("budget");
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            f.pending().len(),
+            1,
+            "the fault waits for an admitted request"
+        );
+    }
+
+    #[tokio::test]
     async fn admit_waits_out_a_delay_then_passes() {
         let f = Faults::default();
         f.inject(spec(Fault::Delay { ms: 120 }, 1, None));
@@ -406,5 +499,46 @@ mod tests {
         assert!(matches!(f.check_budget(), Budget::Exceeded { .. }));
         std::thread::sleep(Duration::from_millis(60));
         assert!(matches!(f.check_budget(), Budget::Allowed { .. }));
+    }
+
+    /// An error type that says its refusals itself.
+    struct Oops(StatusCode, u64);
+
+    impl IntoResponse for Oops {
+        fn into_response(self) -> Response {
+            let wait = [(axum::http::header::RETRY_AFTER, self.1.to_string())];
+            with_headers(self.0.into_response(), wait)
+        }
+    }
+
+    impl Refusals for Oops {
+        fn rate_limited(retry_after_secs: u64) -> Self {
+            Oops(StatusCode::TOO_MANY_REQUESTS, retry_after_secs)
+        }
+
+        fn injected(status: u16) -> Self {
+            Oops(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT),
+                0,
+            )
+        }
+    }
+
+    #[test]
+    fn answers_come_from_the_error_type() {
+        const OOPS: Answers<Oops> = Answers::new();
+        let limited = OOPS.rate_limited(7);
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()["retry-after"], "7");
+        assert_eq!(OOPS.status(503).status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn invalid_header_values_are_left_out() {
+        let name = axum::http::header::WWW_AUTHENTICATE;
+        let response = with_headers(().into_response(), [(name.clone(), "bad\nvalue")]);
+        assert!(response.headers().get(&name).is_none());
+        let response = with_headers(().into_response(), [(name.clone(), "Token")]);
+        assert_eq!(response.headers()[&name], "Token");
     }
 }

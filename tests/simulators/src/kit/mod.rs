@@ -8,6 +8,7 @@
 //! | [`faults`] | the fault queue and request budget, admitted by [`Faults::admit`] in the vendor's own words ([`VendorErrors`]) |
 //! | [`control`] | the `/_control/*` convention, the routes every simulator has, and the helpdesk agent's routes |
 //! | [`dates`], [`url`] | calendar arithmetic, ISO 8601 and HTTP dates, query strings |
+//! | [`html`], [`json`](mod@json) | the plain text of an HTML body; string arrays of request bodies |
 //! | [`Base`], [`Simulated`] | the shared state a simulator embeds, and the trait the control routes use |
 //!
 //! # Building the next simulator
@@ -26,6 +27,8 @@
 //!    answer (status, headers such as `Retry-After`, and body exactly as the vendor's API
 //!    documentation shows them) and its body for an injected status. One
 //!    struct per API surface if they answer differently (Salesforce's OAuth and REST do).
+//!    When the vendor's error type can say both itself, implement [`Refusals`] on it and use
+//!    [`Answers`] instead of a struct.
 //! 4. **The gate.** An axum middleware (or the top of the one handler) that, per API request,
 //!    calls `base.faults().admit(path, &Vendor).await` and sends the `Err` answer as is, and
 //!    counts the request with `check_budget()` where the vendor counts (every call, or only
@@ -38,6 +41,9 @@
 //!    `impl Simulator { crate::kit::simulator_methods!("mastodon"); … }` writes the methods
 //!    every simulator offers: `serve(addr)`, `faults()`, `advance_clock(by)`, `freeze_clock()`.
 //!    Settings that carry a request budget change through [`Base::update_settings`].
+//!    A helpdesk whose data is one locked store with its settings in it (Zendesk, Freshdesk,
+//!    Salesforce) gets all of this, its `Inner` and its `impl Simulated` from
+//!    `account_simulator!` instead.
 //!
 //! Then a test file in `tests/` drives the simulator through its Rust API and its control API,
 //! and, where the vendor publishes a client, `tests/official_clients.rs` runs it against the
@@ -95,6 +101,8 @@ pub mod clock;
 pub mod control;
 pub mod dates;
 pub mod faults;
+pub mod html;
+pub mod json;
 pub mod serve;
 pub mod url;
 
@@ -111,8 +119,11 @@ use control::Patch;
 
 pub use clock::Clock;
 pub use control::{ControlError, Helpdesk};
-pub use faults::{Budget, Fault, FaultSpec, Faults, VendorErrors};
+pub use faults::{Answers, Budget, Fault, FaultSpec, Faults, Refusals, VendorErrors};
 pub use serve::{serve, Served};
+
+/// The window of a per-minute request budget (Zendesk's and Freshdesk's account limits).
+pub const MINUTE: Duration = Duration::from_secs(60);
 
 /// What every simulator holds besides its vendor's data: the clock, the fault layer, and the
 /// address it is served at.
@@ -256,7 +267,263 @@ macro_rules! simulator_methods {
 }
 pub(crate) use simulator_methods;
 
+/// Writes the handle of a simulator whose vendor data is one store behind one lock, with its
+/// settings in that store: what the helpdesk simulators (Zendesk, Freshdesk, Salesforce) share.
+///
+/// It declares `Inner` (`base: Base`, `store: Mutex<Store>` and the `extra` fields, each
+/// with its initial value) and `pub struct Simulator { inner: Arc<Inner> }` (cloning shares
+/// the account; its `Debug` shows no state), and writes:
+/// - the private `start(config, store)`: a [`Base`] whose budget `budget` reads from the
+///   settings (per `window`), the store `store(config, &base)` builds, and the extras;
+/// - `router()` (the module's `api::router(Simulator) -> Router`: API and control routes),
+///   [`simulator_methods!`], `config()` (a copy of the settings), `update_config(change)`
+///   (through [`Base::update_settings`], so the request budget resets only when its limit
+///   changes), and the private `store()` (the locked store), `now_ms()`, `now_secs()` and,
+///   given `public_origin` (a function of the settings), `origin()`: the served address, or
+///   that public origin before serving;
+/// - `impl Simulated`: the `Base`, `/_control/config` through the module's
+///   `api::config_json(&Simulator) -> Value` and `api::apply_config(&Simulator, &Patch)`, and
+///   `/_control/state` through an inherent `fn counts(&self) -> Value`.
+///
+/// Needs, in the invoking module: `Store` holding the settings as `config: Config`, and the
+/// `api` functions above.
+macro_rules! account_simulator {
+    (
+        $(#[$doc:meta])*
+        name: $name:literal, budget: |$c:ident| $limit:expr, window: $window:expr,
+        $(public_origin: $public:path,)?
+        extra: { $($(#[$field_doc:meta])* $field:ident: $field_ty:ty = $init:expr),* $(,)? } $(,)?
+    ) => {
+        pub(crate) struct Inner {
+            /// The clock, the fault layer and the served address.
+            base: crate::kit::Base,
+            store: std::sync::Mutex<Store>,
+            $($(#[$field_doc])* $field: $field_ty,)*
+        }
+
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct Simulator {
+            inner: std::sync::Arc<Inner>,
+        }
+
+        impl std::fmt::Debug for Simulator {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("Simulator").finish_non_exhaustive()
+            }
+        }
+
+        impl Simulator {
+            /// The API routes plus the `/_control/*` routes.
+            pub fn router(&self) -> axum::Router {
+                api::router(self.clone())
+            }
+
+            crate::kit::simulator_methods!($name);
+
+            /// A simulator with these settings and the store `store` builds from them.
+            fn start(
+                config: Config,
+                store: impl FnOnce(Config, &crate::kit::Base) -> Store,
+            ) -> Self {
+                let limit = |$c: &Config| $limit;
+                let base = crate::kit::Base::with_budget(limit(&config), $window);
+                let store = std::sync::Mutex::new(store(config, &base));
+                Self {
+                    inner: std::sync::Arc::new(Inner {
+                        base,
+                        store,
+                        $($field: $init,)*
+                    }),
+                }
+            }
+
+            /// A copy of the current settings.
+            pub fn config(&self) -> Config {
+                self.store().config.clone()
+            }
+
+            /// Changes settings at runtime.
+            pub fn update_config(&self, change: impl FnOnce(&mut Config)) {
+                let mut store = self.store();
+                let limit = |$c: &Config| $limit;
+                self.inner
+                    .base
+                    .update_settings(&mut store.config, change, limit, $window);
+            }
+
+            /// The store, locked.
+            fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+                crate::kit::lock(&self.inner.store)
+            }
+
+            /// The simulator clock in Unix milliseconds.
+            #[allow(dead_code)] // Each vendor counts in one unit.
+            fn now_ms(&self) -> i64 {
+                self.inner.base.clock.now_ms()
+            }
+
+            /// The simulator clock in Unix seconds.
+            #[allow(dead_code)]
+            fn now_secs(&self) -> i64 {
+                self.inner.base.clock.now_secs()
+            }
+
+            $(
+                /// The origin for URLs outside a request: the served address, or the
+                /// vendor's public one.
+                fn origin(&self) -> String {
+                    self.inner
+                        .base
+                        .served_at()
+                        .unwrap_or_else(|| $public(&self.store().config))
+                }
+            )?
+        }
+
+        impl crate::kit::Simulated for Simulator {
+            fn base(&self) -> &crate::kit::Base {
+                &self.inner.base
+            }
+
+            fn control_config(&self) -> serde_json::Value {
+                api::config_json(self)
+            }
+
+            fn patch_config(
+                &self,
+                patch: &crate::kit::control::Patch,
+            ) -> Result<(), crate::kit::ControlError> {
+                api::apply_config(self, patch)
+            }
+
+            fn control_state(&self) -> serde_json::Value {
+                self.counts()
+            }
+        }
+    };
+}
+pub(crate) use account_simulator;
+
 /// Locks, recovering from poisoning: a panicking test thread must not wedge the simulator.
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The smallest simulator [`account_simulator!`] fits.
+    mod account {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::time::Duration;
+
+        use serde_json::{json, Value};
+
+        use crate::kit::control::Patch;
+        use crate::kit::ControlError;
+
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Config {
+            pub limit: Option<u32>,
+            pub greeting: String,
+        }
+
+        impl Config {
+            fn public_origin(&self) -> String {
+                format!("https://{}.example", self.greeting)
+            }
+        }
+
+        pub struct Store {
+            pub config: Config,
+        }
+
+        pub mod api {
+            use super::*;
+
+            pub fn router(sim: Simulator) -> axum::Router {
+                axum::Router::new().with_state(sim)
+            }
+
+            pub fn config_json(sim: &Simulator) -> Value {
+                json!({"greeting": sim.config().greeting})
+            }
+
+            pub fn apply_config(sim: &Simulator, patch: &Patch) -> Result<(), ControlError> {
+                let limit = patch.limit("limit")?;
+                sim.update_config(|c| {
+                    if let Some(v) = limit {
+                        c.limit = v;
+                    }
+                });
+                Ok(())
+            }
+        }
+
+        const WINDOW: Duration = Duration::from_secs(60);
+
+        crate::kit::account_simulator! {
+            /// A test account.
+            name: "account", budget: |c| c.limit, window: WINDOW,
+            public_origin: Config::public_origin,
+            extra: {
+                /// How many times the test said hello.
+                hellos: AtomicU64 = AtomicU64::new(1),
+            },
+        }
+
+        impl Simulator {
+            pub fn new(config: Config) -> Self {
+                Self::start(config, |config, _| Store { config })
+            }
+
+            fn counts(&self) -> Value {
+                let greeted = self.origin() == "https://hello.example";
+                json!({"greetings": self.inner.hellos.load(Ordering::Relaxed), "origin": greeted})
+            }
+        }
+    }
+
+    use std::time::Duration;
+
+    use account::{Config, Simulator};
+    use serde_json::json;
+
+    use super::control::Patch;
+    use super::Simulated;
+
+    #[tokio::test]
+    async fn account_simulator_writes_settings_and_control_plumbing() {
+        let sim = Simulator::new(Config {
+            limit: Some(5),
+            greeting: "hi".into(),
+        });
+        assert!(format!("{sim:?}").starts_with("Simulator"));
+        assert_eq!(sim.faults().budget(), Some((5, Duration::from_secs(60))));
+        // A budget set through the control API survives an unrelated change...
+        sim.faults().set_budget(Some(9), Duration::from_secs(1));
+        sim.update_config(|c| c.greeting = "hello".into());
+        assert_eq!(sim.faults().budget(), Some((9, Duration::from_secs(1))));
+        // ...and a change of the limit resets it.
+        let patch = Patch::parse(&br#"{"limit": 7}"#.as_slice().into()).expect("patch");
+        sim.patch_config(&patch).expect("applies");
+        assert_eq!(sim.faults().budget(), Some((7, Duration::from_secs(60))));
+        assert_eq!(sim.config().limit, Some(7));
+        assert_eq!(sim.control_config(), json!({"greeting": "hello"}));
+        assert_eq!(
+            sim.control_state(),
+            json!({"greetings": 1, "origin": true}),
+            "unserved, the origin is the public one"
+        );
+        sim.freeze_clock();
+        let before = sim.base().clock.now_secs();
+        sim.advance_clock(Duration::from_secs(5));
+        assert_eq!(sim.base().clock.now_secs(), before + 5);
+        let (_, server) = sim
+            .clone()
+            .serve(([127, 0, 0, 1], 0).into())
+            .await
+            .expect("serves");
+        server.abort();
+    }
 }

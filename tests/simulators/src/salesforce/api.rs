@@ -13,12 +13,12 @@ use axum::routing::{get, patch, post, MethodRouter};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Map, Value};
 
-use super::error::{ApiError, OAuth, Rest};
+use super::error::{ApiError, OAUTH, REST};
 use super::schema::{Field, Kind, Object, Picklist};
 use super::store::{Locator, Store, Upsert, Writer};
 use super::time::{parse_iso_lenient, sf_datetime};
 use super::{oauth, soql, Simulator};
-use crate::kit::control::{self, ControlError};
+use crate::kit::control::{self, set, ControlError};
 use crate::kit::Budget;
 
 mod composite;
@@ -228,7 +228,7 @@ async fn gate(State(sim): State<Simulator>, mut request: Request, next: Next) ->
     let Some(version) = version else {
         return ApiError::not_found().into_response();
     };
-    if let Err(refused) = sim.faults().admit(&path, &Rest).await {
+    if let Err(refused) = sim.faults().admit(&path, &REST).await {
         return refused;
     }
     let now = sim.now_ms();
@@ -266,7 +266,7 @@ async fn gate(State(sim): State<Simulator>, mut request: Request, next: Next) ->
             Budget::Exceeded { limit, .. } => (u64::from(limit), u64::from(limit)),
         }
     };
-    let mut response = if let Some(refused) = budget.refusal(&Rest) {
+    let mut response = if let Some(refused) = budget.refusal(&REST) {
         refused
     } else {
         let client = call_options_client(request.headers());
@@ -287,7 +287,7 @@ async fn gate(State(sim): State<Simulator>, mut request: Request, next: Next) ->
 /// Injected faults on the OAuth endpoints, in their error shape.
 async fn oauth_gate(State(sim): State<Simulator>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
-    match sim.faults().admit(&path, &OAuth).await {
+    match sim.faults().admit(&path, &OAUTH).await {
         Ok(()) => next.run(request).await,
         Err(refused) => refused,
     }
@@ -906,33 +906,29 @@ pub(super) fn apply_config(sim: &Simulator, patch: &control::Patch) -> Result<()
     let priorities = patch.strings("priority_values")?;
     let origins = patch.strings("origin_values")?;
     sim.update_config(|c| {
-        if let Some(secs) = lifetime {
-            c.access_token_lifetime = Duration::from_secs(secs);
-        }
-        if let Some(rotate) = rotate {
-            c.rotate_refresh_tokens = rotate;
-        }
-        if let Some(limit) = daily {
-            c.daily_api_limit = limit;
-        }
+        set(
+            &mut c.access_token_lifetime,
+            lifetime.map(Duration::from_secs),
+        );
+        set(&mut c.rotate_refresh_tokens, rotate);
+        set(&mut c.daily_api_limit, daily);
         let slots = [
             &mut c.query_batch_size,
             &mut c.min_batch_size,
             &mut c.max_batch_size,
         ];
         for (slot, size) in slots.into_iter().zip(batch_sizes) {
-            if let Some(n) = size {
-                *slot = usize::try_from(n).unwrap_or(usize::MAX).max(1);
-            }
+            set(
+                slot,
+                size.map(|n| usize::try_from(n).unwrap_or(usize::MAX).max(1)),
+            );
         }
         for (slot, values) in [
             (&mut c.status_values, statuses),
             (&mut c.priority_values, priorities),
             (&mut c.origin_values, origins),
         ] {
-            if let Some(values) = values {
-                *slot = values;
-            }
+            set(slot, values);
         }
     });
     Ok(())

@@ -1,10 +1,12 @@
 //! Salesforce-shaped error answers: the REST API's JSON array of `{message, errorCode, fields?}`,
 //! and the OAuth endpoints' `{error, error_description}` object.
 
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+
+use crate::kit::faults::{with_headers, Answers, Refusals};
 
 /// A REST API error answer.
 #[derive(Debug, Clone)]
@@ -76,43 +78,11 @@ impl ApiError {
     pub(crate) fn json_parser(message: impl Into<String>) -> Self {
         Self::bad_request("JSON_PARSER_ERROR", message)
     }
-
-    /// An injected fault with this status, in the body Salesforce sends for it.
-    pub(crate) fn injected(status: u16) -> Self {
-        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        match status {
-            401 => Self::invalid_session(),
-            403 => Self::new(
-                code,
-                "INSUFFICIENT_ACCESS_OR_READONLY",
-                "insufficient access rights on object id",
-            ),
-            404 => Self::not_found(),
-            503 => Self::new(
-                code,
-                "SERVER_UNAVAILABLE",
-                "Server is temporarily unavailable. Please try again later.",
-            ),
-            500..=599 => Self::new(
-                code,
-                "UNKNOWN_EXCEPTION",
-                "An unexpected error occurred. Please include this ErrorId if you contact \
-                 support: 1234567890-12345 (-1234567890)",
-            ),
-            _ => Self::new(code, "BAD_REQUEST", format!("injected fault {status}")),
-        }
-    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(self.body)).into_response();
-        for (name, value) in self.headers {
-            response
-                .headers_mut()
-                .insert(name, HeaderValue::from_static(value));
-        }
-        response
+        with_headers((self.status, Json(self.body)).into_response(), self.headers)
     }
 }
 
@@ -162,38 +132,59 @@ impl IntoResponse for OAuthError {
 
 /// How the REST API refuses, for the kit's fault layer. Salesforce has no 429: an exhausted
 /// allocation is 403 `REQUEST_LIMIT_EXCEEDED` without Retry-After, whatever the wait.
-pub(crate) struct Rest;
+pub(crate) const REST: Answers<ApiError> = Answers::new();
 
-impl crate::kit::VendorErrors for Rest {
-    fn rate_limited(&self, _retry_after_secs: u64) -> Response {
-        ApiError::request_limit().into_response()
+impl Refusals for ApiError {
+    fn rate_limited(_retry_after_secs: u64) -> Self {
+        Self::request_limit()
     }
 
-    fn status(&self, status: u16) -> Response {
-        ApiError::injected(status).into_response()
+    /// An injected fault with this status, in the body Salesforce sends for it.
+    fn injected(status: u16) -> Self {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        match status {
+            401 => Self::invalid_session(),
+            403 => Self::new(
+                code,
+                "INSUFFICIENT_ACCESS_OR_READONLY",
+                "insufficient access rights on object id",
+            ),
+            404 => Self::not_found(),
+            503 => Self::new(
+                code,
+                "SERVER_UNAVAILABLE",
+                "Server is temporarily unavailable. Please try again later.",
+            ),
+            500..=599 => Self::new(
+                code,
+                "UNKNOWN_EXCEPTION",
+                "An unexpected error occurred. Please include this ErrorId if you contact \
+                 support: 1234567890-12345 (-1234567890)",
+            ),
+            _ => Self::new(code, "BAD_REQUEST", format!("injected fault {status}")),
+        }
     }
 }
 
 /// How the OAuth endpoints refuse: their `{"error","error_description"}` shape; too many
 /// logins are 400 `invalid_grant` "login rate exceeded".
-pub(crate) struct OAuth;
+pub(crate) const OAUTH: Answers<OAuthError> = Answers::new();
 
-impl crate::kit::VendorErrors for OAuth {
-    fn rate_limited(&self, _retry_after_secs: u64) -> Response {
-        OAuthError::invalid_grant("login rate exceeded").into_response()
+impl Refusals for OAuthError {
+    fn rate_limited(_retry_after_secs: u64) -> Self {
+        Self::invalid_grant("login rate exceeded")
     }
 
-    fn status(&self, status: u16) -> Response {
+    fn injected(status: u16) -> Self {
         let error = if status >= 500 {
             "server_error"
         } else {
             "invalid_request"
         };
-        OAuthError {
+        Self {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             error,
             description: format!("injected fault {status}"),
         }
-        .into_response()
     }
 }

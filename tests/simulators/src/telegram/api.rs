@@ -15,7 +15,7 @@ use super::format::{self, ParseMode};
 use super::params::Params;
 use super::state::{bot_json, insert_opt, Webhook};
 use super::{webhook, SentMessage, Simulator};
-use crate::kit::{Budget, VendorErrors};
+use crate::kit::{Answers, Budget, Refusals};
 
 /// Telegram's longest message, in UTF-16 code units after markup is parsed.
 const MAX_TEXT_LEN: usize = 4096;
@@ -68,16 +68,6 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "Not Found")
     }
 
-    /// An injected status, described the way Telegram's front end words it.
-    fn from_status(code: u16) -> Self {
-        if code == 429 {
-            return Self::too_many_requests(1);
-        }
-        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let description = status.canonical_reason().unwrap_or("Internal Server Error");
-        Self::new(status, description)
-    }
-
     fn chat_not_found() -> Self {
         Self::bad_request("chat not found")
     }
@@ -89,15 +79,21 @@ impl ApiError {
 
 /// How the Bot API refuses, for the kit's fault layer: 429 with `parameters.retry_after` in the
 /// body (Telegram sends no Retry-After header), and its envelope for injected statuses.
-pub(crate) struct Telegram;
+pub(crate) const TELEGRAM: Answers<ApiError> = Answers::new();
 
-impl VendorErrors for Telegram {
-    fn rate_limited(&self, retry_after_secs: u64) -> Response {
-        ApiError::too_many_requests(retry_after_secs).into_response()
+impl Refusals for ApiError {
+    fn rate_limited(retry_after_secs: u64) -> Self {
+        Self::too_many_requests(retry_after_secs)
     }
 
-    fn status(&self, status: u16) -> Response {
-        ApiError::from_status(status).into_response()
+    /// An injected status, described the way Telegram's front end words it.
+    fn injected(code: u16) -> Self {
+        if code == 429 {
+            return Self::too_many_requests(1);
+        }
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let description = status.canonical_reason().unwrap_or("Internal Server Error");
+        Self::new(status, description)
     }
 }
 
@@ -207,7 +203,7 @@ pub async fn handle(
     };
     // Faults match on the canonical path, so `sendMessage` catches `sendmessage` calls too.
     let path = format!("/bot{token}/{}", method.name());
-    if let Err(refused) = sim.faults().admit(&path, &Telegram).await {
+    if let Err(refused) = sim.faults().admit(&path, &TELEGRAM).await {
         return refused;
     }
     let params = match Params::from_request(&headers, uri.query(), body).await {

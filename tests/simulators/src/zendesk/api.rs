@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
@@ -15,12 +15,13 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::error::{ApiError, Zendesk};
+use super::error::{ApiError, ZENDESK};
 use super::model::{Fields, IdempotentResponse, Store, User};
 use super::util::{decode_cursor, encode_cursor, iso8601, with_query};
 use super::webhooks::{webhook_not_found, Webhook};
 use super::Simulator;
-use crate::kit::control::{self, ControlError};
+use crate::kit::control::{self, set, ControlError};
+use crate::kit::faults::{insert_headers, with_headers};
 use crate::kit::Budget;
 
 /// Shown in rate-limit headers when no budget is configured (Zendesk Enterprise's limit).
@@ -176,10 +177,7 @@ async fn admit(
     budget: Budget,
     path: &str,
 ) -> Result<(), Response> {
-    if let Some(refused) = budget.refusal(&Zendesk) {
-        return Err(refused);
-    }
-    sim.faults().admit(path, &Zendesk).await?;
+    sim.faults().admit_within(budget, path, &ZENDESK).await?;
     let principal = authenticate(sim, request.headers()).map_err(IntoResponse::into_response)?;
     if !principal.allows(request.method(), path) {
         return Err(ApiError::forbidden().into_response());
@@ -201,17 +199,18 @@ fn rate_headers(headers: &mut HeaderMap, budget: Budget, ticket_endpoint: bool) 
             retry_after_secs,
         } => (limit, 0, retry_after_secs),
     };
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(name, v);
-        }
-    };
-    set("x-rate-limit", limit.to_string());
-    set("x-rate-limit-remaining", remaining.to_string());
+    let account = [
+        ("x-rate-limit", limit),
+        ("x-rate-limit-remaining", remaining),
+    ];
+    insert_headers(headers, account.map(|(name, n)| (name, n.to_string())));
     if ticket_endpoint {
-        set("ratelimit-limit", limit.to_string());
-        set("ratelimit-remaining", remaining.to_string());
-        set("ratelimit-reset", reset.to_string());
+        let endpoint = [
+            ("ratelimit-limit", limit.to_string()),
+            ("ratelimit-remaining", remaining.to_string()),
+            ("ratelimit-reset", reset.to_string()),
+        ];
+        insert_headers(headers, endpoint);
     }
 }
 
@@ -315,10 +314,36 @@ fn paginate(
     url: &str,
     keep: &[(&str, String)],
 ) -> Result<Value, ApiError> {
+    let listing = Listing {
+        items,
+        q,
+        key,
+        url,
+        keep,
+    };
     if is_cursor_paged(q) {
-        cursor_page(items, q, key, url, keep)
+        cursor_page(listing)
     } else {
-        offset_page(items, q, key, url, keep)
+        offset_page(listing)
+    }
+}
+
+/// What [`paginate`] pages: the items in order, the request's query, the key the page goes
+/// under, the listing's URL and the filters its links keep.
+struct Listing<'a> {
+    items: Vec<(u64, Value)>,
+    q: &'a HashMap<String, String>,
+    key: &'a str,
+    url: &'a str,
+    keep: &'a [(&'a str, String)],
+}
+
+impl Listing<'_> {
+    /// The listing's URL with its filters and `paging` (the page's position and size).
+    fn link(&self, paging: [(&str, String); 2]) -> String {
+        let mut params: Vec<(&str, String)> = self.keep.to_vec();
+        params.extend(paging);
+        with_query(self.url, &params)
     }
 }
 
@@ -333,13 +358,8 @@ fn bad_page(description: &str) -> ApiError {
     ApiError::bad_request("InvalidPaginationParameter", description)
 }
 
-fn cursor_page(
-    items: Vec<(u64, Value)>,
-    q: &HashMap<String, String>,
-    key: &str,
-    url: &str,
-    keep: &[(&str, String)],
-) -> Result<Value, ApiError> {
+fn cursor_page(listing: Listing<'_>) -> Result<Value, ApiError> {
+    let (items, q, key) = (&listing.items, listing.q, listing.key);
     let size = match q.get("page[size]") {
         None => MAX_PAGE_SIZE,
         Some(s) => match s.parse::<usize>() {
@@ -370,12 +390,9 @@ fn cursor_page(
     let after = page.last().map(|(id, _)| encode_cursor(key, *id));
     let before = page.first().map(|(id, _)| encode_cursor(key, *id));
     let link = |name: &str, cursor: &Option<String>| {
-        cursor.as_ref().map(|c| {
-            let mut params: Vec<(&str, String)> = keep.to_vec();
-            params.push((name, c.clone()));
-            params.push(("page[size]", size.to_string()));
-            with_query(url, &params)
-        })
+        cursor
+            .as_ref()
+            .map(|c| listing.link([(name, c.clone()), ("page[size]", size.to_string())]))
     };
     let mut body = Map::new();
     body.insert(
@@ -393,13 +410,8 @@ fn cursor_page(
     Ok(Value::Object(body))
 }
 
-fn offset_page(
-    items: Vec<(u64, Value)>,
-    q: &HashMap<String, String>,
-    key: &str,
-    url: &str,
-    keep: &[(&str, String)],
-) -> Result<Value, ApiError> {
+fn offset_page(listing: Listing<'_>) -> Result<Value, ApiError> {
+    let (items, q, key) = (&listing.items, listing.q, listing.key);
     let number = |name: &str, default: usize| -> Result<usize, ApiError> {
         match q.get(name) {
             None => Ok(default),
@@ -420,12 +432,8 @@ fn offset_page(
     let count = items.len();
     let start = (page - 1).saturating_mul(per_page).min(count);
     let end = (start + per_page).min(count);
-    let link = |p: usize| {
-        let mut params: Vec<(&str, String)> = keep.to_vec();
-        params.push(("page", p.to_string()));
-        params.push(("per_page", per_page.to_string()));
-        with_query(url, &params)
-    };
+    let link =
+        |p: usize| listing.link([("page", p.to_string()), ("per_page", per_page.to_string())]);
     let next = (end < count && page < MAX_OFFSET_PAGE).then(|| link(page + 1));
     let previous = (page > 1).then(|| link(page - 1));
     let mut body = Map::new();
@@ -442,17 +450,10 @@ fn offset_page(
 // ----- tickets -------------------------------------------------------------------------------
 
 fn created(body: Value, location: String, lookup: Option<&str>) -> Response {
-    let mut response = (StatusCode::CREATED, Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(LOCATION, v);
-    }
-    if let Some(lookup) = lookup {
-        response.headers_mut().insert(
-            "x-idempotency-lookup",
-            HeaderValue::from_static(if lookup == "hit" { "hit" } else { "miss" }),
-        );
-    }
-    response
+    let lookup = lookup.map(|l| if l == "hit" { "hit" } else { "miss" });
+    let lookup = lookup.map(|l| (HeaderName::from_static("x-idempotency-lookup"), l));
+    let response = (StatusCode::CREATED, Json(body)).into_response();
+    with_headers(with_headers(response, [(LOCATION, location)]), lookup)
 }
 
 async fn create_ticket(
@@ -1307,33 +1308,21 @@ pub(super) fn apply_config(sim: &Simulator, patch: &control::Patch) -> Result<()
     let ttl = patch.number("idempotency_ttl_secs")?;
     let retries = patch.limit("webhook_max_retries")?;
     let delay = patch.number("webhook_retry_delay_ms")?;
+    let page = page.map(|v| {
+        usize::try_from(v)
+            .unwrap_or(MAX_EXPORT_PAGE)
+            .clamp(1, MAX_EXPORT_PAGE)
+    });
     sim.update_config(|c| {
-        if let Some(v) = rate {
-            c.rate_limit_per_minute = v;
-        }
-        if let Some(v) = page {
-            c.export_page_size = usize::try_from(v)
-                .unwrap_or(MAX_EXPORT_PAGE)
-                .clamp(1, MAX_EXPORT_PAGE);
-        }
-        if let Some(v) = window {
-            c.export_window_secs = v.unwrap_or(0);
-        }
-        if let Some(v) = export_limit {
-            c.export_rate_limit_per_minute = v;
-        }
-        if let Some(v) = update_limit {
-            c.ticket_update_limit = v;
-        }
-        if let Some(v) = ttl {
-            c.idempotency_ttl = Duration::from_secs(v);
-        }
-        if let Some(Some(v)) = retries {
-            c.webhook_max_retries = v;
-        }
-        if let Some(v) = delay {
-            c.webhook_retry_delay = Duration::from_millis(v);
-        }
+        set(&mut c.rate_limit_per_minute, rate);
+        set(&mut c.export_page_size, page);
+        set(&mut c.export_window_secs, window.map(|v| v.unwrap_or(0)));
+        set(&mut c.export_rate_limit_per_minute, export_limit);
+        set(&mut c.ticket_update_limit, update_limit);
+        set(&mut c.idempotency_ttl, ttl.map(Duration::from_secs));
+        // `null` cannot lift the retries: they are a count, not a limit.
+        set(&mut c.webhook_max_retries, retries.flatten());
+        set(&mut c.webhook_retry_delay, delay.map(Duration::from_millis));
     });
     Ok(())
 }

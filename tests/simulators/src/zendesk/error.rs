@@ -2,10 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+
+use crate::kit::faults::{with_headers, Answers, Refusals};
 
 /// An error answer: status, Zendesk's JSON body, and any extra headers (Retry-After).
 #[derive(Debug, Clone)]
@@ -77,8 +79,19 @@ impl ApiError {
         )
     }
 
+    /// An endpoint-specific limit (exports, per-ticket updates) is spent.
+    pub(crate) fn endpoint_rate_limited(retry_after_secs: u64, description: &str) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"error": "TooManyRequests", "description": description}),
+        )
+        .with_retry_after(retry_after_secs)
+    }
+}
+
+impl Refusals for ApiError {
     /// The account-wide per-minute budget is spent.
-    pub(crate) fn rate_limited(retry_after_secs: u64) -> Self {
+    fn rate_limited(retry_after_secs: u64) -> Self {
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             json!({
@@ -89,17 +102,8 @@ impl ApiError {
         .with_retry_after(retry_after_secs)
     }
 
-    /// An endpoint-specific limit (exports, per-ticket updates) is spent.
-    pub(crate) fn endpoint_rate_limited(retry_after_secs: u64, description: &str) -> Self {
-        Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            json!({"error": "TooManyRequests", "description": description}),
-        )
-        .with_retry_after(retry_after_secs)
-    }
-
     /// A body for an injected fault with this status code.
-    pub(crate) fn injected(status: u16) -> Self {
+    fn injected(status: u16) -> Self {
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         match code.as_u16() {
             400 => Self::bad_request("InvalidEndpoint", "Bad request"),
@@ -128,29 +132,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(self.body)).into_response();
-        for (name, value) in self.headers {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                response.headers_mut().insert(name, v);
-            }
-        }
-        response
+        with_headers((self.status, Json(self.body)).into_response(), self.headers)
     }
 }
 
 /// How Zendesk refuses, for the kit's fault layer: 429 with `Retry-After` and its
 /// `RateLimited` body, and its bodies for injected statuses.
-pub(crate) struct Zendesk;
-
-impl crate::kit::VendorErrors for Zendesk {
-    fn rate_limited(&self, retry_after_secs: u64) -> Response {
-        ApiError::rate_limited(retry_after_secs).into_response()
-    }
-
-    fn status(&self, status: u16) -> Response {
-        ApiError::injected(status).into_response()
-    }
-}
+pub(crate) const ZENDESK: Answers<ApiError> = Answers::new();
 
 /// Field-keyed validation problems, rendered as Zendesk's 422 `RecordInvalid`.
 #[derive(Debug, Default)]

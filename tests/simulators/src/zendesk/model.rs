@@ -11,6 +11,8 @@ use super::error::{ApiError, Details};
 use super::util::{html_from_text, iso8601, strip_html};
 use super::webhooks::Webhook;
 use super::Config;
+use crate::kit::control::set;
+use crate::kit::json;
 
 pub(crate) const STATUSES: [&str; 6] = ["new", "open", "pending", "hold", "solved", "closed"];
 pub(crate) const PRIORITIES: [&str; 4] = ["urgent", "high", "normal", "low"];
@@ -307,23 +309,17 @@ impl<'a> Fields<'a> {
         let raw: Vec<String> = match self.map.get(key)? {
             Value::Null => Vec::new(),
             Value::String(s) => vec![s.clone()],
-            Value::Array(items) => {
-                let mut out = Vec::new();
-                for item in items {
-                    match item {
-                        Value::String(s) => out.push(s.clone()),
-                        _ => {
-                            d.add(
-                                key,
-                                "InvalidValue",
-                                format!("{}: must be strings", label(key)),
-                            );
-                            return None;
-                        }
-                    }
+            Value::Array(items) => match json::strings(items) {
+                Some(out) => out,
+                None => {
+                    d.add(
+                        key,
+                        "InvalidValue",
+                        format!("{}: must be strings", label(key)),
+                    );
+                    return None;
                 }
-                out
-            }
+            },
             _ => {
                 d.add(
                     key,
@@ -641,9 +637,7 @@ impl Store {
             if let Some(external_id) = external_id {
                 self.set_user_external_id(&mut user, external_id);
             }
-            if let Some(role) = role {
-                user.role = role;
-            }
+            set(&mut user.role, role);
             user.updated_at = now;
         }
         if let Some(email) = email {
@@ -1316,23 +1310,12 @@ impl Store {
     }
 
     pub(crate) fn comment_json(&self, c: &Comment) -> Value {
-        json!({
-            "id": c.id,
-            "type": "Comment",
-            "author_id": c.author_id,
-            "body": c.body,
-            "html_body": c.html_body,
-            "plain_body": c.body,
-            "public": c.public,
-            "attachments": [],
-            "audit_id": c.audit_id,
-            "via": c.channel.via(),
-            "created_at": iso8601(c.created_at),
-            "metadata": {
-                "system": {"client": "switchboard-simulator", "ip_address": "127.0.0.1", "location": "", "latitude": null, "longitude": null},
-                "custom": {},
-            },
-        })
+        let mut v = comment_fields(c);
+        v["metadata"] = json!({
+            "system": {"client": "switchboard-simulator", "ip_address": "127.0.0.1", "location": "", "latitude": null, "longitude": null},
+            "custom": {},
+        });
+        v
     }
 
     pub(crate) fn user_json(&self, u: &User, base: &str) -> Value {
@@ -1441,20 +1424,9 @@ impl Store {
                     comment_present = true;
                     comment_public |= c.public;
                     if include_comments {
-                        children.push(json!({
-                            "id": c.id,
-                            "event_type": "Comment",
-                            "type": "Comment",
-                            "author_id": c.author_id,
-                            "body": c.body,
-                            "html_body": c.html_body,
-                            "plain_body": c.body,
-                            "public": c.public,
-                            "attachments": [],
-                            "audit_id": c.audit_id,
-                            "via": c.channel.via(),
-                            "created_at": iso8601(c.created_at),
-                        }));
+                        let mut child = comment_fields(c);
+                        child["event_type"] = json!("Comment");
+                        children.push(child);
                     }
                 }
                 AuditEvent::Create { id, field, value } => {
@@ -1618,4 +1590,22 @@ fn valid_email(email: &str) -> bool {
         }
         None => false,
     }
+}
+
+/// What a comment shows both in the comments list and as a `ticket_events` child (JSON
+/// objects keep their keys sorted, so adding fields later changes no order).
+fn comment_fields(c: &Comment) -> Value {
+    json!({
+        "id": c.id,
+        "type": "Comment",
+        "author_id": c.author_id,
+        "body": c.body,
+        "html_body": c.html_body,
+        "plain_body": c.body,
+        "public": c.public,
+        "attachments": [],
+        "audit_id": c.audit_id,
+        "via": c.channel.via(),
+        "created_at": iso8601(c.created_at),
+    })
 }

@@ -49,27 +49,11 @@ pub(crate) fn pseudo_secret(seed: u64, now_ms: i64) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(format!("secret:{seed}:{now_ms}")))
 }
 
-/// Strips HTML tags and decodes the few entities our own `html_body` rendering produces.
+/// Strips HTML tags and decodes the few entities our own `html_body` rendering produces,
+/// keeping paragraph and line breaks as text.
 pub(crate) fn strip_html(html: &str) -> String {
-    // Keep paragraph and line breaks as text before dropping the tags.
-    let html = html
-        .replace("</p><p>", "\n\n")
-        .replace("<br>", "\n")
-        .replace("<br/>", "\n");
-    let mut out = String::with_capacity(html.len());
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => in_tag = false,
-            _ if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&amp;", "&")
+    let breaks = [("</p><p>", "\n\n"), ("<br>", "\n"), ("<br/>", "\n")];
+    crate::kit::html::text_of(html, &breaks, &[])
 }
 
 /// Renders a plain-text comment body the way Zendesk's `html_body` wraps it.

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 
 use super::{body_object, object_of, ok, selected_fields, ApiError, ApiResult, Ctx, Params};
 use crate::salesforce::schema::Object;
-use crate::salesforce::store::{Store, Upsert};
+use crate::salesforce::store::{Store, Upsert, Writer};
 use crate::salesforce::Simulator;
 
 /// Records (or ids) one call may carry.
@@ -193,26 +193,26 @@ pub(super) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    check_version(&ctx, FIRST_VERSION)?;
-    let (all_or_none, records) = parse_batch(&headers, &body)?;
-    let now = sim.now_ms();
-    let writer = ctx.writer();
-    let mut store = sim.store();
-    let results = run(&mut store, all_or_none, false, records.len(), |store, i| {
-        let record = &records[i];
-        let fail = |error| Failure { id: None, error };
-        let object = record_type(record).map_err(fail)?;
-        if let (Some(_), _) = split_id(record) {
-            return Err(Failure::new(
-                None,
-                "INVALID_FIELD",
-                "cannot specify Id in an insert call",
-            ));
-        }
-        let id = store.insert(object, record, &writer, now).map_err(fail)?;
-        Ok(success_json(&id, None))
-    });
-    ok(Value::Array(results))
+    write_batch(
+        &sim,
+        &ctx,
+        &headers,
+        &body,
+        false,
+        |store, record, writer, now| {
+            let fail = |error| Failure { id: None, error };
+            let object = record_type(record).map_err(fail)?;
+            if let (Some(_), _) = split_id(record) {
+                return Err(Failure::new(
+                    None,
+                    "INVALID_FIELD",
+                    "cannot specify Id in an insert call",
+                ));
+            }
+            let id = store.insert(object, record, writer, now).map_err(fail)?;
+            Ok(success_json(&id, None))
+        },
+    )
 }
 
 /// `PATCH /composite/sobjects`: updates records by `id`.
@@ -222,30 +222,56 @@ pub(super) async fn update(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    check_version(&ctx, FIRST_VERSION)?;
-    let (all_or_none, records) = parse_batch(&headers, &body)?;
+    write_batch(
+        &sim,
+        &ctx,
+        &headers,
+        &body,
+        true,
+        |store, record, writer, now| {
+            let (id, fields) = split_id(record);
+            let Some(id) = id else {
+                return Err(Failure::new(
+                    None,
+                    "MISSING_ARGUMENT",
+                    "Id not specified in an update call",
+                ));
+            };
+            let fail = |error| Failure {
+                id: Some(id.clone()),
+                error,
+            };
+            let object = record_type(record).map_err(fail)?;
+            let id = store
+                .update(object, &id, &fields, writer, now)
+                .map_err(fail)?;
+            Ok(success_json(&id, None))
+        },
+    )
+}
+
+/// The frame of a composite create or update: the version check, the batch, then `write`
+/// (store, record, writer, now) for each record under one lock, answered with the results.
+fn write_batch(
+    sim: &Simulator,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    body: &Bytes,
+    ids_survive: bool,
+    mut write: impl FnMut(&mut Store, &Map<String, Value>, &Writer, i64) -> Result<Value, Failure>,
+) -> ApiResult {
+    check_version(ctx, FIRST_VERSION)?;
+    let (all_or_none, records) = parse_batch(headers, body)?;
     let now = sim.now_ms();
     let writer = ctx.writer();
     let mut store = sim.store();
-    let results = run(&mut store, all_or_none, true, records.len(), |store, i| {
-        let (id, fields) = split_id(&records[i]);
-        let Some(id) = id else {
-            return Err(Failure::new(
-                None,
-                "MISSING_ARGUMENT",
-                "Id not specified in an update call",
-            ));
-        };
-        let fail = |error| Failure {
-            id: Some(id.clone()),
-            error,
-        };
-        let object = record_type(&records[i]).map_err(fail)?;
-        let id = store
-            .update(object, &id, &fields, &writer, now)
-            .map_err(fail)?;
-        Ok(success_json(&id, None))
-    });
+    let results = run(
+        &mut store,
+        all_or_none,
+        ids_survive,
+        records.len(),
+        |store, i| write(store, &records[i], &writer, now),
+    );
     ok(Value::Array(results))
 }
 
