@@ -122,14 +122,14 @@ mod webhooks;
 mod whatsapp;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::kit::control::{ControlError, Patch};
-use crate::kit::{lock, Base, Simulated};
+use crate::kit::control::ControlError;
+use crate::kit::lock;
 pub use control::{CustomerMessage, InstagramMessage};
 pub use error::{usage_headers, GraphError};
 pub use model::SentMessage;
@@ -249,30 +249,25 @@ struct Callback {
     url: String,
 }
 
-pub(crate) struct Inner {
-    base: Base,
-    store: Mutex<Store>,
-    http: reqwest::Client,
-    callback: Mutex<Option<Callback>>,
-    deliveries: Arc<Mutex<Vec<WebhookDelivery>>>,
-    /// Events waiting for the batch window to close.
-    pending: Mutex<Vec<Event>>,
-    flush_scheduled: AtomicBool,
-    /// Payload indexes (into `deliveries`) for the delivery worker, in order.
-    queue: OnceLock<mpsc::UnboundedSender<usize>>,
-    sequence: AtomicU64,
-}
-
-/// An in-memory Page behind a Graph API router. Cloning shares the Page.
-#[derive(Clone)]
-pub struct Simulator {
-    inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for Simulator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("meta::Simulator").finish_non_exhaustive()
-    }
+crate::kit::account_simulator! {
+    /// An in-memory Page (with its Instagram account and WhatsApp number) behind a Graph API
+    /// router. Cloning shares it.
+    name: "meta", budget: |_c| None, window: crate::kit::MINUTE,
+    extra: {
+        http: reqwest::Client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap_or_default(),
+        /// Where deliveries go, once the handshake passed.
+        callback: Mutex<Option<Callback>> = Mutex::new(None),
+        deliveries: Arc<Mutex<Vec<WebhookDelivery>>> = Arc::default(),
+        /// Events waiting for the batch window to close.
+        pending: Mutex<Vec<Event>> = Mutex::new(Vec::new()),
+        flush_scheduled: AtomicBool = AtomicBool::new(false),
+        /// Payload indexes (into `deliveries`) for the delivery worker, in order.
+        queue: OnceLock<mpsc::UnboundedSender<usize>> = OnceLock::new(),
+        sequence: AtomicU64 = AtomicU64::new(1),
+    },
 }
 
 impl Default for Simulator {
@@ -283,39 +278,7 @@ impl Default for Simulator {
 
 impl Simulator {
     pub fn new(config: Config) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                base: Base::default(),
-                store: Mutex::new(Store::new(config)),
-                http: reqwest::Client::builder()
-                    .no_proxy()
-                    .build()
-                    .unwrap_or_default(),
-                callback: Mutex::new(None),
-                deliveries: Arc::default(),
-                pending: Mutex::new(Vec::new()),
-                flush_scheduled: AtomicBool::new(false),
-                queue: OnceLock::new(),
-                sequence: AtomicU64::new(1),
-            }),
-        }
-    }
-
-    /// The Graph routes plus the `/_control/*` routes.
-    pub fn router(&self) -> axum::Router {
-        api::router(self.clone())
-    }
-
-    crate::kit::simulator_methods!("meta");
-
-    /// A copy of the settings.
-    pub fn config(&self) -> Config {
-        self.store().config.clone()
-    }
-
-    /// Changes settings at runtime.
-    pub fn update_config(&self, change: impl FnOnce(&mut Config)) {
-        change(&mut self.store().config);
+        Self::start(config, |config, _| Store::new(config))
     }
 
     /// Runs the verification handshake against `callback_url` and, when it passes, sends
@@ -346,14 +309,6 @@ impl Simulator {
     }
 
     // ----- internals ------------------------------------------------------------------------
-
-    fn store(&self) -> MutexGuard<'_, Store> {
-        lock(&self.inner.store)
-    }
-
-    fn now_ms(&self) -> i64 {
-        self.inner.base.clock.now_ms()
-    }
 
     /// Runs a change under the lock, then hands the events it produced to delivery.
     fn mutate<T>(&self, change: impl FnOnce(&mut Store, i64) -> T) -> T {
@@ -594,12 +549,9 @@ fn whatsapp_payload(waba_id: &str, events: &[Event]) -> Value {
     json!({"object": "whatsapp_business_account", "entry": [{"id": waba_id, "changes": changes}]})
 }
 
-impl Simulated for Simulator {
-    fn base(&self) -> &Base {
-        &self.inner.base
-    }
-
-    fn control_state(&self) -> Value {
+impl Simulator {
+    /// The counters `GET /_control/state` shows.
+    fn counts(&self) -> Value {
         let store = self.store();
         let deliveries = lock(&self.inner.deliveries);
         json!({
@@ -609,68 +561,11 @@ impl Simulated for Simulator {
             "comments": store.comments.len(),
             "sent": store.sent.len(),
             "sent_while_standby": store.sent.iter().filter(|s| s.while_standby).count(),
+            "whatsapp_sent": store.whatsapp.sent.len(),
             "webhook_deliveries": deliveries.len(),
             "webhook_undelivered": deliveries.iter().filter(|d| !d.delivered).count(),
             "callback": lock(&self.inner.callback).as_ref().map(|c| c.url.clone()),
         })
-    }
-
-    fn control_config(&self) -> Value {
-        let c = &self.store().config;
-        json!({
-            "human_agent": c.human_agent,
-            "auto_delivery": c.auto_delivery,
-            "throttle_code": c.throttle_code,
-            "batch_window_ms": u64::try_from(c.batch_window.as_millis()).unwrap_or(u64::MAX),
-            "subscribed_fields": c.subscribed_fields,
-            "whatsapp_shuffle_statuses": c.whatsapp_shuffle_statuses,
-            "whatsapp_pair_interval_ms": c.whatsapp_pair_interval
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            "whatsapp_templates": c.whatsapp_templates,
-            "conversations_per_second": c.conversations_per_second,
-        })
-    }
-
-    fn patch_config(&self, patch: &Patch) -> Result<(), ControlError> {
-        let human_agent = patch.flag("human_agent")?;
-        let auto_delivery = patch.flag("auto_delivery")?;
-        let throttle_code = patch.number("throttle_code")?;
-        let window = patch.number("batch_window_ms")?;
-        let fields = patch.strings("subscribed_fields")?;
-        let shuffle = patch.flag("whatsapp_shuffle_statuses")?;
-        let pair = patch.nullable("whatsapp_pair_interval_ms")?;
-        let templates = patch.strings("whatsapp_templates")?;
-        let conversations = patch.limit("conversations_per_second")?;
-        let mut store = self.store();
-        let c = &mut store.config;
-        if let Some(v) = human_agent {
-            c.human_agent = v;
-        }
-        if let Some(v) = auto_delivery {
-            c.auto_delivery = v;
-        }
-        if let Some(v) = throttle_code {
-            c.throttle_code = u32::try_from(v).unwrap_or(u32::MAX);
-        }
-        if let Some(ms) = window {
-            c.batch_window = Duration::from_millis(ms);
-        }
-        if let Some(v) = fields {
-            c.subscribed_fields = v;
-        }
-        if let Some(v) = shuffle {
-            c.whatsapp_shuffle_statuses = v;
-        }
-        if let Some(v) = pair {
-            c.whatsapp_pair_interval = v.map(Duration::from_millis);
-        }
-        if let Some(v) = templates {
-            c.whatsapp_templates = v;
-        }
-        if let Some(v) = conversations {
-            c.conversations_per_second = v;
-        }
-        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 //! gate (faults, token, budget) and the endpoints behind it.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -16,6 +17,7 @@ use super::error::{usage_headers, Graph, GraphError};
 use super::model::{graph_time, Channel, Fields, Recipient, Send, Store};
 use super::oauth::{self, Holder};
 use super::Simulator;
+use crate::kit::control::{ControlError, Patch};
 use crate::kit::faults::Budget;
 use crate::kit::{control, Simulated};
 
@@ -327,6 +329,66 @@ fn route(sim: &Simulator, r: &Request) -> Result<Value, GraphError> {
         }
         _ => Err(GraphError::unknown_path()),
     }
+}
+
+/// The runtime settings `/_control/config` shows and changes.
+pub(crate) fn config_json(sim: &Simulator) -> Value {
+    let c = &sim.store().config;
+    json!({
+        "human_agent": c.human_agent,
+        "auto_delivery": c.auto_delivery,
+        "throttle_code": c.throttle_code,
+        "batch_window_ms": u64::try_from(c.batch_window.as_millis()).unwrap_or(u64::MAX),
+        "subscribed_fields": c.subscribed_fields,
+        "whatsapp_shuffle_statuses": c.whatsapp_shuffle_statuses,
+        "whatsapp_pair_interval_ms": c.whatsapp_pair_interval
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        "whatsapp_templates": c.whatsapp_templates,
+        "conversations_per_second": c.conversations_per_second,
+    })
+}
+
+/// Applies `POST /_control/config`.
+pub(crate) fn apply_config(sim: &Simulator, patch: &Patch) -> Result<(), ControlError> {
+    let human_agent = patch.flag("human_agent")?;
+    let auto_delivery = patch.flag("auto_delivery")?;
+    let throttle_code = patch.number("throttle_code")?;
+    let window = patch.number("batch_window_ms")?;
+    let fields = patch.strings("subscribed_fields")?;
+    let shuffle = patch.flag("whatsapp_shuffle_statuses")?;
+    let pair = patch.nullable("whatsapp_pair_interval_ms")?;
+    let templates = patch.strings("whatsapp_templates")?;
+    let conversations = patch.limit("conversations_per_second")?;
+    let mut store = sim.store();
+    let c = &mut store.config;
+    if let Some(v) = human_agent {
+        c.human_agent = v;
+    }
+    if let Some(v) = auto_delivery {
+        c.auto_delivery = v;
+    }
+    if let Some(v) = throttle_code {
+        c.throttle_code = u32::try_from(v).unwrap_or(u32::MAX);
+    }
+    if let Some(ms) = window {
+        c.batch_window = Duration::from_millis(ms);
+    }
+    if let Some(v) = fields {
+        c.subscribed_fields = v;
+    }
+    if let Some(v) = shuffle {
+        c.whatsapp_shuffle_statuses = v;
+    }
+    if let Some(v) = pair {
+        c.whatsapp_pair_interval = v.map(Duration::from_millis);
+    }
+    if let Some(v) = templates {
+        c.whatsapp_templates = v;
+    }
+    if let Some(v) = conversations {
+        c.conversations_per_second = v;
+    }
+    Ok(())
 }
 
 // ----- Send API ------------------------------------------------------------------------------
