@@ -104,6 +104,14 @@ struct Args {
     /// (port 0 picks a free port).
     #[arg(long, env = "SWITCHBOARD_SIM_META_ADDR")]
     meta_addr: Option<SocketAddr>,
+
+    /// The Meta app secret webhooks are signed with (`X-Hub-Signature-256`).
+    #[arg(long, env = "SWITCHBOARD_SIM_META_APP_SECRET")]
+    meta_app_secret: Option<String>,
+
+    /// The Page access token Graph clients must present.
+    #[arg(long, env = "SWITCHBOARD_SIM_META_PAGE_TOKEN")]
+    meta_page_token: Option<String>,
 }
 
 #[tokio::main]
@@ -170,7 +178,9 @@ async fn main() -> anyhow::Result<()> {
     }
 
     if let Some(addr) = args.meta_addr {
-        let config = meta::Config::default();
+        let mut config = meta::Config::default();
+        set(&mut config.app_secret, args.meta_app_secret);
+        set(&mut config.page_access_token, args.meta_page_token);
         tracing::info!(page_id = %config.page_id, app_id = %config.app_id, "meta simulator ready");
         let served = meta::Simulator::new(config).serve(addr).await;
         started(&mut servers, "meta", "Meta", served)?;
