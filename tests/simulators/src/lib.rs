@@ -10,6 +10,7 @@ pub use kit::faults;
 
 pub mod freshdesk;
 pub mod kit;
+pub mod meta;
 pub mod salesforce;
 pub mod telegram;
 pub mod zendesk;

@@ -15,14 +15,14 @@ use anyhow::{bail, Context};
 use clap::{ArgGroup, Parser};
 use switchboard_simulators::kit::control::set;
 use switchboard_simulators::kit::Served;
-use switchboard_simulators::{freshdesk, salesforce, telegram, zendesk};
+use switchboard_simulators::{freshdesk, meta, salesforce, telegram, zendesk};
 use tokio::task::{JoinHandle, JoinSet};
 
 #[derive(Debug, Parser)]
 #[command(
     version,
     about = "In-memory simulators of the Telegram Bot API, the Zendesk Support API and the Freshdesk API",
-    group(ArgGroup::new("simulators").required(true).multiple(true).args(["telegram_addr", "zendesk_addr", "freshdesk_addr", "salesforce_addr"]))
+    group(ArgGroup::new("simulators").required(true).multiple(true).args(["telegram_addr", "zendesk_addr", "freshdesk_addr", "salesforce_addr", "meta_addr"]))
 )]
 struct Args {
     /// Serve the Telegram Bot API simulator here (port 0 picks a free port).
@@ -99,6 +99,19 @@ struct Args {
     /// Rotate refresh tokens on every refresh.
     #[arg(long, env = "SWITCHBOARD_SIM_SALESFORCE_ROTATE_REFRESH_TOKENS")]
     salesforce_rotate_refresh_tokens: bool,
+
+    /// Serve the Meta Graph API simulator (Messenger, Page comments, Instagram, WhatsApp) here
+    /// (port 0 picks a free port).
+    #[arg(long, env = "SWITCHBOARD_SIM_META_ADDR")]
+    meta_addr: Option<SocketAddr>,
+
+    /// The Meta app secret webhooks are signed with (`X-Hub-Signature-256`).
+    #[arg(long, env = "SWITCHBOARD_SIM_META_APP_SECRET")]
+    meta_app_secret: Option<String>,
+
+    /// The Page access token Graph clients must present.
+    #[arg(long, env = "SWITCHBOARD_SIM_META_PAGE_TOKEN")]
+    meta_page_token: Option<String>,
 }
 
 #[tokio::main]
@@ -162,6 +175,15 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(consumer_key = %config.consumer_key, username = %config.integration_username, "salesforce simulator ready");
         let served = salesforce::Simulator::new(config).serve(addr).await;
         started(&mut servers, "salesforce", "Salesforce", served)?;
+    }
+
+    if let Some(addr) = args.meta_addr {
+        let mut config = meta::Config::default();
+        set(&mut config.app_secret, args.meta_app_secret);
+        set(&mut config.page_access_token, args.meta_page_token);
+        tracing::info!(page_id = %config.page_id, app_id = %config.app_id, "meta simulator ready");
+        let served = meta::Simulator::new(config).serve(addr).await;
+        started(&mut servers, "meta", "Meta", served)?;
     }
 
     // Run until Ctrl-C, or until a server dies (it logged why).
