@@ -1,5 +1,5 @@
 //! The vendors' own client libraries against the simulators: node-zendesk, freshdesk-api,
-//! jsforce and python-telegram-bot, each driven by a script under `tests/clients/` that makes the
+//! jsforce, Meta's facebook-nodejs-business-sdk and python-telegram-bot, each driven by a script under `tests/clients/` that makes the
 //! calls a real integration makes and exits non-zero, saying what broke, on any failure.
 //!
 //! The clients are installed by `scripts/clients.sh` (pinned versions; `scripts/test.sh` runs it
@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use switchboard_simulators::{freshdesk, salesforce, telegram, zendesk};
+use switchboard_simulators::{freshdesk, meta, salesforce, telegram, zendesk};
 use tokio::process::Command;
 
 /// How long one client script may run.
@@ -85,6 +85,20 @@ async fn node_zendesk_against_the_zendesk_simulator() {
         &[format!("http://{addr}"), email, token],
     )
     .await;
+}
+
+#[tokio::test]
+async fn facebook_business_sdk_against_the_meta_simulator() {
+    if !clients_ready() {
+        return;
+    }
+    let config = meta::Config::default();
+    let (page, token) = (config.page_id.clone(), config.page_access_token.clone());
+    let (addr, _server) = meta::Simulator::new(config)
+        .serve(local())
+        .await
+        .expect("serve meta");
+    run_client("node", "meta.mjs", &[format!("http://{addr}"), page, token]).await;
 }
 
 #[tokio::test]
