@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the vendors' official client libraries that tests/simulators/tests/official_clients.rs
-# runs against the simulators: node-zendesk, freshdesk-api, jsforce and facebook-nodejs-business-sdk from npm (pinned in
-# tests/clients/package-lock.json, into tests/clients/node_modules) and python-telegram-bot from
+# runs against the simulators: node-zendesk, freshdesk-api, jsforce and
+# facebook-nodejs-business-sdk from npm (pinned in tests/clients/package-lock.json, into
+# tests/clients/node_modules) and python-telegram-bot from
 # PyPI (pinned in tests/clients/requirements.txt, into tests/clients/.venv). Idempotent: a part
 # whose pins did not change since its last install is skipped. Needs node/npm (>= 20) and
 # python3 with venv, which this machine kind has.
