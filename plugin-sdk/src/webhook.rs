@@ -1,6 +1,6 @@
 //! Helpers for answering webhook requests.
 
-use crate::{WebhookRequest, WebhookResponse};
+use crate::{signature, ConnectorError, Result, WebhookRequest, WebhookResponse};
 
 /// A plain `200 OK` with an empty body: what most networks expect once a delivery is taken.
 pub fn ok() -> WebhookResponse {
@@ -50,6 +50,38 @@ pub fn header<'a>(req: &'a WebhookRequest, name: &str) -> Option<&'a str> {
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
+}
+
+/// Checks a delivery signed the common way: header `name` holds the hex HMAC-SHA256 of the
+/// raw body under `secret`, with or without a `sha256=` prefix (Meta's
+/// `X-Hub-Signature-256`, for one). No secret, no header or a wrong signature is
+/// `unauthorized`, saying which; the comparison is constant-time.
+///
+/// ```
+/// # use switchboard_plugin_sdk::{signature, webhook};
+/// let body = br#"{"messages":[]}"#;
+/// let signed = format!("sha256={}", hex::encode(signature::hmac_sha256(b"s3cret", body)));
+/// let delivery = webhook::post(&[("X-Signature", signed.as_str())], body.to_vec());
+/// assert!(webhook::verify_hmac_sha256_hex(&delivery, "x-signature", Some("s3cret")).is_ok());
+/// assert!(webhook::verify_hmac_sha256_hex(&delivery, "x-signature", Some("other")).is_err());
+/// assert!(webhook::verify_hmac_sha256_hex(&delivery, "x-signature", None).is_err());
+/// ```
+pub fn verify_hmac_sha256_hex(
+    request: &WebhookRequest,
+    name: &str,
+    secret: Option<&str>,
+) -> Result<()> {
+    let secret = secret.ok_or_else(|| {
+        ConnectorError::unauthorized("no webhook secret is set: deliveries cannot be verified")
+    })?;
+    let signed = header(request, name)
+        .ok_or_else(|| ConnectorError::unauthorized("the delivery is not signed"))?;
+    if !signature::verify_hmac_sha256_hex(secret.as_bytes(), &request.body, signed) {
+        return Err(ConnectorError::unauthorized(
+            "the delivery's signature does not match the webhook secret",
+        ));
+    }
+    Ok(())
 }
 
 /// The first value of query parameter `name`, percent-decoded (`+` counts as a space, as in

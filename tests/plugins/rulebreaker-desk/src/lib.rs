@@ -191,16 +191,11 @@ impl HelpdeskConnector for Connector {
     }
 
     fn handle_webhook(ctx: &Context, request: WebhookRequest) -> Result<WebhookOutcome> {
-        let secret = ctx.setting(settings::WEBHOOK_SECRET).ok_or_else(|| {
-            ConnectorError::unauthorized("no webhook secret is set: deliveries cannot be verified")
-        })?;
-        let signature = webhook::header(&request, "x-signature")
-            .ok_or_else(|| ConnectorError::unauthorized("the delivery is not signed"))?;
-        if !signature::verify_hmac_sha256_hex(secret.as_bytes(), &request.body, signature) {
-            return Err(ConnectorError::unauthorized(
-                "the delivery's signature does not match the webhook secret",
-            ));
-        }
+        webhook::verify_hmac_sha256_hex(
+            &request,
+            "x-signature",
+            ctx.setting(settings::WEBHOOK_SECRET),
+        )?;
         let delivery: Delivery = serde_json::from_slice(&request.body)?;
         Ok(WebhookOutcome {
             response: webhook::ok(),
